@@ -1,0 +1,86 @@
+/*
+ * main.c: the lamina command line, the control plane.  Each subcommand
+ * lives in its own cmd_*.c file; this file only dispatches.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+} commands[] = {
+	{ "slice", cmd_slice, "cut an ONNX model into per-layer ONNX models" },
+	{ "inspect", cmd_inspect,
+	  "show the layers of a model or a slice folder" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: lamina COMMAND [OPTIONS] ...\n\n"
+		   "lamina slices a trained network into layers, places them "
+		   "on devices and\nserves it through a pipeline of "
+		   "dataplane workers.\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-10s %s\n", commands[i].name,
+			commands[i].summary);
+	fprintf(f, "\n'lamina COMMAND --help' describes a command.\n");
+}
+
+int cli_error(const char *cmd, const lm_error *e)
+{
+	fprintf(stderr, "lamina %s: %s\n", cmd, e->msg);
+	return 1;
+}
+
+int cli_errorf(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "lamina %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+const char *cli_bytes(double bytes, char *buf, size_t len)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int u = 0;
+	while (bytes >= 1024 && u < 4) {
+		bytes /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%.0f B", bytes);
+	else
+		snprintf(buf, len, "%.1f %s", bytes, units[u]);
+	return buf;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
+	    !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("lamina 0.1.0\n");
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "lamina: unknown command '%s'\n\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,130 @@
+/*
+ * gemm.c: matrix products (Gemm, MatMul): output shapes and FLOP counts.
+ * Both head a layer.
+ *
+ * Gemm is Y = alpha * op(A) * op(B) + beta * C with A and B of rank 2 and C
+ * broadcast to (M, N).  MatMul follows numpy.matmul: 1-D operands gain a
+ * dimension that is dropped again, leading (batch) dims broadcast.
+ */
+#include "ops.h"
+
+#include <string.h>
+
+static int gemm_infer(lm_graph *g, lm_node *n, lm_error *e)
+{
+	lm_value *a, *b, *c;
+	int rc;
+
+	if ((rc = lm_ops_arity(g, n, 2, 3, 1, 1, e)) ||
+	    (rc = lm_ops_in(g, n, 0, &a, e)) ||
+	    (rc = lm_ops_in(g, n, 1, &b, e)) ||
+	    (rc = lm_ops_opt(g, n, 2, &c, e)))
+		return rc;
+	if (a->rank != 2 || b->rank != 2)
+		return lm_ops_fail(e, g, n, -EINVAL, "inputs '%s' and '%s' "
+				   "have ranks %d and %d, expected 2 and 2",
+				   a->name, b->name, a->rank, b->rank);
+	if ((rc = lm_ops_same_type(g, n, a, b, e)))
+		return rc;
+	int ta = lm_attr_int(n, "transA", 0) != 0;
+	int tb = lm_attr_int(n, "transB", 0) != 0;
+	int64_t dims[2];
+	int64_t m = a->dims[ta], k = a->dims[!ta];
+	int64_t kb = b->dims[tb], nn = b->dims[!tb];
+	if (k != kb)
+		return lm_ops_fail(e, g, n, -EINVAL, "inner dims differ: '%s' "
+				   "gives K=%lld (transA=%d), '%s' gives "
+				   "K=%lld (transB=%d)", a->name, (long long)k,
+				   ta, b->name, (long long)kb, tb);
+	dims[0] = m;
+	dims[1] = nn;
+	if (c) {
+		/* C broadcasts one way only: the result must stay (M, N). */
+		int r;
+		int64_t bd[LM_MAX_RANK];
+		if ((rc = lm_ops_broadcast(g, n, 2, dims, c->rank, c->dims,
+					   &r, bd, e)))
+			return rc;
+		if (r != 2 || bd[0] != m || bd[1] != nn)
+			return lm_ops_fail(e, g, n, -EINVAL, "C '%s' does not "
+					   "broadcast to (%lld, %lld)",
+					   c->name, (long long)m,
+					   (long long)nn);
+	}
+	return lm_ops_out(g, n, 0, a->dtype, 2, dims, e);
+}
+
+static int matmul_infer(lm_graph *g, lm_node *n, lm_error *e)
+{
+	lm_value *a, *b;
+	int64_t ad[LM_MAX_RANK], bd[LM_MAX_RANK], dims[LM_MAX_RANK];
+	int rc;
+
+	if ((rc = lm_ops_arity(g, n, 2, 2, 1, 1, e)) ||
+	    (rc = lm_ops_in(g, n, 0, &a, e)) ||
+	    (rc = lm_ops_in(g, n, 1, &b, e)) ||
+	    (rc = lm_ops_same_type(g, n, a, b, e)))
+		return rc;
+	if (a->rank < 1 || b->rank < 1)
+		return lm_ops_fail(e, g, n, -EINVAL, "scalar operand ('%s' "
+				   "rank %d, '%s' rank %d)", a->name, a->rank,
+				   b->name, b->rank);
+	/* Promote 1-D operands to matrices: (K) -> (1, K) on the left,
+	 * (K) -> (K, 1) on the right; the extra dim is removed below. */
+	int ra = a->rank, rb = b->rank;
+	memcpy(ad, a->dims, (size_t)ra * sizeof(int64_t));
+	memcpy(bd, b->dims, (size_t)rb * sizeof(int64_t));
+	if (ra == 1) {
+		ad[1] = ad[0];
+		ad[0] = 1;
+		ra = 2;
+	}
+	if (rb == 1) {
+		bd[1] = 1;
+		rb = 2;
+	}
+	if (ad[ra - 1] != bd[rb - 2])
+		return lm_ops_fail(e, g, n, -EINVAL, "inner dims differ: '%s' "
+				   "has K=%lld, '%s' has K=%lld", a->name,
+				   (long long)ad[ra - 1], b->name,
+				   (long long)bd[rb - 2]);
+	int r;
+	if ((rc = lm_ops_broadcast(g, n, ra - 2, ad, rb - 2, bd, &r, dims,
+				   e)))
+		return rc;
+	if (a->rank > 1)
+		dims[r++] = ad[ra - 2];
+	if (b->rank > 1)
+		dims[r++] = bd[rb - 1];
+	return lm_ops_out(g, n, 0, a->dtype, r, dims, e);
+}
+
+/* 2 * M * N * K, plus M * N additions when C is given. */
+static double gemm_flops(lm_graph *g, const lm_node *n)
+{
+	lm_value *a = lm_node_in(g, n, 0);
+	double mn = lm_ops_out_elems(g, n, 0);
+
+	if (!a || a->rank != 2 || mn == 0)
+		return 0;
+	double k = (double)a->dims[lm_attr_int(n, "transA", 0) ? 0 : 1];
+	return 2.0 * mn * k + (lm_node_in(g, n, 2) ? mn : 0);
+}
+
+/* 2 * batch * M * N * K: every output element is a K-long dot product. */
+static double matmul_flops(lm_graph *g, const lm_node *n)
+{
+	lm_value *a = lm_node_in(g, n, 0);
+	double out = lm_ops_out_elems(g, n, 0);
+
+	if (!a || a->rank < 1 || a->rank > LM_MAX_RANK || out == 0)
+		return 0;
+	return 2.0 * out * (double)a->dims[a->rank - 1];
+}
+
+static const lm_op ops[] = {
+	{ "Gemm", LM_OP_COMPUTE, gemm_infer, NULL, gemm_flops },
+	{ "MatMul", LM_OP_COMPUTE, matmul_infer, NULL, matmul_flops },
+};
+
+const struct lm_ops_family lm_ops_gemm = { ops, ARRAY_SIZE(ops) };

@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""export_models.py: export lamina's test models to ONNX with random weights.
+
+  /usr/bin/python3 tools/export_models.py OUTDIR [--only NAME,NAME] [--force]
+
+Every model is built after torch.manual_seed(0), in eval mode, and exported
+with opset 13, batch 1, input "input", output "output" (multi_output has
+"logits" and "features") and constant folding on (except shape_reshape).
+Torchvision classifiers (1x3x224x224): resnet18, resnet50, mobilenet_v2,
+squeezenet1_1, vgg11.  Small synthetic graphs (1x3x32x32 unless noted) that
+each exercise one graph shape the slicer must handle: branches, concat,
+multi_output, residual, shape_reshape, dynamic_batch, effnet_block,
+transformer (1x16x64).
+
+Each file is checked with onnx.checker and reported as "NAME size_bytes" on
+stdout; progress goes to stderr.  Existing files are kept unless --force.
+Run with Debian's Python (/usr/bin/python3), which has torch and onnx.
+"""
+import argparse
+import os
+import sys
+
+import onnx
+import torch
+import torchvision
+from torch import nn
+
+SMALL = (1, 3, 32, 32)
+
+
+def conv_bn_relu(cin, cout, k=3, stride=1):
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False),
+        nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class Branches(nn.Module):
+    """Two conv branches (3x3, 5x5) joined by Add+ReLU, concatenated with a
+    third (1x1) branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 16, 3, padding=1)
+        self.b = nn.Conv2d(3, 16, 5, padding=2)
+        self.c = nn.Conv2d(3, 8, 1)
+
+    def forward(self, x):
+        return torch.cat([torch.relu(self.a(x) + self.b(x)), self.c(x)], dim=1)
+
+
+class Concat(nn.Module):
+    """Inception-like block: 1x1 | 1x1->3x3 | maxpool->1x1, concatenated on
+    channels, then another conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU())
+        self.b1 = nn.Sequential(nn.Conv2d(16, 8, 1), nn.ReLU())
+        self.b2 = nn.Sequential(nn.Conv2d(16, 8, 1), nn.ReLU(),
+                                nn.Conv2d(8, 16, 3, padding=1), nn.ReLU())
+        self.b3 = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1),
+                                nn.Conv2d(16, 8, 1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.ReLU())
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(torch.cat([self.b1(x), self.b2(x), self.b3(x)], dim=1))
+
+
+class MultiOutput(nn.Module):
+    """Conv trunk with two heads: "features" (a 1x1 conv taken mid-trunk,
+    which the classifier also consumes) and "logits" (Gemm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk1 = nn.Sequential(conv_bn_relu(3, 16, stride=2), conv_bn_relu(16, 32, stride=2))
+        self.feat = nn.Conv2d(32, 8, 1)
+        self.trunk2 = nn.Sequential(conv_bn_relu(32, 64, stride=2), conv_bn_relu(64, 64))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64 + 8, 10)
+
+    def forward(self, x):
+        mid = self.trunk1(x)
+        features = self.feat(mid)
+        deep = self.trunk2(mid)
+        pooled = torch.cat([self.pool(deep), self.pool(features)], dim=1)
+        return self.fc(torch.flatten(pooled, 1)), features
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(),
+            nn.Conv2d(ch, ch, 3, padding=1, bias=False), nn.BatchNorm2d(ch))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + x)
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = conv_bn_relu(3, 16)
+        self.blocks = nn.Sequential(BasicBlock(16), BasicBlock(16), BasicBlock(16))
+
+    def forward(self, x):
+        return self.blocks(self.stem(x))
+
+
+class ShapeReshape(nn.Module):
+    """x.view(x.size(0), -1) after a conv.  See fix_batch_1 for how the graph
+    keeps Shape/Gather/Unsqueeze/Concat feeding the Reshape."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.fc = nn.Linear(8 * 16 * 16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
+class SmallConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class SiLU(nn.Module):
+    """x * sigmoid(x), written out so the graph has Sigmoid + Mul."""
+
+    def forward(self, x):
+        return x * torch.sigmoid(x)
+
+
+class EffnetBlock(nn.Module):
+    """Stem conv, then an MBConv block: 1x1 expand, depthwise 3x3, squeeze-
+    excitation (GlobalAveragePool, 1x1 convs, Sigmoid, Mul), 1x1 project,
+    identity skip."""
+
+    def __init__(self, ch=16, expand=4, squeeze=4):
+        super().__init__()
+        mid = ch * expand
+        self.stem = nn.Sequential(nn.Conv2d(3, ch, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(ch), SiLU())
+        self.expand = nn.Sequential(nn.Conv2d(ch, mid, 1, bias=False), nn.BatchNorm2d(mid), SiLU())
+        self.depthwise = nn.Sequential(nn.Conv2d(mid, mid, 3, padding=1, groups=mid, bias=False),
+                                       nn.BatchNorm2d(mid), SiLU())
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(mid, squeeze, 1), SiLU(),
+                                nn.Conv2d(squeeze, mid, 1), nn.Sigmoid())
+        self.project = nn.Sequential(nn.Conv2d(mid, ch, 1, bias=False), nn.BatchNorm2d(ch))
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.depthwise(self.expand(x))
+        y = y * self.se(y)
+        return self.project(y) + x
+
+
+class Transformer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d_model=64, nhead=4, dim_feedforward=128,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=2)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(self.encoder(x))
+
+
+def fix_batch_1(model):
+    """Set dim 0 of the graph's inputs and outputs back to 1.
+
+    torch 1.13 turns x.size(0) into a Constant whenever the input shape is
+    static, even with do_constant_folding=False.  So shape_reshape is
+    exported with a dynamic batch (which keeps Shape -> Gather -> Unsqueeze
+    -> Concat -> Reshape in the graph) and then pinned back to batch 1."""
+    for value in list(model.graph.input) + list(model.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = 1
+    del model.graph.value_info[:]  # may still name the symbolic batch
+
+
+def torchvision_model(name):
+    return lambda: getattr(torchvision.models, name)(weights=None)
+
+
+DYNAMIC_BATCH = {"input": {0: "batch"}, "output": {0: "batch"}}
+
+# name -> (constructor, input shape, extra torch.onnx.export arguments,
+#          function applied to the exported ModelProto or None)
+MODELS = {
+    "resnet18": (torchvision_model("resnet18"), (1, 3, 224, 224), {}, None),
+    "resnet50": (torchvision_model("resnet50"), (1, 3, 224, 224), {}, None),
+    "mobilenet_v2": (torchvision_model("mobilenet_v2"), (1, 3, 224, 224), {}, None),
+    "squeezenet1_1": (torchvision_model("squeezenet1_1"), (1, 3, 224, 224), {}, None),
+    "vgg11": (torchvision_model("vgg11"), (1, 3, 224, 224), {}, None),
+    "branches": (Branches, SMALL, {}, None),
+    "concat": (Concat, SMALL, {}, None),
+    "multi_output": (MultiOutput, SMALL, {"output_names": ["logits", "features"]}, None),
+    "residual": (Residual, SMALL, {}, None),
+    "shape_reshape": (ShapeReshape, SMALL,
+                      {"do_constant_folding": False, "dynamic_axes": DYNAMIC_BATCH},
+                      fix_batch_1),
+    "dynamic_batch": (SmallConvNet, SMALL, {"dynamic_axes": DYNAMIC_BATCH}, None),
+    "effnet_block": (EffnetBlock, SMALL, {}, None),
+    "transformer": (Transformer, (1, 16, 64), {}, None),
+}
+
+
+def export(name, path):
+    make, shape, extra, post = MODELS[name]
+    torch.manual_seed(0)
+    model = make().eval()
+    kwargs = {"opset_version": 13, "input_names": ["input"], "output_names": ["output"],
+              "do_constant_folding": True}
+    kwargs.update(extra)
+    tmp = path + ".tmp"
+    # Not under torch.no_grad(): with grad enabled, torch's eval-mode
+    # "fast path" for TransformerEncoder (a fused op ONNX cannot express)
+    # stays off, so the transformer exports as plain ops.
+    torch.onnx.export(model, torch.randn(*shape), tmp, **kwargs)
+    if post:
+        proto = onnx.load(tmp)
+        post(proto)
+        onnx.save(proto, tmp)
+    onnx.checker.check_model(tmp)
+    os.replace(tmp, path)  # only complete, checked files get the final name
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Export lamina's ONNX test models.")
+    ap.add_argument("outdir")
+    ap.add_argument("--only", help="comma-separated names (default: all): " + ",".join(MODELS))
+    ap.add_argument("--force", action="store_true", help="re-export existing files")
+    args = ap.parse_args()
+
+    names = list(MODELS)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in MODELS]
+        if unknown:
+            ap.error(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    os.makedirs(args.outdir, exist_ok=True)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+    for name in names:
+        path = os.path.join(args.outdir, name + ".onnx")
+        if os.path.exists(path) and not args.force:
+            print(f"{name}: {path} exists, skipped (--force to redo)", file=sys.stderr)
+        else:
+            print(f"{name}: exporting to {path}", file=sys.stderr)
+            export(name, path)
+        print(f"{name} {os.path.getsize(path)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
