@@ -314,10 +314,22 @@ static Onnx__TensorProto *unpack_init(const lm_onnx_model *m, size_t i)
 					  m->map + m->inits[i].off);
 }
 
+/* Let the kernel drop the mapped pages of [off, off+len): they are file
+ * pages, read again if ever needed. */
+static void release_pages(const lm_onnx_model *m, size_t off, size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t start = (off + page - 1) / page * page, end = (off + len) / page *
+							     page;
+	if (m->mapped && end > start)
+		madvise(m->map + start, end - start, MADV_DONTNEED);
+}
+
 /* lm_data_loader for initializers left in the file. */
 static int load_initializer(void *ctx, lm_graph *g, lm_value *v, lm_error *e)
 {
 	lm_onnx_model *m = ctx;
+	int rc;
 	(void)g;
 	if (v->src >= m->n_inits)
 		return lm_fail(e, -EINVAL, "initializer '%s' has no source",
@@ -326,8 +338,20 @@ static int load_initializer(void *ctx, lm_graph *g, lm_value *v, lm_error *e)
 	if (!t)
 		return lm_fail(e, -EINVAL, "%s: initializer '%s' is malformed",
 			       base_name(m->path), v->name);
-	int rc = tensor_bytes(m, t, "initializer", &v->data, v->nbytes, e);
+	if (t->has_raw_data && t->raw_data.len == v->nbytes && v->nbytes &&
+	    !(t->has_data_location && t->data_location ==
+				ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)) {
+		/* Take protobuf-c's copy (malloc'd by its default allocator)
+		 * rather than copying a large weight once more. */
+		v->data = t->raw_data.data;
+		t->raw_data.data = NULL;
+		t->raw_data.len = 0;
+		rc = 0;
+	} else {
+		rc = tensor_bytes(m, t, "initializer", &v->data, v->nbytes, e);
+	}
 	onnx__tensor_proto__free_unpacked(t, NULL);
+	release_pages(m, m->inits[v->src].off, m->inits[v->src].len);
 	return rc;
 }
 
