@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "lamina/runtime.h"
 #include "lamina/slicer.h"
 
 #define MAX_SHAPES 32
@@ -239,9 +240,17 @@ static void print_table(json_t *man)
 				 json_object_get(man, "total_param_bytes")),
 			 total_w, sizeof(total_w)),
 	       (long long)json_integer_value(json_object_get(man, "opset")));
-	printf("%5s  %-24s %-28s %-20s %10s %10s %10s\n", "slice", "layer",
-	       "first node", "output shape", "MFLOPs", "weights",
-	       "cut");
+	json_t *arena = json_object_get(man, "arena_bytes");
+	json_t *rterr = json_object_get(man, "runtime_error");
+	if (arena)
+		printf("runtime arena (peak of intermediate tensors in `lamina "
+		       "run`): %s\n", cli_bytes((double)json_integer_value(
+					arena), w, sizeof(w)));
+	else if (rterr)
+		printf("runtime: %s\n", json_string_value(rterr));
+	printf("%5s  %-24s %-28s %-20s %10s %10s %10s %10s\n", "slice",
+	       "layer", "first node", "output shape", "MFLOPs", "weights",
+	       "cut", "arena");
 	json_array_foreach(slices, i, sl) {
 		json_t *nodes = json_object_get(sl, "nodes");
 		const char *label = json_string_value(
@@ -250,7 +259,17 @@ static void print_table(json_t *man)
 			json_array_get(nodes, 0));
 		json_int_t cb = json_integer_value(
 			json_object_get(sl, "cut_bytes"));
-		printf("%5zu  %-24.24s %-28.28s %-20.20s %10.2f %10s %10s\n",
+		json_t *ab = json_object_get(sl, "arena_bytes");
+		char ar[32];
+		if (ab)
+			cli_bytes((double)json_integer_value(ab), ar,
+				  sizeof(ar));
+		else
+			snprintf(ar, sizeof(ar), "%s",
+				 json_object_get(sl, "runtime_error") ? "n/a"
+								      : "-");
+		printf("%5zu  %-24.24s %-28.28s %-20.20s %10.2f %10s %10s "
+		       "%10s\n",
 		       i, label ? label : "", first ? first : "",
 		       shape_text(json_object_get(sl, "outputs"), shape,
 				  sizeof(shape)),
@@ -260,7 +279,53 @@ static void print_table(json_t *man)
 				 w, sizeof(w)),
 		       i + 1 == json_array_size(slices)
 			       ? "-"
-			       : cli_bytes((double)cb, cut, sizeof(cut)));
+			       : cli_bytes((double)cb, cut, sizeof(cut)),
+		       ar);
+	}
+}
+
+/*
+ * The runtime's arena for a prepared graph: the peak bytes of intermediate
+ * tensors `lamina run` would hold.  Records either "arena_bytes" or, when
+ * the runtime cannot execute the graph, "runtime_error" in obj.
+ */
+static void add_arena(json_t *obj, lm_graph *g)
+{
+	lm_session *s;
+	lm_error e;
+	if (lm_session_create(g, NULL, &s, &e) == 0) {
+		json_object_set_new(obj, "arena_bytes",
+				    json_integer((json_int_t)
+						 lm_session_arena_bytes(s)));
+		lm_session_free(s);
+	} else {
+		json_object_set_new(obj, "runtime_error", json_string(e.msg));
+	}
+}
+
+/* Arena of each slice of a folder, from its ONNX file. */
+static void add_slice_arenas(json_t *man, const char *dir)
+{
+	json_t *sl;
+	size_t i;
+	json_array_foreach(json_object_get(man, "slices"), i, sl) {
+		char path[4096];
+		lm_onnx_model *m;
+		lm_error e;
+		const char *file = json_string_value(json_object_get(sl,
+								     "file"));
+		if (!file)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, file);
+		if (lm_onnx_load(path, &m, &e) ||
+		    lm_onnx_prepare(m, NULL, 0, NULL, &e)) {
+			json_object_set_new(sl, "runtime_error",
+					    json_string(e.msg));
+			lm_onnx_free(m);
+			continue;
+		}
+		add_arena(sl, lm_onnx_graph(m));
+		lm_onnx_free(m);
 	}
 }
 
@@ -294,12 +359,16 @@ int cmd_inspect(int argc, char **argv)
 		return 1;
 	if (stat(a.model, &st) == 0 && S_ISDIR(st.st_mode)) {
 		man = read_manifest(a.model);
+		if (man)
+			add_slice_arenas(man, a.model);
 	} else {
 		if (load_and_plan("inspect", &a, &m, &s))
 			return 1;
 		const char *base = strrchr(a.model, '/');
 		man = lm_manifest_build(lm_onnx_graph(m), s,
 					base ? base + 1 : a.model);
+		if (man)
+			add_arena(man, lm_onnx_graph(m));
 	}
 	if (!man) {
 		lm_slicing_free(s);

@@ -16,6 +16,7 @@ static const struct command {
 	{ "slice", cmd_slice, "cut an ONNX model into per-layer ONNX models" },
 	{ "inspect", cmd_inspect,
 	  "show the layers of a model or a slice folder" },
+	{ "run", cmd_run, "run a model on the CPU runtime in this process" },
 };
 
 static void usage(FILE *f)

@@ -2,6 +2,7 @@
 """export_models.py: export lamina's test models to ONNX with random weights.
 
   /usr/bin/python3 tools/export_models.py OUTDIR [--only NAME,NAME] [--force]
+                                           [--dynamic-batch]
 
 Every model is built after torch.manual_seed(0), in eval mode, and exported
 with opset 13, batch 1, input "input", output "output" (multi_output has
@@ -11,6 +12,10 @@ squeezenet1_1, vgg11.  Small synthetic graphs (1x3x32x32 unless noted) that
 each exercise one graph shape the slicer must handle: branches, concat,
 multi_output, residual, shape_reshape, dynamic_batch, effnet_block,
 transformer (1x16x64).
+
+With --dynamic-batch, NAME_dyn.onnx is written instead of NAME.onnx: the
+same model and weights with dim 0 of every input and output symbolic
+("batch"), for running onnxruntime at other batch sizes (benchmarks).
 
 Each file is checked with onnx.checker and reported as "NAME size_bytes" on
 stdout; progress goes to stderr.  Existing files are kept unless --force.
@@ -218,13 +223,17 @@ MODELS = {
 }
 
 
-def export(name, path):
+def export(name, path, dynamic_batch=False):
     make, shape, extra, post = MODELS[name]
     torch.manual_seed(0)
     model = make().eval()
     kwargs = {"opset_version": 13, "input_names": ["input"], "output_names": ["output"],
               "do_constant_folding": True}
     kwargs.update(extra)
+    if dynamic_batch:
+        kwargs["dynamic_axes"] = {n: {0: "batch"}
+                                  for n in kwargs["input_names"] + kwargs["output_names"]}
+        post = None  # fix_batch_1 would pin the batch again
     tmp = path + ".tmp"
     # Not under torch.no_grad(): with grad enabled, torch's eval-mode
     # "fast path" for TransformerEncoder (a fused op ONNX cannot express)
@@ -243,6 +252,8 @@ def main():
     ap.add_argument("outdir")
     ap.add_argument("--only", help="comma-separated names (default: all): " + ",".join(MODELS))
     ap.add_argument("--force", action="store_true", help="re-export existing files")
+    ap.add_argument("--dynamic-batch", action="store_true",
+                    help="write NAME_dyn.onnx with a symbolic batch dim instead")
     args = ap.parse_args()
 
     names = list(MODELS)
@@ -254,14 +265,15 @@ def main():
     os.makedirs(args.outdir, exist_ok=True)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+    suffix = "_dyn" if args.dynamic_batch else ""
     for name in names:
-        path = os.path.join(args.outdir, name + ".onnx")
+        path = os.path.join(args.outdir, name + suffix + ".onnx")
         if os.path.exists(path) and not args.force:
-            print(f"{name}: {path} exists, skipped (--force to redo)", file=sys.stderr)
+            continue  # already exported: quiet, the test build asks often
         else:
-            print(f"{name}: exporting to {path}", file=sys.stderr)
-            export(name, path)
-        print(f"{name} {os.path.getsize(path)}", flush=True)
+            print(f"{name}{suffix}: exporting to {path}", file=sys.stderr)
+            export(name, path, args.dynamic_batch)
+        print(f"{name}{suffix} {os.path.getsize(path)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,16 @@
 /*
  * conv.c: the convolution family (Conv, ConvTranspose): output shapes per
- * the ONNX spec and FLOP counts.  Both head a layer.
+ * the ONNX spec, FLOP counts, and prepare, which checks what the kernels
+ * need, resolves auto_pad into explicit pads and picks the kernel
+ * (runtime/kernels/).  Both head a layer.
  *
  * Layouts: X is (N, C, D1..Dk); Conv's W is (M, C/group, k1..kk) and
  * ConvTranspose's W is (C, M/group, k1..kk); the optional bias B is (M).
+ * The kernels run one and two spatial axes (1-D as 2-D with H = 1).
  */
 #include "ops.h"
+#include "../kernels/kernels.h"
+#include "../kernels/prep.h"
 
 #include <string.h>
 
@@ -224,9 +229,225 @@ static double convt_flops(lm_graph *g, const lm_node *n)
 	return f;
 }
 
+/* ---- prepare ---- */
+
+/* Everything prepare needs of either op: conv_args on the node without
+ * its fused sum input, the types, the attributes as 2-D values. */
+struct conv_prep {
+	struct conv_args a;
+	lm_value *y;
+	lm_epilogue ep;
+	int64_t in[2], out[2], kernel[2], strides[2], dil[2], pads[4];
+};
+
+static int conv_prep(lm_graph *g, lm_node *n, struct conv_prep *p,
+		     lm_error *e)
+{
+	int nm, rc;
+
+	if ((rc = lm_prep_epilogue(g, n, &p->ep, &nm, e)))
+		return rc;
+	lm_node own = *n;
+	own.n_inputs = nm;
+	if ((rc = conv_args(g, &own, &p->a, e)))
+		return rc;
+	p->y = lm_node_out(g, n, 0);
+	if ((rc = lm_prep_float(g, n, p->a.x, e)) ||
+	    (rc = lm_prep_float(g, n, p->a.w, e)) ||
+	    (rc = lm_prep_float(g, n, p->a.b, e)) ||
+	    (rc = lm_prep_float(g, n, p->y, e)))
+		return rc;
+	int nsp = p->a.nsp;
+	if (nsp > 2)
+		return lm_ops_fail(e, g, n, -ENOTSUP, "%d-D convolution is "
+				   "not supported (1-D and 2-D are)", nsp);
+	int64_t st[2], dl[2], pd[4];
+	if ((rc = lm_ops_attr_ints(g, n, "strides", st, nsp, 1, e)) < 0 ||
+	    (rc = lm_ops_attr_ints(g, n, "dilations", dl, nsp, 1, e)) < 0)
+		return rc;
+	if ((rc = lm_prep_pads(g, n, nsp, p->a.x->dims + 2, p->a.kernel, st,
+			       dl, p->y->dims + 2, pd, e)))
+		return rc;
+	/* 1-D: a 2-D problem with one row. */
+	int o = 2 - nsp;
+	for (int i = 0; i < 2; i++) {
+		p->in[i] = i < o ? 1 : p->a.x->dims[2 + i - o];
+		p->out[i] = i < o ? 1 : p->y->dims[2 + i - o];
+		p->kernel[i] = i < o ? 1 : p->a.kernel[i - o];
+		p->strides[i] = i < o ? 1 : st[i - o];
+		p->dil[i] = i < o ? 1 : dl[i - o];
+		p->pads[i] = i < o ? 0 : pd[i - o];
+		p->pads[i + 2] = i < o ? 0 : pd[nsp + i - o];
+	}
+	return 0;
+}
+
+/* The constant weight's data, NULL when W is computed at run time. */
+static const float *const_weight(lm_graph *g, lm_node *n, lm_error *e,
+				 int *rc)
+{
+	lm_value *w = lm_node_in(g, n, 1);
+	const float *d;
+
+	*rc = 0;
+	if (!lm_value_is_const(w))
+		return NULL;
+	d = lm_ops_fold_in(g, n, 1, e);
+	if (!d)
+		*rc = -EINVAL;
+	return d;
+}
+
+/*
+ * Pick the kernel: depthwise convs run direct; with AVX-512 and a
+ * constant weight, Winograd where lm_winograd_choose says it pays, the
+ * transposed GEMM for 1x1 convs on few pixels and the packed GEMM
+ * elsewhere; OpenBLAS otherwise.  "lm.impl" (openblas, sgemm, sgemm-t,
+ * winograd2, winograd4, depthwise) pins one, failing when it cannot run
+ * this conv.
+ */
+static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	struct conv_prep p;
+	int rc;
+
+	if ((rc = conv_prep(g, n, &p, e)))
+		return rc;
+	const float *w = const_weight(g, n, e, &rc);
+	if (rc)
+		return rc;
+	struct lm_conv_desc d = {
+		.n = p.a.x->dims[0], .c = p.a.x->dims[1],
+		.h = p.in[0], .w = p.in[1],
+		.m = p.y->dims[1], .oh = p.out[0], .ow = p.out[1],
+		.kh = p.kernel[0], .kw = p.kernel[1],
+		.sh = p.strides[0], .sw = p.strides[1],
+		.dh = p.dil[0], .dw = p.dil[1],
+		.pt = p.pads[0], .pl = p.pads[1],
+		.pb = p.pads[2], .pr = p.pads[3],
+		.group = p.a.group, .has_bias = p.a.b != NULL, .ep = p.ep,
+	};
+	int fast = w && lm_have_avx512();
+	const char *pin = lm_prep_impl(n);
+	enum lm_conv_impl impl;
+	int tile = 0;
+
+	if (!pin[0]) {
+		if (lm_depthwise_fits(&d))
+			impl = LM_CONV_DEPTHWISE;
+		else if (fast && (tile = lm_winograd_choose(&d)))
+			impl = tile == 4 ? LM_CONV_WINO4 : LM_CONV_WINO2;
+		else if (fast && lm_conv_gemm_t_wins(&d))
+			impl = LM_CONV_SGEMM_T;
+		else
+			impl = fast ? LM_CONV_SGEMM : LM_CONV_OPENBLAS;
+	} else if (!strcmp(pin, "openblas")) {
+		impl = LM_CONV_OPENBLAS;
+	} else if (!strcmp(pin, "sgemm") && fast) {
+		impl = LM_CONV_SGEMM;
+	} else if (!strcmp(pin, "sgemm-t") && fast &&
+		   lm_conv_gemm_t_fits(&d)) {
+		impl = LM_CONV_SGEMM_T;
+	} else if (!strncmp(pin, "winograd", 8) && fast &&
+		   lm_winograd_fits(&d) &&
+		   (!strcmp(pin + 8, "2") || !strcmp(pin + 8, "4"))) {
+		impl = pin[8] == '4' ? LM_CONV_WINO4 : LM_CONV_WINO2;
+	} else if (!strcmp(pin, "depthwise") && lm_depthwise_fits(&d)) {
+		impl = LM_CONV_DEPTHWISE;
+	} else {
+		return lm_ops_fail(e, g, n, -ENOTSUP, "implementation '%s' "
+				   "cannot run this convolution", pin);
+	}
+
+	switch (impl) {
+	case LM_CONV_DEPTHWISE:
+		rc = lm_depthwise_prepare(&d, w, k);
+		break;
+	case LM_CONV_WINO2:
+	case LM_CONV_WINO4:
+		rc = lm_winograd_prepare(&d, w, impl == LM_CONV_WINO4 ? 4 : 2,
+					 k);
+		break;
+	default:
+		rc = lm_conv_gemm_prepare(&d, w, impl, k);
+		break;
+	}
+	if (rc)
+		return lm_ops_fail(e, g, n, rc, "out of memory for the "
+				   "kernel's packed weights");
+	return 0;
+}
+
+/*
+ * ConvTranspose's begin pads: given, or generated when output_shape or
+ * SAME_* fixes the output size.  Per the ONNX spec, total padding is
+ * stride * (in - 1) + output_padding + ((k - 1) * dilation + 1) - out;
+ * SAME_UPPER puts the smaller half first, anything else the larger.
+ */
+static int convt_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	struct conv_args a;
+	lm_epilogue ep;
+	int64_t st[2], dl[2], opad[2], pads[4];
+	int nm, rc;
+
+	if ((rc = lm_prep_epilogue(g, n, &ep, &nm, e)))
+		return rc;
+	lm_node own = *n;
+	own.n_inputs = nm;
+	if ((rc = conv_args(g, &own, &a, e)))
+		return rc;
+	lm_value *y = lm_node_out(g, n, 0);
+	if ((rc = lm_prep_float(g, n, a.x, e)) ||
+	    (rc = lm_prep_float(g, n, a.w, e)) ||
+	    (rc = lm_prep_float(g, n, a.b, e)) ||
+	    (rc = lm_prep_float(g, n, y, e)))
+		return rc;
+	int nsp = a.nsp;
+	if (nsp > 2)
+		return lm_ops_fail(e, g, n, -ENOTSUP, "%d-D ConvTranspose is "
+				   "not supported (1-D and 2-D are)", nsp);
+	if ((rc = lm_ops_attr_ints(g, n, "strides", st, nsp, 1, e)) < 0 ||
+	    (rc = lm_ops_attr_ints(g, n, "dilations", dl, nsp, 1, e)) < 0 ||
+	    (rc = lm_ops_attr_ints(g, n, "output_padding", opad, nsp, 0,
+				   e)) < 0 ||
+	    (rc = lm_ops_attr_ints(g, n, "pads", pads, 2 * nsp, 0, e)) < 0)
+		return rc;
+	const char *ap = lm_attr_str(n, "auto_pad", "NOTSET");
+	int same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER");
+	int have_os = lm_node_attr(n, "output_shape") != NULL;
+	for (int i = 0; i < nsp; i++) {
+		if (!strcmp(ap, "VALID")) {
+			pads[i] = 0;
+		} else if (same || have_os) {
+			int64_t total = st[i] * (a.x->dims[2 + i] - 1) +
+					opad[i] + (a.kernel[i] - 1) * dl[i] +
+					1 - y->dims[2 + i];
+			pads[i] = !strcmp(ap, "SAME_UPPER") ? total / 2
+				  : total - total / 2;
+		}
+	}
+	int o = 2 - nsp;
+	struct lm_convt_desc d = {
+		.n = a.x->dims[0], .c = a.x->dims[1],
+		.h = o ? 1 : a.x->dims[2], .w = a.x->dims[3 - o],
+		.m = y->dims[1], .oh = o ? 1 : y->dims[2],
+		.ow = y->dims[3 - o],
+		.kh = o ? 1 : a.kernel[0], .kw = a.kernel[1 - o],
+		.sh = o ? 1 : st[0], .sw = st[1 - o],
+		.dh = o ? 1 : dl[0], .dw = dl[1 - o],
+		.pt = o ? 0 : pads[0], .pl = pads[1 - o],
+		.group = a.group, .has_bias = a.b != NULL, .ep = ep,
+	};
+	if ((rc = lm_convt_prepare(&d, NULL, k)))
+		return lm_ops_fail(e, g, n, rc, "out of memory");
+	return 0;
+}
+
 static const lm_op ops[] = {
-	{ "Conv", LM_OP_COMPUTE, conv_infer, NULL, conv_flops },
-	{ "ConvTranspose", LM_OP_COMPUTE, convt_infer, NULL, convt_flops },
+	{ "Conv", LM_OP_COMPUTE, conv_infer, NULL, conv_flops, conv_prepare },
+	{ "ConvTranspose", LM_OP_COMPUTE, convt_infer, NULL, convt_flops,
+	  convt_prepare },
 };
 
 const struct lm_ops_family lm_ops_conv = { ops, ARRAY_SIZE(ops) };

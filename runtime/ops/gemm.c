@@ -1,12 +1,14 @@
 /*
- * gemm.c: matrix products (Gemm, MatMul): output shapes and FLOP counts.
- * Both head a layer.
+ * gemm.c: matrix products (Gemm, MatMul): output shapes, FLOP counts, and
+ * prepare (kernels in runtime/kernels/blas.c).  Both head a layer.
  *
  * Gemm is Y = alpha * op(A) * op(B) + beta * C with A and B of rank 2 and C
  * broadcast to (M, N).  MatMul follows numpy.matmul: 1-D operands gain a
  * dimension that is dropped again, leading (batch) dims broadcast.
  */
 #include "ops.h"
+#include "../kernels/kernels.h"
+#include "../kernels/prep.h"
 
 #include <string.h>
 
@@ -122,9 +124,94 @@ static double matmul_flops(lm_graph *g, const lm_node *n)
 	return 2.0 * out * (double)a->dims[a->rank - 1];
 }
 
+static int gemm_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	lm_epilogue ep;
+	int nm, rc;
+
+	if ((rc = lm_prep_epilogue(g, n, &ep, &nm, e)))
+		return rc;
+	lm_value *a = lm_node_in(g, n, 0), *b = lm_node_in(g, n, 1);
+	lm_value *c = nm > 2 ? lm_node_in(g, n, 2) : NULL;
+	lm_value *y = lm_node_out(g, n, 0);
+	if (!a || !b || !y || a->rank != 2 || b->rank != 2 || y->rank != 2 ||
+	    (c && c->rank > 2))
+		return lm_ops_fail(e, g, n, -EINVAL, "operands are not "
+				   "matrices");
+	if ((rc = lm_prep_float(g, n, a, e)) ||
+	    (rc = lm_prep_float(g, n, b, e)) ||
+	    (rc = lm_prep_float(g, n, c, e)) ||
+	    (rc = lm_prep_float(g, n, y, e)))
+		return rc;
+	int ta = lm_attr_int(n, "transA", 0) != 0;
+	struct lm_gemm_desc d = {
+		.ta = ta, .tb = lm_attr_int(n, "transB", 0) != 0,
+		.m = y->dims[0], .n = y->dims[1], .k = a->dims[ta ? 0 : 1],
+		.alpha = lm_attr_float(n, "alpha", 1.0f),
+		.beta = lm_attr_float(n, "beta", 1.0f),
+		.has_c = c != NULL, .c_rank = c ? c->rank : 0, .ep = ep,
+	};
+	for (int i = 0; c && i < c->rank; i++)
+		d.c_dims[i] = c->dims[i];
+	if ((rc = lm_gemm_prepare(&d, k)))
+		return lm_ops_fail(e, g, n, rc, "out of memory");
+	return 0;
+}
+
+/* MatMul as a batch of (M x K) (K x N) products: 1-D operands promoted,
+ * every shape right-aligned to the output's batch rank. */
+static int matmul_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+			  lm_error *e)
+{
+	lm_epilogue ep;
+	int nm, rc;
+
+	if ((rc = lm_prep_epilogue(g, n, &ep, &nm, e)))
+		return rc;
+	lm_value *a = lm_node_in(g, n, 0), *b = lm_node_in(g, n, 1);
+	lm_value *y = lm_node_out(g, n, 0);
+	if (!a || !b || !y || a->rank < 1 || b->rank < 1)
+		return lm_ops_fail(e, g, n, -EINVAL, "operands are missing or "
+				   "scalars");
+	if ((rc = lm_prep_float(g, n, a, e)) ||
+	    (rc = lm_prep_float(g, n, b, e)) ||
+	    (rc = lm_prep_float(g, n, y, e)))
+		return rc;
+	int64_t ad[LM_MAX_RANK + 1], bd[LM_MAX_RANK + 1];
+	int ra = a->rank, rb = b->rank;
+	memcpy(ad, a->dims, (size_t)ra * sizeof(int64_t));
+	memcpy(bd, b->dims, (size_t)rb * sizeof(int64_t));
+	if (ra == 1) {
+		ad[1] = ad[0];
+		ad[0] = 1;
+		ra = 2;
+	}
+	if (rb == 1) {
+		bd[1] = 1;
+		rb = 2;
+	}
+	int r = ra > rb ? ra : rb;
+	if (r > LM_MAX_RANK)
+		return lm_ops_fail(e, g, n, -ENOTSUP, "rank %d is too large",
+				   r);
+	struct lm_matmul_desc d = { .rank = r, .ep = ep };
+	for (int i = 0; i < r; i++) {
+		d.a_dims[i] = i < r - ra ? 1 : ad[i - (r - ra)];
+		d.b_dims[i] = i < r - rb ? 1 : bd[i - (r - rb)];
+	}
+	for (int i = 0; i < r - 2; i++)
+		d.o_dims[i] = d.a_dims[i] == 1 ? d.b_dims[i] : d.a_dims[i];
+	d.o_dims[r - 2] = d.a_dims[r - 2];
+	d.o_dims[r - 1] = d.b_dims[r - 1];
+	if ((rc = lm_matmul_prepare(&d, k)))
+		return lm_ops_fail(e, g, n, rc, "out of memory");
+	return 0;
+}
+
 static const lm_op ops[] = {
-	{ "Gemm", LM_OP_COMPUTE, gemm_infer, NULL, gemm_flops },
-	{ "MatMul", LM_OP_COMPUTE, matmul_infer, NULL, matmul_flops },
+	{ "Gemm", LM_OP_COMPUTE, gemm_infer, NULL, gemm_flops, gemm_prepare },
+	{ "MatMul", LM_OP_COMPUTE, matmul_infer, NULL, matmul_flops,
+	  matmul_prepare },
 };
 
 const struct lm_ops_family lm_ops_gemm = { ops, ARRAY_SIZE(ops) };

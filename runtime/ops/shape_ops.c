@@ -19,6 +19,8 @@
  * Reshape gains allowzero at 14.
  */
 #include "ops.h"
+#include "kernel.h"
+#include "../kernels/act.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -1061,21 +1063,20 @@ static int constant_fold(lm_graph *g, lm_node *n, lm_error *e)
 
 /* ---- Pad ---- */
 
-/* pads: an attribute before opset 11, an input from then on; from 18 an
- * optional axes input says which axes the pads apply to. */
-static int pad_infer(lm_graph *g, lm_node *n, lm_error *e)
+/*
+ * Pads per axis of x into begin and end (0 for axes not listed): an
+ * attribute before opset 11, an input from then on; from 18 an optional
+ * axes input says which axes the pads apply to.  Negative pads crop; the
+ * result may not go below 0.
+ */
+static int pad_amounts(lm_graph *g, lm_node *n, const lm_value *x,
+		       int64_t *begin, int64_t *end, lm_error *e)
 {
-	lm_value *x;
-	int64_t pads[2 * LM_MAX_RANK], axes[LM_MAX_RANK], dims[LM_MAX_RANK];
+	int64_t pads[2 * LM_MAX_RANK], axes[LM_MAX_RANK], d;
 	uint8_t seen[LM_MAX_RANK] = { 0 };
 	int np, na = 0, rc;
-	int64_t opset = lm_ops_opset(g);
 
-	if ((rc = lm_ops_arity(g, n, opset < 11 ? 1 : 2, opset < 11 ? 1 : 4,
-			       1, 1, e)) ||
-	    (rc = lm_ops_in(g, n, 0, &x, e)))
-		return rc;
-	if (opset < 11) {
+	if (lm_ops_opset(g) < 11) {
 		np = lm_ops_attr_list(g, n, "pads", pads, 2 * LM_MAX_RANK, e);
 	} else {
 		np = lm_ops_const_ints(g, n, 1, "pads", pads,
@@ -1094,7 +1095,8 @@ static int pad_infer(lm_graph *g, lm_node *n, lm_error *e)
 	if (np != 2 * na)
 		return lm_ops_fail(e, g, n, -EINVAL, "pads has %d values, "
 				   "expected %d", np, 2 * na);
-	memcpy(dims, x->dims, (size_t)x->rank * sizeof(int64_t));
+	for (int i = 0; i < x->rank; i++)
+		begin[i] = end[i] = 0;
 	for (int i = 0; i < na; i++) {
 		int a;
 		if ((rc = lm_ops_axis(g, n, axes[i], x->rank, "axis", &a, e)))
@@ -1103,15 +1105,33 @@ static int pad_infer(lm_graph *g, lm_node *n, lm_error *e)
 			return lm_ops_fail(e, g, n, -EINVAL, "axis %d is "
 					   "padded twice", a);
 		seen[a] = 1;
-		/* Negative pads crop; the result must not go below 0. */
-		if (ovf_add(dims[a], pads[i], &dims[a]) ||
-		    ovf_add(dims[a], pads[i + na], &dims[a]) || dims[a] < 0)
+		if (ovf_add(x->dims[a], pads[i], &d) ||
+		    ovf_add(d, pads[i + na], &d) || d < 0)
 			return lm_ops_fail(e, g, n, -EINVAL, "pads %lld+%lld "
 					   "on axis %d of size %lld are not "
 					   "valid", (long long)pads[i],
 					   (long long)pads[i + na], a,
 					   (long long)x->dims[a]);
+		begin[a] = pads[i];
+		end[a] = pads[i + na];
 	}
+	return 0;
+}
+
+static int pad_infer(lm_graph *g, lm_node *n, lm_error *e)
+{
+	lm_value *x;
+	int64_t begin[LM_MAX_RANK], end[LM_MAX_RANK], dims[LM_MAX_RANK];
+	int rc;
+	int64_t opset = lm_ops_opset(g);
+
+	if ((rc = lm_ops_arity(g, n, opset < 11 ? 1 : 2, opset < 11 ? 1 : 4,
+			       1, 1, e)) ||
+	    (rc = lm_ops_in(g, n, 0, &x, e)) ||
+	    (rc = pad_amounts(g, n, x, begin, end, e)))
+		return rc;
+	for (int i = 0; i < x->rank; i++)
+		dims[i] = x->dims[i] + begin[i] + end[i];
 	return lm_ops_out(g, n, 0, x->dtype, x->rank, dims, e);
 }
 
@@ -1233,29 +1253,1209 @@ static double resize_flops(lm_graph *g, const lm_node *n)
 	return 2 * taps * out;
 }
 
+/* ---- execution ---- */
+
+/*
+ * These kernels move bytes and never look at them, so one implementation
+ * serves every fixed-size element type.  Prepare turns each op into one
+ * of three plans, fixed for the node's shapes:
+ *  - a strided copy (Slice, Transpose, Expand): the output, contiguous,
+ *    reads the input at a stride per axis (negative for a backward
+ *    slice, 0 for a broadcast axis);
+ *  - an index map (Pad, Tile, Resize nearest): per output axis, the input
+ *    index each output index reads, or -1 for a padding value;
+ *  - block copies (Concat, Split, Gather).
+ * Reshape, Flatten, Squeeze and Unsqueeze are aliases the executor
+ * resolves without running anything.
+ */
+
+static int unsupported(lm_graph *g, const lm_node *n, const lm_value *v,
+		       const char *supported, lm_error *e)
+{
+	return lm_ops_fail(e, g, n, -ENOTSUP, "input '%s' has element type %s, "
+			   "which is not supported (only %s)", v->name,
+			   lm_dtype_name(v->dtype), supported);
+}
+
+static void *new_state(lm_graph *g, const lm_node *n, lm_kernel *k,
+		       size_t bytes, lm_error *e)
+{
+	void *s = calloc(1, bytes);
+
+	if (!s) {
+		lm_ops_fail(e, g, n, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	k->state = s;
+	k->free_state = free;
+	k->state_bytes = bytes;
+	return s;
+}
+
+/* Input 0 with a known shape and a fixed-size element type. */
+static int data_in(lm_graph *g, lm_node *n, lm_value **x, lm_error *e)
+{
+	int rc = lm_ops_in(g, n, 0, x, e);
+
+	if (rc)
+		return rc;
+	if (lm_dtype_size((*x)->dtype) == 0)
+		return unsupported(g, n, *x, "fixed-size types", e);
+	if (!lm_node_out(g, n, 0))
+		return lm_ops_fail(e, g, n, -EINVAL, "output 0 is missing");
+	return 0;
+}
+
+/* The padding element of an index map is held in 16 bytes. */
+static int es_too_big(const lm_value *x)
+{
+	return lm_dtype_size(x->dtype) > 16;
+}
+
+static int copy_run(const lm_kargs *a)
+{
+	if (a->out[0]->data != a->in[0]->data)
+		memcpy(a->out[0]->data, a->in[0]->data, a->out[0]->nbytes);
+	return 0;
+}
+
+/* Reshape, Flatten, Squeeze, Unsqueeze: the same bytes, another shape. */
+static int alias_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	lm_value *x;
+	int rc = data_in(g, n, &x, e);
+
+	if (rc)
+		return rc;
+	k->run = copy_run;
+	k->alias = 1;
+	k->impl = "alias";
+	return 0;
+}
+
+/* Copy n elements of size es from src, es bytes each, `stride` elements
+ * apart (0: the same one), to contiguous dst. */
+#define GATHER_ROW(T)                                                   \
+	do {                                                            \
+		T *d = dst;                                             \
+		const T *s = src;                                       \
+		for (size_t i = 0; i < n; i++)                          \
+			d[i] = s[(ptrdiff_t)i * stride];                \
+	} while (0)
+
+static void gather_row(void *dst, const void *src, ptrdiff_t stride,
+		       size_t n, size_t es)
+{
+	if (stride == 1) {
+		memcpy(dst, src, n * es);
+		return;
+	}
+	switch (es) {
+	case 1: GATHER_ROW(uint8_t); break;
+	case 2: GATHER_ROW(uint16_t); break;
+	case 4: GATHER_ROW(uint32_t); break;
+	case 8: GATHER_ROW(uint64_t); break;
+	default:
+		for (size_t i = 0; i < n; i++)
+			memcpy((char *)dst + i * es,
+			       (const char *)src + (ptrdiff_t)i * stride *
+			       (ptrdiff_t)es, es);
+		break;
+	}
+}
+
+/* -- strided copy -- */
+
+struct strided {
+	int rank;
+	int64_t dims[LM_MAX_RANK];
+	int64_t ss[LM_MAX_RANK];        /* source stride per output axis */
+	int64_t soff;                   /* source offset of element 0 */
+	size_t es;
+	/* The last two axes read a contiguous source block transposed
+	 * (NCHW <-> NHWC, 2-D transposes): copied in cache blocks. */
+	int transpose2d;
+};
+
+/*
+ * Axes of size 1 drop out and an axis merges into the one before when
+ * their strides line up (so a contiguous source becomes one memcpy).
+ */
+static void strided_plan(struct strided *p, int rank, const int64_t *dims,
+			 const int64_t *ss, int64_t soff, size_t es)
+{
+	int r = 0;
+
+	memset(p, 0, sizeof(*p));
+	for (int d = 0; d < rank; d++) {
+		if (dims[d] == 1)
+			continue;
+		if (r > 0 && p->ss[r - 1] == ss[d] * dims[d]) {
+			p->dims[r - 1] *= dims[d];
+		} else {
+			p->dims[r++] = dims[d];
+		}
+		p->ss[r - 1] = ss[d];
+	}
+	if (r == 0) {
+		p->dims[r] = 1;
+		p->ss[r++] = 1;
+	}
+	p->rank = r;
+	p->soff = soff;
+	p->es = es;
+	p->transpose2d = r >= 2 && p->ss[r - 2] == 1 &&
+			 p->ss[r - 1] == p->dims[r - 2];
+}
+
+/* Next row of an odometer over the first `rank` axes; returns the
+ * source offset moved by `st`. */
+static int64_t odo_next(int rank, const int64_t *dims, const int64_t *st,
+			int64_t *idx, int64_t off)
+{
+	for (int d = rank - 1; d >= 0; d--) {
+		off += st[d];
+		if (++idx[d] < dims[d])
+			return off;
+		off -= st[d] * dims[d];
+		idx[d] = 0;
+	}
+	return off;
+}
+
+/* dst (a x b) = transpose of src (b x a), in 32 x 32 tiles. */
+#define TRANSPOSE(T)                                                    \
+	do {                                                            \
+		T *d = dst;                                             \
+		const T *s = src;                                       \
+		for (int64_t i0 = 0; i0 < a; i0 += 32) {                \
+			int64_t i1 = i0 + 32 < a ? i0 + 32 : a;         \
+			for (int64_t j0 = 0; j0 < b; j0 += 32) {        \
+				int64_t j1 = j0 + 32 < b ? j0 + 32 : b; \
+				for (int64_t i = i0; i < i1; i++)       \
+					for (int64_t j = j0; j < j1; j++) \
+						d[i * b + j] =          \
+							s[j * a + i];   \
+			}                                               \
+		}                                                       \
+	} while (0)
+
+static void transpose_block(void *dst, const void *src, int64_t a,
+			    int64_t b, size_t es)
+{
+	switch (es) {
+	case 1: TRANSPOSE(uint8_t); break;
+	case 2: TRANSPOSE(uint16_t); break;
+	case 4: TRANSPOSE(uint32_t); break;
+	case 8: TRANSPOSE(uint64_t); break;
+	default:
+		for (int64_t i = 0; i < a; i++)
+			for (int64_t j = 0; j < b; j++)
+				memcpy((char *)dst + (size_t)(i * b + j) * es,
+				       (const char *)src +
+				       (size_t)(j * a + i) * es, es);
+		break;
+	}
+}
+
+static void strided_run(const struct strided *p, char *dst, const char *src)
+{
+	int64_t idx[LM_MAX_RANK] = { 0 }, off = p->soff;
+	int outer = p->rank - (p->transpose2d ? 2 : 1);
+	int64_t count = 1, len = p->dims[p->rank - 1];
+	size_t es = p->es;
+
+	for (int d = 0; d < outer; d++)
+		count *= p->dims[d];
+	if (p->transpose2d)
+		len *= p->dims[p->rank - 2];
+	for (int64_t r = 0; r < count; r++) {
+		if (p->transpose2d)
+			transpose_block(dst, src + off * (int64_t)es,
+					p->dims[p->rank - 2],
+					p->dims[p->rank - 1], es);
+		else
+			gather_row(dst, src + off * (int64_t)es,
+				   (ptrdiff_t)p->ss[p->rank - 1], (size_t)len,
+				   es);
+		dst += (size_t)len * es;
+		off = odo_next(outer, p->dims, p->ss, idx, off);
+	}
+}
+
+static int strided_kernel(const lm_kargs *a)
+{
+	strided_run(a->state, a->out[0]->data, a->in[0]->data);
+	return 0;
+}
+
+static int strided_prepare(lm_graph *g, lm_node *n, lm_kernel *k, int rank,
+			   const int64_t *dims, const int64_t *ss,
+			   int64_t soff, size_t es, lm_error *e)
+{
+	struct strided *p = new_state(g, n, k, sizeof(*p), e);
+
+	if (!p)
+		return -ENOMEM;
+	strided_plan(p, rank, dims, ss, soff, es);
+	k->run = strided_kernel;
+	k->impl = p->transpose2d ? "transpose-2d"
+		: p->ss[p->rank - 1] == 1 ? "copy-rows" : "copy-strided";
+	return 0;
+}
+
+static int slice_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	lm_value *x;
+	struct slice_plan sp;
+	int64_t ist[LM_MAX_RANK], ss[LM_MAX_RANK], soff = 0;
+	int rc;
+
+	if ((rc = data_in(g, n, &x, e)) ||
+	    (rc = slice_plan(g, n, x, &sp, e)))
+		return rc;
+	strides_of(x->rank, x->dims, ist);
+	for (int d = 0; d < x->rank; d++) {
+		ss[d] = sp.step[d] * ist[d];
+		soff += sp.start[d] * ist[d];
+	}
+	/* An empty slice may start past the end; nothing is read then. */
+	if (lm_ops_numel(x->rank, sp.dims) == 0)
+		soff = 0;
+	return strided_prepare(g, n, k, x->rank, sp.dims, ss, soff,
+			       lm_dtype_size(x->dtype), e);
+}
+
+static int transpose_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+			     lm_error *e)
+{
+	lm_value *x;
+	int64_t ist[LM_MAX_RANK], ss[LM_MAX_RANK], dims[LM_MAX_RANK];
+	int perm[LM_MAX_RANK], rc;
+
+	if ((rc = data_in(g, n, &x, e)) ||
+	    (rc = transpose_perm(g, n, x->rank, perm, e)))
+		return rc;
+	strides_of(x->rank, x->dims, ist);
+	for (int d = 0; d < x->rank; d++) {
+		dims[d] = x->dims[perm[d]];
+		ss[d] = ist[perm[d]];
+	}
+	return strided_prepare(g, n, k, x->rank, dims, ss, 0,
+			       lm_dtype_size(x->dtype), e);
+}
+
+static int expand_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+			  lm_error *e)
+{
+	lm_value *x, *y = lm_node_out(g, n, 0);
+	int64_t ist[LM_MAX_RANK], ss[LM_MAX_RANK];
+	int rc;
+
+	if ((rc = data_in(g, n, &x, e)))
+		return rc;
+	strides_of(x->rank, x->dims, ist);
+	for (int d = 0; d < y->rank; d++) {
+		int id = d - (y->rank - x->rank);
+		ss[d] = id < 0 || x->dims[id] == 1 ? 0 : ist[id];
+	}
+	return strided_prepare(g, n, k, y->rank, y->dims, ss, 0,
+			       lm_dtype_size(x->dtype), e);
+}
+
+/* -- index maps -- */
+
+/* A stretch of the last output axis reading consecutive input elements
+ * from m (or padding, m = -1). */
+struct seg {
+	int64_t j, len, m;
+};
+
+struct mapped {
+	int rank;
+	int64_t dims[LM_MAX_RANK];      /* output */
+	int64_t ist[LM_MAX_RANK];       /* input strides */
+	int64_t *map[LM_MAX_RANK];      /* per output axis, into store */
+	size_t es;
+	unsigned char fill[16];         /* the padding element */
+	int nseg;                       /* segments of the last axis, or 0 */
+	struct seg *seg;
+	int64_t store[];
+};
+
+static void fill_row(char *dst, const unsigned char *v, size_t n, size_t es)
+{
+	for (size_t i = 0; i < n; i++)
+		memcpy(dst + i * es, v, es);
+}
+
+/* One output row element by element: d[j] = padding or s[m[j]]. */
+#define MAP_ROW(T)                                                      \
+	do {                                                            \
+		T *d = (T *)dst, f;                                     \
+		const T *s = (const T *)srow;                           \
+		memcpy(&f, fill, sizeof(f));                            \
+		for (int64_t j = 0; j < len; j++)                       \
+			d[j] = m[j] < 0 ? f : s[m[j]];                  \
+	} while (0)
+
+static void map_row(char *dst, const char *srow, const int64_t *m,
+		    int64_t len, const unsigned char *fill, size_t es)
+{
+	switch (es) {
+	case 1: MAP_ROW(uint8_t); break;
+	case 2: MAP_ROW(uint16_t); break;
+	case 4: MAP_ROW(uint32_t); break;
+	case 8: MAP_ROW(uint64_t); break;
+	default:
+		for (int64_t j = 0; j < len; j++)
+			memcpy(dst + (size_t)j * es, m[j] < 0 ? fill
+			       : (const unsigned char *)srow +
+				 (size_t)m[j] * es, es);
+		break;
+	}
+}
+
+static void mapped_run(const struct mapped *p, char *dst, const char *src)
+{
+	int64_t idx[LM_MAX_RANK] = { 0 }, rows = 1;
+	int last = p->rank - 1;
+	int64_t len = p->dims[last];
+	size_t es = p->es;
+
+	for (int d = 0; d < last; d++)
+		rows *= p->dims[d];
+	for (int64_t r = 0; r < rows; r++, dst += (size_t)len * es) {
+		int64_t off = 0;
+		int pad = 0;
+		for (int d = 0; d < last; d++) {
+			int64_t i = p->map[d][idx[d]];
+			pad |= i < 0;
+			off += i * p->ist[d];
+		}
+		odo_next(last, p->dims, p->ist, idx, 0);
+		if (pad) {
+			fill_row(dst, p->fill, (size_t)len, es);
+			continue;
+		}
+		const char *srow = src + (size_t)off * es;
+		if (!p->nseg) {
+			map_row(dst, srow, p->map[last], len, p->fill, es);
+			continue;
+		}
+		for (int k = 0; k < p->nseg; k++) {
+			const struct seg *sg = &p->seg[k];
+			char *d = dst + (size_t)sg->j * es;
+			if (sg->m < 0)
+				fill_row(d, p->fill, (size_t)sg->len, es);
+			else
+				memcpy(d, srow + (size_t)sg->m * es,
+				       (size_t)sg->len * es);
+		}
+	}
+}
+
+static int mapped_kernel(const lm_kargs *a)
+{
+	mapped_run(a->state, a->out[0]->data, a->in[0]->data);
+	return 0;
+}
+
+/*
+ * A map plan over output dims (x's rank) with room for every axis's map;
+ * the caller fills p->map[d][0 .. dims[d]) and then calls mapped_finish.
+ */
+static struct mapped *mapped_new(lm_graph *g, lm_node *n, lm_kernel *k,
+				 const lm_value *x, const int64_t *dims,
+				 lm_error *e)
+{
+	int64_t total = 0;
+	int rank = x->rank > 0 ? x->rank : 1;
+
+	for (int d = 0; d < x->rank; d++)
+		total += dims[d];
+	/* Segments: at most one per element of the last axis. */
+	int64_t last = x->rank > 0 ? dims[x->rank - 1] : 1;
+	size_t bytes = sizeof(struct mapped) + (size_t)(total + 1) *
+		       sizeof(int64_t) + (size_t)last * sizeof(struct seg);
+	struct mapped *p = new_state(g, n, k, bytes, e);
+	if (!p)
+		return NULL;
+	p->rank = rank;
+	p->es = lm_dtype_size(x->dtype);
+	int64_t *m = p->store;
+	strides_of(x->rank, x->dims, p->ist);
+	for (int d = 0; d < x->rank; d++) {
+		p->dims[d] = dims[d];
+		p->map[d] = m;
+		m += dims[d];
+	}
+	if (x->rank == 0) {
+		/* A scalar: one axis of one element, read as itself. */
+		p->dims[0] = 1;
+		p->ist[0] = 1;
+		p->map[0] = m++;
+		p->map[0][0] = 0;
+	}
+	p->seg = (struct seg *)m;
+	k->run = mapped_kernel;
+	return p;
+}
+
+/* Cut the last axis's map into runs of consecutive reads (or padding);
+ * worth it only when the runs are long enough for memcpy to win. */
+static void mapped_finish(struct mapped *p)
+{
+	int last = p->rank - 1;
+	const int64_t *m = p->map[last];
+	int64_t len = p->dims[last];
+	int nseg = 0;
+
+	for (int64_t j = 0; j < len; j++) {
+		struct seg *prev = nseg ? &p->seg[nseg - 1] : NULL;
+		if (prev && ((m[j] < 0 && prev->m < 0) ||
+			     (m[j] >= 0 && prev->m >= 0 &&
+			      m[j] == prev->m + prev->len))) {
+			prev->len++;
+			continue;
+		}
+		p->seg[nseg++] = (struct seg){ j, 1, m[j] < 0 ? -1 : m[j] };
+	}
+	p->nseg = nseg * 8 <= len ? nseg : 0;
+}
+
+/* Pad: constant (the value from the attribute before opset 11, the
+ * optional constant input after; 0 by default), reflect, edge, wrap. */
+enum pad_mode { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP };
+
+static int64_t pad_index(enum pad_mode mode, int64_t i, int64_t len)
+{
+	if (i >= 0 && i < len)
+		return i;
+	switch (mode) {
+	case PAD_EDGE:
+		return i < 0 ? 0 : len - 1;
+	case PAD_WRAP:
+		return ((i % len) + len) % len;
+	case PAD_REFLECT:
+		if (len == 1)
+			return 0;
+		/* Mirror about the end elements (not repeating them):
+		 * the pattern repeats every 2 (len - 1). */
+		i = ((i % (2 * (len - 1))) + 2 * (len - 1)) % (2 * (len - 1));
+		return i < len ? i : 2 * (len - 1) - i;
+	default:
+		return -1;
+	}
+}
+
+static int pad_fill(lm_graph *g, lm_node *n, const lm_value *x,
+		    unsigned char *fill, lm_error *e)
+{
+	size_t es = lm_dtype_size(x->dtype);
+
+	memset(fill, 0, 16);
+	if (lm_ops_opset(g) < 11) {
+		double v = lm_attr_float(n, "value", 0);
+		if (!lm_ops_numeric(x->dtype))
+			return v == 0 ? 0 : unsupported(g, n, x, "numeric "
+							"types", e);
+		lm_ops_put_f(fill, x->dtype, 0, v);
+		return 0;
+	}
+	lm_value *c = lm_node_in(g, n, 2);
+	if (!c || lm_ops_numel(c->rank, c->dims) == 0)
+		return 0;
+	if (!lm_value_is_const(c))
+		return lm_ops_fail(e, g, n, -ENOTSUP, "constant_value '%s' is "
+				   "not a constant", c->name);
+	if (c->dtype != x->dtype || lm_ops_numel(c->rank, c->dims) != 1)
+		return lm_ops_fail(e, g, n, -EINVAL, "constant_value '%s' "
+				   "must be one %s", c->name,
+				   lm_dtype_name(x->dtype));
+	const void *d = lm_ops_fold_in(g, n, 2, e);
+	if (!d)
+		return -EINVAL;
+	memcpy(fill, d, es);
+	return 0;
+}
+
+static int pad_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	static const char *const modes[] = { "constant", "reflect", "edge",
+					     "wrap" };
+	lm_value *x, *y = lm_node_out(g, n, 0);
+	int64_t begin[LM_MAX_RANK], end[LM_MAX_RANK];
+	const char *ms = lm_attr_str(n, "mode", "constant");
+	int rc, mode = -1;
+
+	for (int i = 0; i < ARRAY_SIZE(modes); i++)
+		if (!strcmp(ms, modes[i]))
+			mode = i;
+	if (mode < 0)
+		return lm_ops_fail(e, g, n, -ENOTSUP, "mode '%s' is not "
+				   "supported", ms);
+	if ((rc = data_in(g, n, &x, e)) ||
+	    (rc = pad_amounts(g, n, x, begin, end, e)))
+		return rc;
+	if (es_too_big(x))
+		return unsupported(g, n, x, "types of at most 16 bytes", e);
+	for (int d = 0; d < x->rank; d++)
+		if (mode != PAD_CONSTANT && x->dims[d] == 0 && y->dims[d] > 0)
+			return lm_ops_fail(e, g, n, -EINVAL, "cannot %s-pad "
+					   "the empty axis %d", ms, d);
+	struct mapped *p = mapped_new(g, n, k, x, y->dims, e);
+	if (!p)
+		return -ENOMEM;
+	if ((rc = pad_fill(g, n, x, p->fill, e)))
+		return rc;
+	for (int d = 0; d < x->rank; d++)
+		for (int64_t o = 0; o < y->dims[d]; o++)
+			p->map[d][o] = pad_index((enum pad_mode)mode,
+						 o - begin[d], x->dims[d]);
+	mapped_finish(p);
+	k->impl = "pad";
+	return 0;
+}
+
+static int tile_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	lm_value *x, *y = lm_node_out(g, n, 0);
+	int rc;
+
+	if ((rc = data_in(g, n, &x, e)))
+		return rc;
+	if (es_too_big(x))
+		return unsupported(g, n, x, "types of at most 16 bytes", e);
+	struct mapped *p = mapped_new(g, n, k, x, y->dims, e);
+	if (!p)
+		return -ENOMEM;
+	for (int d = 0; d < x->rank; d++)
+		for (int64_t o = 0; o < y->dims[d]; o++)
+			p->map[d][o] = o % x->dims[d];
+	mapped_finish(p);
+	k->impl = "tile";
+	return 0;
+}
+
+/* -- Resize -- */
+
+enum coord_mode { CT_HALF_PIXEL, CT_HALF_PIXEL_SYMMETRIC, CT_PYTORCH,
+		  CT_ALIGN_CORNERS, CT_ASYMMETRIC, CT_TF_HALF_PIXEL };
+
+/* Where output index o of an axis samples the input, in input units
+ * (ONNX Resize's coordinate_transformation_mode). */
+static double resize_coord(enum coord_mode cm, int64_t o, int64_t in,
+			   int64_t out, double scale)
+{
+	double x = (double)o;
+
+	switch (cm) {
+	case CT_HALF_PIXEL_SYMMETRIC: {
+		double adj = (double)out / (scale * (double)in);
+		double off = (double)in / 2 * (1 - adj);
+		return off + (x + 0.5) / scale - 0.5;
+	}
+	case CT_PYTORCH:
+		return out > 1 ? (x + 0.5) / scale - 0.5 : 0;
+	case CT_ALIGN_CORNERS:
+		return out == 1 ? 0 : x * (double)(in - 1) / (double)(out - 1);
+	case CT_ASYMMETRIC:
+		return x / scale;
+	case CT_TF_HALF_PIXEL:
+		return (x + 0.5) / scale;
+	default:
+		return (x + 0.5) / scale - 0.5;
+	}
+}
+
+/*
+ * The scale of every axis, as the coordinate transformations use it: the
+ * scales input as given, or output / input size for sizes, or with a
+ * keep_aspect_ratio_policy the one scale chosen for all listed axes.
+ * Axes not listed keep scale 1.  infer has checked all of it.
+ */
+static int resize_scales(lm_graph *g, lm_node *n, const lm_value *x,
+			 const lm_value *y, double *scale, lm_error *e)
+{
+	int64_t axes[LM_MAX_RANK], sizes[LM_MAX_RANK];
+	double sc[LM_MAX_RANK];
+	int si = lm_ops_opset(g) < 11 ? 1 : 2;
+	lm_value *sv = lm_node_in(g, n, si), *zv = lm_node_in(g, n, 3);
+	int na = lm_ops_attr_list(g, n, "axes", axes, LM_MAX_RANK, e);
+
+	if (na < 0)
+		return na;
+	if (!na) {
+		na = x->rank;
+		for (int i = 0; i < na; i++)
+			axes[i] = i;
+	}
+	for (int d = 0; d < x->rank; d++)
+		scale[d] = 1;
+	if (sv && lm_ops_numel(sv->rank, sv->dims) > 0) {
+		int c = lm_ops_const_floats(g, n, si, "scales", sc,
+					    LM_MAX_RANK, e);
+		if (c < 0)
+			return c;
+		for (int i = 0; i < na && i < c; i++)
+			scale[axes[i] < 0 ? axes[i] + x->rank : axes[i]] =
+				sc[i];
+		return 0;
+	}
+	int c = zv ? lm_ops_const_ints(g, n, 3, "sizes", sizes, LM_MAX_RANK,
+				       e) : 0;
+	if (c < 0)
+		return c;
+	const char *pol = lm_attr_str(n, "keep_aspect_ratio_policy",
+				      "stretch");
+	double common = !strcmp(pol, "not_smaller") ? 0 : INFINITY;
+	for (int i = 0; i < na && i < c; i++) {
+		int a = (int)(axes[i] < 0 ? axes[i] + x->rank : axes[i]);
+		double r = x->dims[a] ? (double)sizes[i] / (double)x->dims[a]
+				      : 1;
+		scale[a] = r;
+		common = !strcmp(pol, "not_smaller") ? fmax(common, r)
+						     : fmin(common, r);
+	}
+	if (strcmp(pol, "stretch") != 0)
+		for (int i = 0; i < na && i < c; i++)
+			scale[axes[i] < 0 ? axes[i] + x->rank : axes[i]] =
+				common;
+	(void)y;
+	return 0;
+}
+
+/* Linear: per output index of one axis, the two input indices blended
+ * and the weight of the second. */
+struct lerp {
+	int64_t i0, i1;
+	float w;
+};
+
+/*
+ * Bilinear over the last two axes (H, W) of planes of (H, W); with only W
+ * resized the H maps are the identity.  Each output row blends two input
+ * rows, first interpolated along W into scratch (kept while the rows stay
+ * the same, as they do when upsampling).
+ */
+struct resize_linear {
+	int64_t planes, ih, iw, oh, ow;
+	struct lerp *h, *w;     /* oh, then ow entries in lerps[] */
+	struct lerp lerps[];
+};
+
+static void lerp_row(float *restrict dst, const float *restrict src,
+		     const struct lerp *w, int64_t n)
+{
+	for (int64_t j = 0; j < n; j++)
+		dst[j] = src[w[j].i0] + (src[w[j].i1] - src[w[j].i0]) * w[j].w;
+}
+
+static LM_CLONES void blend_rows(float *restrict y, const float *restrict a,
+				 const float *restrict b, float w, size_t n)
+{
+	LM_VFOR(i, n, y[i] = a[i] + (b[i] - a[i]) * w);
+}
+
+static int resize_linear_run(const lm_kargs *a)
+{
+	const struct resize_linear *s = a->state;
+	float *r0 = a->scratch, *r1 = r0 + s->ow;
+
+	for (int64_t p = 0; p < s->planes; p++) {
+		const float *x = (const float *)a->in[0]->data +
+				 p * s->ih * s->iw;
+		float *y = (float *)a->out[0]->data + p * s->oh * s->ow;
+		int64_t have0 = -1, have1 = -1;
+		for (int64_t o = 0; o < s->oh; o++, y += s->ow) {
+			const struct lerp *h = &s->h[o];
+			if (h->i0 != have0) {
+				/* The row needed as the top one may be the
+				 * one already made as the bottom one. */
+				if (h->i0 == have1) {
+					float *t = r0;
+					r0 = r1;
+					r1 = t;
+					have1 = -1;
+				} else {
+					lerp_row(r0, x + h->i0 * s->iw, s->w,
+						 s->ow);
+				}
+				have0 = h->i0;
+			}
+			if (h->i1 != have1) {
+				lerp_row(r1, x + h->i1 * s->iw, s->w, s->ow);
+				have1 = h->i1;
+			}
+			blend_rows(y, r0, r1, h->w, (size_t)s->ow);
+		}
+	}
+	return 0;
+}
+
+static void lerp_axis(struct lerp *l, enum coord_mode cm, int64_t in,
+		      int64_t out, double scale)
+{
+	for (int64_t o = 0; o < out; o++) {
+		double c = resize_coord(cm, o, in, out, scale);
+		c = c < 0 ? 0 : c > (double)(in - 1) ? (double)(in - 1) : c;
+		int64_t i0 = (int64_t)c;
+		l[o].i0 = i0;
+		l[o].i1 = i0 + 1 < in ? i0 + 1 : in - 1;
+		l[o].w = (float)(c - (double)i0);
+	}
+}
+
+/* Nearest: an index map, rounding with nearest_mode and clamping. */
+static int resize_nearest(lm_graph *g, lm_node *n, lm_kernel *k,
+			  const lm_value *x, const lm_value *y,
+			  enum coord_mode cm, const double *scale,
+			  lm_error *e)
+{
+	static const char *const nms[] = { "round_prefer_floor",
+					   "round_prefer_ceil", "floor",
+					   "ceil" };
+	const char *ns = lm_attr_str(n, "nearest_mode", "round_prefer_floor");
+	int nm = -1;
+
+	for (int i = 0; i < ARRAY_SIZE(nms); i++)
+		if (!strcmp(ns, nms[i]))
+			nm = i;
+	if (nm < 0)
+		return lm_ops_fail(e, g, n, -ENOTSUP, "nearest_mode '%s' is "
+				   "not supported", ns);
+	/* Resize-10 had no nearest_mode; ONNX's own 10 -> 11 converter
+	 * makes it floor (with asymmetric coordinates, see below). */
+	if (lm_ops_opset(g) < 11)
+		nm = 2;
+	if (es_too_big(x))
+		return unsupported(g, n, x, "types of at most 16 bytes", e);
+	struct mapped *p = mapped_new(g, n, k, x, y->dims, e);
+	if (!p)
+		return -ENOMEM;
+	for (int d = 0; d < x->rank; d++) {
+		int64_t in = x->dims[d];
+		for (int64_t o = 0; o < y->dims[d]; o++) {
+			double c = resize_coord(cm, o, in, y->dims[d],
+						scale[d]);
+			/* round_prefer_floor sends x.5 down, _ceil up. */
+			double r = nm == 0 ? ceil(c - 0.5) : nm == 1
+				 ? floor(c + 0.5) : nm == 2 ? floor(c)
+				 : ceil(c);
+			p->map[d][o] = r < 0 ? 0 : r > (double)(in - 1)
+				     ? in - 1 : (int64_t)r;
+		}
+	}
+	mapped_finish(p);
+	k->impl = "resize-nearest";
+	return 0;
+}
+
+static int resize_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+			  lm_error *e)
+{
+	static const char *const cms[] = {
+		[CT_HALF_PIXEL] = "half_pixel",
+		[CT_HALF_PIXEL_SYMMETRIC] = "half_pixel_symmetric",
+		[CT_PYTORCH] = "pytorch_half_pixel",
+		[CT_ALIGN_CORNERS] = "align_corners",
+		[CT_ASYMMETRIC] = "asymmetric",
+		[CT_TF_HALF_PIXEL] = "tf_half_pixel_for_nn",
+	};
+	lm_value *x, *y = lm_node_out(g, n, 0);
+	double scale[LM_MAX_RANK];
+	const char *mode = lm_attr_str(n, "mode", "nearest");
+	/* Before opset 11 there was no choice: asymmetric. */
+	const char *cs = lm_attr_str(n, "coordinate_transformation_mode",
+				     lm_ops_opset(g) < 11 ? "asymmetric"
+							  : "half_pixel");
+	int rc, cm = -1;
+
+	if ((rc = data_in(g, n, &x, e)))
+		return rc;
+	for (int i = 0; i < ARRAY_SIZE(cms); i++)
+		if (!strcmp(cs, cms[i]))
+			cm = i;
+	if (cm < 0 || (cm == CT_TF_HALF_PIXEL && strcmp(mode, "nearest")))
+		return lm_ops_fail(e, g, n, -ENOTSUP, "coordinate_"
+				   "transformation_mode '%s' is not "
+				   "supported", cs);
+	if (lm_attr_int(n, "antialias", 0))
+		return lm_ops_fail(e, g, n, -ENOTSUP, "antialias is not "
+				   "supported");
+	if ((rc = resize_scales(g, n, x, y, scale, e)))
+		return rc;
+	for (int d = 0; d < x->rank; d++)
+		if (x->dims[d] == 0 && y->dims[d] > 0)
+			return lm_ops_fail(e, g, n, -EINVAL, "cannot resize "
+					   "the empty axis %d", d);
+	if (!strcmp(mode, "nearest"))
+		return resize_nearest(g, n, k, x, y, (enum coord_mode)cm,
+				      scale, e);
+	if (strcmp(mode, "linear") != 0)
+		return lm_ops_fail(e, g, n, -ENOTSUP, "mode '%s' is not "
+				   "supported (only nearest, linear)", mode);
+	if (x->dtype != LM_DT_FLOAT)
+		return unsupported(g, n, x, "float32 for linear mode", e);
+	for (int d = 0; d + 2 < x->rank; d++)
+		if (x->dims[d] != y->dims[d] || scale[d] != 1)
+			return lm_ops_fail(e, g, n, -ENOTSUP, "linear resize "
+					   "of axis %d is not supported (only "
+					   "the last two axes)", d);
+	int64_t ih = x->rank >= 2 ? x->dims[x->rank - 2] : 1;
+	int64_t oh = x->rank >= 2 ? y->dims[x->rank - 2] : 1;
+	int64_t iw = x->rank >= 1 ? x->dims[x->rank - 1] : 1;
+	int64_t ow = x->rank >= 1 ? y->dims[x->rank - 1] : 1;
+	struct resize_linear *s = new_state(g, n, k, sizeof(*s) + (size_t)
+					    (oh + ow) * sizeof(struct lerp),
+					    e);
+	if (!s)
+		return -ENOMEM;
+	s->planes = x->rank > 2 ? lm_ops_numel(x->rank - 2, x->dims) : 1;
+	s->ih = ih;
+	s->iw = iw;
+	s->oh = oh;
+	s->ow = ow;
+	s->h = s->lerps;
+	s->w = s->lerps + oh;
+	lerp_axis(s->h, (enum coord_mode)cm, ih, oh,
+		  x->rank >= 2 ? scale[x->rank - 2] : 1);
+	lerp_axis(s->w, (enum coord_mode)cm, iw, ow,
+		  x->rank >= 1 ? scale[x->rank - 1] : 1);
+	k->run = resize_linear_run;
+	k->scratch_bytes = 2 * (size_t)ow * sizeof(float);
+	k->impl = "resize-linear";
+	return 0;
+}
+
+/* -- Gather -- */
+
+/*
+ * data[outer, dim, inner] indexed on the middle axis.  Indices come at
+ * run time; ONNX leaves out-of-range ones undefined, so they are checked
+ * there and give zeros instead of reading out of bounds.
+ */
+struct gather {
+	int64_t outer, dim, ni;
+	size_t chunk;           /* bytes per index: inner * element size */
+	int idx64;
+};
+
+static int gather_run(const lm_kargs *a)
+{
+	const struct gather *s = a->state;
+	const char *x = a->in[0]->data;
+	const void *idx = a->in[1]->data;
+	char *y = a->out[0]->data;
+	size_t chunk = s->chunk;
+
+	for (int64_t o = 0; o < s->outer; o++) {
+		const char *base = x + (size_t)(o * s->dim) * chunk;
+		for (int64_t j = 0; j < s->ni; j++, y += chunk) {
+			int64_t i = s->idx64 ? ((const int64_t *)idx)[j]
+					     : ((const int32_t *)idx)[j];
+			if (i < 0)
+				i += s->dim;
+			if (i < 0 || i >= s->dim)
+				memset(y, 0, chunk);
+			else if (chunk == 4)
+				memcpy(y, base + (size_t)i * 4, 4);
+			else if (chunk == 8)
+				memcpy(y, base + (size_t)i * 8, 8);
+			else
+				memcpy(y, base + (size_t)i * chunk, chunk);
+		}
+	}
+	return 0;
+}
+
+static int gather_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+			  lm_error *e)
+{
+	lm_value *x, *idx;
+	int axis, rc;
+
+	if ((rc = data_in(g, n, &x, e)) ||
+	    (rc = lm_ops_in(g, n, 1, &idx, e)) ||
+	    (rc = lm_ops_axis(g, n, lm_attr_int(n, "axis", 0), x->rank,
+			      "axis", &axis, e)))
+		return rc;
+	if (idx->dtype != LM_DT_INT64 && idx->dtype != LM_DT_INT32)
+		return unsupported(g, n, idx, "int32, int64", e);
+	struct gather *s = new_state(g, n, k, sizeof(*s), e);
+	if (!s)
+		return -ENOMEM;
+	s->outer = lm_ops_numel(axis, x->dims);
+	s->dim = x->dims[axis];
+	s->ni = lm_ops_numel(idx->rank, idx->dims);
+	s->chunk = (size_t)lm_ops_numel(x->rank - axis - 1,
+					x->dims + axis + 1) *
+		   lm_dtype_size(x->dtype);
+	s->idx64 = idx->dtype == LM_DT_INT64;
+	k->run = gather_run;
+	k->impl = "gather";
+	return 0;
+}
+
+/* -- Concat, Split -- */
+
+/* Concat and Split see the tensors as (outer, axis * inner): row o of the
+ * whole is row o of every part, one after another. */
+struct blocks {
+	int64_t outer;
+	int n;
+	size_t chunk[];         /* bytes per row of each part */
+};
+
+static int concat_run(const lm_kargs *a)
+{
+	const struct blocks *s = a->state;
+	char *y = a->out[0]->data;
+
+	for (int64_t o = 0; o < s->outer; o++) {
+		for (int i = 0; i < s->n; i++) {
+			memcpy(y, (const char *)a->in[i]->data +
+			       (size_t)o * s->chunk[i], s->chunk[i]);
+			y += s->chunk[i];
+		}
+	}
+	return 0;
+}
+
+static int split_run(const lm_kargs *a)
+{
+	const struct blocks *s = a->state;
+	const char *x = a->in[0]->data;
+
+	for (int64_t o = 0; o < s->outer; o++) {
+		for (int i = 0; i < s->n; i++) {
+			if (i < a->n_out && a->out[i])
+				memcpy((char *)a->out[i]->data +
+				       (size_t)o * s->chunk[i], x,
+				       s->chunk[i]);
+			x += s->chunk[i];
+		}
+	}
+	return 0;
+}
+
+static int blocks_prepare(lm_graph *g, lm_node *n, lm_kernel *k, int split,
+			  lm_error *e)
+{
+	lm_value *x, *whole = split ? lm_node_in(g, n, 0)
+				    : lm_node_out(g, n, 0);
+	int nparts = split ? n->n_outputs : n->n_inputs, axis, rc;
+
+	if ((rc = data_in(g, n, &x, e)) ||
+	    (rc = lm_ops_axis(g, n, lm_attr_int(n, "axis", split ? 0 : 1),
+			      whole->rank, "axis", &axis, e)))
+		return rc;
+	struct blocks *s = new_state(g, n, k, sizeof(*s) + (size_t)nparts *
+				     sizeof(size_t), e);
+	if (!s)
+		return -ENOMEM;
+	size_t inner = (size_t)lm_ops_numel(whole->rank - axis - 1,
+					    whole->dims + axis + 1) *
+		       lm_dtype_size(whole->dtype);
+	s->outer = lm_ops_numel(axis, whole->dims);
+	s->n = nparts;
+	for (int i = 0; i < nparts; i++) {
+		lm_value *v = split ? lm_node_out(g, n, i)
+				    : lm_node_in(g, n, i);
+		if (!v)
+			return lm_ops_fail(e, g, n, -ENOTSUP, "%s %d is "
+					   "omitted", split ? "output"
+							    : "input", i);
+		s->chunk[i] = (size_t)v->dims[axis] * inner;
+	}
+	k->run = split ? split_run : concat_run;
+	k->impl = split ? "split" : "concat";
+	return 0;
+}
+
+static int concat_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+			  lm_error *e)
+{
+	return blocks_prepare(g, n, k, 0, e);
+}
+
+static int split_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	return blocks_prepare(g, n, k, 1, e);
+}
+
+/* -- Shape, Size, ConstantOfShape, Range -- */
+
+/* Outputs known at prepare (Shape, Size of a static shape), or a fill
+ * pattern: the state holds the bytes, run copies or repeats them. */
+struct fixed {
+	size_t bytes;           /* of the pattern */
+	size_t total;           /* bytes of the output */
+	unsigned char data[];
+};
+
+static int fixed_run(const lm_kargs *a)
+{
+	const struct fixed *s = a->state;
+	char *y = a->out[0]->data;
+
+	if (s->bytes == s->total) {
+		memcpy(y, s->data, s->total);
+		return 0;
+	}
+	for (size_t off = 0; off < s->total; off += s->bytes)
+		memcpy(y + off, s->data, s->bytes);
+	return 0;
+}
+
+static struct fixed *fixed_new(lm_graph *g, lm_node *n, lm_kernel *k,
+			       size_t bytes, lm_error *e)
+{
+	lm_value *y = lm_node_out(g, n, 0);
+
+	if (!y) {
+		lm_ops_fail(e, g, n, -EINVAL, "output 0 is missing");
+		return NULL;
+	}
+	struct fixed *s = new_state(g, n, k, sizeof(*s) + bytes, e);
+	if (!s)
+		return NULL;
+	s->bytes = bytes;
+	s->total = lm_value_bytes(y);
+	k->run = fixed_run;
+	k->impl = "constant";
+	return s;
+}
+
+static int shape_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	lm_value *x;
+	int s, t, rc = lm_ops_in(g, n, 0, &x, e);
+
+	if (rc)
+		return rc;
+	shape_window(n, x->rank, &s, &t);
+	struct fixed *f = fixed_new(g, n, k, (size_t)(t - s) *
+				    sizeof(int64_t), e);
+	if (!f)
+		return -ENOMEM;
+	memcpy(f->data, x->dims + s, f->bytes);
+	return 0;
+}
+
+static int size_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	lm_value *x;
+	int rc = lm_ops_in(g, n, 0, &x, e);
+
+	if (rc)
+		return rc;
+	struct fixed *f = fixed_new(g, n, k, sizeof(int64_t), e);
+	if (!f)
+		return -ENOMEM;
+	int64_t cnt = lm_ops_numel(x->rank, x->dims);
+	memcpy(f->data, &cnt, sizeof(cnt));
+	return 0;
+}
+
+static int const_of_shape_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+				  lm_error *e)
+{
+	lm_value *y = lm_node_out(g, n, 0);
+	const lm_tensor *t;
+	int rc = fill_value(g, n, &t, e);
+
+	if (rc)
+		return rc;
+	size_t es = y ? lm_dtype_size(y->dtype) : 0;
+	if (!es)
+		return lm_ops_fail(e, g, n, -ENOTSUP, "output has no "
+				   "fixed-size element type");
+	struct fixed *f = fixed_new(g, n, k, es, e);
+	if (!f)
+		return -ENOMEM;
+	if (t)
+		memcpy(f->data, t->data, es);
+	return 0;
+}
+
+/* Range: output[i] = start + i * delta, computed at run. */
+struct range {
+	lm_dtype dt;
+	double f0, fd;
+	int64_t i0, id;
+	int64_t count;
+};
+
+static int range_run(const lm_kargs *a)
+{
+	const struct range *s = a->state;
+	void *y = a->out[0]->data;
+
+	for (int64_t i = 0; i < s->count; i++) {
+		if (lm_ops_is_float(s->dt))
+			lm_ops_put_f(y, s->dt, i, s->f0 + (double)i * s->fd);
+		else
+			lm_ops_put_i(y, s->dt, i,
+				     (int64_t)((uint64_t)s->i0 +
+					       (uint64_t)i * (uint64_t)s->id));
+	}
+	return 0;
+}
+
+static int range_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
+{
+	struct range_args r;
+	int64_t count = 0;
+	int rc;
+
+	if ((rc = range_args(g, n, &r, e)) ||
+	    (rc = range_count(g, n, &r, &count, e)))
+		return rc;
+	struct range *s = new_state(g, n, k, sizeof(*s), e);
+	if (!s)
+		return -ENOMEM;
+	s->dt = r.dt;
+	s->f0 = r.f[0];
+	s->fd = r.f[2];
+	s->i0 = r.i[0];
+	s->id = r.i[2];
+	s->count = count;
+	k->run = range_run;
+	k->impl = "range";
+	return 0;
+}
+
 #define RS LM_OP_RESHAPE
 #define CO LM_OP_COMPUTE
 
 static const lm_op ops[] = {
-	{ "Shape", 0, shape_infer, shape_fold, NULL },
-	{ "Size", 0, size_infer, size_fold, NULL },
-	{ "Gather", CO, gather_infer, gather_fold, NULL },
-	{ "Unsqueeze", RS, unsqueeze_infer, lm_ops_fold_copy, NULL },
-	{ "Squeeze", RS, squeeze_infer, lm_ops_fold_copy, NULL },
-	{ "Concat", CO, concat_infer, concat_fold, NULL },
-	{ "Split", CO, split_infer, NULL, NULL },
-	{ "Slice", 0, slice_infer, slice_fold, NULL },
-	{ "Flatten", RS, flatten_infer, lm_ops_fold_copy, NULL },
-	{ "Reshape", RS, reshape_infer, lm_ops_fold_copy, NULL },
-	{ "Transpose", 0, transpose_infer, transpose_fold, NULL },
-	{ "Expand", 0, expand_infer, expand_fold, NULL },
+	{ "Shape", 0, shape_infer, shape_fold, NULL, shape_prepare },
+	{ "Size", 0, size_infer, size_fold, NULL, size_prepare },
+	{ "Gather", CO, gather_infer, gather_fold, NULL, gather_prepare },
+	{ "Unsqueeze", RS, unsqueeze_infer, lm_ops_fold_copy, NULL,
+	  alias_prepare },
+	{ "Squeeze", RS, squeeze_infer, lm_ops_fold_copy, NULL,
+	  alias_prepare },
+	{ "Concat", CO, concat_infer, concat_fold, NULL, concat_prepare },
+	{ "Split", CO, split_infer, NULL, NULL, split_prepare },
+	{ "Slice", 0, slice_infer, slice_fold, NULL, slice_prepare },
+	{ "Flatten", RS, flatten_infer, lm_ops_fold_copy, NULL,
+	  alias_prepare },
+	{ "Reshape", RS, reshape_infer, lm_ops_fold_copy, NULL,
+	  alias_prepare },
+	{ "Transpose", 0, transpose_infer, transpose_fold, NULL,
+	  transpose_prepare },
+	{ "Expand", 0, expand_infer, expand_fold, NULL, expand_prepare },
 	{ "ConstantOfShape", 0, const_of_shape_infer, const_of_shape_fold,
-	  NULL },
-	{ "Range", 0, range_infer, range_fold, NULL },
-	{ "Pad", CO, pad_infer, NULL, NULL },
-	{ "Resize", CO, resize_infer, NULL, resize_flops },
-	{ "Constant", 0, constant_infer, constant_fold, NULL },
-	{ "Tile", 0, tile_infer, NULL, NULL },
+	  NULL, const_of_shape_prepare },
+	{ "Range", 0, range_infer, range_fold, NULL, range_prepare },
+	{ "Pad", CO, pad_infer, NULL, NULL, pad_prepare },
+	{ "Resize", CO, resize_infer, NULL, resize_flops, resize_prepare },
+	/* Always folded: fold.c turns Constant nodes into constants. */
+	{ "Constant", 0, constant_infer, constant_fold, NULL, NULL },
+	{ "Tile", 0, tile_infer, NULL, NULL, tile_prepare },
 };
 
 const struct lm_ops_family lm_ops_shape = { ops, ARRAY_SIZE(ops) };

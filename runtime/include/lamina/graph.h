@@ -232,14 +232,20 @@ enum {
  * naming the node.  `fold` computes the outputs of a node whose inputs are
  * all constant (used for shape subgraphs), allocating each output's data;
  * NULL when the op cannot be folded.  `flops` counts floating-point work
- * (a multiply-add is 2).
+ * (a multiply-add is 2).  `prepare` readies the node for execution.
  */
+struct lm_kernel;
+
 typedef struct lm_op {
 	const char *name;
 	unsigned flags;
 	int (*infer)(lm_graph *g, lm_node *n, lm_error *e);
 	int (*fold)(lm_graph *g, lm_node *n, lm_error *e);
 	double (*flops)(lm_graph *g, const lm_node *n);
+	/* Choose and set up the kernel that executes the node (see
+	 * runtime/ops/kernel.h); NULL when the runtime cannot run the op. */
+	int (*prepare)(lm_graph *g, lm_node *n, struct lm_kernel *k,
+		       lm_error *e);
 } lm_op;
 
 /** Table entry for an op in the default domain, or NULL when unknown. */

@@ -1,0 +1,376 @@
+/*
+ * cmd_run.c: `lamina run`, the whole model in one process on the CPU
+ * runtime, no dataplane: the reference every pipeline is compared with.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "lamina/runtime.h"
+#include "lamina/slicer.h"
+
+#define MAX_TENSORS 64
+
+struct named_file {
+	const char *name; /* NULL: the model's only input or output */
+	const char *path;
+};
+
+struct run_args {
+	const char *model;
+	struct named_file in[MAX_TENSORS], out[MAX_TENSORS];
+	int n_in, n_out;
+	int threads, repeat, profile;
+	int64_t batch;
+};
+
+static const char run_help[] =
+	"usage: lamina run MODEL.onnx --input [NAME=]FILE.npy ... "
+	"[--output [NAME=]FILE.npy ...]\n"
+	"                  [--threads T] [--batch N] [--repeat R] [--profile]\n"
+	"\n"
+	"Run a whole model (or one slice) on the CPU runtime in this process.\n"
+	"NAME may be left out when the model has one input (output).\n"
+	"\n"
+	"options:\n"
+	"  -i, --input [NAME=]FILE.npy   a model input (NumPy .npy)\n"
+	"  -o, --output [NAME=]FILE.npy  where to save a model output\n"
+	"  -t, --threads T               threads for the heavy kernels "
+	"(default 1)\n"
+	"  -b, --batch N                 run at batch N (rewrites the leading "
+	"dim)\n"
+	"  -r, --repeat R                run R more times and print\n"
+	"                                'latency_ms median=X p90=Y min=Z'\n"
+	"  -p, --profile                 print the time of every node\n"
+	"  -h, --help                    this text\n";
+
+static int parse_named(const char *arg, struct named_file *f)
+{
+	const char *eq = strchr(arg, '=');
+	if (eq && eq != arg) {
+		char *name = strndup(arg, (size_t)(eq - arg));
+		if (!name)
+			return -ENOMEM;
+		f->name = name;
+		f->path = eq + 1;
+	} else {
+		f->name = NULL;
+		f->path = arg;
+	}
+	return 0;
+}
+
+static int positive(const char *opt, const char *v, long max, long *out)
+{
+	char *end;
+	long n = strtol(v, &end, 10);
+	if (*end || n < 1 || n > max)
+		return cli_errorf("run", "%s needs a number from 1 to %ld, not "
+				  "'%s'", opt, max, v);
+	*out = n;
+	return 0;
+}
+
+static int parse_run(int argc, char **argv, struct run_args *a)
+{
+	static const struct option opts[] = {
+		{ "input", required_argument, 0, 'i' },
+		{ "output", required_argument, 0, 'o' },
+		{ "threads", required_argument, 0, 't' },
+		{ "batch", required_argument, 0, 'b' },
+		{ "repeat", required_argument, 0, 'r' },
+		{ "profile", no_argument, 0, 'p' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+	long v = 0;
+	memset(a, 0, sizeof(*a));
+	a->threads = 1;
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":i:o:t:b:r:ph", opts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'i':
+		case 'o': {
+			int *n = c == 'i' ? &a->n_in : &a->n_out;
+			if (*n == MAX_TENSORS)
+				return cli_errorf("run", "too many --%s "
+						  "options", c == 'i' ?
+						  "input" : "output");
+			if (parse_named(optarg, c == 'i' ? &a->in[*n]
+							  : &a->out[*n]))
+				return cli_errorf("run", "out of memory");
+			(*n)++;
+			break;
+		}
+		case 't':
+			if (positive("--threads", optarg, 256, &v))
+				return 1;
+			a->threads = (int)v;
+			break;
+		case 'b':
+			if (positive("--batch", optarg, 1 << 20, &v))
+				return 1;
+			a->batch = v;
+			break;
+		case 'r':
+			if (positive("--repeat", optarg, 10000000, &v))
+				return 1;
+			a->repeat = (int)v;
+			break;
+		case 'p': a->profile = 1; break;
+		case 'h':
+			fputs(run_help, stdout);
+			exit(0);
+		case ':':
+			return cli_errorf("run", "%s needs a value",
+					  argv[optind - 1]);
+		default:
+			return cli_errorf("run", "unknown option '%s' (see "
+					  "'lamina run --help')",
+					  argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		return cli_errorf("run", "expected one MODEL.onnx (see 'lamina "
+				  "run --help')");
+	a->model = argv[optind];
+	return 0;
+}
+
+/* Index of the graph value (input or output list) a --input/--output
+ * refers to, or -1 after printing why not. */
+static int resolve(const lm_graph *g, const int *list, int n,
+		   const struct named_file *f, const char *what)
+{
+	if (!f->name) {
+		if (n == 1)
+			return 0;
+		char names[512] = "";
+		size_t off = 0;
+		for (int i = 0; i < n && off < sizeof(names); i++)
+			off += (size_t)snprintf(names + off,
+						sizeof(names) - off, "%s%s",
+						i ? ", " : "",
+						g->values[list[i]].name);
+		cli_errorf("run", "the model has %d %ss (%s): name them, as "
+			   "--%s NAME=%s", n, what, names, what, f->path);
+		return -1;
+	}
+	for (int i = 0; i < n; i++)
+		if (!strcmp(g->values[list[i]].name, f->name))
+			return i;
+	cli_errorf("run", "the model has no %s '%s'", what, f->name);
+	return -1;
+}
+
+/* After --batch N: every output must carry the batch in its first dim. */
+static int check_batch(const lm_graph *g, int64_t n)
+{
+	for (int j = 0; j < g->n_outputs; j++) {
+		const lm_value *y = &g->values[g->outputs[j]];
+		char shape[128];
+		if (y->rank >= 1 && y->dims[0] == n)
+			continue;
+		/* the first node whose output lost the batch, as a hint */
+		const char *culprit = "?", *op = "?";
+		for (int ni = 0; ni < g->n_nodes && culprit[0] == '?'; ni++) {
+			const lm_node *nd = &g->nodes[ni];
+			const lm_value *x = nd->n_inputs && nd->inputs[0] >= 0
+				? &g->values[nd->inputs[0]] : NULL;
+			const lm_value *o = nd->outputs[0] >= 0
+				? &g->values[nd->outputs[0]] : NULL;
+			if (x && o && x->rank >= 1 && x->dims[0] == n &&
+			    o->rank >= 1 && o->dims[0] != n) {
+				culprit = nd->name;
+				op = nd->op_type;
+			}
+		}
+		return cli_errorf("run", "cannot run at batch %lld: output '%s' "
+				  "comes out as %s; node '%s' (%s) fixes the "
+				  "batch (a hard-coded shape in the model)",
+				  (long long)n, y->name,
+				  lm_shape_str(y->rank, y->dims, shape,
+					       sizeof(shape)),
+				  culprit, op);
+	}
+	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void print_profile(lm_session *s)
+{
+	const lm_node_time *rows;
+	int n = lm_session_profile(s, &rows);
+	double total = 0;
+	for (int i = 0; i < n; i++)
+		total += rows[i].runs ? rows[i].seconds / rows[i].runs : 0;
+	printf("%-40s %-22s %-18s %9s %6s %8s\n", "node", "op", "kernel",
+	       "ms", "%", "GFLOP/s");
+	for (int i = 0; i < n; i++) {
+		if (!rows[i].runs)
+			continue;
+		double t = rows[i].seconds / rows[i].runs;
+		printf("%-40.40s %-22.22s %-18.18s %9.3f %6.1f %8.1f\n",
+		       rows[i].name, rows[i].op, rows[i].kernel, t * 1e3,
+		       total > 0 ? 100 * t / total : 0,
+		       t > 0 ? rows[i].flops / t / 1e9 : 0);
+	}
+	printf("total %.3f ms per run\n", total * 1e3);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_args a;
+	lm_onnx_model *m = NULL;
+	lm_session *s = NULL;
+	lm_tensor in[MAX_TENSORS] = { 0 }, out[MAX_TENSORS] = { 0 };
+	lm_tensor files[MAX_TENSORS] = { 0 };
+	lm_input_shape shapes[MAX_TENSORS];
+	lm_error e;
+	double *times = NULL;
+	int rc = 1, n_shapes = 0, which[MAX_TENSORS];
+	char shape[128];
+
+	if (parse_run(argc, argv, &a))
+		return 1;
+	if (lm_onnx_load(a.model, &m, &e)) {
+		cli_error("run", &e);
+		goto out;
+	}
+	lm_graph *g = lm_onnx_graph(m);
+	if (g->n_inputs > MAX_TENSORS || g->n_outputs > MAX_TENSORS) {
+		cli_errorf("run", "%s: too many inputs or outputs", a.model);
+		goto out;
+	}
+	/* Read the inputs first: their shapes fill symbolic dims. */
+	for (int i = 0; i < a.n_in; i++) {
+		which[i] = resolve(g, g->inputs, g->n_inputs, &a.in[i],
+				   "input");
+		if (which[i] < 0)
+			goto out;
+		if (files[which[i]].data) {
+			cli_errorf("run", "input '%s' is given twice",
+				   g->values[g->inputs[which[i]]].name);
+			goto out;
+		}
+		if (lm_npy_read(a.in[i].path, &files[which[i]], &e)) {
+			cli_error("run", &e);
+			goto out;
+		}
+	}
+	for (int i = 0; i < g->n_inputs; i++) {
+		lm_value *v = &g->values[g->inputs[i]];
+		lm_input_shape *sh = &shapes[n_shapes];
+		if (!files[i].data) {
+			cli_errorf("run", "no --input for the model's input "
+				   "'%s' (%s %s)", v->name,
+				   lm_dtype_name(v->dtype),
+				   lm_shape_str(v->rank, v->dims, shape,
+						sizeof(shape)));
+			goto out;
+		}
+		if (v->rank >= 0 && v->rank != files[i].rank)
+			continue; /* lm_session_run names the mismatch */
+		snprintf(sh->name, sizeof(sh->name), "%s", v->name);
+		sh->rank = files[i].rank;
+		for (int d = 0; d < sh->rank; d++)
+			sh->dims[d] = v->rank >= 0 && v->dims[d] >= 0
+					      ? v->dims[d] : files[i].dims[d];
+		if (a.batch && v->rank >= 1)
+			sh->dims[0] = a.batch;
+		n_shapes++;
+	}
+	if (lm_onnx_prepare(m, shapes, n_shapes, NULL, &e)) {
+		cli_error("run", &e);
+		goto out;
+	}
+	if (a.batch && check_batch(g, a.batch))
+		goto out;
+	lm_session_options so = { .threads = a.threads,
+				  .profile = a.profile };
+	if (lm_session_create(g, &so, &s, &e)) {
+		cli_error("run", &e);
+		goto out;
+	}
+	for (int i = 0; i < g->n_inputs; i++)
+		in[i] = files[i];
+	for (int j = 0; j < g->n_outputs; j++) {
+		lm_value *y = &g->values[g->outputs[j]];
+		if (lm_tensor_alloc(&out[j], y->dtype, y->rank, y->dims)) {
+			cli_errorf("run", "output '%s': cannot allocate %s %s",
+				   y->name, lm_dtype_name(y->dtype),
+				   lm_shape_str(y->rank, y->dims, shape,
+						sizeof(shape)));
+			goto out;
+		}
+	}
+	if (lm_session_run(s, in, g->n_inputs, out, g->n_outputs, &e)) {
+		cli_error("run", &e);
+		goto out;
+	}
+	for (int i = 0; i < a.n_out; i++) {
+		int j = resolve(g, g->outputs, g->n_outputs, &a.out[i],
+				"output");
+		if (j < 0)
+			goto out;
+		if (lm_npy_write(a.out[i].path, &out[j], &e)) {
+			cli_error("run", &e);
+			goto out;
+		}
+	}
+	if (a.repeat) {
+		times = malloc((size_t)a.repeat * sizeof(double));
+		if (!times) {
+			cli_errorf("run", "out of memory");
+			goto out;
+		}
+		for (int r = 0; r < a.repeat; r++) {
+			double t0 = now();
+			lm_session_run(s, in, g->n_inputs, out, g->n_outputs,
+				       NULL);
+			times[r] = (now() - t0) * 1e3;
+		}
+		qsort(times, (size_t)a.repeat, sizeof(double), cmp_double);
+		int p90 = (int)(0.9 * (a.repeat - 1) + 0.5);
+		printf("latency_ms median=%.3f p90=%.3f min=%.3f\n",
+		       a.repeat % 2 ? times[a.repeat / 2]
+				    : (times[a.repeat / 2 - 1] +
+				       times[a.repeat / 2]) / 2,
+		       times[p90], times[0]);
+	}
+	if (a.profile)
+		print_profile(s);
+	rc = 0;
+out:
+	for (int i = 0; i < MAX_TENSORS; i++) {
+		lm_tensor_free(&files[i]);
+		lm_tensor_free(&out[i]);
+	}
+	for (int i = 0; i < a.n_in; i++)
+		free((char *)a.in[i].name);
+	for (int i = 0; i < a.n_out; i++)
+		free((char *)a.out[i].name);
+	free(times);
+	lm_session_free(s);
+	lm_onnx_free(m);
+	return rc;
+}

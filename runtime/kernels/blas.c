@@ -1,0 +1,307 @@
+/*
+ * blas.c: lamina's use of OpenBLAS: the thread count, one row-major sgemm
+ * entry that turns vector-shaped products into matrix-vector ones, and
+ * the Gemm and MatMul kernels built on it.
+ *
+ * Gemm and MatMul stay on OpenBLAS: at batch 1 the fully connected layers
+ * of the target models are matrix-vector products, bound by reading the
+ * weights from memory, not by arithmetic (those get a streaming AVX-512
+ * loop below); and MatMul's operands may both change from run to run
+ * (attention), so there is nothing to pack ahead.
+ */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+/* OpenBLAS 0.3.21 declares these in its own cblas.h; spelled out so the
+ * file also builds against a reference cblas.h. */
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+
+void lm_blas_threads(int threads)
+{
+	if (threads < 1)
+		threads = 1;
+	/* Setting it costs a lock and a pass over OpenBLAS's thread pool,
+	 * so only when it changes. */
+	if (openblas_get_num_threads() != threads)
+		openblas_set_num_threads(threads);
+}
+
+/* ---- matrix-vector products on AVX-512 ----
+ *
+ * At batch 1 a fully connected layer streams its weights from memory once
+ * per inference, and OpenBLAS's sgemv leaves memory idle: on Zen 5 it
+ * reads a 4096 x 25088 matrix at 29 GB/s where these loops, which ask
+ * for the next rows ahead of time, reach 40 (tools/bench_kernels).
+ */
+
+#if defined(__x86_64__)
+
+/* y[i] = alpha * W[i, :] . x + beta * y[i] for i < n; W row-major (ldw).
+ * Four rows at a time, the next four prefetched while these stream. */
+static LM_AVX512 void gemv_rows(int64_t n, int64_t k, float alpha,
+				const float *w, int64_t ldw, const float *x,
+				float beta, float *y)
+{
+	for (int64_t i = 0; i < n; i += 4) {
+		int64_t nr = n - i < 4 ? n - i : 4;
+		const float *r[4];
+		__m512 acc[4];
+		for (int j = 0; j < 4; j++) {
+			r[j] = w + (i + (j < nr ? j : 0)) * ldw;
+			acc[j] = _mm512_setzero_ps();
+		}
+		const char *next = (const char *)(w + (i + 4) * ldw);
+		int pf = i + 4 < n;
+		int64_t c = 0;
+		for (; c + 16 <= k; c += 16) {
+			__m512 xv = _mm512_loadu_ps(x + c);
+			for (int j = 0; j < 4; j++) {
+				__m512 wv = _mm512_loadu_ps(r[j] + c);
+				if (pf)
+					_mm_prefetch(next + (j * ldw + c) * 4,
+						     _MM_HINT_T0);
+				acc[j] = _mm512_fmadd_ps(wv, xv, acc[j]);
+			}
+		}
+		__mmask16 m = (__mmask16)((1u << (k - c)) - 1);
+		__m512 xv = _mm512_maskz_loadu_ps(m, x + c);
+		for (int j = 0; j < nr; j++) {
+			acc[j] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m,
+						 r[j] + c), xv, acc[j]);
+			float v = alpha * _mm512_reduce_add_ps(acc[j]);
+			y[i + j] = beta == 0.0f ? v : v + beta * y[i + j];
+		}
+	}
+}
+
+/* y = alpha * x^T W + beta * y, W k x n row-major (ldw): each row of W
+ * scaled into y, which stays in L1, with the row two ahead prefetched. */
+static LM_AVX512 void gemv_cols(int64_t n, int64_t k, float alpha,
+				const float *w, int64_t ldw, const float *x,
+				float beta, float *y)
+{
+	for (int64_t j = 0; j < n; j++)
+		y[j] = beta == 0.0f ? 0.0f : beta * y[j];
+	for (int64_t r = 0; r < k; r++) {
+		const float *wr = w + r * ldw;
+		__m512 xv = _mm512_set1_ps(alpha * x[r]);
+		int pf = r + 2 < k;
+		int64_t j = 0;
+		for (; j + 16 <= n; j += 16) {
+			if (pf)
+				_mm_prefetch((const char *)(wr + 2 * ldw + j),
+					     _MM_HINT_T0);
+			__m512 wv = _mm512_loadu_ps(wr + j);
+			_mm512_storeu_ps(y + j, _mm512_fmadd_ps(xv, wv,
+						_mm512_loadu_ps(y + j)));
+		}
+		__mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+		_mm512_mask_storeu_ps(y + j, m, _mm512_fmadd_ps(xv,
+			_mm512_maskz_loadu_ps(m, wr + j),
+			_mm512_maskz_loadu_ps(m, y + j)));
+	}
+}
+
+#else
+
+static void gemv_rows(int64_t n, int64_t k, float alpha, const float *w,
+		      int64_t ldw, const float *x, float beta, float *y)
+{
+	cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)k, alpha, w,
+		    (int)ldw, x, 1, beta, y, 1);
+}
+
+static void gemv_cols(int64_t n, int64_t k, float alpha, const float *w,
+		      int64_t ldw, const float *x, float beta, float *y)
+{
+	cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)n, alpha, w,
+		    (int)ldw, x, 1, beta, y, 1);
+}
+
+#endif
+
+void lm_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+	      const float *a, int64_t lda, const float *b, int64_t ldb,
+	      float beta, float *c, int64_t ldc)
+{
+	if (m <= 0 || n <= 0)
+		return;
+	if (k <= 0) {
+		for (int64_t i = 0; i < m; i++)
+			for (int64_t j = 0; j < n; j++)
+				c[i * ldc + j] = beta == 0.0f ? 0.0f
+					       : beta * c[i * ldc + j];
+		return;
+	}
+	/* OpenBLAS 0.3.21 runs a 1-row or 1-column sgemm through its
+	 * general kernels, several times slower than sgemv. */
+	if (m == 1) {
+		/* c (1 x n) = op(b)^T op(a)^T: a vector times op(b). */
+		int inc = ta ? (int)lda : 1;
+		if (inc == 1 && lm_have_avx512()) {
+			if (tb)
+				gemv_rows(n, k, alpha, b, ldb, a, beta, c);
+			else
+				gemv_cols(n, k, alpha, b, ldb, a, beta, c);
+			return;
+		}
+		if (tb)
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)k,
+				    alpha, b, (int)ldb, a, inc, beta, c, 1);
+		else
+			cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)n,
+				    alpha, b, (int)ldb, a, inc, beta, c, 1);
+		return;
+	}
+	if (n == 1) {
+		int inc = tb ? 1 : (int)ldb;
+		if (ta)
+			cblas_sgemv(CblasRowMajor, CblasTrans, (int)k, (int)m,
+				    alpha, a, (int)lda, b, inc, beta, c,
+				    (int)ldc);
+		else
+			cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)k,
+				    alpha, a, (int)lda, b, inc, beta, c,
+				    (int)ldc);
+		return;
+	}
+	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+		    tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+		    alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+static const float *sum_data(const lm_kargs *a, const lm_epilogue *ep)
+{
+	return ep->sum_input >= 0 ? a->in[ep->sum_input]->data : NULL;
+}
+
+static void epilogue(const lm_epilogue *ep, float *y, const float *sum,
+		     size_t n)
+{
+	if (ep->act != LM_ACT_NONE || sum)
+		lm_epilogue_apply(ep, y, sum, n);
+}
+
+/* ---- Gemm ---- */
+
+static int run_gemm(const lm_kargs *a)
+{
+	const struct lm_gemm_desc *d = a->state;
+	const float *x = a->in[0]->data, *w = a->in[1]->data;
+	float *y = a->out[0]->data;
+	float beta = 0.0f;
+
+	if (d->has_c && d->beta != 0.0f && a->n_in > 2 && a->in[2]) {
+		/* Y = beta * C broadcast to (M, N), then accumulate. */
+		const float *c = a->in[2]->data;
+		int64_t rows = d->c_rank == 2 ? d->c_dims[0] : 1;
+		int64_t cols = d->c_rank > 0 ? d->c_dims[d->c_rank - 1] : 1;
+		for (int64_t i = 0; i < d->m; i++)
+			for (int64_t j = 0; j < d->n; j++)
+				y[i * d->n + j] = d->beta *
+					c[(rows == 1 ? 0 : i) * cols +
+					  (cols == 1 ? 0 : j)];
+		beta = 1.0f;
+	}
+	lm_sgemm(d->ta, d->tb, d->m, d->n, d->k, d->alpha, x,
+		 d->ta ? d->m : d->k, w, d->tb ? d->k : d->n, beta, y, d->n);
+	epilogue(&d->ep, y, sum_data(a, &d->ep), (size_t)(d->m * d->n));
+	return 0;
+}
+
+int lm_gemm_prepare(const struct lm_gemm_desc *d, lm_kernel *k)
+{
+	struct lm_gemm_desc *s = malloc(sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	*s = *d;
+	k->state = s;
+	k->free_state = free;
+	k->run = run_gemm;
+	k->impl = d->m == 1 && !d->ta && lm_have_avx512() ? "sgemv"
+		  : d->m == 1 || d->n == 1 ? "openblas sgemv" : "openblas";
+	return 0;
+}
+
+/* ---- MatMul ---- */
+
+struct matmul_state {
+	struct lm_matmul_desc d;
+	int64_t m, n, k, batch;
+	int flat;               /* B shared by every batch: one tall sgemm */
+};
+
+/* Element offset (in matrices) of batch index idx in an operand whose
+ * batch dims are dims[0..nb), broadcast to the output's odims. */
+static int64_t batch_offset(int nb, const int64_t *odims,
+			    const int64_t *dims, int64_t idx)
+{
+	int64_t off = 0, stride = 1;
+
+	for (int i = nb - 1; i >= 0; i--) {
+		int64_t ci = idx % odims[i];
+		idx /= odims[i];
+		if (dims[i] != 1)
+			off += ci * stride;
+		stride *= dims[i];
+	}
+	return off;
+}
+
+static int run_matmul(const lm_kargs *a)
+{
+	const struct matmul_state *s = a->state;
+	const struct lm_matmul_desc *d = &s->d;
+	const float *x = a->in[0]->data, *w = a->in[1]->data;
+	float *y = a->out[0]->data;
+	int nb = d->rank - 2;
+
+	if (s->flat) {
+		lm_sgemm(0, 0, s->batch * s->m, s->n, s->k, 1.0f, x, s->k, w,
+			 s->n, 0.0f, y, s->n);
+	} else {
+		for (int64_t i = 0; i < s->batch; i++) {
+			int64_t ao = batch_offset(nb, d->o_dims, d->a_dims, i);
+			int64_t bo = batch_offset(nb, d->o_dims, d->b_dims, i);
+			lm_sgemm(0, 0, s->m, s->n, s->k, 1.0f,
+				 x + ao * s->m * s->k, s->k,
+				 w + bo * s->k * s->n, s->n, 0.0f,
+				 y + i * s->m * s->n, s->n);
+		}
+	}
+	epilogue(&d->ep, y, sum_data(a, &d->ep),
+		 (size_t)(s->batch * s->m * s->n));
+	return 0;
+}
+
+int lm_matmul_prepare(const struct lm_matmul_desc *d, lm_kernel *k)
+{
+	struct matmul_state *s = calloc(1, sizeof(*s));
+	int r = d->rank, b_shared = 1, a_full = 1;
+
+	if (!s)
+		return -ENOMEM;
+	s->d = *d;
+	s->m = d->a_dims[r - 2];
+	s->k = d->a_dims[r - 1];
+	s->n = d->b_dims[r - 1];
+	s->batch = 1;
+	for (int i = 0; i < r - 2; i++) {
+		s->batch *= d->o_dims[i];
+		b_shared &= d->b_dims[i] == 1;
+		a_full &= d->a_dims[i] == d->o_dims[i];
+	}
+	s->flat = b_shared && a_full;
+	k->state = s;
+	k->free_state = free;
+	k->run = run_matmul;
+	k->impl = (s->flat ? s->batch * s->m : s->m) == 1 && lm_have_avx512()
+		  ? "sgemv" : "openblas";
+	return 0;
+}

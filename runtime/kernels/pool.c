@@ -1,0 +1,250 @@
+/*
+ * pool.c: MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool on
+ * NCHW planes.
+ *
+ * A window is separable, so each output row is made in two passes: the
+ * window's input rows are reduced into one padded row (contiguous, so it
+ * vectorises at any stride), then the kernel columns of that row are
+ * reduced at the output stride.  Padding never enters a max (padded
+ * columns hold -FLT_MAX, as onnxruntime fills an empty window) and enters
+ * an average only through the divisor: with count_include_pad the window
+ * clipped to the padded input (ceil_mode's extra reach is not padding),
+ * without it the inputs actually covered.
+ */
+#include "kernels.h"
+#include "act.h"
+
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pool_state {
+	struct lm_pool_desc d;
+	int64_t wp;             /* padded row: (ow-1)*sw + (kw-1)*dw + 1 */
+	int avx512;
+};
+
+/* Kernel taps along one axis that fall inside [lo, hi) for the window
+ * starting at `start`. */
+static int64_t taps_in(int64_t start, int64_t k, int64_t dil, int64_t lo,
+		       int64_t hi)
+{
+	int64_t n = 0;
+
+	for (int64_t i = 0; i < k; i++) {
+		int64_t p = start + i * dil;
+		n += p >= lo && p < hi;
+	}
+	return n;
+}
+
+LM_CLONES static void max_row(float *restrict t, const float *restrict x,
+			      int64_t n)
+{
+	LM_VFOR(i, (size_t)n, t[i] = x[i] > t[i] ? x[i] : t[i]);
+}
+
+LM_CLONES static void add_row(float *restrict t, const float *restrict x,
+			      int64_t n)
+{
+	LM_VFOR(i, (size_t)n, t[i] += x[i]);
+}
+
+/* The column pass at a constant stride, so that it vectorises (a
+ * variable stride would need gathers, which the compilers avoid). */
+static inline __attribute__((always_inline)) void
+cols_pass(int is_max, const int64_t sw, float *restrict y,
+	  const float *restrict t, int64_t ow, int64_t kw, int64_t dw)
+{
+	LM_VFOR(i, (size_t)ow, y[i] = t[i * sw]);
+	for (int64_t kx = 1; kx < kw; kx++) {
+		const float *tk = t + kx * dw;
+		if (is_max)
+			LM_VFOR(i, (size_t)ow,
+				y[i] = tk[i * sw] > y[i] ? tk[i * sw] : y[i]);
+		else
+			LM_VFOR(i, (size_t)ow, y[i] += tk[i * sw]);
+	}
+}
+
+LM_CLONES static void pool_cols(int is_max, float *restrict y,
+				const float *restrict t, int64_t ow,
+				int64_t sw, int64_t kw, int64_t dw)
+{
+	if (sw == 1)
+		cols_pass(is_max, 1, y, t, ow, kw, dw);
+	else if (sw == 2)
+		cols_pass(is_max, 2, y, t, ow, kw, dw);
+	else
+		cols_pass(is_max, sw, y, t, ow, kw, dw);
+}
+
+#if defined(__x86_64__)
+
+/* The column pass at stride 2 with AVX-512: 32 floats of the row per 16
+ * outputs, even ones kept.  t has 32 floats of slack past its end. */
+static LM_AVX512 void pool_cols2(int is_max, float *y, const float *t,
+				 int64_t ow, int64_t kw, int64_t dw)
+{
+	const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16,
+					      14, 12, 10, 8, 6, 4, 2, 0);
+
+	for (int64_t i0 = 0; i0 < ow; i0 += 16) {
+		const float *p = t + 2 * i0;
+		__m512 acc = _mm512_permutex2var_ps(_mm512_loadu_ps(p), even,
+						    _mm512_loadu_ps(p + 16));
+		for (int64_t kx = 1; kx < kw; kx++) {
+			const float *q = p + kx * dw;
+			__m512 v = _mm512_permutex2var_ps(_mm512_loadu_ps(q),
+				even, _mm512_loadu_ps(q + 16));
+			acc = is_max ? _mm512_max_ps(acc, v)
+				     : _mm512_add_ps(acc, v);
+		}
+		int64_t left = ow - i0;
+		_mm512_mask_storeu_ps(y + i0, (__mmask16)(left >= 16 ? 0xffff
+					      : (1u << left) - 1), acc);
+	}
+}
+#else
+static void pool_cols2(int is_max, float *y, const float *t, int64_t ow,
+		       int64_t kw, int64_t dw)
+{
+	pool_cols(is_max, y, t, ow, 2, kw, dw);
+}
+#endif
+
+LM_CLONES static void scale_row(float *restrict y, const float *restrict inv,
+				int64_t n)
+{
+	LM_VFOR(i, (size_t)n, y[i] *= inv[i]);
+}
+
+LM_CLONES static void fill_row(float *t, float v, int64_t n)
+{
+	LM_VFOR(i, (size_t)n, t[i] = v);
+}
+
+static int run_pool(const lm_kargs *a)
+{
+	const struct pool_state *s = a->state;
+	const struct lm_pool_desc *d = &s->d;
+	const float *x = a->in[0]->data;
+	float *y = a->out[0]->data;
+	/* scratch: the padded row, then per-column taps and 1/divisor */
+	float *t = a->scratch, *cols = t + s->wp + 32, *inv = cols + d->ow;
+	int64_t ip = d->h * d->w, op = d->oh * d->ow;
+	float pad = d->is_max ? -FLT_MAX : 0.0f;
+
+	/* Column taps inside the input, or inside the padded input. */
+	for (int64_t ox = 0; ox < d->ow; ox++) {
+		int64_t st = ox * d->sw - d->pl;
+		cols[ox] = (float)(d->count_include_pad
+			   ? taps_in(st, d->kw, d->dw, -d->pl, d->w + d->pr)
+			   : taps_in(st, d->kw, d->dw, 0, d->w));
+	}
+	for (int64_t p = 0; p < d->n * d->c; p++) {
+		const float *xp = x + p * ip;
+		float *yp = y + p * op;
+		for (int64_t oy = 0; oy < d->oh; oy++) {
+			int64_t st = oy * d->sh - d->pt;
+			fill_row(t, pad, s->wp + 32);
+			int first = 1;
+			for (int64_t ky = 0; ky < d->kh; ky++) {
+				int64_t iy = st + ky * d->dh;
+				if (iy < 0 || iy >= d->h)
+					continue;
+				float *tw = t + d->pl;
+				int64_t wn = d->w < s->wp - d->pl
+					     ? d->w : s->wp - d->pl;
+				if (d->is_max)
+					max_row(tw, xp + iy * d->w, wn);
+				else if (first)
+					memcpy(tw, xp + iy * d->w,
+					       (size_t)wn * sizeof(float));
+				else
+					add_row(tw, xp + iy * d->w, wn);
+				first = 0;
+			}
+			if (s->avx512 && d->sw == 2)
+				pool_cols2(d->is_max, yp + oy * d->ow, t, d->ow,
+					   d->kw, d->dw);
+			else
+				pool_cols(d->is_max, yp + oy * d->ow, t, d->ow,
+					  d->sw, d->kw, d->dw);
+			if (d->is_max)
+				continue;
+			float rows = (float)(d->count_include_pad
+				     ? taps_in(st, d->kh, d->dh, -d->pt,
+					       d->h + d->pb)
+				     : taps_in(st, d->kh, d->dh, 0, d->h));
+			for (int64_t ox = 0; ox < d->ow; ox++) {
+				float cnt = rows * cols[ox];
+				/* an empty window averages to 0 */
+				inv[ox] = cnt > 0 ? 1.0f / cnt : 0.0f;
+			}
+			scale_row(yp + oy * d->ow, inv, d->ow);
+		}
+	}
+	return 0;
+}
+
+int lm_pool_prepare(const struct lm_pool_desc *d, lm_kernel *k)
+{
+	struct pool_state *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->d = *d;
+	s->wp = (d->ow - 1) * d->sw + (d->kw - 1) * d->dw + 1;
+	/* the row must also hold the input itself for the vertical pass */
+	if (s->wp < d->pl + d->w)
+		s->wp = d->pl + d->w;
+	k->state = s;
+	k->free_state = free;
+	k->run = run_pool;
+	s->avx512 = lm_have_avx512();
+	/* the row, 32 floats of slack for whole-vector loads, then the
+	 * per-column counts and inverses */
+	k->scratch_bytes = (size_t)(s->wp + 32 + 2 * d->ow) * sizeof(float);
+	k->impl = d->is_max ? "maxpool" : "avgpool";
+	return 0;
+}
+
+/* ---- global pools ---- */
+
+struct gpool_state {
+	int64_t planes, spatial;
+	int is_max;
+};
+
+static int run_global_pool(const lm_kargs *a)
+{
+	const struct gpool_state *s = a->state;
+	const float *x = a->in[0]->data;
+	float *y = a->out[0]->data;
+
+	for (int64_t p = 0; p < s->planes; p++) {
+		const float *xp = x + p * s->spatial;
+		y[p] = s->is_max ? lm_vmax(xp, (size_t)s->spatial)
+				 : lm_vsum(xp, (size_t)s->spatial) /
+				   (float)s->spatial;
+	}
+	return 0;
+}
+
+int lm_global_pool_prepare(int64_t planes, int64_t spatial, int is_max,
+			   lm_kernel *k)
+{
+	struct gpool_state *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	s->planes = planes;
+	s->spatial = spatial;
+	s->is_max = is_max;
+	k->state = s;
+	k->free_state = free;
+	k->run = run_global_pool;
+	k->impl = is_max ? "global maxpool" : "global avgpool";
+	return 0;
+}

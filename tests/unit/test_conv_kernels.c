@@ -1,0 +1,1101 @@
+/*
+ * test_conv_kernels.c: unit tests of the compute kernels behind Conv,
+ * ConvTranspose, Gemm, MatMul and the pools (runtime/kernels/), each
+ * implementation against a naive double-precision reference written here.
+ *
+ * A case builds a one-node graph through the lm_graph_* API (inputs and
+ * constant initializers holding random data), infers shapes, optionally
+ * adds the fused epilogue the way the fusion pass does (an extra sum input
+ * and "lm.*" attributes), pins an implementation with "lm.impl", prepares
+ * the kernel and runs it on tensors and scratch allocated here.  Results
+ * must be within 1e-4 of the reference, relative to its largest magnitude.
+ */
+#include "lamina/graph.h"
+#include "../../runtime/kernels/kernels.h"
+#include "harness.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL 1e-4
+
+/* ---- data ---- */
+
+static uint64_t rng = 88172645463325252ull;
+
+/* Uniform in [-1, 1), deterministic (xorshift). */
+static float frand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (float)((double)(rng >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+static float *rand_floats(int64_t n)
+{
+	float *p = malloc((size_t)(n ? n : 1) * sizeof(float));
+	for (int64_t i = 0; p && i < n; i++)
+		p[i] = frand();
+	return p;
+}
+
+static int64_t numel(int rank, const int64_t *dims)
+{
+	int64_t p = 1;
+	for (int i = 0; i < rank; i++)
+		p *= dims[i];
+	return p;
+}
+
+/* ---- graph building ---- */
+
+/* A float value of the given kind holding random data. */
+static int value(lm_graph *g, const char *name, lm_value_kind kind,
+		 int rank, const int64_t *dims)
+{
+	int v = lm_graph_add_value(g, name, kind, NULL);
+	if (v < 0)
+		return v;
+	lm_value *x = &g->values[v];
+	lm_value_set_shape(x, LM_DT_FLOAT, rank, dims);
+	x->nbytes = lm_value_bytes(x);
+	x->data = rand_floats(numel(rank, dims));
+	if (kind == LM_VAL_INPUT)
+		lm_graph_add_input(g, v);
+	return x->data ? v : -ENOMEM;
+}
+
+static void attr_i(lm_node *n, const char *name, int64_t v)
+{
+	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_INT);
+	if (a)
+		a->i = v;
+}
+
+static void attr_f(lm_node *n, const char *name, float v)
+{
+	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_FLOAT);
+	if (a)
+		a->f = v;
+}
+
+static void attr_is(lm_node *n, const char *name, const int64_t *v, int cnt)
+{
+	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_INTS);
+	if (!a)
+		return;
+	a->ints = malloc(sizeof(int64_t) * (size_t)(cnt ? cnt : 1));
+	if (a->ints) {
+		memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
+		a->n = cnt;
+	}
+}
+
+static void attr_s(lm_node *n, const char *name, const char *s)
+{
+	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_STRING);
+	if (a)
+		a->s = strdup(s);
+}
+
+static lm_node *node(lm_graph *g, const char *op, const char *const *in,
+		     int nin)
+{
+	const char *out[] = { "y" };
+	int ni = lm_graph_add_node(g, "n", op, "", in, nin, out, 1, NULL);
+	if (ni < 0)
+		return NULL;
+	lm_graph_add_output(g, g->nodes[ni].outputs[0]);
+	return &g->nodes[ni];
+}
+
+static int finish(lm_graph *g)
+{
+	lm_error e;
+	int rc = lm_graph_sort(g, &e);
+	if (!rc)
+		rc = lm_graph_infer_shapes(g, &e);
+	if (rc)
+		printf("  graph: %s\n", e.msg);
+	return rc;
+}
+
+/*
+ * The fusion pass's epilogue: act with alpha/beta and, when `sum`, an
+ * extra input "s" of the output's shape, appended after the op's inputs.
+ * Must run after finish() (the output shape is needed).
+ */
+static int add_epilogue(lm_graph *g, int act, float alpha, float beta,
+			int sum)
+{
+	lm_node *n = &g->nodes[0];
+	if (act) {
+		attr_i(n, "lm.act", act);
+		attr_f(n, "lm.alpha", alpha);
+		attr_f(n, "lm.beta", beta);
+	}
+	if (!sum)
+		return 0;
+	lm_value *y = &g->values[n->outputs[0]];
+	int64_t dims[LM_MAX_RANK];
+	int rank = y->rank;
+	memcpy(dims, y->dims, sizeof(dims));
+	int v = value(g, "s", LM_VAL_INPUT, rank, dims);
+	if (v < 0)
+		return v;
+	n = &g->nodes[0];
+	int *in = realloc(n->inputs, sizeof(int) * (size_t)(n->n_inputs + 1));
+	if (!in)
+		return -ENOMEM;
+	in[n->n_inputs] = v;
+	n->inputs = in;
+	attr_i(n, "lm.sum", n->n_inputs);
+	n->n_inputs++;
+	return lm_graph_index(g);
+}
+
+/* ---- running a node ---- */
+
+/*
+ * Prepare node 0 with `impl` pinned ("" for the automatic choice) and run
+ * it; *y receives output 0 (malloc'd).  Returns prepare's code (the run
+ * itself cannot fail), and names the chosen kernel in *chosen.
+ */
+static int run_node(lm_graph *g, const char *impl, float **y,
+		    const char **chosen)
+{
+	lm_node *n = &g->nodes[0];
+	lm_error e = { "" };
+	lm_kernel k;
+	int rc;
+
+	memset(&k, 0, sizeof(k));
+	if (impl && impl[0])
+		attr_s(n, "lm.impl", impl);
+	const lm_op *op = lm_op_find("", n->op_type);
+	rc = op && op->prepare ? op->prepare(g, n, &k, &e) : -ENOSYS;
+	/* take the pin off again for the next implementation */
+	if (impl && impl[0])
+		n->n_attrs--, free(n->attrs[n->n_attrs].name),
+			free(n->attrs[n->n_attrs].s);
+	if (rc) {
+		if (k.free_state)
+			k.free_state(k.state);
+		if (rc != -ENOTSUP)
+			printf("  prepare: %s\n", e.msg);
+		return rc;
+	}
+	*chosen = k.impl;
+
+	lm_tensor tin[8], tout;
+	lm_tensor *pin[8], *pout = &tout;
+	for (int i = 0; i < n->n_inputs; i++) {
+		lm_value *v = lm_node_in(g, n, i);
+		pin[i] = v ? &tin[i] : NULL;
+		if (v)
+			lm_value_as_tensor(v, &tin[i]);
+	}
+	lm_value *yv = lm_node_out(g, n, 0);
+	lm_tensor_alloc(&tout, yv->dtype, yv->rank, yv->dims);
+	/* poison the output: every element must be written */
+	for (size_t i = 0; i < tout.nbytes / 4; i++)
+		((float *)tout.data)[i] = NAN;
+	void *scratch = k.scratch_bytes ? lm_kalloc(k.scratch_bytes) : NULL;
+	lm_kargs a = {
+		.node = n, .in = pin, .n_in = n->n_inputs, .out = &pout,
+		.n_out = 1, .state = k.state, .scratch = scratch,
+		.threads = 1,
+	};
+	rc = k.run(&a);
+	free(scratch);
+	if (k.free_state)
+		k.free_state(k.state);
+	*y = tout.data;
+	return rc;
+}
+
+static float act_ref(int act, float alpha, float beta, double x)
+{
+	switch (act) {
+	case LM_ACT_RELU: return (float)(x > 0 ? x : 0);
+	case LM_ACT_CLIP: return (float)(x < alpha ? alpha : x > beta ? beta
+								   : x);
+	case LM_ACT_SIGMOID: return (float)(1.0 / (1.0 + exp(-x)));
+	default: return (float)x;
+	}
+}
+
+/* Apply the reference epilogue to ref in place (sum from value "s"). */
+static void epilogue_ref(lm_graph *g, double *ref, int64_t n, int act,
+			 float alpha, float beta)
+{
+	int sv = lm_graph_find(g, "s");
+	const float *s = sv >= 0 ? g->values[sv].data : NULL;
+	for (int64_t i = 0; i < n; i++)
+		ref[i] = act_ref(act, alpha, beta, ref[i] + (s ? s[i] : 0));
+}
+
+/* 0 when |y - ref| <= TOL * max |ref| everywhere (NaN fails). */
+static int compare(const float *y, const double *ref, int64_t n,
+		   const char *what, const char *impl)
+{
+	double mx = 0, err = 0;
+	int64_t at = 0;
+	for (int64_t i = 0; i < n; i++)
+		mx = fabs(ref[i]) > mx ? fabs(ref[i]) : mx;
+	for (int64_t i = 0; i < n; i++) {
+		double d = fabs((double)y[i] - ref[i]);
+		if (!(d <= err)) {
+			err = d;
+			at = i;
+		}
+	}
+	if (err <= TOL * (mx > 0 ? mx : 1))
+		return 0;
+	printf("  %s [%s]: error %.3g at %lld (got %g, want %g), max |ref| "
+	       "%.3g\n", what, impl, err, (long long)at, (double)y[at],
+	       ref[at], mx);
+	return -1;
+}
+
+/* ---- Conv ---- */
+
+struct conv_case {
+	const char *name;
+	int64_t n, c, h, w, m, kh, kw;
+	int64_t sh, sw, dh, dw;
+	int64_t pads[4];        /* top, left, bottom, right */
+	int64_t group;
+	int bias;
+	const char *auto_pad;   /* NULL: explicit pads */
+	int act, sum;
+	int one_d;              /* rank 3: h and kh must be 1 */
+	int w_input;            /* weight is a graph input, not a constant */
+};
+
+static void conv_ref(const struct conv_case *cc, const float *x,
+		     const float *w, const float *b, int64_t oh, int64_t ow,
+		     const int64_t *pads, double *y)
+{
+	int64_t cg = cc->c / cc->group, mg = cc->m / cc->group;
+	for (int64_t n = 0; n < cc->n; n++)
+	for (int64_t m = 0; m < cc->m; m++)
+	for (int64_t oy = 0; oy < oh; oy++)
+	for (int64_t ox = 0; ox < ow; ox++) {
+		int64_t g = m / mg;
+		double s = b ? b[m] : 0;
+		for (int64_t c = 0; c < cg; c++)
+		for (int64_t ky = 0; ky < cc->kh; ky++)
+		for (int64_t kx = 0; kx < cc->kw; kx++) {
+			int64_t iy = oy * cc->sh - pads[0] + ky * cc->dh;
+			int64_t ix = ox * cc->sw - pads[1] + kx * cc->dw;
+			if (iy < 0 || iy >= cc->h || ix < 0 || ix >= cc->w)
+				continue;
+			s += (double)x[((n * cc->c + g * cg + c) * cc->h + iy) *
+				      cc->w + ix] *
+			     w[((m * cg + c) * cc->kh + ky) * cc->kw + kx];
+		}
+		y[((n * cc->m + m) * oh + oy) * ow + ox] = s;
+	}
+}
+
+static const char *const conv_impls[] = {
+	"", "openblas", "sgemm", "sgemm-t", "winograd2", "winograd4",
+	"depthwise",
+};
+
+/* Whether pinning impl must succeed for this case. */
+static int conv_impl_applies(const struct conv_case *cc, const char *impl)
+{
+	int fast = lm_have_avx512() && !cc->w_input;
+	if (!impl[0] || !strcmp(impl, "openblas"))
+		return 1;
+	if (!strcmp(impl, "sgemm"))
+		return fast;
+	if (!strcmp(impl, "sgemm-t"))
+		return fast && cc->kh == 1 && cc->kw == 1 && cc->group == 1 &&
+		       !cc->pads[0] && !cc->pads[1] && !cc->pads[2] &&
+		       !cc->pads[3];
+	if (!strncmp(impl, "winograd", 8))
+		return fast && cc->kh == 3 && cc->kw == 3 && cc->sh == 1 &&
+		       cc->sw == 1 && cc->dh == 1 && cc->dw == 1 &&
+		       cc->group == 1;
+	return cc->group == cc->c && cc->m == cc->c && cc->group > 1;
+}
+
+/* Build, run with every implementation that applies, compare. */
+static int conv_check(const struct conv_case *cc)
+{
+	lm_graph *g = lm_graph_create("conv");
+	int rank = cc->one_d ? 3 : 4, fails = 0;
+	int64_t xd[4] = { cc->n, cc->c, cc->h, cc->w };
+	int64_t wd[4] = { cc->m, cc->c / cc->group, cc->kh, cc->kw };
+	if (cc->one_d) {
+		xd[2] = cc->w;
+		wd[2] = cc->kw;
+	}
+	const char *in[3] = { "x", "w", "b" };
+	value(g, "x", LM_VAL_INPUT, rank, xd);
+	value(g, "w", cc->w_input ? LM_VAL_INPUT : LM_VAL_INITIALIZER, rank,
+	      wd);
+	if (cc->bias)
+		value(g, "b", LM_VAL_INITIALIZER, 1, &cc->m);
+	lm_node *n = node(g, "Conv", in, cc->bias ? 3 : 2);
+	if (cc->one_d) {
+		attr_is(n, "strides", &cc->sw, 1);
+		attr_is(n, "dilations", &cc->dw, 1);
+		int64_t p[2] = { cc->pads[1], cc->pads[3] };
+		attr_is(n, "pads", p, 2);
+	} else {
+		int64_t st[2] = { cc->sh, cc->sw }, dl[2] = { cc->dh, cc->dw };
+		attr_is(n, "strides", st, 2);
+		attr_is(n, "dilations", dl, 2);
+		if (cc->auto_pad)
+			attr_s(n, "auto_pad", cc->auto_pad);
+		else
+			attr_is(n, "pads", cc->pads, 4);
+	}
+	attr_i(n, "group", cc->group);
+	if (finish(g) || add_epilogue(g, cc->act, 0.0f, 0.5f, cc->sum)) {
+		lm_graph_free(g);
+		return -1;
+	}
+
+	/* The reference, with auto_pad's pads worked out here again. */
+	lm_value *yv = &g->values[g->nodes[0].outputs[0]];
+	int64_t oh = cc->one_d ? 1 : yv->dims[2], ow = yv->dims[rank - 1];
+	int64_t pads[4];
+	memcpy(pads, cc->pads, sizeof(pads));
+	if (cc->auto_pad) {
+		int64_t out[2] = { oh, ow }, in_[2] = { cc->h, cc->w };
+		int64_t k[2] = { cc->kh, cc->kw }, s[2] = { cc->sh, cc->sw };
+		int64_t d[2] = { cc->dh, cc->dw };
+		for (int i = 0; i < 2; i++) {
+			int64_t tot = (out[i] - 1) * s[i] + (k[i] - 1) * d[i] +
+				      1 - in_[i];
+			tot = tot < 0 ? 0 : tot;
+			pads[i] = !strcmp(cc->auto_pad, "SAME_UPPER")
+				  ? tot / 2 : !strcmp(cc->auto_pad, "VALID")
+				  ? 0 : tot - tot / 2;
+		}
+	}
+	if (cc->one_d)
+		pads[0] = 0;
+	int64_t ny = numel(yv->rank, yv->dims);
+	double *ref = malloc(sizeof(double) * (size_t)ny);
+	int bv = lm_graph_find(g, "b");
+	conv_ref(cc, g->values[lm_graph_find(g, "x")].data,
+		 g->values[lm_graph_find(g, "w")].data,
+		 bv >= 0 ? g->values[bv].data : NULL, oh, ow, pads, ref);
+	epilogue_ref(g, ref, ny, cc->act, 0.0f, 0.5f);
+
+	for (size_t i = 0; i < sizeof(conv_impls) / sizeof(conv_impls[0]);
+	     i++) {
+		const char *impl = conv_impls[i], *chosen = "";
+		float *y = NULL;
+		int applies = conv_impl_applies(cc, impl);
+		int rc = run_node(g, impl, &y, &chosen);
+		if (!applies) {
+			if (rc != -ENOTSUP) {
+				printf("  %s [%s]: pinning should fail, got "
+				       "%d\n", cc->name, impl, rc);
+				fails++;
+			}
+		} else if (rc) {
+			printf("  %s [%s]: prepare failed (%d)\n", cc->name,
+			       impl, rc);
+			fails++;
+		} else {
+			fails += compare(y, ref, ny, cc->name, chosen) != 0;
+		}
+		free(y);
+	}
+	free(ref);
+	lm_graph_free(g);
+	return fails ? -1 : 0;
+}
+
+#define CONV(...) ((struct conv_case){ __VA_ARGS__ })
+#define S1 .sh = 1, .sw = 1, .dh = 1, .dw = 1
+#define CHECK_CONV(...) CHECK(conv_check(&CONV(__VA_ARGS__)) == 0)
+
+TEST(conv_3x3_plain)
+{
+	CHECK_CONV(.name = "3x3 p1", .n = 1, .c = 16, .h = 12, .w = 12,
+		   .m = 32, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 1);
+	/* K over one K block (576 > 384) and N over one N block */
+	CHECK_CONV(.name = "3x3 64ch 20x20", .n = 1, .c = 64, .h = 20,
+		   .w = 20, .m = 40, .kh = 3, .kw = 3, S1,
+		   .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 1);
+	/* output channels not a multiple of the 8-row sliver */
+	CHECK_CONV(.name = "3x3 m=17", .n = 1, .c = 8, .h = 9, .w = 11,
+		   .m = 17, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 1);
+}
+
+TEST(conv_odd_channels)
+{
+	static const int64_t cs[] = { 3, 5, 17 };
+	for (int i = 0; i < 3; i++) {
+		CHECK_CONV(.name = "odd c", .n = 1, .c = cs[i], .h = 7,
+			   .w = 10, .m = cs[(i + 1) % 3], .kh = 3, .kw = 3, S1,
+			   .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 1);
+	}
+}
+
+TEST(conv_tiny_images)
+{
+	CHECK_CONV(.name = "1x1 image 1x1 kernel", .n = 1, .c = 5, .h = 1,
+		   .w = 1, .m = 7, .kh = 1, .kw = 1, S1, .group = 1,
+		   .bias = 1);
+	CHECK_CONV(.name = "1x1 image 3x3 kernel", .n = 1, .c = 5, .h = 1,
+		   .w = 1, .m = 7, .kh = 3, .kw = 3, S1,
+		   .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 1);
+	CHECK_CONV(.name = "2x3 image", .n = 1, .c = 17, .h = 2, .w = 3,
+		   .m = 33, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 0);
+}
+
+TEST(conv_pads)
+{
+	CHECK_CONV(.name = "pads larger than kernel", .n = 1, .c = 4, .h = 5,
+		   .w = 6, .m = 6, .kh = 3, .kw = 3, S1,
+		   .pads = { 4, 4, 4, 4 }, .group = 1, .bias = 1);
+	CHECK_CONV(.name = "asymmetric pads", .n = 1, .c = 6, .h = 9, .w = 8,
+		   .m = 10, .kh = 3, .kw = 3, S1, .pads = { 0, 1, 2, 3 },
+		   .group = 1, .bias = 1);
+	CHECK_CONV(.name = "SAME_UPPER stride 2", .n = 1, .c = 3, .h = 10,
+		   .w = 9, .m = 8, .kh = 4, .kw = 4, .sh = 2, .sw = 2,
+		   .dh = 1, .dw = 1, .group = 1, .bias = 1,
+		   .auto_pad = "SAME_UPPER");
+	CHECK_CONV(.name = "SAME_LOWER", .n = 1, .c = 3, .h = 10, .w = 9,
+		   .m = 8, .kh = 2, .kw = 4, S1, .group = 1, .bias = 1,
+		   .auto_pad = "SAME_LOWER");
+	CHECK_CONV(.name = "VALID", .n = 1, .c = 3, .h = 10, .w = 9, .m = 8,
+		   .kh = 3, .kw = 3, S1, .group = 1, .bias = 1,
+		   .auto_pad = "VALID");
+}
+
+TEST(conv_strides_dilations)
+{
+	CHECK_CONV(.name = "stride 2", .n = 1, .c = 6, .h = 15, .w = 17,
+		   .m = 9, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+		   .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 1);
+	CHECK_CONV(.name = "stride 3", .n = 1, .c = 5, .h = 16, .w = 19,
+		   .m = 8, .kh = 3, .kw = 2, .sh = 3, .sw = 3, .dh = 1,
+		   .dw = 1, .pads = { 1, 0, 1, 2 }, .group = 1, .bias = 1);
+	CHECK_CONV(.name = "dilation 2", .n = 1, .c = 4, .h = 13, .w = 12,
+		   .m = 8, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 2,
+		   .dw = 2, .pads = { 2, 2, 2, 2 }, .group = 1, .bias = 1);
+	CHECK_CONV(.name = "1x1 stride 2", .n = 1, .c = 24, .h = 14, .w = 13,
+		   .m = 20, .kh = 1, .kw = 1, .sh = 2, .sw = 2, .dh = 1,
+		   .dw = 1, .group = 1, .bias = 1);
+	/* stem-like: 7x7 stride 2 on 3 channels, wide enough rows */
+	CHECK_CONV(.name = "7x7 s2 stem", .n = 1, .c = 3, .h = 40, .w = 70,
+		   .m = 16, .kh = 7, .kw = 7, .sh = 2, .sw = 2, .dh = 1,
+		   .dw = 1, .pads = { 3, 3, 3, 3 }, .group = 1, .bias = 1);
+}
+
+TEST(conv_groups_batch)
+{
+	CHECK_CONV(.name = "groups 2", .n = 1, .c = 6, .h = 8, .w = 9, .m = 10,
+		   .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 }, .group = 2,
+		   .bias = 1);
+	CHECK_CONV(.name = "batch 2", .n = 2, .c = 16, .h = 9, .w = 10,
+		   .m = 24, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 1, .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV(.name = "batch 2 1x1", .n = 2, .c = 16, .h = 5, .w = 7,
+		   .m = 9, .kh = 1, .kw = 1, S1, .group = 1, .bias = 0);
+	CHECK_CONV(.name = "multiplier 2", .n = 1, .c = 4, .h = 6, .w = 7,
+		   .m = 8, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 4, .bias = 1);
+}
+
+TEST(conv_depthwise)
+{
+	CHECK_CONV(.name = "dw 3x3 s1", .n = 1, .c = 19, .h = 21, .w = 35,
+		   .m = 19, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 19, .bias = 1, .act = LM_ACT_CLIP, .sum = 1);
+	CHECK_CONV(.name = "dw 3x3 s2", .n = 2, .c = 8, .h = 22, .w = 37,
+		   .m = 8, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+		   .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 8, .bias = 1);
+	CHECK_CONV(.name = "dw 3x3 s2 odd pads", .n = 1, .c = 3, .h = 9,
+		   .w = 8, .m = 3, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+		   .dw = 1, .pads = { 0, 0, 1, 1 }, .group = 3, .bias = 0);
+	CHECK_CONV(.name = "dw 1x1 image", .n = 1, .c = 5, .h = 1, .w = 1,
+		   .m = 5, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 5, .bias = 1);
+	CHECK_CONV(.name = "dw 5x5 dil 2", .n = 1, .c = 4, .h = 12, .w = 11,
+		   .m = 4, .kh = 5, .kw = 5, .sh = 1, .sw = 1, .dh = 2,
+		   .dw = 2, .pads = { 3, 4, 5, 4 }, .group = 4, .bias = 1);
+	CHECK_CONV(.name = "dw 3x3 s3", .n = 1, .c = 4, .h = 12, .w = 17,
+		   .m = 4, .kh = 3, .kw = 3, .sh = 3, .sw = 3, .dh = 1,
+		   .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 4, .bias = 1);
+}
+
+TEST(conv_epilogue)
+{
+	CHECK_CONV(.name = "sum+relu", .n = 1, .c = 16, .h = 10, .w = 10,
+		   .m = 16, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 1, .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV(.name = "clip", .n = 1, .c = 16, .h = 10, .w = 10,
+		   .m = 16, .kh = 1, .kw = 1, S1, .group = 1, .bias = 1,
+		   .act = LM_ACT_CLIP);
+	CHECK_CONV(.name = "sum+sigmoid no bias", .n = 1, .c = 32, .h = 14,
+		   .w = 14, .m = 32, .kh = 3, .kw = 3, S1,
+		   .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 0,
+		   .act = LM_ACT_SIGMOID, .sum = 1);
+	/* the transposed 1x1 path's home: few pixels, many channels */
+	CHECK_CONV(.name = "1x1 7x7 sum+relu", .n = 2, .c = 72, .h = 7,
+		   .w = 7, .m = 48, .kh = 1, .kw = 1, S1, .group = 1,
+		   .bias = 1, .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV(.name = "1x1 s2 14x14 sum", .n = 1, .c = 40, .h = 14,
+		   .w = 13, .m = 35, .kh = 1, .kw = 1, .sh = 2, .sw = 2,
+		   .dh = 1, .dw = 1, .group = 1, .bias = 0, .sum = 1);
+	CHECK_CONV(.name = "sum only", .n = 1, .c = 8, .h = 7, .w = 9,
+		   .m = 8, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+		   .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 1,
+		   .sum = 1);
+}
+
+TEST(conv_1d_and_runtime_weights)
+{
+	CHECK_CONV(.name = "1-D", .n = 2, .c = 6, .h = 1, .w = 50, .m = 10,
+		   .kh = 1, .kw = 5, .sh = 1, .sw = 2, .dh = 1, .dw = 1,
+		   .pads = { 0, 2, 0, 1 }, .group = 1, .bias = 1, .one_d = 1);
+	CHECK_CONV(.name = "weights at run time", .n = 1, .c = 8, .h = 9,
+		   .w = 9, .m = 12, .kh = 3, .kw = 3, S1,
+		   .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 1,
+		   .w_input = 1, .act = LM_ACT_RELU);
+	CHECK_CONV(.name = "dw weights at run time", .n = 1, .c = 8, .h = 9,
+		   .w = 9, .m = 8, .kh = 3, .kw = 3, S1,
+		   .pads = { 1, 1, 1, 1 }, .group = 8, .bias = 1,
+		   .w_input = 1);
+}
+
+/* Winograd in float32 at realistic channel counts and image sizes,
+ * including tiles cut by the image edge (odd sizes). */
+TEST(conv_winograd_accuracy)
+{
+	CHECK_CONV(.name = "56x56x64", .n = 1, .c = 64, .h = 56, .w = 56,
+		   .m = 64, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 1, .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV(.name = "14x14x256", .n = 1, .c = 256, .h = 14, .w = 14,
+		   .m = 256, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 1);
+	CHECK_CONV(.name = "7x7x512", .n = 1, .c = 512, .h = 7, .w = 7,
+		   .m = 96, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 1);
+	CHECK_CONV(.name = "13x11 odd", .n = 1, .c = 40, .h = 13, .w = 11,
+		   .m = 24, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		   .group = 1, .bias = 1);
+}
+
+TEST(conv_rejects)
+{
+	lm_graph *g = lm_graph_create("conv");
+	int64_t xd[5] = { 1, 2, 4, 4, 4 }, wd[5] = { 3, 2, 1, 1, 1 };
+	const char *in[] = { "x", "w" };
+	value(g, "x", LM_VAL_INPUT, 5, xd);
+	value(g, "w", LM_VAL_INITIALIZER, 5, wd);
+	node(g, "Conv", in, 2);
+	CHECK(finish(g) == 0);
+	float *y = NULL;
+	const char *chosen;
+	CHECK(run_node(g, "", &y, &chosen) == -ENOTSUP);
+	CHECK(run_node(g, "nonsense", &y, &chosen) == -ENOTSUP);
+	lm_graph_free(g);
+}
+
+/* ---- ConvTranspose ---- */
+
+struct convt_case {
+	const char *name;
+	int64_t n, c, h, w, m, kh, kw, sh, sw, dh, dw;
+	int64_t pads[4], opad[2];
+	int64_t group;
+	int bias;
+	int64_t out_shape[2];   /* {0, 0}: not given */
+	const char *auto_pad;
+	int act, sum;
+};
+
+static int convt_check(const struct convt_case *cc)
+{
+	lm_graph *g = lm_graph_create("convt");
+	int64_t xd[4] = { cc->n, cc->c, cc->h, cc->w };
+	int64_t wd[4] = { cc->c, cc->m / cc->group, cc->kh, cc->kw };
+	const char *in[] = { "x", "w", "b" };
+	value(g, "x", LM_VAL_INPUT, 4, xd);
+	value(g, "w", LM_VAL_INITIALIZER, 4, wd);
+	if (cc->bias)
+		value(g, "b", LM_VAL_INITIALIZER, 1, &cc->m);
+	lm_node *n = node(g, "ConvTranspose", in, cc->bias ? 3 : 2);
+	int64_t st[2] = { cc->sh, cc->sw }, dl[2] = { cc->dh, cc->dw };
+	attr_is(n, "strides", st, 2);
+	attr_is(n, "dilations", dl, 2);
+	attr_is(n, "pads", cc->pads, 4);
+	attr_is(n, "output_padding", cc->opad, 2);
+	if (cc->out_shape[0])
+		attr_is(n, "output_shape", cc->out_shape, 2);
+	if (cc->auto_pad)
+		attr_s(n, "auto_pad", cc->auto_pad);
+	attr_i(n, "group", cc->group);
+	if (finish(g) || add_epilogue(g, cc->act, 0, 0, cc->sum)) {
+		lm_graph_free(g);
+		return -1;
+	}
+	lm_value *yv = &g->values[g->nodes[0].outputs[0]];
+	int64_t oh = yv->dims[2], ow = yv->dims[3], ny = numel(4, yv->dims);
+	int64_t pt = cc->pads[0], pl = cc->pads[1];
+	if (cc->out_shape[0] || cc->auto_pad) {
+		int64_t out[2] = { oh, ow }, in_[2] = { cc->h, cc->w };
+		int64_t k[2] = { cc->kh, cc->kw }, p[2];
+		for (int i = 0; i < 2; i++) {
+			int64_t tot = st[i] * (in_[i] - 1) + cc->opad[i] +
+				      (k[i] - 1) * dl[i] + 1 - out[i];
+			p[i] = cc->auto_pad &&
+			       !strcmp(cc->auto_pad, "SAME_UPPER")
+			       ? tot / 2 : tot - tot / 2;
+		}
+		pt = p[0];
+		pl = p[1];
+	}
+	const float *x = g->values[lm_graph_find(g, "x")].data;
+	const float *w = g->values[lm_graph_find(g, "w")].data;
+	int bv = lm_graph_find(g, "b");
+	const float *b = bv >= 0 ? g->values[bv].data : NULL;
+	double *ref = calloc((size_t)ny, sizeof(double));
+	int64_t cg = cc->c / cc->group, mg = cc->m / cc->group;
+	for (int64_t nn = 0; nn < cc->n; nn++)
+	for (int64_t m = 0; m < cc->m; m++)
+	for (int64_t i = 0; i < oh * ow; i++)
+		ref[(nn * cc->m + m) * oh * ow + i] = b ? b[m] : 0;
+	for (int64_t nn = 0; nn < cc->n; nn++)
+	for (int64_t c = 0; c < cc->c; c++)
+	for (int64_t iy = 0; iy < cc->h; iy++)
+	for (int64_t ix = 0; ix < cc->w; ix++)
+	for (int64_t mm = 0; mm < mg; mm++)
+	for (int64_t ky = 0; ky < cc->kh; ky++)
+	for (int64_t kx = 0; kx < cc->kw; kx++) {
+		int64_t oy = iy * cc->sh - pt + ky * cc->dh;
+		int64_t ox = ix * cc->sw - pl + kx * cc->dw;
+		int64_t m = c / cg * mg + mm;
+		if (oy < 0 || oy >= oh || ox < 0 || ox >= ow)
+			continue;
+		double xv = x[((nn * cc->c + c) * cc->h + iy) * cc->w + ix];
+		ref[((nn * cc->m + m) * oh + oy) * ow + ox] +=
+			xv * w[((c * mg + mm) * cc->kh + ky) * cc->kw + kx];
+	}
+	epilogue_ref(g, ref, ny, cc->act, 0, 0);
+	float *y = NULL;
+	const char *chosen = "";
+	int rc = run_node(g, "", &y, &chosen);
+	if (!rc)
+		rc = compare(y, ref, ny, cc->name, chosen);
+	free(y);
+	free(ref);
+	lm_graph_free(g);
+	return rc;
+}
+
+#define CHECK_CONVT(...) \
+	CHECK(convt_check(&(struct convt_case){ __VA_ARGS__ }) == 0)
+
+TEST(convtranspose)
+{
+	CHECK_CONVT(.name = "s2 k3 p1 opad1", .n = 1, .c = 6, .h = 5, .w = 7,
+		    .m = 4, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+		    .dw = 1, .pads = { 1, 1, 1, 1 }, .opad = { 1, 1 },
+		    .group = 1, .bias = 1);
+	CHECK_CONVT(.name = "groups 2 dil 2", .n = 2, .c = 6, .h = 4, .w = 5,
+		    .m = 8, .kh = 3, .kw = 2, .sh = 1, .sw = 2, .dh = 2,
+		    .dw = 1, .pads = { 0, 1, 2, 0 }, .opad = { 0, 1 },
+		    .group = 2, .bias = 1, .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONVT(.name = "output_shape", .n = 1, .c = 3, .h = 4, .w = 4,
+		    .m = 5, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+		    .dw = 1, .group = 1, .bias = 0, .out_shape = { 8, 9 });
+	CHECK_CONVT(.name = "SAME_UPPER", .n = 1, .c = 3, .h = 4, .w = 5,
+		    .m = 2, .kh = 4, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+		    .dw = 1, .group = 1, .bias = 1, .auto_pad = "SAME_UPPER");
+	CHECK_CONVT(.name = "1x1 input", .n = 1, .c = 4, .h = 1, .w = 1,
+		    .m = 3, .kh = 2, .kw = 2, .sh = 1, .sw = 1, .dh = 1,
+		    .dw = 1, .group = 1, .bias = 1);
+}
+
+/* ---- Gemm and MatMul ---- */
+
+static int gemm_check(int ta, int tb, int64_t m, int64_t n, int64_t k,
+		      int c_rank, const int64_t *c_dims, float alpha,
+		      float beta, int act, int sum)
+{
+	lm_graph *g = lm_graph_create("gemm");
+	int64_t ad[2] = { ta ? k : m, ta ? m : k };
+	int64_t bd[2] = { tb ? n : k, tb ? k : n };
+	const char *in[] = { "a", "b", "c" };
+	value(g, "a", LM_VAL_INPUT, 2, ad);
+	value(g, "b", LM_VAL_INITIALIZER, 2, bd);
+	if (c_rank >= 0)
+		value(g, "c", LM_VAL_INITIALIZER, c_rank, c_dims);
+	lm_node *nd = node(g, "Gemm", in, c_rank >= 0 ? 3 : 2);
+	attr_i(nd, "transA", ta);
+	attr_i(nd, "transB", tb);
+	attr_f(nd, "alpha", alpha);
+	attr_f(nd, "beta", beta);
+	if (finish(g) || add_epilogue(g, act, 0, 0, sum)) {
+		lm_graph_free(g);
+		return -1;
+	}
+	const float *a = g->values[lm_graph_find(g, "a")].data;
+	const float *b = g->values[lm_graph_find(g, "b")].data;
+	int cv = lm_graph_find(g, "c");
+	const float *c = cv >= 0 ? g->values[cv].data : NULL;
+	double *ref = malloc(sizeof(double) * (size_t)(m * n));
+	for (int64_t i = 0; i < m; i++)
+	for (int64_t j = 0; j < n; j++) {
+		double s = 0;
+		for (int64_t p = 0; p < k; p++)
+			s += (double)(ta ? a[p * m + i] : a[i * k + p]) *
+			     (tb ? b[j * k + p] : b[p * n + j]);
+		s *= alpha;
+		if (c) {
+			int64_t rows = c_rank == 2 ? c_dims[0] : 1;
+			int64_t cols = c_rank ? c_dims[c_rank - 1] : 1;
+			s += beta * c[(rows == 1 ? 0 : i) * cols +
+				      (cols == 1 ? 0 : j)];
+		}
+		ref[i * n + j] = s;
+	}
+	epilogue_ref(g, ref, m * n, act, 0, 0);
+	float *y = NULL;
+	const char *chosen = "";
+	int rc = run_node(g, "", &y, &chosen);
+	if (!rc)
+		rc = compare(y, ref, m * n, "gemm", chosen);
+	if (rc)
+		printf("  gemm ta=%d tb=%d %lldx%lldx%lld c_rank=%d\n", ta, tb,
+		       (long long)m, (long long)n, (long long)k, c_rank);
+	free(y);
+	free(ref);
+	lm_graph_free(g);
+	return rc;
+}
+
+TEST(gemm)
+{
+	const int64_t m = 5, n = 7, k = 9;
+	struct {
+		int rank;
+		int64_t dims[2];
+	} cs[] = {
+		{ -1, { 0, 0 } }, { 0, { 0, 0 } }, { 1, { n, 0 } },
+		{ 1, { 1, 0 } }, { 2, { 1, n } }, { 2, { m, 1 } },
+		{ 2, { m, n } },
+	};
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++)
+			for (size_t i = 0; i < sizeof(cs) / sizeof(cs[0]); i++)
+				CHECK(gemm_check(ta, tb, m, n, k, cs[i].rank,
+						 cs[i].dims, 0.5f, 2.0f, 0,
+						 0) == 0);
+	/* vector shapes (sgemv), beta 0 with C, epilogue */
+	for (int ta = 0; ta < 2; ta++)
+		for (int tb = 0; tb < 2; tb++) {
+			int64_t c1[1] = { 33 }, cm[2] = { 40, 1 };
+			CHECK(gemm_check(ta, tb, 1, 33, 50, 1, c1, 1.0f, 1.0f,
+					 LM_ACT_RELU, 1) == 0);
+			CHECK(gemm_check(ta, tb, 40, 1, 50, 2, cm, 1.0f, 0.0f,
+					 0, 0) == 0);
+		}
+}
+
+static int matmul_check(int ra, const int64_t *ad, int rb, const int64_t *bd,
+			int act, int sum)
+{
+	lm_graph *g = lm_graph_create("matmul");
+	const char *in[] = { "a", "b" };
+	value(g, "a", LM_VAL_INPUT, ra, ad);
+	value(g, "b", LM_VAL_INPUT, rb, bd);
+	node(g, "MatMul", in, 2);
+	if (finish(g) || add_epilogue(g, act, 0, 0, sum)) {
+		lm_graph_free(g);
+		return -1;
+	}
+	/* Reference via the promoted, right-aligned shapes. */
+	int64_t pa[LM_MAX_RANK], pb[LM_MAX_RANK], po[LM_MAX_RANK];
+	int64_t a2[LM_MAX_RANK], b2[LM_MAX_RANK];
+	int na = ra, nb = rb;
+	memcpy(a2, ad, sizeof(int64_t) * (size_t)ra);
+	memcpy(b2, bd, sizeof(int64_t) * (size_t)rb);
+	if (ra == 1) {
+		a2[1] = a2[0];
+		a2[0] = 1;
+		na = 2;
+	}
+	if (rb == 1) {
+		b2[1] = 1;
+		nb = 2;
+	}
+	int r = na > nb ? na : nb;
+	for (int i = 0; i < r; i++) {
+		pa[i] = i < r - na ? 1 : a2[i - (r - na)];
+		pb[i] = i < r - nb ? 1 : b2[i - (r - nb)];
+		po[i] = pa[i] == 1 ? pb[i] : pa[i];
+	}
+	int64_t M = pa[r - 2], K = pa[r - 1], N = pb[r - 1], batch = 1;
+	for (int i = 0; i < r - 2; i++)
+		batch *= po[i];
+	const float *a = g->values[lm_graph_find(g, "a")].data;
+	const float *b = g->values[lm_graph_find(g, "b")].data;
+	double *ref = malloc(sizeof(double) * (size_t)(batch * M * N));
+	for (int64_t bi = 0; bi < batch; bi++) {
+		/* batch index -> operand offsets, broadcasting */
+		int64_t idx = bi, oa = 0, ob = 0, sa = 1, sb = 1;
+		for (int i = r - 3; i >= 0; i--) {
+			int64_t ci = idx % po[i];
+			idx /= po[i];
+			oa += (pa[i] == 1 ? 0 : ci) * sa;
+			ob += (pb[i] == 1 ? 0 : ci) * sb;
+			sa *= pa[i];
+			sb *= pb[i];
+		}
+		for (int64_t i = 0; i < M; i++)
+		for (int64_t j = 0; j < N; j++) {
+			double s = 0;
+			for (int64_t p = 0; p < K; p++)
+				s += (double)a[oa * M * K + i * K + p] *
+				     b[ob * K * N + p * N + j];
+			ref[(bi * M + i) * N + j] = s;
+		}
+	}
+	epilogue_ref(g, ref, batch * M * N, act, 0, 0);
+	float *y = NULL;
+	const char *chosen = "";
+	int rc = run_node(g, "", &y, &chosen);
+	if (!rc)
+		rc = compare(y, ref, batch * M * N, "matmul", chosen);
+	free(y);
+	free(ref);
+	lm_graph_free(g);
+	return rc;
+}
+
+#define D(...) ((const int64_t[]){ __VA_ARGS__ })
+
+TEST(matmul)
+{
+	CHECK(matmul_check(1, D(4), 2, D(4, 6), 0, 0) == 0);
+	CHECK(matmul_check(2, D(3, 4), 1, D(4), 0, 0) == 0);
+	CHECK(matmul_check(1, D(5), 1, D(5), 0, 0) == 0);
+	CHECK(matmul_check(4, D(2, 1, 3, 4), 3, D(5, 4, 6), 0, 0) == 0);
+	CHECK(matmul_check(3, D(3, 4, 5), 2, D(5, 2), LM_ACT_RELU, 1) == 0);
+	CHECK(matmul_check(2, D(4, 5), 3, D(3, 5, 2), 0, 1) == 0);
+	CHECK(matmul_check(3, D(2, 1, 8), 3, D(2, 8, 3), 0, 0) == 0);
+	CHECK(matmul_check(1, D(7), 3, D(2, 7, 3), 0, 0) == 0);
+}
+
+/* ---- pools ---- */
+
+struct pool_case {
+	const char *op;
+	int64_t n, c, h, w, kh, kw, sh, sw, dh, dw;
+	int64_t pads[4];
+	int ceil_mode, cip;     /* count_include_pad */
+	int one_d;
+};
+
+static int pool_check(const struct pool_case *pc)
+{
+	lm_graph *g = lm_graph_create("pool");
+	int is_max = !strcmp(pc->op, "MaxPool");
+	int rank = pc->one_d ? 3 : 4;
+	int64_t xd[4] = { pc->n, pc->c, pc->h, pc->w };
+	if (pc->one_d)
+		xd[2] = pc->w;
+	const char *in[] = { "x" };
+	value(g, "x", LM_VAL_INPUT, rank, xd);
+	lm_node *n = node(g, pc->op, in, 1);
+	if (pc->one_d) {
+		int64_t p[2] = { pc->pads[1], pc->pads[3] };
+		attr_is(n, "kernel_shape", &pc->kw, 1);
+		attr_is(n, "strides", &pc->sw, 1);
+		attr_is(n, "dilations", &pc->dw, 1);
+		attr_is(n, "pads", p, 2);
+	} else {
+		int64_t k[2] = { pc->kh, pc->kw }, s[2] = { pc->sh, pc->sw };
+		int64_t d[2] = { pc->dh, pc->dw };
+		attr_is(n, "kernel_shape", k, 2);
+		attr_is(n, "strides", s, 2);
+		attr_is(n, "dilations", d, 2);
+		attr_is(n, "pads", pc->pads, 4);
+	}
+	attr_i(n, "ceil_mode", pc->ceil_mode);
+	attr_i(n, "count_include_pad", pc->cip);
+	if (finish(g)) {
+		lm_graph_free(g);
+		return -1;
+	}
+	lm_value *yv = &g->values[g->nodes[0].outputs[0]];
+	int64_t oh = pc->one_d ? 1 : yv->dims[2], ow = yv->dims[rank - 1];
+	int64_t ny = numel(yv->rank, yv->dims);
+	int64_t pt = pc->one_d ? 0 : pc->pads[0], pl = pc->pads[1];
+	int64_t pb = pc->one_d ? 0 : pc->pads[2], pr = pc->pads[3];
+	const float *x = g->values[lm_graph_find(g, "x")].data;
+	double *ref = malloc(sizeof(double) * (size_t)ny);
+	for (int64_t p = 0; p < pc->n * pc->c; p++)
+	for (int64_t oy = 0; oy < oh; oy++)
+	for (int64_t ox = 0; ox < ow; ox++) {
+		double acc = is_max ? -3.4028234663852886e38 : 0;
+		int64_t cnt = 0, cnt_pad = 0;
+		for (int64_t ky = 0; ky < pc->kh; ky++)
+		for (int64_t kx = 0; kx < pc->kw; kx++) {
+			int64_t iy = oy * pc->sh - pt + ky * pc->dh;
+			int64_t ix = ox * pc->sw - pl + kx * pc->dw;
+			cnt_pad += iy < pc->h + pb && ix < pc->w + pr;
+			if (iy < 0 || iy >= pc->h || ix < 0 || ix >= pc->w)
+				continue;
+			double v = x[(p * pc->h + iy) * pc->w + ix];
+			acc = is_max ? (v > acc ? v : acc) : acc + v;
+			cnt++;
+		}
+		if (!is_max) {
+			int64_t dv = pc->cip ? cnt_pad : cnt;
+			acc = dv ? acc / (double)dv : 0;
+		}
+		ref[(p * oh + oy) * ow + ox] = acc;
+	}
+	float *y = NULL;
+	const char *chosen = "";
+	int rc = run_node(g, "", &y, &chosen);
+	if (!rc)
+		rc = compare(y, ref, ny, pc->op, chosen);
+	free(y);
+	free(ref);
+	lm_graph_free(g);
+	return rc;
+}
+
+#define CHECK_POOL(...) \
+	CHECK(pool_check(&(struct pool_case){ __VA_ARGS__ }) == 0)
+#define P1 .sh = 1, .sw = 1, .dh = 1, .dw = 1
+
+TEST(pools)
+{
+	static const char *const ops[] = { "MaxPool", "AveragePool" };
+	for (int i = 0; i < 2; i++) {
+		const char *op = ops[i];
+		CHECK_POOL(.op = op, .n = 1, .c = 3, .h = 112, .w = 112,
+			   .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+			   .dw = 1, .pads = { 1, 1, 1, 1 });
+		for (int cip = 0; cip < 2; cip++) {
+			CHECK_POOL(.op = op, .n = 2, .c = 3, .h = 13, .w = 13,
+				   .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+				   .dw = 1, .ceil_mode = 1, .cip = cip);
+			CHECK_POOL(.op = op, .n = 1, .c = 2, .h = 10, .w = 11,
+				   .kh = 3, .kw = 2, .sh = 2, .sw = 3, .dh = 1,
+				   .dw = 1, .pads = { 1, 0, 2, 1 },
+				   .ceil_mode = 1, .cip = cip);
+			CHECK_POOL(.op = op, .n = 1, .c = 2, .h = 9, .w = 8,
+				   .kh = 2, .kw = 2, P1,
+				   .pads = { 1, 1, 1, 1 }, .cip = cip);
+		}
+		CHECK_POOL(.op = op, .n = 1, .c = 4, .h = 1, .w = 1, .kh = 1,
+			   .kw = 1, P1);
+		CHECK_POOL(.op = op, .n = 1, .c = 4, .h = 1, .w = 1, .kh = 3,
+			   .kw = 3, P1, .pads = { 1, 1, 1, 1 }, .cip = 1);
+		CHECK_POOL(.op = op, .n = 1, .c = 3, .h = 1, .w = 20, .kh = 1,
+			   .kw = 4, .sh = 1, .sw = 2, .dh = 1, .dw = 1,
+			   .pads = { 0, 1, 0, 2 }, .one_d = 1, .cip = 1);
+	}
+	/* dilations (MaxPool since opset 10) */
+	CHECK_POOL(.op = "MaxPool", .n = 1, .c = 2, .h = 12, .w = 13,
+		   .kh = 3, .kw = 2, .sh = 1, .sw = 2, .dh = 2, .dw = 3,
+		   .pads = { 2, 1, 1, 2 }, .ceil_mode = 1);
+	CHECK_POOL(.op = "MaxPool", .n = 1, .c = 1, .h = 224, .w = 224,
+		   .kh = 2, .kw = 2, .sh = 2, .sw = 2, .dh = 1, .dw = 1);
+}
+
+static int global_check(const char *op, int rank, const int64_t *dims)
+{
+	lm_graph *g = lm_graph_create("gpool");
+	const char *in[] = { "x" };
+	value(g, "x", LM_VAL_INPUT, rank, dims);
+	node(g, op, in, 1);
+	if (finish(g)) {
+		lm_graph_free(g);
+		return -1;
+	}
+	int64_t planes = dims[0] * dims[1], sp = numel(rank - 2, dims + 2);
+	const float *x = g->values[lm_graph_find(g, "x")].data;
+	double *ref = malloc(sizeof(double) * (size_t)planes);
+	for (int64_t p = 0; p < planes; p++) {
+		double s = 0, m = -INFINITY;
+		for (int64_t i = 0; i < sp; i++) {
+			s += x[p * sp + i];
+			m = x[p * sp + i] > m ? x[p * sp + i] : m;
+		}
+		ref[p] = strcmp(op, "GlobalMaxPool") ? s / (double)sp : m;
+	}
+	float *y = NULL;
+	const char *chosen = "";
+	int rc = run_node(g, "", &y, &chosen);
+	if (!rc)
+		rc = compare(y, ref, planes, op, chosen);
+	free(y);
+	free(ref);
+	lm_graph_free(g);
+	return rc;
+}
+
+TEST(global_pools)
+{
+	CHECK(global_check("GlobalAveragePool", 4, D(2, 5, 7, 7)) == 0);
+	CHECK(global_check("GlobalMaxPool", 4, D(1, 3, 13, 1)) == 0);
+	CHECK(global_check("GlobalAveragePool", 3, D(1, 4, 1)) == 0);
+	CHECK(global_check("GlobalMaxPool", 5, D(1, 2, 3, 4, 5)) == 0);
+}
+
+TEST(pool_rejects)
+{
+	lm_graph *g = lm_graph_create("pool");
+	const char *in[] = { "x" }, *out[] = { "y", "idx" };
+	int64_t k[2] = { 2, 2 };
+	value(g, "x", LM_VAL_INPUT, 4, D(1, 1, 4, 4));
+	int ni = lm_graph_add_node(g, "n", "MaxPool", "", in, 1, out, 2, NULL);
+	CHECK(ni >= 0);
+	attr_is(&g->nodes[ni], "kernel_shape", k, 2);
+	CHECK(finish(g) == 0);
+	float *y = NULL;
+	const char *chosen;
+	CHECK(run_node(g, "", &y, &chosen) == -ENOTSUP);
+	lm_graph_free(g);
+}
+
+int main(void)
+{
+	printf("AVX-512 kernels: %s\n", lm_have_avx512() ? "yes" : "no");
+	RUN(conv_3x3_plain);
+	RUN(conv_odd_channels);
+	RUN(conv_tiny_images);
+	RUN(conv_pads);
+	RUN(conv_strides_dilations);
+	RUN(conv_groups_batch);
+	RUN(conv_depthwise);
+	RUN(conv_epilogue);
+	RUN(conv_1d_and_runtime_weights);
+	RUN(conv_winograd_accuracy);
+	RUN(conv_rejects);
+	RUN(convtranspose);
+	RUN(gemm);
+	RUN(matmul);
+	RUN(pools);
+	RUN(global_pools);
+	RUN(pool_rejects);
+	return harness_done();
+}
