@@ -14,6 +14,8 @@
 int cmd_slice(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /** Print "lamina CMD: message" on stderr; returns 1 (the exit code). */
 int cli_error(const char *cmd, const lm_error *e);

@@ -170,39 +170,6 @@ static int resolve(const lm_graph *g, const int *list, int n,
 	return -1;
 }
 
-/* After --batch N: every output must carry the batch in its first dim. */
-static int check_batch(const lm_graph *g, int64_t n)
-{
-	for (int j = 0; j < g->n_outputs; j++) {
-		const lm_value *y = &g->values[g->outputs[j]];
-		char shape[128];
-		if (y->rank >= 1 && y->dims[0] == n)
-			continue;
-		/* the first node whose output lost the batch, as a hint */
-		const char *culprit = "?", *op = "?";
-		for (int ni = 0; ni < g->n_nodes && culprit[0] == '?'; ni++) {
-			const lm_node *nd = &g->nodes[ni];
-			const lm_value *x = nd->n_inputs && nd->inputs[0] >= 0
-				? &g->values[nd->inputs[0]] : NULL;
-			const lm_value *o = nd->outputs[0] >= 0
-				? &g->values[nd->outputs[0]] : NULL;
-			if (x && o && x->rank >= 1 && x->dims[0] == n &&
-			    o->rank >= 1 && o->dims[0] != n) {
-				culprit = nd->name;
-				op = nd->op_type;
-			}
-		}
-		return cli_errorf("run", "cannot run at batch %lld: output '%s' "
-				  "comes out as %s; node '%s' (%s) fixes the "
-				  "batch (a hard-coded shape in the model)",
-				  (long long)n, y->name,
-				  lm_shape_str(y->rank, y->dims, shape,
-					       sizeof(shape)),
-				  culprit, op);
-	}
-	return 0;
-}
-
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -303,8 +270,10 @@ int cmd_run(int argc, char **argv)
 		cli_error("run", &e);
 		goto out;
 	}
-	if (a.batch && check_batch(g, a.batch))
+	if (a.batch && lm_graph_check_batch(g, a.batch, &e)) {
+		cli_error("run", &e);
 		goto out;
+	}
 	lm_session_options so = { .threads = a.threads,
 				  .profile = a.profile };
 	if (lm_session_create(g, &so, &s, &e)) {

@@ -17,6 +17,10 @@ static const struct command {
 	{ "inspect", cmd_inspect,
 	  "show the layers of a model or a slice folder" },
 	{ "run", cmd_run, "run a model on the CPU runtime in this process" },
+	{ "plan", cmd_plan,
+	  "place the slices on devices for latency or throughput" },
+	{ "bench", cmd_bench,
+	  "time every slice on this host and write profile.json" },
 };
 
 static void usage(FILE *f)

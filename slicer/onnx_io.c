@@ -943,6 +943,32 @@ int lm_onnx_prepare(lm_onnx_model *m, const lm_input_shape *shapes,
 	return 0;
 }
 
+int lm_onnx_prepare_batch(lm_onnx_model *m, int64_t batch, lm_error *e)
+{
+	lm_graph *g = m->g;
+	lm_input_shape *shapes = calloc((size_t)g->n_inputs + 1,
+					sizeof(*shapes));
+	int n = 0, rc;
+	if (!shapes)
+		return lm_fail(e, -ENOMEM, "out of memory");
+	for (int i = 0; i < g->n_inputs; i++) {
+		const lm_value *v = &g->values[g->inputs[i]];
+		if (v->rank < 1)
+			continue;
+		snprintf(shapes[n].name, sizeof(shapes[n].name), "%s",
+			 v->name);
+		shapes[n].rank = v->rank;
+		for (int d = 0; d < v->rank; d++)
+			shapes[n].dims[d] = v->dims[d] >= 0 ? v->dims[d] : 1;
+		shapes[n++].dims[0] = batch;
+	}
+	rc = lm_onnx_prepare(m, shapes, n, NULL, e);
+	free(shapes);
+	if (!rc && (rc = lm_graph_check_batch(g, batch, e)))
+		lm_fail_prefix(e, rc, "%s", m->path);
+	return rc;
+}
+
 /* ---- writing ---- */
 
 /* Small allocations made while building one output model, freed at once. */

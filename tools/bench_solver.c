@@ -150,7 +150,7 @@ static void bench(const char *title, const lm_devices *d, const lm_profile *p,
 						       ? atoi(getenv("BENCH_MODE"))
 						       : LM_SOLVE_AUTO };
 		if (k == 2)
-			o.latency_budget_us = fastest * 1.5;
+			o.latency_budget_us = fastest * 1.2;
 		double t[16];
 		lm_plan *plan = NULL;
 		for (int r = 0; r < runs; r++) {
@@ -194,7 +194,7 @@ int main(int argc, char **argv)
 	int runs = argc > 1 ? atoi(argv[1]) : 5;
 	if (runs < 1 || runs > 16)
 		runs = 5;
-	double speed8[8] = { 1, 1.4, 0.8, 2, 0.6, 1.2, 1, 1.7 }, speed64[64];
+	double speed8[8] = { 1, 1.4, 0.8, 2, 0.6, 1.2, 1, 1.7 }, speed64[64] = { 0 };
 	int cls8[8], cls64[64];
 	for (int i = 0; i < 64; i++) {
 		cls64[i] = i / 16 * 16; /* the first device of its class */

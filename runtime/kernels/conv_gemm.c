@@ -539,12 +539,10 @@ static int run_convt(const lm_kargs *a)
 	return 0;
 }
 
-int lm_convt_prepare(const struct lm_convt_desc *d, const float *w,
-		     lm_kernel *k)
+int lm_convt_prepare(const struct lm_convt_desc *d, lm_kernel *k)
 {
 	struct convt_state *s = calloc(1, sizeof(*s));
 
-	(void)w; /* read at run time: constant or not, it is one sgemm */
 	if (!s)
 		return -ENOMEM;
 	s->d = *d;

@@ -423,12 +423,10 @@ static int run_depthwise(const lm_kargs *a)
 	return 0;
 }
 
-int lm_depthwise_prepare(const struct lm_conv_desc *d, const float *w,
-			 lm_kernel *k)
+int lm_depthwise_prepare(const struct lm_conv_desc *d, lm_kernel *k)
 {
 	struct dw_state *s = calloc(1, sizeof(*s));
 
-	(void)w; /* read from input 1 at run time: no packing needed */
 	if (!s)
 		return -ENOMEM;
 	s->d = *d;

@@ -2,9 +2,10 @@
  * kernels.h: private header of the compute kernels behind the conv, gemm
  * and pool families (blas.c, pgemm.c, conv_gemm.c, winograd.c,
  * depthwise.c, pool.c).  The op files (ops/conv.c, ops/gemm.c,
- * ops/pool.c) check a node, reduce it to one of the descriptors below and
- * call the matching *_prepare, which picks the code path, packs constant
- * weights into k->state and sizes k->scratch.
+ * ops/pool.c) check a node (with the helpers of prep.h), reduce it to one
+ * of the descriptors below and call the matching *_prepare, which picks
+ * the code path, packs constant weights into k->state and sizes
+ * k->scratch.
  *
  * Layout is NCHW in and out.  1-D convolutions and pools are 2-D ones with
  * H = 1.  Every *_prepare only fails for lack of memory; the op files have
@@ -103,8 +104,8 @@ static inline int64_t lm_round_up(int64_t x, int64_t to)
  *
  * C = A * B with an 8 x 48 register tile: 8 rows of A broadcast, 48
  * columns of B (three 16-lane vectors).  A is packed once (weights) as
- * slivers of PG_MR rows: element (i, k) of sliver s at s*MR*K + k*MR + i.
- * B is packed per call, PG_KC x PG_NC at a time, into panels of 48 columns
+ * slivers of LM_PG_MR rows: element (i, k) of sliver s at s*8*K + k*8 + i.
+ * B is packed per call, a block of K x N at a time, into panels of 48 columns
  * (the last one narrower): a pack function fills them from wherever B
  * really lives (a matrix, or an image read as im2col without building it).
  */
@@ -178,8 +179,9 @@ void lm_pgemm_rows(const float *a, int64_t ars, int64_t aks, int64_t m,
 
 /* ---- OpenBLAS (blas.c) ---- */
 
-/** Row-major C = alpha op(A) op(B) + beta C, through cblas_sgemm (or
- * sgemv when one side is a vector). */
+/** Row-major C = alpha op(A) op(B) + beta C, through cblas_sgemm, or a
+ * matrix-vector product when one side is a vector (AVX-512 when A is a
+ * contiguous row, else cblas_sgemv). */
 void lm_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 	      const float *a, int64_t lda, const float *b, int64_t ldb,
 	      float beta, float *c, int64_t ldc);
@@ -198,13 +200,12 @@ struct lm_conv_desc {
 };
 
 enum lm_conv_impl {
-	LM_CONV_AUTO,
 	LM_CONV_OPENBLAS,  /* im2col (none for 1x1) + cblas_sgemm; any W */
 	LM_CONV_SGEMM,     /* packed GEMM on AVX-512, im2col on the fly */
 	LM_CONV_SGEMM_T,   /* 1x1 on few pixels: Y^T = X^T W^T, AVX-512 */
 	LM_CONV_WINO2,     /* Winograd F(2x2, 3x3) */
 	LM_CONV_WINO4,     /* Winograd F(4x4, 3x3) */
-	LM_CONV_DEPTHWISE, /* direct, one channel at a time */
+	LM_CONV_DEPTHWISE, /* direct, no GEMM */
 };
 
 /** Conv through a GEMM: impl LM_CONV_OPENBLAS, LM_CONV_SGEMM or
@@ -235,10 +236,9 @@ int lm_winograd_prepare(const struct lm_conv_desc *d, const float *w,
 /** True when the conv is depthwise (group == C == M). */
 int lm_depthwise_fits(const struct lm_conv_desc *d);
 
-/** Direct depthwise conv; w is the constant weight or NULL (read input
- * 1 at run time). */
-int lm_depthwise_prepare(const struct lm_conv_desc *d, const float *w,
-			 lm_kernel *k);
+/** Direct depthwise conv; the weight (input 1) is read at run time,
+ * constant or not. */
+int lm_depthwise_prepare(const struct lm_conv_desc *d, lm_kernel *k);
 
 /* ConvTranspose, 2-D, explicit pads (begin only matter) and output size. */
 struct lm_convt_desc {
@@ -251,9 +251,9 @@ struct lm_convt_desc {
 	lm_epilogue ep;
 };
 
-/** ConvTranspose as GEMM + col2im; w must be constant. */
-int lm_convt_prepare(const struct lm_convt_desc *d, const float *w,
-		     lm_kernel *k);
+/** ConvTranspose as GEMM + col2im; the weight (input 1) is read at run
+ * time, constant or not. */
+int lm_convt_prepare(const struct lm_convt_desc *d, lm_kernel *k);
 
 /* ---- Gemm and MatMul (blas.c) ---- */
 
@@ -267,6 +267,8 @@ struct lm_gemm_desc {
 	lm_epilogue ep;
 };
 
+/** Gemm: Y = alpha op(A) op(B) + beta C (C broadcast), then the
+ * epilogue. */
 int lm_gemm_prepare(const struct lm_gemm_desc *d, lm_kernel *k);
 
 /* MatMul after 1-D promotion: A (..., M, K) x B (..., K, N), batch dims
@@ -278,6 +280,8 @@ struct lm_matmul_desc {
 	lm_epilogue ep;
 };
 
+/** MatMul: one tall product when B is shared by the whole batch, else
+ * one per batch index; then the epilogue. */
 int lm_matmul_prepare(const struct lm_matmul_desc *d, lm_kernel *k);
 
 /* ---- pooling (pool.c) ---- */
@@ -291,6 +295,7 @@ struct lm_pool_desc {
 	int count_include_pad;
 };
 
+/** MaxPool (is_max) or AveragePool over 2-D windows, pads explicit. */
 int lm_pool_prepare(const struct lm_pool_desc *d, lm_kernel *k);
 
 /** GlobalAveragePool / GlobalMaxPool over `spatial` elements per plane. */

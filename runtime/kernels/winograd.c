@@ -53,13 +53,15 @@ int lm_winograd_fits(const struct lm_conv_desc *d)
  * element from memory when the transformed weights are too big to still
  * be in cache from the last run (over 4 MiB for the layer; F(4x4) makes
  * them 4x the original, F(2x2) 16/9x).  T is rounded up to the 8-row
- * sliver of the GEMM.  Measured (ms, weights cold / warm):
+ * sliver of the GEMM.  Measured (ms, caches swept before each run /
+ * warm; the choice in brackets):
  *                      im2col+sgemm  F(2x2)       F(4x4)
- *     56x56  64->64     1.98         1.24         0.96
- *     28x28 128->128    1.65/1.50    0.96/0.82    0.66/0.61
- *     14x14 256->256    1.50/1.36    0.81/0.65    1.10/0.60
- *      7x7  512->512    1.63/1.57    1.32/0.79    3.0/2.0
- *     13x13  64->256       /0.27        /0.18        /0.13
+ *     56x56  64->64     -   /1.46    -   /0.81    -   /0.47  [4]
+ *     28x28 128->128    1.53/1.27    0.84/0.60    0.75/0.36  [4]
+ *     14x14 256->256    1.41/1.29    0.81/0.55    1.08/0.54  [2]
+ *      7x7  512->512    1.62/1.53    1.17/0.81    1.87/1.97  [2]
+ *     VGG 28x28 256->512   9.48      5.56         4.68       [4]
+ *     VGG 14x14 512->512   5.18      3.49         4.49       [2]
  * Below 16 channels the GEMMs are too thin to pay for the transforms.
  */
 static int64_t wino_cost(const struct lm_conv_desc *d, int64_t m)

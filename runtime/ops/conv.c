@@ -252,6 +252,8 @@ static int conv_prep(lm_graph *g, lm_node *n, struct conv_prep *p,
 	if ((rc = conv_args(g, &own, &p->a, e)))
 		return rc;
 	p->y = lm_node_out(g, n, 0);
+	if (!p->y)
+		return lm_ops_fail(e, g, n, -EINVAL, "output is missing");
 	if ((rc = lm_prep_float(g, n, p->a.x, e)) ||
 	    (rc = lm_prep_float(g, n, p->a.w, e)) ||
 	    (rc = lm_prep_float(g, n, p->a.b, e)) ||
@@ -361,7 +363,7 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 
 	switch (impl) {
 	case LM_CONV_DEPTHWISE:
-		rc = lm_depthwise_prepare(&d, w, k);
+		rc = lm_depthwise_prepare(&d, k);
 		break;
 	case LM_CONV_WINO2:
 	case LM_CONV_WINO4:
@@ -398,6 +400,8 @@ static int convt_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 	if ((rc = conv_args(g, &own, &a, e)))
 		return rc;
 	lm_value *y = lm_node_out(g, n, 0);
+	if (!y)
+		return lm_ops_fail(e, g, n, -EINVAL, "output is missing");
 	if ((rc = lm_prep_float(g, n, a.x, e)) ||
 	    (rc = lm_prep_float(g, n, a.w, e)) ||
 	    (rc = lm_prep_float(g, n, a.b, e)) ||
@@ -439,7 +443,7 @@ static int convt_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 		.pt = o ? 0 : pads[0], .pl = pads[1 - o],
 		.group = a.group, .has_bias = a.b != NULL, .ep = ep,
 	};
-	if ((rc = lm_convt_prepare(&d, NULL, k)))
+	if ((rc = lm_convt_prepare(&d, k)))
 		return lm_ops_fail(e, g, n, rc, "out of memory");
 	return 0;
 }

@@ -96,7 +96,7 @@ static void set_link(lm_devices *d, int a, int b, int present, double lat,
 }
 
 /*
- * Up to 12 slices on up to 4 devices: mixed speeds (related or not),
+ * Up to max_n (<= 64) slices on max_dev (<= 8) devices: mixed speeds (related or not),
  * memories from roomy to too small, links missing or one-way, handoffs
  * from free to dear, and sometimes identical devices (a class).
  */
@@ -113,7 +113,7 @@ static int make_instance(struct inst *in, int max_n, int max_dev)
 	b->input_bytes = 1000.0 * rnd(200);
 	b->handoff_us = rnd(5) == 0 ? 0 : rnd(5) == 0 ? 20 + 200 * urand()
 						       : 2 * urand();
-	double base[12];
+	double base[64];
 	for (int i = 0; i < n; i++) {
 		lm_profile_slice *s = &b->slices[i];
 		s->weight_bytes = 1000.0 * rnd(1000);
@@ -338,8 +338,8 @@ static int plan_fits(const struct inst *in, const lm_plan *p, int K)
 {
 	const lm_profile_batch *b = &in->p->batches[0];
 	int n = in->p->n_slices;
-	double mem[4] = { 0 };
-	int cores[4] = { 0 };
+	double mem[8] = { 0 };
+	int cores[8] = { 0 };
 	if (K > 0 && p->n_stages > K)
 		return 0;
 	for (int i = 0; i < p->n_stages; i++) {
@@ -533,12 +533,516 @@ TEST(solver_matches_brute_force)
 	CHECK(stats_infeasible > 100 && stats_feasible > 5000);
 }
 
+/* ---- file formats ---- */
+
+TEST(devices_json)
+{
+	const char *path = tmp_path("devices.json");
+	lm_devices *d = NULL;
+	lm_error e;
+	write_file(path,
+		   "{\"devices\": [\n"
+		   " {\"name\": \"a\", \"cores\": 4, \"memory_bytes\": 1e9,"
+		   "  \"numa_node\": 1, \"address\": \"10.0.0.1\"},\n"
+		   " {\"name\": \"b\", \"cores\": 2, \"memory_bytes\": 5e8},\n"
+		   " {\"name\": \"c\", \"cores\": 1, \"memory_bytes\": 1e8}],\n"
+		   " \"links\": [\n"
+		   " {\"from\": \"a\", \"to\": \"b\", \"latency_us\": 10, \"gbps\": 25},\n"
+		   " {\"from\": \"b\", \"to\": \"c\", \"latency_us\": 5, \"gbps\": 1},\n"
+		   " {\"from\": \"c\", \"to\": \"b\", \"latency_us\": 7, \"gbps\": 2}]}\n");
+	CHECK(lm_devices_load(path, &d, &e) == 0);
+	CHECK(d->n == 3 && d->dev[0].cores == 4 && d->dev[0].numa_node == 1);
+	CHECK(!strcmp(d->dev[0].address, "10.0.0.1") &&
+	      d->dev[1].memory_bytes == 5e8);
+	/* listed once: both ways; listed twice: each its own; none: none */
+	CHECK(lm_devices_link(d, 1, 0)->present &&
+	      lm_devices_link(d, 1, 0)->gbps == 25);
+	CHECK(lm_devices_link(d, 1, 2)->latency_us == 5 &&
+	      lm_devices_link(d, 2, 1)->latency_us == 7);
+	CHECK(!lm_devices_link(d, 0, 2)->present &&
+	      !lm_devices_link(d, 2, 0)->present);
+	lm_devices_free(d);
+
+	static const struct {
+		const char *text, *needle;
+	} bad[] = {
+		{ "{\"devices\": []}", "at least one device" },
+		{ "{\"devices\": [{\"name\": \"a\", \"memory_bytes\": 1}]}",
+		  "device 'a': missing \"cores\"" },
+		{ "{\"devices\": [{\"name\": \"a\", \"cores\": 1, "
+		  "\"memory\": 1}]}", "unknown field \"memory\"" },
+		{ "{\"devices\": [{\"name\": \"a\", \"cores\": 0, "
+		  "\"memory_bytes\": 1}]}", "\"cores\" is 0" },
+		{ "{\"devices\": [{\"name\": \"a\", \"cores\": 1, "
+		  "\"memory_bytes\": 1}, {\"name\": \"a\", \"cores\": 1, "
+		  "\"memory_bytes\": 1}]}", "two devices are named 'a'" },
+		{ "{\"devices\": [{\"name\": \"a\", \"cores\": 1, "
+		  "\"memory_bytes\": 1}], \"links\": [{\"from\": \"a\", "
+		  "\"to\": \"z\", \"latency_us\": 1, \"gbps\": 1}]}",
+		  "no device named 'z'" },
+		{ "{\"devices\": [{\"name\": \"a\", \"cores\": 1, "
+		  "\"memory_bytes\": 1}], \"links\": [{\"from\": \"a\", "
+		  "\"to\": \"a\", \"latency_us\": 1, \"gbps\": 1}]}",
+		  "to itself" },
+		{ "{\"devices\": [{\"name\": \"a\", \"cores\": 1, "
+		  "\"memory_bytes\": 1}, {\"name\": \"b\", \"cores\": 1, "
+		  "\"memory_bytes\": 1}], \"links\": [{\"from\": \"a\", "
+		  "\"to\": \"b\", \"latency_us\": 1, \"gbps\": 0}]}",
+		  "\"gbps\" is 0" },
+		{ "{\"devices\": [", "not valid JSON" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		write_file(path, bad[i].text);
+		e.msg[0] = 0;
+		int rc = lm_devices_load(path, &d, &e);
+		if (rc != -EINVAL || d || !strstr(e.msg, bad[i].needle) ||
+		    !strstr(e.msg, "devices.json"))
+			printf("  case %zu: rc %d, '%s'\n", i, rc, e.msg);
+		CHECK(rc == -EINVAL && !d && strstr(e.msg, bad[i].needle));
+	}
+	CHECK(lm_devices_load(tmp_path("missing.json"), &d, &e) == -ENOENT);
+	CHECK(strstr(e.msg, "missing.json"));
+}
+
+TEST(devices_local)
+{
+	lm_devices *d = NULL;
+	lm_error e;
+	CHECK(lm_devices_local(&d, &e) == 0);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	CHECK(d->n == 1 && !strcmp(d->dev[0].name, "local"));
+	CHECK(d->dev[0].cores == (n > 1 ? n - 1 : 1));
+	CHECK(d->dev[0].memory_bytes > 0 &&
+	      !strcmp(d->dev[0].address, "127.0.0.1"));
+	lm_devices_free(d);
+}
+
+/* Two batches, one device, three slices. */
+static lm_profile *small_profile(void)
+{
+	lm_profile *p;
+	if (lm_profile_create(3, &p))
+		return NULL;
+	lm_profile_add_device(p, "local");
+	for (int bi = 0; bi < 2; bi++) {
+		int batch = bi ? 8 : 1;
+		lm_profile_batch *b = lm_profile_add_batch(p, batch);
+		b->input_bytes = 100.0 * batch;
+		b->handoff_us = 1.5;
+		for (int i = 0; i < 3; i++) {
+			b->slices[i].weight_bytes = 1000 * (i + 1);
+			b->slices[i].arena_bytes = 10.0 * batch;
+			b->slices[i].output_bytes = 50.0 * batch * (i + 1);
+			b->slices[i].time_us[0] = 10.0 * (i + 1) * batch;
+			snprintf(b->slices[i].label, LM_NAME_MAX, "L%d", i);
+		}
+		b->cut_bytes[0] = 50.0 * batch;
+		b->cut_bytes[1] = 120.0 * batch;
+	}
+	return p;
+}
+
+TEST(profile_json_and_model_speed)
+{
+	lm_profile *p = small_profile(), *q = NULL;
+	lm_model_speed ms;
+	lm_error e;
+	const char *path = tmp_path("profile.json");
+	CHECK(p);
+	snprintf(p->model, sizeof(p->model), "model.lam");
+	CHECK(lm_profile_parse_speed("slow=0.5", &ms, &e) == 0);
+	CHECK(!strcmp(ms.name, "slow") && ms.factor == 0.5 && !ms.from[0]);
+	CHECK(lm_profile_derive(p, &ms, &e) == 0);
+	CHECK(lm_profile_parse_speed("fast=2@local", &ms, &e) == 0);
+	CHECK(lm_profile_derive(p, &ms, &e) == 0);
+	CHECK(p->n_devices == 3);
+	/* time(NAME) = time(FROM) / F */
+	CHECK(p->batches[1].slices[2].time_us[1] == 480 &&
+	      p->batches[1].slices[2].time_us[2] == 120);
+	CHECK(lm_profile_save(p, path, &e) == 0);
+	CHECK(lm_profile_load(path, &q, &e) == 0);
+	CHECK(q->n_slices == 3 && q->n_batches == 2 && q->n_devices == 3);
+	CHECK(!strcmp(q->model, "model.lam"));
+	CHECK(q->derived_from[1] == 0 && q->speed[1] == 0.5);
+	int b8 = lm_profile_find_batch(q, 8);
+	CHECK(b8 >= 0 && q->batches[b8].cut_bytes[1] == 960 &&
+	      q->batches[b8].input_bytes == 800 &&
+	      q->batches[b8].handoff_us == 1.5);
+	CHECK(q->batches[b8].slices[1].weight_bytes == 2000 &&
+	      !strcmp(q->batches[b8].slices[1].label, "L1"));
+	CHECK(q->batches[b8].slices[2].time_us[lm_profile_find_device(
+		      q, "fast")] == 120);
+	/* a derived device is not a source; a source of others is not
+	 * derived afterwards; bad arguments */
+	CHECK(lm_profile_parse_speed("x=3@slow", &ms, &e) == 0);
+	CHECK(lm_profile_derive(q, &ms, &e) == -EINVAL &&
+	      strstr(e.msg, "itself derived"));
+	CHECK(lm_profile_parse_speed("local=3@fast", &ms, &e) == 0);
+	CHECK(lm_profile_derive(q, &ms, &e) == -EINVAL);
+	CHECK(lm_profile_parse_speed("x=2@nope", &ms, &e) == 0);
+	CHECK(lm_profile_derive(q, &ms, &e) == -EINVAL &&
+	      strstr(e.msg, "'nope'"));
+	const char *bad[] = { "x", "x=0", "x=-1", "=2", "x=2@", "x=fast",
+			      "x=2z" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(lm_profile_parse_speed(bad[i], &ms, &e) == -EINVAL &&
+		      strstr(e.msg, "--model-speed"));
+	lm_profile_free(q);
+	lm_profile_free(p);
+
+	/* broken files name the field */
+	static const struct {
+		const char *text, *needle;
+	} cases[] = {
+		{ "{\"format\": \"x\", \"version\": 1}", "not a lamina profile" },
+		{ "{\"format\": \"lamina-profile\", \"version\": 2}",
+		  "version 2" },
+		{ "{\"format\": \"lamina-profile\", \"version\": 1, "
+		  "\"slices\": 1, \"devices\": [\"a\"], \"batches\": [{"
+		  "\"batch\": 1, \"input_bytes\": 1, \"handoff_us\": 1, "
+		  "\"slices\": [{\"index\": 0, \"weight_bytes\": 1, "
+		  "\"arena_bytes\": 1, \"output_bytes\": 1, \"time_us\": "
+		  "{}}], \"cut_bytes\": []}]}",
+		  "batch 1, slice 0: no time for device 'a'" },
+		{ "{\"format\": \"lamina-profile\", \"version\": 1, "
+		  "\"slices\": 2, \"devices\": [\"a\"], \"batches\": [{"
+		  "\"batch\": 1, \"input_bytes\": 1, \"handoff_us\": 1, "
+		  "\"slices\": [{\"index\": 0, \"weight_bytes\": 1, "
+		  "\"arena_bytes\": 1, \"output_bytes\": 1, \"time_us\": "
+		  "{\"a\": 1}}], \"cut_bytes\": [1]}]}",
+		  "\"slices\" must list all 2 slices" },
+		{ "{\"format\": \"lamina-profile\", \"version\": 1, "
+		  "\"slices\": 1, \"devices\": [\"a\"], \"batches\": [{"
+		  "\"batch\": 1, \"input_bytes\": -1, \"handoff_us\": 1}]}",
+		  "\"input_bytes\" is -1" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		write_file(path, cases[i].text);
+		int rc = lm_profile_load(path, &q, &e);
+		if (rc != -EINVAL || !strstr(e.msg, cases[i].needle))
+			printf("  case %zu: rc %d, '%s'\n", i, rc, e.msg);
+		CHECK(rc == -EINVAL && !q && strstr(e.msg, cases[i].needle) &&
+		      strstr(e.msg, "profile.json"));
+	}
+}
+
+/* ---- the cost model, by hand ---- */
+
+TEST(cost_model_by_hand)
+{
+	lm_profile *p = small_profile();
+	lm_devices *d;
+	lm_plan_cost *c;
+	lm_plan *plan;
+	lm_error e;
+	CHECK(p && lm_devices_create(2, &d) == 0);
+	lm_model_speed ms = { "b", "local", 2 };
+	CHECK(lm_profile_derive(p, &ms, &e) == 0);
+	snprintf(d->dev[0].name, LM_NAME_MAX, "local");
+	snprintf(d->dev[1].name, LM_NAME_MAX, "b");
+	d->dev[0].cores = 4;
+	d->dev[0].memory_bytes = 1e6;
+	d->dev[1].cores = 1;
+	d->dev[1].memory_bytes = 1e5;
+	set_link(d, 0, 1, 1, 10, 8); /* 8 Gbit/s: 1 byte per ns */
+	CHECK(lm_plan_cost_create(d, p, 8, 0.5, &c, &e) == 0);
+	/* batch 8: times 80, 160, 240 on local, half that on b */
+	CHECK(lm_plan_cost_time(c, 0, 0, 2) == 480 &&
+	      lm_plan_cost_time(c, 1, 1, 2) == 200);
+	/* one replica of slices 0-1: weights 3000 + arenas 160 + bundles
+	 * in 800, between 400, out 960; ring of 4 inputs */
+	CHECK(lm_plan_cost_stage_memory(c, 0, 1, 1) ==
+	      3000 + 160 + 800 + 400 + 960 + 4 * 800);
+	CHECK(lm_plan_cost_stage_memory(c, 0, 1, 3) ==
+	      3 * (3000 + 160 + 800 + 400 + 960) + 4 * 800);
+	CHECK(lm_plan_cost_run_end(c, 2) == 4 * 1200.0);
+	CHECK(lm_plan_cost_memory_limit(c, 1) == 5e4);
+	double lat, occ;
+	CHECK(lm_plan_cost_transfer(c, 0, 1, 1, &lat, &occ) == 0);
+	CHECK(fabs(occ - 0.96) < 1e-12 && fabs(lat - 10.96) < 1e-12);
+	CHECK(lm_plan_cost_transfer(c, 0, 0, 1, &lat, &occ) == 0 &&
+	      lat == 1.5 && occ == 1.5);
+	/* set_link sets one direction (the reader mirrors, not the cost) */
+	CHECK(lm_plan_cost_transfer(c, 1, 0, 1, &lat, &occ) == -1);
+
+	/* a hand plan: 0 on local (2 cores), 1 on local, 2 on b */
+	CHECK(lm_plan_create(d, 3, &plan) == 0);
+	plan->stages[0] = (lm_plan_stage){ .device = 0, .first = 0,
+					   .last = 0, .cores = 2 };
+	plan->stages[1] = (lm_plan_stage){ .device = 0, .first = 1,
+					   .last = 1, .cores = 1 };
+	plan->stages[2] = (lm_plan_stage){ .device = 1, .first = 2,
+					   .last = 2, .cores = 1 };
+	CHECK(lm_plan_evaluate(c, plan, &e) == 0);
+	/* 80 + 1.5 + 160 + (10 + 0.96) + 120 */
+	CHECK(fabs(plan->latency_us - 372.46) < 1e-9);
+	CHECK(plan->period_us == 160 && plan->bottleneck == 1 &&
+	      !plan->bottleneck_xfer);
+	CHECK(plan->cores_used[0] == 3 && plan->cores_used[1] == 1);
+	CHECK(plan->stages[1].xfer == LM_XFER_LINK &&
+	      plan->stages[0].xfer == LM_XFER_RING);
+	CHECK(fabs(plan->throughput_rps - 8e6 / 160) < 1e-9);
+	/* b's memory: weights 3000, arena 80, bundles in 960 out 1200 once,
+	 * ring 4 x 960 in, 4 x 1200 out */
+	CHECK(plan->memory_used[1] ==
+	      3000 + 80 + 960 + 1200 + 4 * 960 + 4 * 1200);
+
+	/* broken plans */
+	plan->stages[2].device = 0;
+	plan->stages[1].device = 1;
+	CHECK(lm_plan_evaluate(c, plan, &e) == -EINVAL &&
+	      strstr(e.msg, "already holds"));
+	plan->stages[1].device = 0;
+	plan->stages[2].device = 1;
+	plan->stages[1].first = 2;
+	CHECK(lm_plan_evaluate(c, plan, &e) == -EINVAL &&
+	      strstr(e.msg, "follow on"));
+	plan->stages[1].first = 1;
+	plan->stages[0].cores = 4;
+	CHECK(lm_plan_evaluate(c, plan, &e) == -ENOSPC &&
+	      strstr(e.msg, "5 cores of 4"));
+	plan->stages[0].cores = 1;
+	set_link(d, 0, 1, 0, 0, 0);
+	CHECK(lm_plan_evaluate(c, plan, &e) == -EINVAL &&
+	      strstr(e.msg, "no link"));
+	set_link(d, 0, 1, 1, 10, 8);
+	d->dev[1].memory_bytes = 2e4; /* the cost keeps its limits */
+	lm_plan_cost_free(c);
+	CHECK(lm_plan_cost_create(d, p, 8, 0.5, &c, &e) == 0);
+	CHECK(lm_plan_evaluate(c, plan, &e) == -ENOSPC &&
+	      strstr(e.msg, "'b'"));
+	lm_plan_free(plan);
+	lm_plan_cost_free(c);
+	/* a batch the profile lacks, a device it has no times for */
+	CHECK(lm_plan_cost_create(d, p, 4, 0.1, &c, &e) == -EINVAL &&
+	      strstr(e.msg, "batch 4") && strstr(e.msg, "1, 8"));
+	snprintf(d->dev[1].name, LM_NAME_MAX, "ghost");
+	CHECK(lm_plan_cost_create(d, p, 8, 0.1, &c, &e) == -EINVAL &&
+	      strstr(e.msg, "'ghost'") && strstr(e.msg, "--model-speed"));
+	lm_devices_free(d);
+	lm_profile_free(p);
+}
+
+/* One device, two slices: memory forbids replicating both, so the
+ * optimum splits the run and replicates only the slow, light slice. */
+TEST(memory_forces_a_split_with_replicas)
+{
+	lm_profile *p;
+	lm_devices *d;
+	lm_plan_cost *c;
+	lm_plan *plan = NULL;
+	lm_error e;
+	CHECK(lm_profile_create(2, &p) == 0 && lm_devices_create(1, &d) == 0);
+	lm_profile_add_device(p, "h");
+	lm_profile_batch *b = lm_profile_add_batch(p, 1);
+	b->handoff_us = 1;
+	b->slices[0].weight_bytes = 1e6; /* heavy and quick */
+	b->slices[0].time_us[0] = 100;
+	b->slices[1].weight_bytes = 1e3; /* light and slow */
+	b->slices[1].time_us[0] = 300;
+	snprintf(d->dev[0].name, LM_NAME_MAX, "h");
+	d->dev[0].cores = 4;
+	d->dev[0].memory_bytes = 1.5e6;
+	CHECK(lm_plan_cost_create(d, p, 1, 0, &c, &e) == 0);
+	lm_solve_options o = { .objective = LM_PLAN_THROUGHPUT };
+	CHECK(lm_solve(c, &o, &plan, &e) == 0);
+	CHECK(plan->exact && plan->n_stages == 2);
+	CHECK(plan->stages[0].cores == 1 && plan->stages[1].cores == 3);
+	CHECK(plan->period_us == 100 && plan->latency_us == 401);
+	lm_plan_free(plan);
+	/* the latency objective keeps one stage, and with it one core */
+	o.objective = LM_PLAN_LATENCY;
+	CHECK(lm_solve(c, &o, &plan, &e) == 0);
+	CHECK(plan->n_stages == 1 && plan->latency_us == 400 &&
+	      plan->stages[0].cores == 1);
+	lm_plan_free(plan);
+	/* one stage only: no replica fits beside the heavy slice */
+	o.objective = LM_PLAN_THROUGHPUT;
+	o.max_stages = 1;
+	CHECK(lm_solve(c, &o, &plan, &e) == 0);
+	CHECK(plan->n_stages == 1 && plan->period_us == 400);
+	lm_plan_free(plan);
+	lm_plan_cost_free(c);
+	lm_devices_free(d);
+	lm_profile_free(p);
+}
+
+TEST(infeasible_reasons)
+{
+	lm_profile *p = small_profile();
+	lm_devices *d;
+	lm_plan_cost *c;
+	lm_plan *plan = NULL;
+	lm_error e;
+	lm_solve_options o = { .objective = LM_PLAN_THROUGHPUT };
+	CHECK(p && lm_devices_create(2, &d) == 0);
+	lm_model_speed ms = { "b", "", 1 };
+	CHECK(lm_profile_derive(p, &ms, &e) == 0);
+	snprintf(d->dev[0].name, LM_NAME_MAX, "local");
+	snprintf(d->dev[1].name, LM_NAME_MAX, "b");
+	d->dev[0].cores = d->dev[1].cores = 1;
+	/* slice 2 (3000 weight bytes) fits nowhere */
+	d->dev[0].memory_bytes = d->dev[1].memory_bytes = 4000;
+	p->batches[0].slices[2].weight_bytes = 9000;
+	CHECK(lm_plan_cost_create(d, p, 1, 0.1, &c, &e) == 0);
+	CHECK(lm_solve(c, &o, &plan, &e) == -ENOSPC && !plan);
+	CHECK(strstr(e.msg, "slice 2 (L2) fits on no device") &&
+	      strstr(e.msg, "'local'") && strstr(e.msg, "3.5 KiB free"));
+	lm_plan_cost_free(c);
+	/* each slice fits somewhere, but the devices have no link */
+	p->batches[0].slices[2].weight_bytes = 2000;
+	d->dev[0].memory_bytes = d->dev[1].memory_bytes = 6000;
+	CHECK(lm_plan_cost_create(d, p, 1, 0, &c, &e) == 0);
+	CHECK(lm_solve(c, &o, &plan, &e) == -ENOSPC);
+	CHECK(strstr(e.msg, "no placement fits") && strstr(e.msg, "link"));
+	/* with a link the model spreads over both */
+	set_link(d, 0, 1, 1, 1, 1);
+	set_link(d, 1, 0, 1, 1, 1);
+	CHECK(lm_solve(c, &o, &plan, &e) == 0 && plan->n_stages >= 2);
+	lm_plan_free(plan);
+	/* but not within one stage */
+	o.max_stages = 1;
+	CHECK(lm_solve(c, &o, &plan, &e) == -ENOSPC &&
+	      strstr(e.msg, "--max-stages 1 is too few"));
+	/* and not within an impossible budget */
+	o.max_stages = 0;
+	o.latency_budget_us = 1;
+	CHECK(lm_solve(c, &o, &plan, &e) == -ENOSPC &&
+	      strstr(e.msg, "latency budget of 0.001 ms"));
+	o.objective = LM_PLAN_LATENCY;
+	CHECK(lm_solve(c, &o, &plan, &e) == -ENOSPC &&
+	      strstr(e.msg, "latency budget"));
+	lm_plan_cost_free(c);
+	lm_devices_free(d);
+	lm_profile_free(p);
+}
+
+TEST(plan_json_round_trip)
+{
+	struct inst in = { 0 };
+	lm_plan *p = NULL, *q = NULL;
+	lm_error e;
+	const char *path = tmp_path("plan.json");
+	rng_state = 99;
+	do {
+		inst_free(&in);
+		CHECK(make_instance(&in, 10, 3) == 0);
+		lm_solve_options o = { .objective = LM_PLAN_THROUGHPUT,
+				       .latency_budget_us = 1e9 };
+		lm_plan_free(p);
+		p = NULL;
+		lm_solve(in.c, &o, &p, &e);
+	} while (!p || p->n_stages < 3);
+	CHECK(lm_plan_save(p, path, &e) == 0);
+	CHECK(lm_plan_load(path, &q, &e) == 0);
+	CHECK(q->n_stages == p->n_stages && q->batch == p->batch &&
+	      q->objective == p->objective && q->n_slices == p->n_slices);
+	CHECK(q->latency_budget_us == 1e9 && q->devices->n == p->devices->n);
+	for (int i = 0; i < p->n_stages; i++) {
+		CHECK(q->stages[i].device == p->stages[i].device &&
+		      q->stages[i].first == p->stages[i].first &&
+		      q->stages[i].last == p->stages[i].last &&
+		      q->stages[i].cores == p->stages[i].cores);
+		CHECK(close_to(q->stages[i].time_us, p->stages[i].time_us) &&
+		      q->stages[i].xfer == p->stages[i].xfer);
+	}
+	CHECK(close_to(q->latency_us, p->latency_us) &&
+	      close_to(q->throughput_rps, p->throughput_rps));
+	/* the checks on reading: a device holding two runs */
+	lm_plan_free(q);
+	q = NULL;
+	write_file(path, "{\"format\": \"lamina-plan\", \"version\": 1, "
+			 "\"objective\": \"latency\", \"batch\": 1, "
+			 "\"slices\": 3, \"devices\": [{\"name\": \"a\", "
+			 "\"cores\": 2, \"memory_bytes\": 1}, {\"name\": \"b\", "
+			 "\"cores\": 1, \"memory_bytes\": 1}], \"stages\": ["
+			 "{\"device\": \"a\", \"slices\": [0, 0], \"cores\": 1},"
+			 "{\"device\": \"b\", \"slices\": [1, 1], \"cores\": 1},"
+			 "{\"device\": \"a\", \"slices\": [2, 2], \"cores\": 1}]}");
+	CHECK(lm_plan_load(path, &q, &e) == -EINVAL &&
+	      strstr(e.msg, "earlier run"));
+	write_file(path, "{\"format\": \"lamina-plan\", \"version\": 1, "
+			 "\"objective\": \"latency\", \"batch\": 1, "
+			 "\"slices\": 3, \"devices\": [{\"name\": \"a\", "
+			 "\"cores\": 2, \"memory_bytes\": 1}], \"stages\": ["
+			 "{\"device\": \"a\", \"slices\": [0, 1], \"cores\": 1}]}");
+	CHECK(lm_plan_load(path, &q, &e) == -EINVAL &&
+	      strstr(e.msg, "end at slice 1 of 3"));
+	lm_plan_free(p);
+	inst_free(&in);
+}
+
+/*
+ * Larger instances than the brute force can take: the heuristic must give
+ * valid plans no better than the exact optimum, and bounds no worse.
+ */
+TEST(heuristic_against_exact)
+{
+	int checked = 0;
+	rng_state = 0xfeedfacecafebeefull;
+	for (int it = 0; it < 100; it++) {
+		struct inst in;
+		if (make_instance(&in, 32, 2 + rnd(5))) {
+			inst_free(&in);
+			CHECK(!"instance");
+		}
+		for (int obj = 0; obj < 2; obj++) {
+			lm_solve_options o = {
+				.objective = obj ? LM_PLAN_LATENCY
+						 : LM_PLAN_THROUGHPUT,
+				.mode = LM_SOLVE_EXACT
+			};
+			lm_plan *x = NULL, *h = NULL;
+			lm_error e;
+			int rx = lm_solve(in.c, &o, &x, &e);
+			o.mode = LM_SOLVE_HEURISTIC;
+			int rh = lm_solve(in.c, &o, &h, &e);
+			CHECK(rx == 0 || rx == -ENOSPC);
+			if (rx) {
+				CHECK(rh == -ENOSPC);
+				continue;
+			}
+			checked++;
+			if (rh) /* the heuristic may miss a tight instance */
+				CHECK(rh == -ENOSPC);
+			if (!rh) {
+				CHECK(plan_fits(&in, h, 0));
+				if (obj) {
+					CHECK(h->latency_us >=
+					      x->latency_us * (1 - REL));
+					CHECK(h->bound <=
+					      x->latency_us * (1 + REL));
+				} else {
+					CHECK(h->period_us >=
+					      x->period_us * (1 - REL));
+					CHECK(h->bound >= x->throughput_rps *
+								  (1 - REL));
+				}
+			}
+			CHECK(plan_fits(&in, x, 0) && x->exact);
+			lm_plan_free(x);
+			lm_plan_free(h);
+		}
+		inst_free(&in);
+	}
+	printf("  %d exact optima checked against the heuristic\n", checked);
+	CHECK(checked > 100);
+}
+
 int main(void)
 {
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/lamina_solver_XXXXXX");
 	if (!mkdtemp(tmpdir))
 		return 1;
+	RUN(devices_json);
+	RUN(devices_local);
+	RUN(profile_json_and_model_speed);
+	RUN(cost_model_by_hand);
+	RUN(memory_forces_a_split_with_replicas);
+	RUN(infeasible_reasons);
+	RUN(plan_json_round_trip);
 	RUN(solver_matches_brute_force);
+	RUN(heuristic_against_exact);
 	char cmd[600];
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd)) {

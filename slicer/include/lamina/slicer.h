@@ -79,6 +79,12 @@ const char *lm_onnx_path(const lm_onnx_model *m);
 int lm_onnx_prepare(lm_onnx_model *m, const lm_input_shape *shapes,
 		    int n_shapes, int *defaulted, lm_error *e);
 
+/**
+ * lm_onnx_prepare with every input's leading dim set to `batch` (its other
+ * dims as declared, symbolic ones 1), then lm_graph_check_batch.
+ */
+int lm_onnx_prepare_batch(lm_onnx_model *m, int64_t batch, lm_error *e);
+
 /* ---- slicing ---- */
 
 typedef enum lm_granularity {
