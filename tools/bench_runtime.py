@@ -30,12 +30,11 @@ The table shows the median over the rounds:
                         nearly all their time is in large GEMM-shaped work;
                         depthwise layers (MobileNetV2) are memory-bound and
                         keep any runtime far lower.
-                        The peak is OpenBLAS's as this machine runs it:
-                        OpenBLAS 0.3.21 does not know AMD Zen 4/5 and picks
-                        its AVX2 "Haswell" kernels (the header names the
-                        core), so onnxruntime's AVX-512 kernels can pass
-                        100%.  OPENBLAS_CORETYPE=SkylakeX in the environment
-                        changes both the peak and lamina's own GEMMs.
+                        The peak is the best of OpenBLAS's own choice of
+                        kernels (0.3.21 does not know AMD Zen 4/5 and picks
+                        its AVX2 "Haswell" set) and, on AVX-512 CPUs, its
+                        SkylakeX set.  Above 100% means less arithmetic
+                        than the FLOP count (Winograd 3x3 convolutions).
     spread              (max - min) / median of lamina's per-round medians;
                         above ~10% the machine was busy and the row is
                         noise (the load average is printed at the top).
@@ -151,17 +150,30 @@ def sgemm_peak(args):
         build = os.path.dirname(os.path.dirname(os.path.abspath(exe)))
         print(f"building {exe} ...", file=sys.stderr, flush=True)
         run(["ninja", "-C", build, "tools/bench_sgemm"], "ninja bench_sgemm")
-    # OPENBLAS_VERBOSE=2 makes OpenBLAS name the kernel set it picked
-    p = subprocess.run([exe, "--n", "2048", "--threads", "1"],
-                       capture_output=True, text=True,
-                       env=dict(os.environ, OPENBLAS_VERBOSE="2"))
-    out = p.stdout + p.stderr
-    m = re.search(r"best_gflops=([\d.]+)", out)
-    if p.returncode != 0 or not m:
-        die(f"unexpected output from {exe}: {out.strip()}")
-    core = re.search(r"Core: (\S+)", out)
-    return float(m.group(1)), (f"OpenBLAS core {core.group(1)}" if core
-                               else "OpenBLAS")
+    # OPENBLAS_VERBOSE=2 makes OpenBLAS name the kernel set it picked.
+    # OpenBLAS 0.3.21 does not know every AVX-512 core and may fall back to
+    # its AVX2 kernels; the peak is the best of what it picks and, where the
+    # CPU has AVX-512, its SkylakeX kernels, so no runtime passes 100% by
+    # using instructions the reference left out.
+    kinds = [None]
+    if "avx512f" in open("/proc/cpuinfo").read():
+        kinds.append("SkylakeX")
+    best, notes = 0.0, []
+    for kind in kinds:
+        env = dict(os.environ, OPENBLAS_VERBOSE="2")
+        if kind:
+            env["OPENBLAS_CORETYPE"] = kind
+        p = subprocess.run([exe, "--n", "2048", "--threads", "1"],
+                           capture_output=True, text=True, env=env)
+        out = p.stdout + p.stderr
+        m = re.search(r"best_gflops=([\d.]+)", out)
+        if p.returncode != 0 or not m:
+            die(f"unexpected output from {exe}: {out.strip()}")
+        core = re.search(r"Core: (\S+)", out)
+        name = core.group(1) if core else (kind or "default")
+        notes.append(f"{name} {float(m.group(1)):.1f}")
+        best = max(best, float(m.group(1)))
+    return best, "best of OpenBLAS kernels: " + ", ".join(notes)
 
 
 def latency(out, what):
