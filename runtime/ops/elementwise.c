@@ -528,22 +528,6 @@ static size_t out_elems(lm_graph *g, const lm_node *n)
 	return c > 0 ? (size_t)c : 0;
 }
 
-/* Allocate a zeroed state of `bytes` and hand it to the kernel. */
-static void *new_state(lm_graph *g, const lm_node *n, lm_kernel *k,
-		       size_t bytes, lm_error *e)
-{
-	void *s = calloc(1, bytes);
-
-	if (!s) {
-		lm_ops_fail(e, g, n, -ENOMEM, "out of memory");
-		return NULL;
-	}
-	k->state = s;
-	k->free_state = free;
-	k->state_bytes = bytes;
-	return s;
-}
-
 /* Input 0 and output 0 have the same size: may the output take its
  * memory? */
 static int same_layout(lm_graph *g, const lm_node *n)
@@ -644,13 +628,14 @@ static int unary_run(const lm_kargs *a)
 static int unary_setup(lm_graph *g, lm_node *n, lm_kernel *k, lm_value **x,
 		       struct unary **u, lm_error *e)
 {
+	*u = NULL;
 	int rc = lm_ops_in(g, n, 0, x, e);
 
 	if (rc)
 		return rc;
 	if (!lm_node_out(g, n, 0))
 		return lm_ops_fail(e, g, n, -EINVAL, "output 0 is missing");
-	*u = new_state(g, n, k, sizeof(**u), e);
+	*u = lm_kernel_new_state(g, n, k, sizeof(**u), e);
 	if (!*u)
 		return -ENOMEM;
 	(*u)->n = out_elems(g, n);
@@ -1005,7 +990,7 @@ static int cast_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 						  : "nothing");
 	if (x->dtype == y->dtype)
 		return identity_prepare(g, n, k, e);
-	struct cast *c = new_state(g, n, k, sizeof(*c), e);
+	struct cast *c = lm_kernel_new_state(g, n, k, sizeof(*c), e);
 	if (!c)
 		return -ENOMEM;
 	c->from = x->dtype;
@@ -1376,7 +1361,7 @@ static int binary_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 			return rc;
 	if (!y)
 		return lm_ops_fail(e, g, n, -EINVAL, "output 0 is missing");
-	struct binary *s = new_state(g, n, k, sizeof(*s) + (size_t)steps *
+	struct binary *s = lm_kernel_new_state(g, n, k, sizeof(*s) + (size_t)steps *
 				     sizeof(struct bcast), e);
 	if (!s)
 		return -ENOMEM;
@@ -1557,7 +1542,7 @@ static int where_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 		return unsupported(g, n, v[0], "bool", e);
 	if (!y || lm_dtype_size(y->dtype) == 0)
 		return unsupported(g, n, v[1], "fixed-size types", e);
-	struct where *w = new_state(g, n, k, sizeof(*w), e);
+	struct where *w = lm_kernel_new_state(g, n, k, sizeof(*w), e);
 	if (!w)
 		return -ENOMEM;
 	w->es = lm_dtype_size(y->dtype);

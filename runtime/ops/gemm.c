@@ -56,6 +56,29 @@ static int gemm_infer(lm_graph *g, lm_node *n, lm_error *e)
 	return lm_ops_out(g, n, 0, a->dtype, 2, dims, e);
 }
 
+/*
+ * MatMul's 1-D operands as matrices: (K) -> (1, K) on the left, (K) ->
+ * (K, 1) on the right (the extra dim is dropped from the result).  ad and
+ * bd have room for LM_MAX_RANK + 1 dims.
+ */
+static void promote_1d(const lm_value *a, const lm_value *b, int64_t *ad,
+		       int *ra, int64_t *bd, int *rb)
+{
+	*ra = a->rank;
+	*rb = b->rank;
+	memcpy(ad, a->dims, (size_t)*ra * sizeof(int64_t));
+	memcpy(bd, b->dims, (size_t)*rb * sizeof(int64_t));
+	if (*ra == 1) {
+		ad[1] = ad[0];
+		ad[0] = 1;
+		*ra = 2;
+	}
+	if (*rb == 1) {
+		bd[1] = 1;
+		*rb = 2;
+	}
+}
+
 static int matmul_infer(lm_graph *g, lm_node *n, lm_error *e)
 {
 	lm_value *a, *b;
@@ -71,20 +94,8 @@ static int matmul_infer(lm_graph *g, lm_node *n, lm_error *e)
 		return lm_ops_fail(e, g, n, -EINVAL, "scalar operand ('%s' "
 				   "rank %d, '%s' rank %d)", a->name, a->rank,
 				   b->name, b->rank);
-	/* Promote 1-D operands to matrices: (K) -> (1, K) on the left,
-	 * (K) -> (K, 1) on the right; the extra dim is removed below. */
-	int ra = a->rank, rb = b->rank;
-	memcpy(ad, a->dims, (size_t)ra * sizeof(int64_t));
-	memcpy(bd, b->dims, (size_t)rb * sizeof(int64_t));
-	if (ra == 1) {
-		ad[1] = ad[0];
-		ad[0] = 1;
-		ra = 2;
-	}
-	if (rb == 1) {
-		bd[1] = 1;
-		rb = 2;
-	}
+	int ra, rb;
+	promote_1d(a, b, ad, &ra, bd, &rb);
 	if (ad[ra - 1] != bd[rb - 2])
 		return lm_ops_fail(e, g, n, -EINVAL, "inner dims differ: '%s' "
 				   "has K=%lld, '%s' has K=%lld", a->name,
@@ -178,18 +189,8 @@ static int matmul_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 	    (rc = lm_prep_float(g, n, y, e)))
 		return rc;
 	int64_t ad[LM_MAX_RANK + 1], bd[LM_MAX_RANK + 1];
-	int ra = a->rank, rb = b->rank;
-	memcpy(ad, a->dims, (size_t)ra * sizeof(int64_t));
-	memcpy(bd, b->dims, (size_t)rb * sizeof(int64_t));
-	if (ra == 1) {
-		ad[1] = ad[0];
-		ad[0] = 1;
-		ra = 2;
-	}
-	if (rb == 1) {
-		bd[1] = 1;
-		rb = 2;
-	}
+	int ra, rb;
+	promote_1d(a, b, ad, &ra, bd, &rb);
 	int r = ra > rb ? ra : rb;
 	if (r > LM_MAX_RANK)
 		return lm_ops_fail(e, g, n, -ENOTSUP, "rank %d is too large",

@@ -47,6 +47,13 @@ typedef struct lm_kernel {
 	int alias;
 } lm_kernel;
 
+/**
+ * Allocate a zeroed kernel state of `bytes` and hand it to k (freed with
+ * the kernel).  Returns it, or NULL with e naming the node.
+ */
+void *lm_kernel_new_state(lm_graph *g, const lm_node *n, lm_kernel *k,
+			  size_t bytes, lm_error *e);
+
 /*
  * Fused epilogue of Conv, ConvTranspose, Gemm and MatMul, set by the
  * executor's fusion pass as private attributes on the node ("lm.act",

@@ -226,21 +226,6 @@ static int need_float(lm_graph *g, const lm_node *n, int i, lm_error *e)
 	return 0;
 }
 
-static void *new_state(lm_graph *g, const lm_node *n, lm_kernel *k,
-		       size_t bytes, lm_error *e)
-{
-	void *s = calloc(1, bytes);
-
-	if (!s) {
-		lm_ops_fail(e, g, n, -ENOMEM, "out of memory");
-		return NULL;
-	}
-	k->state = s;
-	k->free_state = free;
-	k->state_bytes = bytes;
-	return s;
-}
-
 static int64_t numel_from(const lm_value *v, int from)
 {
 	return lm_ops_numel(v->rank - from, v->dims + from);
@@ -379,7 +364,7 @@ static int batchnorm_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 					   "outputs (running or saved mean "
 					   "and variance) are not supported");
 	int64_t c = x->rank >= 2 ? x->dims[1] : 1;
-	struct batchnorm *s = new_state(g, n, k, sizeof(*s) + (size_t)(2 * c)
+	struct batchnorm *s = lm_kernel_new_state(g, n, k, sizeof(*s) + (size_t)(2 * c)
 					* sizeof(float), e);
 	if (!s)
 		return -ENOMEM;
@@ -507,7 +492,7 @@ static int layernorm_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 				   "supported (only float32)",
 				   (long long)lm_attr_int(n, "stash_type", 0));
 	int64_t len = numel_from(x, axis);
-	struct layernorm *s = new_state(g, n, k, sizeof(*s) + (size_t)(2 * len)
+	struct layernorm *s = lm_kernel_new_state(g, n, k, sizeof(*s) + (size_t)(2 * len)
 					* sizeof(float), e);
 	if (!s)
 		return -ENOMEM;
@@ -575,7 +560,7 @@ static int instnorm_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 		if ((rc = lm_ops_in(g, n, i, i ? &v : &x, e)) ||
 		    (rc = need_float(g, n, i, e)))
 			return rc;
-	struct instnorm *s = new_state(g, n, k, sizeof(*s), e);
+	struct instnorm *s = lm_kernel_new_state(g, n, k, sizeof(*s), e);
 	if (!s)
 		return -ENOMEM;
 	s->n = x->dims[0];
@@ -753,7 +738,7 @@ static int softmax_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 	    (rc = lm_ops_axis(g, n, lm_attr_int(n, "axis", old ? 1 : -1),
 			      x->rank, "axis", &axis, e)))
 		return rc;
-	struct softmax *s = new_state(g, n, k, sizeof(*s), e);
+	struct softmax *s = lm_kernel_new_state(g, n, k, sizeof(*s), e);
 	if (!s)
 		return -ENOMEM;
 	s->outer = lm_ops_numel(axis, x->dims);
@@ -855,7 +840,7 @@ static int reduce_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 		naxes = lm_ops_attr_list(g, n, "axes", axes, LM_MAX_RANK, e);
 	if (naxes < 0)
 		return naxes;
-	struct reduce *s = new_state(g, n, k, sizeof(*s), e);
+	struct reduce *s = lm_kernel_new_state(g, n, k, sizeof(*s), e);
 	if (!s)
 		return -ENOMEM;
 	s->out_n = lm_ops_numel(y->rank, y->dims);

@@ -1277,21 +1277,6 @@ static int unsupported(lm_graph *g, const lm_node *n, const lm_value *v,
 			   lm_dtype_name(v->dtype), supported);
 }
 
-static void *new_state(lm_graph *g, const lm_node *n, lm_kernel *k,
-		       size_t bytes, lm_error *e)
-{
-	void *s = calloc(1, bytes);
-
-	if (!s) {
-		lm_ops_fail(e, g, n, -ENOMEM, "out of memory");
-		return NULL;
-	}
-	k->state = s;
-	k->free_state = free;
-	k->state_bytes = bytes;
-	return s;
-}
-
 /* Input 0 with a known shape and a fixed-size element type. */
 static int data_in(lm_graph *g, lm_node *n, lm_value **x, lm_error *e)
 {
@@ -1493,7 +1478,7 @@ static int strided_prepare(lm_graph *g, lm_node *n, lm_kernel *k, int rank,
 			   const int64_t *dims, const int64_t *ss,
 			   int64_t soff, size_t es, lm_error *e)
 {
-	struct strided *p = new_state(g, n, k, sizeof(*p), e);
+	struct strided *p = lm_kernel_new_state(g, n, k, sizeof(*p), e);
 
 	if (!p)
 		return -ENOMEM;
@@ -1678,7 +1663,7 @@ static struct mapped *mapped_new(lm_graph *g, lm_node *n, lm_kernel *k,
 	int64_t last = x->rank > 0 ? dims[x->rank - 1] : 1;
 	size_t bytes = sizeof(struct mapped) + (size_t)(total + 1) *
 		       sizeof(int64_t) + (size_t)last * sizeof(struct seg);
-	struct mapped *p = new_state(g, n, k, bytes, e);
+	struct mapped *p = lm_kernel_new_state(g, n, k, bytes, e);
 	if (!p)
 		return NULL;
 	p->rank = rank;
@@ -2107,7 +2092,7 @@ static int resize_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 	int64_t oh = x->rank >= 2 ? y->dims[x->rank - 2] : 1;
 	int64_t iw = x->rank >= 1 ? x->dims[x->rank - 1] : 1;
 	int64_t ow = x->rank >= 1 ? y->dims[x->rank - 1] : 1;
-	struct resize_linear *s = new_state(g, n, k, sizeof(*s) + (size_t)
+	struct resize_linear *s = lm_kernel_new_state(g, n, k, sizeof(*s) + (size_t)
 					    (oh + ow) * sizeof(struct lerp),
 					    e);
 	if (!s)
@@ -2183,7 +2168,7 @@ static int gather_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 		return rc;
 	if (idx->dtype != LM_DT_INT64 && idx->dtype != LM_DT_INT32)
 		return unsupported(g, n, idx, "int32, int64", e);
-	struct gather *s = new_state(g, n, k, sizeof(*s), e);
+	struct gather *s = lm_kernel_new_state(g, n, k, sizeof(*s), e);
 	if (!s)
 		return -ENOMEM;
 	s->outer = lm_ops_numel(axis, x->dims);
@@ -2251,7 +2236,7 @@ static int blocks_prepare(lm_graph *g, lm_node *n, lm_kernel *k, int split,
 	    (rc = lm_ops_axis(g, n, lm_attr_int(n, "axis", split ? 0 : 1),
 			      whole->rank, "axis", &axis, e)))
 		return rc;
-	struct blocks *s = new_state(g, n, k, sizeof(*s) + (size_t)nparts *
+	struct blocks *s = lm_kernel_new_state(g, n, k, sizeof(*s) + (size_t)nparts *
 				     sizeof(size_t), e);
 	if (!s)
 		return -ENOMEM;
@@ -2318,7 +2303,7 @@ static struct fixed *fixed_new(lm_graph *g, lm_node *n, lm_kernel *k,
 		lm_ops_fail(e, g, n, -EINVAL, "output 0 is missing");
 		return NULL;
 	}
-	struct fixed *s = new_state(g, n, k, sizeof(*s) + bytes, e);
+	struct fixed *s = lm_kernel_new_state(g, n, k, sizeof(*s) + bytes, e);
 	if (!s)
 		return NULL;
 	s->bytes = bytes;
@@ -2413,7 +2398,7 @@ static int range_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 	if ((rc = range_args(g, n, &r, e)) ||
 	    (rc = range_count(g, n, &r, &count, e)))
 		return rc;
-	struct range *s = new_state(g, n, k, sizeof(*s), e);
+	struct range *s = lm_kernel_new_state(g, n, k, sizeof(*s), e);
 	if (!s)
 		return -ENOMEM;
 	s->dt = r.dt;

@@ -8,6 +8,7 @@
  * lazily built index means no global mutable state.
  */
 #include "ops.h"
+#include "kernel.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -591,4 +592,19 @@ int lm_ops_window(lm_graph *g, const lm_node *n, int nsp, const int64_t *in,
 	return 0;
 overflow:
 	return lm_ops_fail(e, g, n, -EOVERFLOW, "window attributes overflow");
+}
+
+void *lm_kernel_new_state(lm_graph *g, const lm_node *n, lm_kernel *k,
+			  size_t bytes, lm_error *e)
+{
+	void *s = calloc(1, bytes);
+
+	if (!s) {
+		lm_ops_fail(e, g, n, -ENOMEM, "out of memory");
+		return NULL;
+	}
+	k->state = s;
+	k->free_state = free;
+	k->state_bytes = bytes;
+	return s;
 }

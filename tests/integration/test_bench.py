@@ -9,28 +9,13 @@ cut bytes per cut, a measured ring handoff; then the errors a user meets.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
-LAMINA = os.environ["LAMINA"]
-SRC = os.environ["LAMINA_SRC"]
-TMP = os.path.join(os.environ["LAMINA_TMP"], "bench")
+from harness import SRC, check, summary, lamina as run
+import harness
 
-failures = []
-passes = 0
+TMP = os.path.join(harness.TMP, "bench")
 
-
-def check(cond, what):
-    global passes
-    if cond:
-        passes += 1
-    else:
-        failures.append(what)
-        print("FAIL", what, flush=True)
-
-
-def run(*args):
-    return subprocess.run([LAMINA, *args], capture_output=True, text=True)
 
 
 def main():
@@ -88,8 +73,7 @@ def main():
                if d.startswith("lamina-bench")]
           if os.path.isdir("/var/run/dpdk") else True,
           "DPDK leaves no run folder behind")
-    print(f"{passes} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -28,38 +28,22 @@ a graph whose Reshape hard-codes batch 1 is refused.  The cli group checks
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
 import zlib
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-LAMINA = os.environ["LAMINA"]
-ORT = os.environ["LAMINA_ORT"]
-TMP = os.environ["LAMINA_TMP"]
+from harness import ORT, TMP, check, fresh_dir, lamina, note, summary
+import harness
 
 TOL = 1e-4
 F32 = TensorProto.FLOAT
 I64 = TensorProto.INT64
 BOOL = TensorProto.BOOL
 
-failures = []
-passes = 0
-notes = []
-
-
-def check(cond, what):
-    global passes
-    if cond:
-        passes += 1
-    else:
-        failures.append(what)
-        print("FAIL", what, flush=True)
-    return cond
 
 
 # ---- building models ----
@@ -1094,17 +1078,6 @@ def optional_cases(r):
 
 # ---- running the cases ----
 
-def fresh_dir(name):
-    path = os.path.join(TMP, name)
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
-
-
-def lamina(*args):
-    return subprocess.run([LAMINA, *args], capture_output=True, text=True)
-
-
 def ort(*args):
     return subprocess.run(["node", os.path.join(ORT, "run.js"), *args],
                           capture_output=True, text=True)
@@ -1164,11 +1137,10 @@ def run_case(case, work):
             check(False, f"{case.name}: onnxruntime refused the test model "
                   f"(a bug in the test): {p.stderr.strip()}")
         else:
-            notes.append(f"{case.name}: skipped, onnxruntime cannot run it: "
-                         f"{p.stderr.strip()}")
-            print("NOTE", notes[-1], flush=True)
+            note(f"{case.name}: skipped, onnxruntime cannot run it: "
+                 f"{p.stderr.strip()}")
         return
-    before = len(failures)
+    before = len(harness.failures)
     for threads in ("1", "2"):
         got, got_args = out_args(case, work, "out" + threads)
         p = lamina("run", model, *in_args, *got_args, "--threads", threads)
@@ -1183,7 +1155,7 @@ def run_case(case, work):
             if check(os.path.exists(got[n]),
                      f"{tag}: output '{n}' not written"):
                 compare(np.load(got[n]), np.load(ref[n]), f"{tag} '{n}'")
-    print(f"{'ok  ' if len(failures) == before else 'BAD '} {case.name}",
+    print(f"{'ok  ' if len(harness.failures) == before else 'BAD '} {case.name}",
           flush=True)
 
 
@@ -1196,8 +1168,7 @@ def refused_cleanly(case, p):
     if check(len(err.splitlines()) == 1 and named,
              f"{case.name}: (optional) refused without one line naming the "
              f"node and op: {err!r}"):
-        notes.append(f"{case.name}: not supported (optional): {err}")
-        print(f"skip {case.name}: {err}", flush=True)
+        note(f"{case.name}: not supported (optional): {err}")
 
 
 def cases_of(group_name):
@@ -1435,7 +1406,6 @@ def test_cli():
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     os.makedirs(TMP, exist_ok=True)
-    t0 = time.perf_counter()
     if what == "list":
         for g in GROUPS:
             print(g, " ".join(c.name for c in cases_of(g)))
@@ -1449,11 +1419,7 @@ def main():
     else:
         raise SystemExit(f"usage: test_ops.py {'|'.join(GROUPS)}|errors|cli"
                          f"|list")
-    for n in notes:
-        print("NOTE", n)
-    print(f"{passes} passed, {len(failures)} failed "
-          f"in {time.perf_counter() - t0:.1f} s")
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":

@@ -9,27 +9,13 @@ explain text, and the errors a user meets.
 import json
 import os
 import shutil
-import subprocess
 import sys
 
-LAMINA = os.environ["LAMINA"]
-TMP = os.path.join(os.environ["LAMINA_TMP"], "plan")
+from harness import check, summary, lamina as run
+import harness
 
-failures = []
-passes = 0
+TMP = os.path.join(harness.TMP, "plan")
 
-
-def check(cond, what):
-    global passes
-    if cond:
-        passes += 1
-    else:
-        failures.append(what)
-        print("FAIL", what, flush=True)
-
-
-def run(*args):
-    return subprocess.run([LAMINA, *args], capture_output=True, text=True)
 
 
 MIB = 1 << 20
@@ -140,8 +126,7 @@ def main():
         check(p.returncode != 0 and needle in p.stderr and
               len(p.stderr.strip().splitlines()) == 1,
               f"plan {args}: {p.stderr!r}")
-    print(f"{passes} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":

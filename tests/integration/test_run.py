@@ -21,7 +21,6 @@ Then:
     naming the Reshape (correct outputs are accepted too).
 """
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -30,10 +29,7 @@ import zlib
 import numpy as np
 import onnx
 
-LAMINA = os.environ["LAMINA"]
-MODELS = os.environ["LAMINA_MODELS"]
-ORT = os.environ["LAMINA_ORT"]
-TMP = os.environ["LAMINA_TMP"]
+from harness import LAMINA, MODELS, ORT, TMP, check, fresh_dir, summary
 
 # Models checked at --batch 8 (the big torchvision ones but ResNet-50 and
 # VGG-11, whose time under the sanitizers is better spent elsewhere).
@@ -48,25 +44,6 @@ FIXED_BATCH = {"transformer"}
 ABS_TOL = 1e-4  # max|diff| / max(1, max|ref|)
 REL_TOL = 1e-3  # max|diff| / max|ref|
 
-failures = []
-passes = 0
-
-
-def check(cond, what):
-    global passes
-    if cond:
-        passes += 1
-    else:
-        failures.append(what)
-        print("FAIL", what, flush=True)
-    return cond
-
-
-def fresh_dir(name):
-    path = os.path.join(TMP, name)
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
 
 
 def np_dtype(elem_type):
@@ -236,14 +213,11 @@ def test_model(name):
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     os.makedirs(TMP, exist_ok=True)
-    t0 = time.perf_counter()
     if what == "model" and len(sys.argv) == 3:
         test_model(sys.argv[2])
     else:
         raise SystemExit("usage: test_run.py model NAME")
-    print(f"{passes} passed, {len(failures)} failed "
-          f"in {time.perf_counter() - t0:.1f} s")
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":

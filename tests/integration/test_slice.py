@@ -23,31 +23,12 @@ import sys
 import onnx
 import onnx.numpy_helper
 
-LAMINA = os.environ["LAMINA"]
-MODELS = os.environ["LAMINA_MODELS"]
-BAD = os.environ["LAMINA_BAD"]
-ORT = os.environ["LAMINA_ORT"]
-TMP = os.environ["LAMINA_TMP"]
-
-failures = []
-passes = 0
-
-
-def check(cond, what):
-    global passes
-    if cond:
-        passes += 1
-    else:
-        failures.append(what)
-        print("FAIL", what, flush=True)
+from harness import BAD, MODELS, ORT, TMP, check, summary
+import harness
 
 
 def run(*args, ok=True):
-    p = subprocess.run([LAMINA, *args], capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"lamina {' '.join(args)} failed ({p.returncode}):\n"
-                         f"{p.stderr}")
-    return p
+    return harness.lamina(*args, ok=ok)
 
 
 def fresh(name):
@@ -374,8 +355,7 @@ def main():
         test_cli()
     else:
         raise SystemExit(f"unknown test {what}")
-    print(f"{passes} passed, {len(failures)} failed")
-    return 1 if failures else 0
+    return summary()
 
 
 if __name__ == "__main__":

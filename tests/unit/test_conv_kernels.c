@@ -13,6 +13,7 @@
 #include "lamina/graph.h"
 #include "../../runtime/kernels/kernels.h"
 #include "harness.h"
+#include "testgraph.h"
 
 #include <errno.h>
 #include <math.h>
@@ -70,48 +71,15 @@ static int value(lm_graph *g, const char *name, lm_value_kind kind,
 	return x->data ? v : -ENOMEM;
 }
 
-static void attr_i(lm_node *n, const char *name, int64_t v)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_INT);
-	if (a)
-		a->i = v;
-}
-
-static void attr_f(lm_node *n, const char *name, float v)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_FLOAT);
-	if (a)
-		a->f = v;
-}
-
-static void attr_is(lm_node *n, const char *name, const int64_t *v, int cnt)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_INTS);
-	if (!a)
-		return;
-	a->ints = malloc(sizeof(int64_t) * (size_t)(cnt ? cnt : 1));
-	if (a->ints) {
-		memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
-		a->n = cnt;
-	}
-}
-
-static void attr_s(lm_node *n, const char *name, const char *s)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_STRING);
-	if (a)
-		a->s = strdup(s);
-}
-
-static lm_node *node(lm_graph *g, const char *op, const char *const *in,
-		     int nin)
+/* One node writing the graph's output "y". */
+static lm_node *node_y(lm_graph *g, const char *op, const char *const *in,
+		       int nin)
 {
 	const char *out[] = { "y" };
-	int ni = lm_graph_add_node(g, "n", op, "", in, nin, out, 1, NULL);
-	if (ni < 0)
-		return NULL;
-	lm_graph_add_output(g, g->nodes[ni].outputs[0]);
-	return &g->nodes[ni];
+	lm_node *n = tg_node(g, "n", op, in, nin, out, 1);
+	if (n)
+		lm_graph_add_output(g, n->outputs[0]);
+	return n;
 }
 
 static int finish(lm_graph *g)
@@ -135,9 +103,9 @@ static int add_epilogue(lm_graph *g, int act, float alpha, float beta,
 {
 	lm_node *n = &g->nodes[0];
 	if (act) {
-		attr_i(n, "lm.act", act);
-		attr_f(n, "lm.alpha", alpha);
-		attr_f(n, "lm.beta", beta);
+		tg_attr_i(n, "lm.act", act);
+		tg_attr_f(n, "lm.alpha", alpha);
+		tg_attr_f(n, "lm.beta", beta);
 	}
 	if (!sum)
 		return 0;
@@ -154,7 +122,7 @@ static int add_epilogue(lm_graph *g, int act, float alpha, float beta,
 		return -ENOMEM;
 	in[n->n_inputs] = v;
 	n->inputs = in;
-	attr_i(n, "lm.sum", n->n_inputs);
+	tg_attr_i(n, "lm.sum", n->n_inputs);
 	n->n_inputs++;
 	return lm_graph_index(g);
 }
@@ -176,7 +144,7 @@ static int run_node(lm_graph *g, const char *impl, float **y,
 
 	memset(&k, 0, sizeof(k));
 	if (impl && impl[0])
-		attr_s(n, "lm.impl", impl);
+		tg_attr_s(n, "lm.impl", impl);
 	const lm_op *op = lm_op_find("", n->op_type);
 	rc = op && op->prepare ? op->prepare(g, n, &k, &e) : -ENOSYS;
 	/* take the pin off again for the next implementation */
@@ -345,22 +313,22 @@ static int conv_check(const struct conv_case *cc)
 	      wd);
 	if (cc->bias)
 		value(g, "b", LM_VAL_INITIALIZER, 1, &cc->m);
-	lm_node *n = node(g, "Conv", in, cc->bias ? 3 : 2);
+	lm_node *n = node_y(g, "Conv", in, cc->bias ? 3 : 2);
 	if (cc->one_d) {
-		attr_is(n, "strides", &cc->sw, 1);
-		attr_is(n, "dilations", &cc->dw, 1);
+		tg_attr_is(n, "strides", &cc->sw, 1);
+		tg_attr_is(n, "dilations", &cc->dw, 1);
 		int64_t p[2] = { cc->pads[1], cc->pads[3] };
-		attr_is(n, "pads", p, 2);
+		tg_attr_is(n, "pads", p, 2);
 	} else {
 		int64_t st[2] = { cc->sh, cc->sw }, dl[2] = { cc->dh, cc->dw };
-		attr_is(n, "strides", st, 2);
-		attr_is(n, "dilations", dl, 2);
+		tg_attr_is(n, "strides", st, 2);
+		tg_attr_is(n, "dilations", dl, 2);
 		if (cc->auto_pad)
-			attr_s(n, "auto_pad", cc->auto_pad);
+			tg_attr_s(n, "auto_pad", cc->auto_pad);
 		else
-			attr_is(n, "pads", cc->pads, 4);
+			tg_attr_is(n, "pads", cc->pads, 4);
 	}
-	attr_i(n, "group", cc->group);
+	tg_attr_i(n, "group", cc->group);
 	if (finish(g) || add_epilogue(g, cc->act, 0.0f, 0.5f, cc->sum)) {
 		lm_graph_free(g);
 		return -1;
@@ -604,7 +572,7 @@ TEST(conv_rejects)
 	const char *in[] = { "x", "w" };
 	value(g, "x", LM_VAL_INPUT, 5, xd);
 	value(g, "w", LM_VAL_INITIALIZER, 5, wd);
-	node(g, "Conv", in, 2);
+	node_y(g, "Conv", in, 2);
 	CHECK(finish(g) == 0);
 	float *y = NULL;
 	const char *chosen;
@@ -636,17 +604,17 @@ static int convt_check(const struct convt_case *cc)
 	value(g, "w", LM_VAL_INITIALIZER, 4, wd);
 	if (cc->bias)
 		value(g, "b", LM_VAL_INITIALIZER, 1, &cc->m);
-	lm_node *n = node(g, "ConvTranspose", in, cc->bias ? 3 : 2);
+	lm_node *n = node_y(g, "ConvTranspose", in, cc->bias ? 3 : 2);
 	int64_t st[2] = { cc->sh, cc->sw }, dl[2] = { cc->dh, cc->dw };
-	attr_is(n, "strides", st, 2);
-	attr_is(n, "dilations", dl, 2);
-	attr_is(n, "pads", cc->pads, 4);
-	attr_is(n, "output_padding", cc->opad, 2);
+	tg_attr_is(n, "strides", st, 2);
+	tg_attr_is(n, "dilations", dl, 2);
+	tg_attr_is(n, "pads", cc->pads, 4);
+	tg_attr_is(n, "output_padding", cc->opad, 2);
 	if (cc->out_shape[0])
-		attr_is(n, "output_shape", cc->out_shape, 2);
+		tg_attr_is(n, "output_shape", cc->out_shape, 2);
 	if (cc->auto_pad)
-		attr_s(n, "auto_pad", cc->auto_pad);
-	attr_i(n, "group", cc->group);
+		tg_attr_s(n, "auto_pad", cc->auto_pad);
+	tg_attr_i(n, "group", cc->group);
 	if (finish(g) || add_epilogue(g, cc->act, 0, 0, cc->sum)) {
 		lm_graph_free(g);
 		return -1;
@@ -743,11 +711,11 @@ static int gemm_check(int ta, int tb, int64_t m, int64_t n, int64_t k,
 	value(g, "b", LM_VAL_INITIALIZER, 2, bd);
 	if (c_rank >= 0)
 		value(g, "c", LM_VAL_INITIALIZER, c_rank, c_dims);
-	lm_node *nd = node(g, "Gemm", in, c_rank >= 0 ? 3 : 2);
-	attr_i(nd, "transA", ta);
-	attr_i(nd, "transB", tb);
-	attr_f(nd, "alpha", alpha);
-	attr_f(nd, "beta", beta);
+	lm_node *nd = node_y(g, "Gemm", in, c_rank >= 0 ? 3 : 2);
+	tg_attr_i(nd, "transA", ta);
+	tg_attr_i(nd, "transB", tb);
+	tg_attr_f(nd, "alpha", alpha);
+	tg_attr_f(nd, "beta", beta);
 	if (finish(g) || add_epilogue(g, act, 0, 0, sum)) {
 		lm_graph_free(g);
 		return -1;
@@ -822,7 +790,7 @@ static int matmul_check(int ra, const int64_t *ad, int rb, const int64_t *bd,
 	const char *in[] = { "a", "b" };
 	value(g, "a", LM_VAL_INPUT, ra, ad);
 	value(g, "b", LM_VAL_INPUT, rb, bd);
-	node(g, "MatMul", in, 2);
+	node_y(g, "MatMul", in, 2);
 	if (finish(g) || add_epilogue(g, act, 0, 0, sum)) {
 		lm_graph_free(g);
 		return -1;
@@ -920,23 +888,23 @@ static int pool_check(const struct pool_case *pc)
 		xd[2] = pc->w;
 	const char *in[] = { "x" };
 	value(g, "x", LM_VAL_INPUT, rank, xd);
-	lm_node *n = node(g, pc->op, in, 1);
+	lm_node *n = node_y(g, pc->op, in, 1);
 	if (pc->one_d) {
 		int64_t p[2] = { pc->pads[1], pc->pads[3] };
-		attr_is(n, "kernel_shape", &pc->kw, 1);
-		attr_is(n, "strides", &pc->sw, 1);
-		attr_is(n, "dilations", &pc->dw, 1);
-		attr_is(n, "pads", p, 2);
+		tg_attr_is(n, "kernel_shape", &pc->kw, 1);
+		tg_attr_is(n, "strides", &pc->sw, 1);
+		tg_attr_is(n, "dilations", &pc->dw, 1);
+		tg_attr_is(n, "pads", p, 2);
 	} else {
 		int64_t k[2] = { pc->kh, pc->kw }, s[2] = { pc->sh, pc->sw };
 		int64_t d[2] = { pc->dh, pc->dw };
-		attr_is(n, "kernel_shape", k, 2);
-		attr_is(n, "strides", s, 2);
-		attr_is(n, "dilations", d, 2);
-		attr_is(n, "pads", pc->pads, 4);
+		tg_attr_is(n, "kernel_shape", k, 2);
+		tg_attr_is(n, "strides", s, 2);
+		tg_attr_is(n, "dilations", d, 2);
+		tg_attr_is(n, "pads", pc->pads, 4);
 	}
-	attr_i(n, "ceil_mode", pc->ceil_mode);
-	attr_i(n, "count_include_pad", pc->cip);
+	tg_attr_i(n, "ceil_mode", pc->ceil_mode);
+	tg_attr_i(n, "count_include_pad", pc->cip);
 	if (finish(g)) {
 		lm_graph_free(g);
 		return -1;
@@ -1026,7 +994,7 @@ static int global_check(const char *op, int rank, const int64_t *dims)
 	lm_graph *g = lm_graph_create("gpool");
 	const char *in[] = { "x" };
 	value(g, "x", LM_VAL_INPUT, rank, dims);
-	node(g, op, in, 1);
+	node_y(g, op, in, 1);
 	if (finish(g)) {
 		lm_graph_free(g);
 		return -1;
@@ -1069,7 +1037,7 @@ TEST(pool_rejects)
 	value(g, "x", LM_VAL_INPUT, 4, D(1, 1, 4, 4));
 	int ni = lm_graph_add_node(g, "n", "MaxPool", "", in, 1, out, 2, NULL);
 	CHECK(ni >= 0);
-	attr_is(&g->nodes[ni], "kernel_shape", k, 2);
+	tg_attr_is(&g->nodes[ni], "kernel_shape", k, 2);
 	CHECK(finish(g) == 0);
 	float *y = NULL;
 	const char *chosen;

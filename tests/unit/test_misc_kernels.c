@@ -15,6 +15,7 @@
 #include "lamina/graph.h"
 #include "../../runtime/ops/kernel.h"
 #include "harness.h"
+#include "testgraph.h"
 
 #include <errno.h>
 #include <math.h>
@@ -113,93 +114,17 @@ static int same_u8(const uint8_t *got, const uint8_t *want, size_t n)
 
 /* ---- graph building ---- */
 
-static lm_graph *graph(int64_t opset)
-{
-	lm_graph *g = lm_graph_create("test");
-	if (g)
-		g->opset = opset;
-	return g;
-}
-
-static int input(lm_graph *g, const char *name, lm_dtype dt, int rank,
-		 const int64_t *dims)
-{
-	int v = lm_graph_add_value(g, name, LM_VAL_INPUT, NULL);
-	if (v < 0)
-		return v;
-	lm_value_set_shape(&g->values[v], dt, rank, dims);
-	lm_graph_add_input(g, v);
-	return v;
-}
-
-/* An initializer holding a copy of vals. */
-static int init(lm_graph *g, const char *name, lm_dtype dt, int rank,
-		const int64_t *dims, const void *vals)
-{
-	int v = lm_graph_add_value(g, name, LM_VAL_INITIALIZER, NULL);
-	if (v < 0)
-		return v;
-	lm_value *x = &g->values[v];
-	lm_value_set_shape(x, dt, rank, dims);
-	x->nbytes = lm_value_bytes(x);
-	x->data = calloc(1, x->nbytes ? x->nbytes : 1);
-	if (!x->data)
-		return -ENOMEM;
-	memcpy(x->data, vals, x->nbytes);
-	return v;
-}
-
 /* A 1-D int64 initializer. */
 static int ints(lm_graph *g, const char *name, const int64_t *vals, int n)
 {
 	int64_t len = n;
-	return init(g, name, LM_DT_INT64, 1, &len, vals);
+	return tg_init(g, name, LM_DT_INT64, 1, &len, vals);
 }
 
 /* A float scalar initializer. */
 static int scalar(lm_graph *g, const char *name, float v)
 {
-	return init(g, name, LM_DT_FLOAT, 0, NULL, &v);
-}
-
-static lm_node *node(lm_graph *g, const char *op, const char *const *in,
-		     int nin, const char *const *out, int nout)
-{
-	int ni = lm_graph_add_node(g, "n", op, "", in, nin, out, nout, NULL);
-	return ni < 0 ? NULL : &g->nodes[ni];
-}
-
-static void attr_i(lm_node *n, const char *name, int64_t v)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_INT);
-	if (a)
-		a->i = v;
-}
-
-static void attr_f(lm_node *n, const char *name, float v)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_FLOAT);
-	if (a)
-		a->f = v;
-}
-
-static void attr_is(lm_node *n, const char *name, const int64_t *v, int cnt)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_INTS);
-	if (!a)
-		return;
-	a->ints = malloc(sizeof(int64_t) * (size_t)(cnt ? cnt : 1));
-	if (a->ints) {
-		memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
-		a->n = cnt;
-	}
-}
-
-static void attr_s(lm_node *n, const char *name, const char *s)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_STRING);
-	if (a)
-		a->s = strdup(s);
+	return tg_init(g, name, LM_DT_FLOAT, 0, NULL, &v);
 }
 
 /* ---- running one node as the executor would ---- */
@@ -339,13 +264,13 @@ static int unary_vs(const char *op, const float *x, size_t n,
 		    void (*attrs)(lm_node *))
 {
 	struct fx f;
-	lm_graph *g = graph(20);
+	lm_graph *g = tg_graph(20);
 	int64_t len = (int64_t)n;
 	double *want = malloc(n * sizeof(double));
 	int ok = 0;
 
-	input(g, "x", LM_DT_FLOAT, 1, &len);
-	lm_node *nd = node(g, op, LIST("x"), LIST("y"));
+	tg_input(g, "x", LM_DT_FLOAT, 1, &len);
+	lm_node *nd = tg_node(g, "n", op, LIST("x"), LIST("y"));
 	if (attrs)
 		attrs(nd);
 	for (size_t i = 0; i < n; i++)
@@ -405,13 +330,13 @@ static double ref_gelu_tanh(double x)
 	return x / (1 + exp(-2 * u));
 }
 
-static void leaky_attrs(lm_node *n) { attr_f(n, "alpha", 0.1f); }
+static void leaky_attrs(lm_node *n) { tg_attr_f(n, "alpha", 0.1f); }
 static void hsig_attrs(lm_node *n)
 {
-	attr_f(n, "alpha", 0.25f);
-	attr_f(n, "beta", 0.375f);
+	tg_attr_f(n, "alpha", 0.25f);
+	tg_attr_f(n, "beta", 0.375f);
 }
-static void gelu_tanh_attrs(lm_node *n) { attr_s(n, "approximate", "tanh"); }
+static void gelu_tanh_attrs(lm_node *n) { tg_attr_s(n, "approximate", "tanh"); }
 
 TEST(activations_match_double)
 {
@@ -486,11 +411,11 @@ TEST(clip_limits)
 	const float x[] = { -3, -1, 0, 0.5f, 2, 7 };
 
 	/* Opset 13: constant min and max inputs. */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
 	scalar(g, "lo", -1.5f);
 	scalar(g, "hi", 1.0f);
-	node(g, "Clip", LIST("x", "lo", "hi"), LIST("y"));
+	tg_node(g, "n", "Clip", LIST("x", "lo", "hi"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, x);
 	CHECK(fx_run(&f) == 0);
@@ -498,10 +423,10 @@ TEST(clip_limits)
 	fx_free(&f);
 
 	/* min omitted, max a graph input read at run time. */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
-	input(g, "hi", LM_DT_FLOAT, 0, NULL);
-	node(g, "Clip", LIST("x", "", "hi"), LIST("y"));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	tg_input(g, "hi", LM_DT_FLOAT, 0, NULL);
+	tg_node(g, "n", "Clip", LIST("x", "", "hi"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, x);
 	fx_set(&f, 2, F32S(0.25f));
@@ -510,11 +435,11 @@ TEST(clip_limits)
 	fx_free(&f);
 
 	/* Opset 6: attributes. */
-	g = graph(6);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
-	lm_node *n = node(g, "Clip", LIST("x"), LIST("y"));
-	attr_f(n, "min", 0);
-	attr_f(n, "max", 6);
+	g = tg_graph(6);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	lm_node *n = tg_node(g, "n", "Clip", LIST("x"), LIST("y"));
+	tg_attr_f(n, "min", 0);
+	tg_attr_f(n, "max", 6);
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, x);
 	CHECK(fx_run_inplace(&f) == 0);
@@ -524,20 +449,20 @@ TEST(clip_limits)
 
 TEST(epilogue_from_attributes)
 {
-	lm_graph *g = graph(17);
+	lm_graph *g = tg_graph(17);
 	lm_epilogue ep;
 
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
-	lm_node *n = node(g, "Relu", LIST("x", "x"), LIST("y"));
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
+	lm_node *n = tg_node(g, "n", "Relu", LIST("x", "x"), LIST("y"));
 	lm_epilogue_get(n, &ep);
 	CHECK(ep.act == LM_ACT_NONE && ep.sum_input == -1);
 
-	attr_i(n, "lm.act", LM_ACT_LEAKY_RELU);
+	tg_attr_i(n, "lm.act", LM_ACT_LEAKY_RELU);
 	lm_epilogue_get(n, &ep);
 	CHECK(ep.act == LM_ACT_LEAKY_RELU && ep.alpha == 0.01f);
 
-	attr_f(n, "lm.alpha", 0.2f);
-	attr_i(n, "lm.sum", 1);
+	tg_attr_f(n, "lm.alpha", 0.2f);
+	tg_attr_i(n, "lm.sum", 1);
 	lm_epilogue_get(n, &ep);
 	CHECK(ep.alpha == 0.2f && ep.sum_input == 1);
 
@@ -614,12 +539,12 @@ static int binary_vs(const char *op, int ra, const int64_t *da, int rb,
 {
 	struct fx f_;
 	struct fx *fx = &f_;
-	lm_graph *g = graph(17);
+	lm_graph *g = tg_graph(17);
 	int ok = 0;
 
-	input(g, "a", LM_DT_FLOAT, ra, da);
-	input(g, "b", LM_DT_FLOAT, rb, db);
-	node(g, op, LIST("a", "b"), LIST("y"));
+	tg_input(g, "a", LM_DT_FLOAT, ra, da);
+	tg_input(g, "b", LM_DT_FLOAT, rb, db);
+	tg_node(g, "n", op, LIST("a", "b"), LIST("y"));
 	if (fx_prepare(fx, g)) {
 		printf("  prepare: %s\n", fx->e.msg);
 		fx_free(fx);
@@ -693,12 +618,12 @@ TEST(binary_broadcasts)
 TEST(variadic_max_min)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 
-	input(g, "a", LM_DT_FLOAT, 2, DIMS(3, 1));
-	input(g, "b", LM_DT_FLOAT, 1, DIMS(4));
-	input(g, "c", LM_DT_FLOAT, 3, DIMS(2, 1, 1));
-	node(g, "Min", LIST("a", "b", "c"), LIST("y"));
+	tg_input(g, "a", LM_DT_FLOAT, 2, DIMS(3, 1));
+	tg_input(g, "b", LM_DT_FLOAT, 1, DIMS(4));
+	tg_input(g, "c", LM_DT_FLOAT, 3, DIMS(2, 1, 1));
+	tg_node(g, "n", "Min", LIST("a", "b", "c"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(1, 5, NAN));
 	fx_set(&f, 1, F32S(0, 2, 4, 6));
@@ -715,11 +640,11 @@ TEST(variadic_max_min)
 TEST(integer_arithmetic)
 {
 	struct fx f;
-	lm_graph *g = graph(17);
+	lm_graph *g = tg_graph(17);
 
-	input(g, "a", LM_DT_INT64, 1, DIMS(5));
-	init(g, "b", LM_DT_INT64, 0, NULL, I64S(-2));
-	node(g, "Div", LIST("a", "b"), LIST("y"));
+	tg_input(g, "a", LM_DT_INT64, 1, DIMS(5));
+	tg_init(g, "b", LM_DT_INT64, 0, NULL, I64S(-2));
+	tg_node(g, "n", "Div", LIST("a", "b"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, I64S(7, -7, 0, INT64_MIN, 5));
 	CHECK(fx_run(&f) == 0);
@@ -727,10 +652,10 @@ TEST(integer_arithmetic)
 	fx_free(&f);
 
 	/* Division by zero gives 0 instead of a trap. */
-	g = graph(17);
-	input(g, "a", LM_DT_INT32, 1, DIMS(3));
-	input(g, "b", LM_DT_INT32, 1, DIMS(3));
-	node(g, "Div", LIST("a", "b"), LIST("y"));
+	g = tg_graph(17);
+	tg_input(g, "a", LM_DT_INT32, 1, DIMS(3));
+	tg_input(g, "b", LM_DT_INT32, 1, DIMS(3));
+	tg_node(g, "n", "Div", LIST("a", "b"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, ((const int32_t[]){ 9, INT32_MIN, 4 }));
 	fx_set(&f, 1, ((const int32_t[]){ 0, -1, 3 }));
@@ -739,10 +664,10 @@ TEST(integer_arithmetic)
 	CHECK(y[0] == 0 && y[1] == INT32_MIN && y[2] == 1);
 	fx_free(&f);
 
-	g = graph(17);
-	input(g, "a", LM_DT_INT64, 2, DIMS(2, 1));
-	input(g, "b", LM_DT_INT64, 1, DIMS(3));
-	node(g, "Less", LIST("a", "b"), LIST("y"));
+	g = tg_graph(17);
+	tg_input(g, "a", LM_DT_INT64, 2, DIMS(2, 1));
+	tg_input(g, "b", LM_DT_INT64, 1, DIMS(3));
+	tg_node(g, "n", "Less", LIST("a", "b"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, I64S(1, 5));
 	fx_set(&f, 1, I64S(0, 2, 9));
@@ -751,10 +676,10 @@ TEST(integer_arithmetic)
 		      6));
 	fx_free(&f);
 
-	g = graph(17);
-	input(g, "a", LM_DT_INT64, 1, DIMS(4));
-	init(g, "b", LM_DT_INT64, 1, DIMS(4), I64S(1, 1, 1, 1));
-	node(g, "Mul", LIST("a", "b"), LIST("y"));
+	g = tg_graph(17);
+	tg_input(g, "a", LM_DT_INT64, 1, DIMS(4));
+	tg_init(g, "b", LM_DT_INT64, 1, DIMS(4), I64S(1, 1, 1, 1));
+	tg_node(g, "n", "Mul", LIST("a", "b"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(f.k.inplace);
 	fx_set(&f, 0, I64S(3, -4, INT64_MAX, 0));
@@ -766,11 +691,11 @@ TEST(integer_arithmetic)
 TEST(float_comparisons)
 {
 	struct fx f;
-	lm_graph *g = graph(17);
+	lm_graph *g = tg_graph(17);
 
-	input(g, "a", LM_DT_FLOAT, 2, DIMS(2, 3));
+	tg_input(g, "a", LM_DT_FLOAT, 2, DIMS(2, 3));
 	scalar(g, "b", 1.0f);
-	node(g, "Greater", LIST("a", "b"), LIST("y"));
+	tg_node(g, "n", "Greater", LIST("a", "b"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(0, 1, 2, NAN, -5, 1.5f));
 	CHECK(fx_run(&f) == 0);
@@ -778,10 +703,10 @@ TEST(float_comparisons)
 		      6));
 	fx_free(&f);
 
-	g = graph(17);
-	input(g, "a", LM_DT_FLOAT, 1, DIMS(3));
-	input(g, "b", LM_DT_FLOAT, 2, DIMS(2, 1));
-	node(g, "Equal", LIST("a", "b"), LIST("y"));
+	g = tg_graph(17);
+	tg_input(g, "a", LM_DT_FLOAT, 1, DIMS(3));
+	tg_input(g, "b", LM_DT_FLOAT, 2, DIMS(2, 1));
+	tg_node(g, "n", "Equal", LIST("a", "b"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(1, 2, 3));
 	fx_set(&f, 1, F32S(2, 3));
@@ -794,11 +719,11 @@ TEST(float_comparisons)
 TEST(bool_logic_and_where)
 {
 	struct fx f;
-	lm_graph *g = graph(17);
+	lm_graph *g = tg_graph(17);
 
-	input(g, "a", LM_DT_BOOL, 1, DIMS(4));
-	input(g, "b", LM_DT_BOOL, 2, DIMS(2, 1));
-	node(g, "Or", LIST("a", "b"), LIST("y"));
+	tg_input(g, "a", LM_DT_BOOL, 1, DIMS(4));
+	tg_input(g, "b", LM_DT_BOOL, 2, DIMS(2, 1));
+	tg_node(g, "n", "Or", LIST("a", "b"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, ((const uint8_t[]){ 0, 1, 0, 1 }));
 	fx_set(&f, 1, ((const uint8_t[]){ 0, 1 }));
@@ -807,9 +732,9 @@ TEST(bool_logic_and_where)
 		      (const uint8_t[]){ 0, 1, 0, 1, 1, 1, 1, 1 }, 8));
 	fx_free(&f);
 
-	g = graph(17);
-	input(g, "a", LM_DT_BOOL, 1, DIMS(3));
-	node(g, "Not", LIST("a"), LIST("y"));
+	g = tg_graph(17);
+	tg_input(g, "a", LM_DT_BOOL, 1, DIMS(3));
+	tg_node(g, "n", "Not", LIST("a"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, ((const uint8_t[]){ 0, 1, 0 }));
 	CHECK(fx_run_inplace(&f) == 0);
@@ -817,11 +742,11 @@ TEST(bool_logic_and_where)
 	fx_free(&f);
 
 	/* Where(cond (2,1), x (1,3), y scalar) -> (2,3) */
-	g = graph(17);
-	input(g, "c", LM_DT_BOOL, 2, DIMS(2, 1));
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(1, 3));
+	g = tg_graph(17);
+	tg_input(g, "c", LM_DT_BOOL, 2, DIMS(2, 1));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(1, 3));
 	scalar(g, "z", -1.0f);
-	node(g, "Where", LIST("c", "x", "z"), LIST("y"));
+	tg_node(g, "n", "Where", LIST("c", "x", "z"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, ((const uint8_t[]){ 1, 0 }));
 	fx_set(&f, 1, F32S(1, 2, 3));
@@ -830,11 +755,11 @@ TEST(bool_logic_and_where)
 	fx_free(&f);
 
 	/* int64 values, cond per element */
-	g = graph(17);
-	input(g, "c", LM_DT_BOOL, 1, DIMS(4));
-	input(g, "x", LM_DT_INT64, 1, DIMS(4));
-	input(g, "z", LM_DT_INT64, 1, DIMS(1));
-	node(g, "Where", LIST("c", "x", "z"), LIST("y"));
+	g = tg_graph(17);
+	tg_input(g, "c", LM_DT_BOOL, 1, DIMS(4));
+	tg_input(g, "x", LM_DT_INT64, 1, DIMS(4));
+	tg_input(g, "z", LM_DT_INT64, 1, DIMS(1));
+	tg_node(g, "n", "Where", LIST("c", "x", "z"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, ((const uint8_t[]){ 1, 0, 0, 1 }));
 	fx_set(&f, 1, I64S(10, 20, 30, 40));
@@ -850,11 +775,11 @@ TEST(pow_constant_exponents)
 
 	for (size_t k = 0; k < N_OF(exps); k++) {
 		struct fx f;
-		lm_graph *g = graph(17);
+		lm_graph *g = tg_graph(17);
 		double want[40];
-		input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 20));
+		tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 20));
 		scalar(g, "p", exps[k]);
-		node(g, "Pow", LIST("x", "p"), LIST("y"));
+		tg_node(g, "n", "Pow", LIST("x", "p"), LIST("y"));
 		CHECK(fx_prepare(&f, g) == 0);
 		CHECK(strcmp(f.k.impl, "pow-scalar") == 0);
 		fill_rand(INF_(&f, 0), 40, 0.1f, 5);
@@ -867,10 +792,10 @@ TEST(pow_constant_exponents)
 
 	/* An int64 constant exponent is fine too. */
 	struct fx f;
-	lm_graph *g = graph(17);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
-	init(g, "p", LM_DT_INT64, 1, DIMS(1), I64S(2));
-	node(g, "Pow", LIST("x", "p"), LIST("y"));
+	lm_graph *g = tg_graph(17);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	tg_init(g, "p", LM_DT_INT64, 1, DIMS(1), I64S(2));
+	tg_node(g, "n", "Pow", LIST("x", "p"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(-3, 0.5f, 4));
 	CHECK(fx_run(&f) == 0);
@@ -883,12 +808,12 @@ TEST(pow_constant_exponents)
 TEST(cast_conversions)
 {
 	struct fx f;
-	lm_graph *g = graph(17);
+	lm_graph *g = tg_graph(17);
 
 	/* float -> int64 truncates toward zero; NaN gives 0 and huge
 	 * values saturate (both undefined in ONNX). */
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(8));
-	attr_i(node(g, "Cast", LIST("x"), LIST("y")), "to", LM_DT_INT64);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(8));
+	tg_attr_i(tg_node(g, "n", "Cast", LIST("x"), LIST("y")), "to", LM_DT_INT64);
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(2.7f, -2.7f, 0.5f, -0.5f, 3, NAN, 1e30f, -1e30f));
 	CHECK(fx_run(&f) == 0);
@@ -896,9 +821,9 @@ TEST(cast_conversions)
 		       I64S(2, -2, 0, 0, 3, 0, INT64_MAX, INT64_MIN), 8));
 	fx_free(&f);
 
-	g = graph(17);
-	input(g, "x", LM_DT_INT64, 1, DIMS(4));
-	attr_i(node(g, "Cast", LIST("x"), LIST("y")), "to", LM_DT_FLOAT);
+	g = tg_graph(17);
+	tg_input(g, "x", LM_DT_INT64, 1, DIMS(4));
+	tg_attr_i(tg_node(g, "n", "Cast", LIST("x"), LIST("y")), "to", LM_DT_FLOAT);
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, I64S(-3, 0, 16777217, 1LL << 40));
 	CHECK(fx_run(&f) == 0);
@@ -906,9 +831,9 @@ TEST(cast_conversions)
 		       4));
 	fx_free(&f);
 
-	g = graph(17);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
-	attr_i(node(g, "Cast", LIST("x"), LIST("y")), "to", LM_DT_BOOL);
+	g = tg_graph(17);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
+	tg_attr_i(tg_node(g, "n", "Cast", LIST("x"), LIST("y")), "to", LM_DT_BOOL);
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(0, -0.0f, 0.1f, NAN));
 	CHECK(fx_run(&f) == 0);
@@ -916,9 +841,9 @@ TEST(cast_conversions)
 	fx_free(&f);
 
 	/* A pair without a fast loop: int16 -> int64. */
-	g = graph(17);
-	input(g, "x", LM_DT_INT16, 1, DIMS(3));
-	attr_i(node(g, "Cast", LIST("x"), LIST("y")), "to", LM_DT_INT64);
+	g = tg_graph(17);
+	tg_input(g, "x", LM_DT_INT16, 1, DIMS(3));
+	tg_attr_i(tg_node(g, "n", "Cast", LIST("x"), LIST("y")), "to", LM_DT_INT64);
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(strcmp(f.k.impl, "cast-generic") == 0);
 	fx_set(&f, 0, ((const int16_t[]){ -32768, 5, 32767 }));
@@ -930,10 +855,10 @@ TEST(cast_conversions)
 TEST(identity_and_dropout)
 {
 	struct fx f;
-	lm_graph *g = graph(17);
+	lm_graph *g = tg_graph(17);
 
-	input(g, "x", LM_DT_INT64, 1, DIMS(3));
-	node(g, "Identity", LIST("x"), LIST("y"));
+	tg_input(g, "x", LM_DT_INT64, 1, DIMS(3));
+	tg_node(g, "n", "Identity", LIST("x"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(f.k.alias == 1);
 	fx_set(&f, 0, I64S(4, 5, 6));
@@ -942,18 +867,18 @@ TEST(identity_and_dropout)
 	fx_free(&f);
 
 	/* Without a mask Dropout is an alias too. */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
-	node(g, "Dropout", LIST("x"), LIST("y"));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	tg_node(g, "n", "Dropout", LIST("x"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(f.k.alias == 1);
 	fx_free(&f);
 
 	/* With one it runs, copying and setting the mask all true. */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
 	scalar(g, "r", 0.5f);
-	node(g, "Dropout", LIST("x", "r"), LIST("y", "mask"));
+	tg_node(g, "n", "Dropout", LIST("x", "r"), LIST("y", "mask"));
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(f.k.alias == 0 && f.k.inplace == 1);
 	fx_set(&f, 0, F32S(1, 2, 3));
@@ -976,12 +901,12 @@ static void iota(struct fx *f, int i)
 TEST(gather_axes_and_bad_indices)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 
 	/* axis 1 of (2,3,2) with indices (2): [-1, 0] */
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 2));
-	init(g, "i", LM_DT_INT64, 1, DIMS(2), I64S(-1, 0));
-	attr_i(node(g, "Gather", LIST("x", "i"), LIST("y")), "axis", 1);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 2));
+	tg_init(g, "i", LM_DT_INT64, 1, DIMS(2), I64S(-1, 0));
+	tg_attr_i(tg_node(g, "n", "Gather", LIST("x", "i"), LIST("y")), "axis", 1);
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
 	CHECK(fx_run(&f) == 0);
@@ -989,10 +914,10 @@ TEST(gather_axes_and_bad_indices)
 	fx_free(&f);
 
 	/* int32 indices fed at run time, one out of range: zeros. */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 2));
-	input(g, "i", LM_DT_INT32, 2, DIMS(2, 2));
-	node(g, "Gather", LIST("x", "i"), LIST("y"));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 2));
+	tg_input(g, "i", LM_DT_INT32, 2, DIMS(2, 2));
+	tg_node(g, "n", "Gather", LIST("x", "i"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
 	fx_set(&f, 1, ((const int32_t[]){ 2, -3, 3, -4 }));
@@ -1001,10 +926,10 @@ TEST(gather_axes_and_bad_indices)
 	fx_free(&f);
 
 	/* scalar index on the last axis */
-	g = graph(13);
-	input(g, "x", LM_DT_INT64, 2, DIMS(2, 3));
-	init(g, "i", LM_DT_INT64, 0, NULL, I64S(-2));
-	attr_i(node(g, "Gather", LIST("x", "i"), LIST("y")), "axis", -1);
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_INT64, 2, DIMS(2, 3));
+	tg_init(g, "i", LM_DT_INT64, 0, NULL, I64S(-2));
+	tg_attr_i(tg_node(g, "n", "Gather", LIST("x", "i"), LIST("y")), "axis", -1);
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, I64S(1, 2, 3, 4, 5, 6));
 	CHECK(fx_run(&f) == 0);
@@ -1015,11 +940,11 @@ TEST(gather_axes_and_bad_indices)
 TEST(concat_and_split)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 
-	input(g, "a", LM_DT_FLOAT, 2, DIMS(2, 1));
-	input(g, "b", LM_DT_FLOAT, 2, DIMS(2, 2));
-	attr_i(node(g, "Concat", LIST("a", "b"), LIST("y")), "axis", -1);
+	tg_input(g, "a", LM_DT_FLOAT, 2, DIMS(2, 1));
+	tg_input(g, "b", LM_DT_FLOAT, 2, DIMS(2, 2));
+	tg_attr_i(tg_node(g, "n", "Concat", LIST("a", "b"), LIST("y")), "axis", -1);
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(1, 2));
 	fx_set(&f, 1, F32S(3, 4, 5, 6));
@@ -1027,10 +952,10 @@ TEST(concat_and_split)
 	CHECK(same_f32(OUTF(&f, 0), F32S(1, 3, 4, 2, 5, 6), 6));
 	fx_free(&f);
 
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 5));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 5));
 	ints(g, "s", I64S(2, 3), 2);
-	attr_i(node(g, "Split", LIST("x", "s"), LIST("p", "q")), "axis", 1);
+	tg_attr_i(tg_node(g, "n", "Split", LIST("x", "s"), LIST("p", "q")), "axis", 1);
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
 	CHECK(fx_run(&f) == 0);
@@ -1039,9 +964,9 @@ TEST(concat_and_split)
 	fx_free(&f);
 
 	/* equal parts on axis 0, int64 */
-	g = graph(13);
-	input(g, "x", LM_DT_INT64, 1, DIMS(4));
-	node(g, "Split", LIST("x"), LIST("p", "q"));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_INT64, 1, DIMS(4));
+	tg_node(g, "n", "Split", LIST("x"), LIST("p", "q"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, I64S(7, 8, 9, 10));
 	CHECK(fx_run(&f) == 0);
@@ -1053,15 +978,15 @@ TEST(concat_and_split)
 TEST(slice_steps)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 
 	/* x[::-1, 1:] of a (3,4) */
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 4));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 4));
 	ints(g, "st", I64S(-1, 1), 2);
 	ints(g, "en", I64S(INT64_MIN, INT64_MAX), 2);
 	ints(g, "ax", I64S(0, -1), 2);
 	ints(g, "sp", I64S(-1, 1), 2);
-	node(g, "Slice", LIST("x", "st", "en", "ax", "sp"), LIST("y"));
+	tg_node(g, "n", "Slice", LIST("x", "st", "en", "ax", "sp"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
 	CHECK(fx_run(&f) == 0);
@@ -1069,13 +994,13 @@ TEST(slice_steps)
 	fx_free(&f);
 
 	/* x[:, 5:0:-2] of a (2,7) */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 7));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 7));
 	ints(g, "st", I64S(5), 1);
 	ints(g, "en", I64S(0), 1);
 	ints(g, "ax", I64S(1), 1);
 	ints(g, "sp", I64S(-2), 1);
-	node(g, "Slice", LIST("x", "st", "en", "ax", "sp"), LIST("y"));
+	tg_node(g, "n", "Slice", LIST("x", "st", "en", "ax", "sp"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
 	CHECK(fx_run(&f) == 0);
@@ -1083,11 +1008,11 @@ TEST(slice_steps)
 	fx_free(&f);
 
 	/* an empty slice */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
 	ints(g, "st", I64S(3), 1);
 	ints(g, "en", I64S(1), 1);
-	node(g, "Slice", LIST("x", "st", "en"), LIST("y"));
+	tg_node(g, "n", "Slice", LIST("x", "st", "en"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(fx_run(&f) == 0);
 	CHECK(f.out[0].nbytes == 0);
@@ -1100,14 +1025,14 @@ static int transpose_vs(int rank, const int64_t *dims, const int64_t *perm,
 			const char *impl)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	int64_t ist[LM_MAX_RANK], od[LM_MAX_RANK], s = 1;
 	int ok = 1;
 
-	input(g, "x", LM_DT_FLOAT, rank, dims);
-	lm_node *n = node(g, "Transpose", LIST("x"), LIST("y"));
+	tg_input(g, "x", LM_DT_FLOAT, rank, dims);
+	lm_node *n = tg_node(g, "n", "Transpose", LIST("x"), LIST("y"));
 	if (perm)
-		attr_is(n, "perm", perm, rank);
+		tg_attr_is(n, "perm", perm, rank);
 	if (fx_prepare(&f, g)) {
 		printf("  prepare: %s\n", f.e.msg);
 		fx_free(&f);
@@ -1160,11 +1085,11 @@ TEST(transpose_paths)
 TEST(expand_and_tile)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 1));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 1));
 	ints(g, "s", I64S(2, 1, 4), 3);
-	node(g, "Expand", LIST("x", "s"), LIST("y"));
+	tg_node(g, "n", "Expand", LIST("x", "s"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(1, 2, 3));
 	CHECK(fx_run(&f) == 0);
@@ -1172,10 +1097,10 @@ TEST(expand_and_tile)
 		CHECK(OUTF(&f, 0)[i] == (float)((i / 4) % 3 + 1));
 	fx_free(&f);
 
-	g = graph(13);
-	input(g, "x", LM_DT_INT64, 2, DIMS(2, 2));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_INT64, 2, DIMS(2, 2));
 	ints(g, "r", I64S(2, 3), 2);
-	node(g, "Tile", LIST("x", "r"), LIST("y"));
+	tg_node(g, "n", "Tile", LIST("x", "r"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, I64S(1, 2, 3, 4));
 	CHECK(fx_run(&f) == 0);
@@ -1202,11 +1127,11 @@ TEST(pad_modes)
 	};
 
 	for (int m = 0; m < 3; m++) {
-		g = graph(13);
-		input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+		g = tg_graph(13);
+		tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
 		ints(g, "p", I64S(1, 2, 0, 2), 4);
 		scalar(g, "v", 9);
-		attr_s(node(g, "Pad", LIST("x", "p", "v"), LIST("y")), "mode",
+		tg_attr_s(tg_node(g, "n", "Pad", LIST("x", "p", "v"), LIST("y")), "mode",
 		       modes[m]);
 		CHECK(fx_prepare(&f, g) == 0);
 		iota(&f, 0);
@@ -1217,11 +1142,11 @@ TEST(pad_modes)
 	}
 
 	/* Negative pads crop; opset 2 takes pads and value as attributes. */
-	g = graph(2);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
-	lm_node *n = node(g, "Pad", LIST("x"), LIST("y"));
-	attr_is(n, "pads", I64S(0, -1, 1, 1), 4);
-	attr_f(n, "value", -1);
+	g = tg_graph(2);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	lm_node *n = tg_node(g, "n", "Pad", LIST("x"), LIST("y"));
+	tg_attr_is(n, "pads", I64S(0, -1, 1, 1), 4);
+	tg_attr_f(n, "value", -1);
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
 	CHECK(fx_run(&f) == 0);
@@ -1229,10 +1154,10 @@ TEST(pad_modes)
 	fx_free(&f);
 
 	/* A wide row uses block copies; int64 with edge mode. */
-	g = graph(13);
-	input(g, "x", LM_DT_INT64, 2, DIMS(1, 40));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_INT64, 2, DIMS(1, 40));
 	ints(g, "p", I64S(0, 3, 0, 1), 4);
-	attr_s(node(g, "Pad", LIST("x", "p"), LIST("y")), "mode", "edge");
+	tg_attr_s(tg_node(g, "n", "Pad", LIST("x", "p"), LIST("y")), "mode", "edge");
 	CHECK(fx_prepare(&f, g) == 0);
 	for (int i = 0; i < 40; i++)
 		((int64_t *)f.in[0].data)[i] = i + 1;
@@ -1252,17 +1177,17 @@ static int resize_case(const char *mode, const char *ctm, const char *nm,
 		       int64_t ow)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	int ok;
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 1, ih, iw));
-	init(g, "sc", LM_DT_FLOAT, 1, DIMS(4),
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 1, ih, iw));
+	tg_init(g, "sc", LM_DT_FLOAT, 1, DIMS(4),
 	     ((const float[]){ 1, 1, sh, sw }));
-	lm_node *n = node(g, "Resize", LIST("x", "", "sc"), LIST("y"));
-	attr_s(n, "mode", mode);
-	attr_s(n, "coordinate_transformation_mode", ctm);
+	lm_node *n = tg_node(g, "n", "Resize", LIST("x", "", "sc"), LIST("y"));
+	tg_attr_s(n, "mode", mode);
+	tg_attr_s(n, "coordinate_transformation_mode", ctm);
 	if (nm)
-		attr_s(n, "nearest_mode", nm);
+		tg_attr_s(n, "nearest_mode", nm);
 	if (fx_prepare(&f, g)) {
 		printf("  prepare: %s\n", f.e.msg);
 		fx_free(&f);
@@ -1317,15 +1242,15 @@ TEST(resize_nearest_and_linear)
 TEST(resize_sizes_and_rejections)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 
 	/* sizes: (1,1,2,2) -> (1,1,3,1) nearest asymmetric: scale 1.5 and
 	 * 0.5 from sizes / input. */
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 1, 2, 2));
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 1, 2, 2));
 	ints(g, "sz", I64S(1, 1, 3, 1), 4);
-	lm_node *n = node(g, "Resize", LIST("x", "", "", "sz"), LIST("y"));
-	attr_s(n, "coordinate_transformation_mode", "asymmetric");
-	attr_s(n, "nearest_mode", "floor");
+	lm_node *n = tg_node(g, "n", "Resize", LIST("x", "", "", "sz"), LIST("y"));
+	tg_attr_s(n, "coordinate_transformation_mode", "asymmetric");
+	tg_attr_s(n, "nearest_mode", "floor");
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(1, 2, 3, 4));
 	CHECK(fx_run(&f) == 0);
@@ -1333,34 +1258,34 @@ TEST(resize_sizes_and_rejections)
 	fx_free(&f);
 
 	/* Resize-10: (X, scales), asymmetric coordinates and floor. */
-	g = graph(10);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(1, 5));
-	init(g, "sc", LM_DT_FLOAT, 1, DIMS(2), F32S(1, 1.5f));
-	node(g, "Resize", LIST("x", "sc"), LIST("y"));
+	g = tg_graph(10);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(1, 5));
+	tg_init(g, "sc", LM_DT_FLOAT, 1, DIMS(2), F32S(1, 1.5f));
+	tg_node(g, "n", "Resize", LIST("x", "sc"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	fx_set(&f, 0, F32S(1, 2, 3, 4, 5));
 	CHECK(fx_run(&f) == 0);
 	CHECK(same_f32(OUTF(&f, 0), F32S(1, 1, 2, 3, 3, 4, 5), 7));
 	fx_free(&f);
 
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 1, 2, 2));
-	init(g, "sc", LM_DT_FLOAT, 1, DIMS(4), F32S(1, 1, 2, 2));
-	attr_s(node(g, "Resize", LIST("x", "", "sc"), LIST("y")), "mode",
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 1, 2, 2));
+	tg_init(g, "sc", LM_DT_FLOAT, 1, DIMS(4), F32S(1, 1, 2, 2));
+	tg_attr_s(tg_node(g, "n", "Resize", LIST("x", "", "sc"), LIST("y")), "mode",
 	       "cubic");
 	CHECK(rejects(g, "mode 'cubic' is not supported"));
 
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 2, 2, 2));
-	init(g, "sc", LM_DT_FLOAT, 1, DIMS(4), F32S(1, 2, 2, 2));
-	attr_s(node(g, "Resize", LIST("x", "", "sc"), LIST("y")), "mode",
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 2, 2, 2));
+	tg_init(g, "sc", LM_DT_FLOAT, 1, DIMS(4), F32S(1, 2, 2, 2));
+	tg_attr_s(tg_node(g, "n", "Resize", LIST("x", "", "sc"), LIST("y")), "mode",
 	       "linear");
 	CHECK(rejects(g, "linear resize of axis 1"));
 
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 1, 2, 2));
-	init(g, "sc", LM_DT_FLOAT, 1, DIMS(4), F32S(1, 1, 2, 2));
-	attr_s(node(g, "Resize", LIST("x", "", "sc"), LIST("y")),
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 1, 2, 2));
+	tg_init(g, "sc", LM_DT_FLOAT, 1, DIMS(4), F32S(1, 1, 2, 2));
+	tg_attr_s(tg_node(g, "n", "Resize", LIST("x", "", "sc"), LIST("y")),
 	       "coordinate_transformation_mode", "tf_crop_and_resize");
 	CHECK(rejects(g, "coordinate_transformation_mode "
 		      "'tf_crop_and_resize'"));
@@ -1369,26 +1294,26 @@ TEST(resize_sizes_and_rejections)
 TEST(shape_size_constants_range)
 {
 	struct fx f;
-	lm_graph *g = graph(15);
+	lm_graph *g = tg_graph(15);
 
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
-	attr_i(node(g, "Shape", LIST("x"), LIST("y")), "start", 1);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	tg_attr_i(tg_node(g, "n", "Shape", LIST("x"), LIST("y")), "start", 1);
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(fx_run(&f) == 0);
 	CHECK(same_i64(f.out[0].data, I64S(3, 4), 2));
 	fx_free(&f);
 
-	g = graph(15);
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
-	node(g, "Size", LIST("x"), LIST("y"));
+	g = tg_graph(15);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	tg_node(g, "n", "Size", LIST("x"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(fx_run(&f) == 0);
 	CHECK(same_i64(f.out[0].data, I64S(24), 1));
 	fx_free(&f);
 
-	g = graph(15);
+	g = tg_graph(15);
 	ints(g, "s", I64S(2, 3), 2);
-	lm_node *n = node(g, "ConstantOfShape", LIST("s"), LIST("y"));
+	lm_node *n = tg_node(g, "n", "ConstantOfShape", LIST("s"), LIST("y"));
 	lm_attr *a = lm_node_add_attr(n, "value", LM_ATTR_TENSOR);
 	a->t = calloc(1, sizeof(*a->t));
 	lm_tensor_alloc(a->t, LM_DT_INT64, 1, DIMS(1));
@@ -1398,11 +1323,11 @@ TEST(shape_size_constants_range)
 	CHECK(same_i64(f.out[0].data, I64S(7, 7, 7, 7, 7, 7), 6));
 	fx_free(&f);
 
-	g = graph(15);
+	g = tg_graph(15);
 	scalar(g, "a", 1);
 	scalar(g, "b", 2.2f);
 	scalar(g, "d", 0.5f);
-	node(g, "Range", LIST("a", "b", "d"), LIST("y"));
+	tg_node(g, "n", "Range", LIST("a", "b", "d"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(fx_run(&f) == 0);
 	CHECK(same_f32(OUTF(&f, 0), F32S(1, 1.5f, 2), 3));
@@ -1416,13 +1341,13 @@ TEST(reshapes_alias)
 
 	for (int i = 0; i < 4; i++) {
 		struct fx f;
-		lm_graph *g = graph(13);
-		input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 1, 3));
+		lm_graph *g = tg_graph(13);
+		tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 1, 3));
 		ints(g, "s", i == 0 ? I64S(3, 2) : I64S(1), i == 0 ? 2 : 1);
 		if (i == 1)
-			node(g, ops[i], LIST("x"), LIST("y"));
+			tg_node(g, "n", ops[i], LIST("x"), LIST("y"));
 		else
-			node(g, ops[i], LIST("x", "s"), LIST("y"));
+			tg_node(g, "n", ops[i], LIST("x", "s"), LIST("y"));
 		CHECK(fx_prepare(&f, g) == 0);
 		CHECK(f.k.alias == 1);
 		iota(&f, 0);
@@ -1439,11 +1364,11 @@ static int softmax_vs(const char *op, int64_t opset, int rank,
 		      const int64_t *dims, int64_t axis, int inplace)
 {
 	struct fx f;
-	lm_graph *g = graph(opset);
+	lm_graph *g = tg_graph(opset);
 	int ok;
 
-	input(g, "x", LM_DT_FLOAT, rank, dims);
-	attr_i(node(g, op, LIST("x"), LIST("y")), "axis", axis);
+	tg_input(g, "x", LM_DT_FLOAT, rank, dims);
+	tg_attr_i(tg_node(g, "n", op, LIST("x"), LIST("y")), "axis", axis);
 	if (fx_prepare(&f, g)) {
 		printf("  prepare: %s\n", f.e.msg);
 		fx_free(&f);
@@ -1500,18 +1425,18 @@ TEST(softmax_axes)
 TEST(layernorm_last_axis)
 {
 	struct fx f;
-	lm_graph *g = graph(17);
+	lm_graph *g = tg_graph(17);
 	float sc[48], bi[48];
 	const int rows = 5, d = 48;
 
 	fill_rand(sc, 48, 0.5f, 2);
 	fill_rand(bi, 48, -1, 1);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(rows, d));
-	init(g, "s", LM_DT_FLOAT, 1, DIMS(d), sc);
-	init(g, "b", LM_DT_FLOAT, 1, DIMS(d), bi);
-	lm_node *n = node(g, "LayerNormalization", LIST("x", "s", "b"),
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(rows, d));
+	tg_init(g, "s", LM_DT_FLOAT, 1, DIMS(d), sc);
+	tg_init(g, "b", LM_DT_FLOAT, 1, DIMS(d), bi);
+	lm_node *n = tg_node(g, "n", "LayerNormalization", LIST("x", "s", "b"),
 			  LIST("y", "mean", "istd"));
-	attr_f(n, "epsilon", 1e-3f);
+	tg_attr_f(n, "epsilon", 1e-3f);
 	CHECK(fx_prepare(&f, g) == 0);
 	fill_rand(INF_(&f, 0), rows * d, -3, 5);
 	double want[5 * 48], wm[5], wi[5];
@@ -1538,10 +1463,10 @@ TEST(layernorm_last_axis)
 	fx_free(&f);
 
 	/* axis -2, scale (d) broadcast over (3, d), no bias */
-	g = graph(17);
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
-	init(g, "s", LM_DT_FLOAT, 1, DIMS(4), F32S(1, 2, 3, 4));
-	attr_i(node(g, "LayerNormalization", LIST("x", "s"), LIST("y")),
+	g = tg_graph(17);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	tg_init(g, "s", LM_DT_FLOAT, 1, DIMS(4), F32S(1, 2, 3, 4));
+	tg_attr_i(tg_node(g, "n", "LayerNormalization", LIST("x", "s"), LIST("y")),
 	       "axis", -2);
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
@@ -1559,14 +1484,14 @@ TEST(layernorm_last_axis)
 TEST(batchnorm_and_instancenorm)
 {
 	struct fx f;
-	lm_graph *g = graph(15);
+	lm_graph *g = tg_graph(15);
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(2, 3, 1, 5));
-	init(g, "s", LM_DT_FLOAT, 1, DIMS(3), F32S(1, 2, 0.5f));
-	init(g, "b", LM_DT_FLOAT, 1, DIMS(3), F32S(0, 1, -1));
-	init(g, "m", LM_DT_FLOAT, 1, DIMS(3), F32S(1, 2, 3));
-	init(g, "v", LM_DT_FLOAT, 1, DIMS(3), F32S(4, 1, 0.25f));
-	attr_f(node(g, "BatchNormalization", LIST("x", "s", "b", "m", "v"),
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(2, 3, 1, 5));
+	tg_init(g, "s", LM_DT_FLOAT, 1, DIMS(3), F32S(1, 2, 0.5f));
+	tg_init(g, "b", LM_DT_FLOAT, 1, DIMS(3), F32S(0, 1, -1));
+	tg_init(g, "m", LM_DT_FLOAT, 1, DIMS(3), F32S(1, 2, 3));
+	tg_init(g, "v", LM_DT_FLOAT, 1, DIMS(3), F32S(4, 1, 0.25f));
+	tg_attr_f(tg_node(g, "n", "BatchNormalization", LIST("x", "s", "b", "m", "v"),
 		    LIST("y")), "epsilon", 0);
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(f.k.inplace);
@@ -1582,13 +1507,13 @@ TEST(batchnorm_and_instancenorm)
 	fx_free(&f);
 
 	/* parameters fed at run time, channels last (N, C) */
-	g = graph(15);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
-	input(g, "s", LM_DT_FLOAT, 1, DIMS(3));
-	input(g, "b", LM_DT_FLOAT, 1, DIMS(3));
-	input(g, "m", LM_DT_FLOAT, 1, DIMS(3));
-	input(g, "v", LM_DT_FLOAT, 1, DIMS(3));
-	attr_f(node(g, "BatchNormalization", LIST("x", "s", "b", "m", "v"),
+	g = tg_graph(15);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	tg_input(g, "s", LM_DT_FLOAT, 1, DIMS(3));
+	tg_input(g, "b", LM_DT_FLOAT, 1, DIMS(3));
+	tg_input(g, "m", LM_DT_FLOAT, 1, DIMS(3));
+	tg_input(g, "v", LM_DT_FLOAT, 1, DIMS(3));
+	tg_attr_f(tg_node(g, "n", "BatchNormalization", LIST("x", "s", "b", "m", "v"),
 		    LIST("y")), "epsilon", 0);
 	CHECK(fx_prepare(&f, g) == 0);
 	CHECK(f.k.scratch_bytes >= 6 * sizeof(float));
@@ -1605,11 +1530,11 @@ TEST(batchnorm_and_instancenorm)
 
 	/* InstanceNormalization: each (n, c) plane of 0..3 + 4k has mean
 	 * 1.5 + 4k and variance 1.25. */
-	g = graph(15);
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 2, 4));
-	init(g, "s", LM_DT_FLOAT, 1, DIMS(2), F32S(1, 2));
-	init(g, "b", LM_DT_FLOAT, 1, DIMS(2), F32S(0, 10));
-	node(g, "InstanceNormalization", LIST("x", "s", "b"), LIST("y"));
+	g = tg_graph(15);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 2, 4));
+	tg_init(g, "s", LM_DT_FLOAT, 1, DIMS(2), F32S(1, 2));
+	tg_init(g, "b", LM_DT_FLOAT, 1, DIMS(2), F32S(0, 10));
+	tg_node(g, "n", "InstanceNormalization", LIST("x", "s", "b"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
 	CHECK(fx_run(&f) == 0);
@@ -1625,11 +1550,11 @@ TEST(batchnorm_and_instancenorm)
 TEST(reductions)
 {
 	struct fx f;
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 
 	/* ReduceMean over axis 1 of (2,3,4), keepdims */
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
-	attr_is(node(g, "ReduceMean", LIST("x"), LIST("y")), "axes", I64S(1),
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	tg_attr_is(tg_node(g, "n", "ReduceMean", LIST("x"), LIST("y")), "axes", I64S(1),
 		1);
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
@@ -1638,10 +1563,10 @@ TEST(reductions)
 	fx_free(&f);
 
 	/* ReduceSum-13 over axes (0, 2) from an input, no keepdims */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
 	ints(g, "ax", I64S(0, -1), 2);
-	attr_i(node(g, "ReduceSum", LIST("x", "ax"), LIST("y")), "keepdims",
+	tg_attr_i(tg_node(g, "n", "ReduceSum", LIST("x", "ax"), LIST("y")), "keepdims",
 	       0);
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
@@ -1651,9 +1576,9 @@ TEST(reductions)
 	fx_free(&f);
 
 	/* ReduceMax over everything, with a NaN somewhere else */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 37));
-	attr_i(node(g, "ReduceMax", LIST("x"), LIST("y")), "keepdims", 0);
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 37));
+	tg_attr_i(tg_node(g, "n", "ReduceMax", LIST("x"), LIST("y")), "keepdims", 0);
 	CHECK(fx_prepare(&f, g) == 0);
 	fill_rand(INF_(&f, 0), 111, -5, 5);
 	INF_(&f, 0)[77] = 9;
@@ -1665,10 +1590,10 @@ TEST(reductions)
 	fx_free(&f);
 
 	/* ReduceMean-18, last axis of (4, 100) */
-	g = graph(18);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(4, 100));
+	g = tg_graph(18);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(4, 100));
 	ints(g, "ax", I64S(1), 1);
-	node(g, "ReduceMean", LIST("x", "ax"), LIST("y"));
+	tg_node(g, "n", "ReduceMean", LIST("x", "ax"), LIST("y"));
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
 	CHECK(fx_run(&f) == 0);
@@ -1676,9 +1601,9 @@ TEST(reductions)
 	fx_free(&f);
 
 	/* noop_with_empty_axes: a copy */
-	g = graph(18);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
-	attr_i(node(g, "ReduceSum", LIST("x"), LIST("y")),
+	g = tg_graph(18);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	tg_attr_i(tg_node(g, "n", "ReduceSum", LIST("x"), LIST("y")),
 	       "noop_with_empty_axes", 1);
 	CHECK(fx_prepare(&f, g) == 0);
 	iota(&f, 0);
@@ -1693,66 +1618,66 @@ TEST(prepare_rejections)
 {
 	lm_graph *g;
 
-	g = graph(20);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
-	attr_s(node(g, "Gelu", LIST("x"), LIST("y")), "approximate", "erf");
+	g = tg_graph(20);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	tg_attr_s(tg_node(g, "n", "Gelu", LIST("x"), LIST("y")), "approximate", "erf");
 	CHECK(rejects(g, "approximate 'erf' is not supported"));
 
-	g = graph(17);
-	input(g, "a", LM_DT_UINT8, 1, DIMS(3));
-	input(g, "b", LM_DT_UINT8, 1, DIMS(3));
-	node(g, "Add", LIST("a", "b"), LIST("y"));
+	g = tg_graph(17);
+	tg_input(g, "a", LM_DT_UINT8, 1, DIMS(3));
+	tg_input(g, "b", LM_DT_UINT8, 1, DIMS(3));
+	tg_node(g, "n", "Add", LIST("a", "b"), LIST("y"));
 	CHECK(rejects(g, "input 'a' has element type uint8"));
 
-	g = graph(17);
-	input(g, "x", LM_DT_INT64, 1, DIMS(3));
-	node(g, "Sigmoid", LIST("x"), LIST("y"));
+	g = tg_graph(17);
+	tg_input(g, "x", LM_DT_INT64, 1, DIMS(3));
+	tg_node(g, "n", "Sigmoid", LIST("x"), LIST("y"));
 	CHECK(rejects(g, "only float32"));
 
-	g = graph(17);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
-	attr_i(node(g, "Cast", LIST("x"), LIST("y")), "to", LM_DT_FLOAT16);
+	g = tg_graph(17);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	tg_attr_i(tg_node(g, "n", "Cast", LIST("x"), LIST("y")), "to", LM_DT_FLOAT16);
 	CHECK(rejects(g, "cast to float16 is not supported"));
 
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
-	init(g, "r", LM_DT_FLOAT, 0, NULL, F32S(0.5f));
-	init(g, "t", LM_DT_BOOL, 0, NULL, ((const uint8_t[]){ 1 }));
-	node(g, "Dropout", LIST("x", "r", "t"), LIST("y"));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	tg_init(g, "r", LM_DT_FLOAT, 0, NULL, F32S(0.5f));
+	tg_init(g, "t", LM_DT_BOOL, 0, NULL, ((const uint8_t[]){ 1 }));
+	tg_node(g, "n", "Dropout", LIST("x", "r", "t"), LIST("y"));
 	CHECK(rejects(g, "training mode is not supported"));
 
-	g = graph(15);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	g = tg_graph(15);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
 	for (int i = 0; i < 4; i++) {
 		static const char *const nm[] = { "s", "b", "m", "v" };
-		init(g, nm[i], LM_DT_FLOAT, 1, DIMS(3), F32S(1, 1, 1));
+		tg_init(g, nm[i], LM_DT_FLOAT, 1, DIMS(3), F32S(1, 1, 1));
 	}
-	attr_i(node(g, "BatchNormalization", LIST("x", "s", "b", "m", "v"),
+	tg_attr_i(tg_node(g, "n", "BatchNormalization", LIST("x", "s", "b", "m", "v"),
 		    LIST("y")), "training_mode", 1);
 	CHECK(rejects(g, "training_mode 1 is not supported"));
 
-	g = graph(17);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
-	init(g, "s", LM_DT_FLOAT, 1, DIMS(3), F32S(1, 1, 1));
-	attr_i(node(g, "LayerNormalization", LIST("x", "s"), LIST("y")),
+	g = tg_graph(17);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	tg_init(g, "s", LM_DT_FLOAT, 1, DIMS(3), F32S(1, 1, 1));
+	tg_attr_i(tg_node(g, "n", "LayerNormalization", LIST("x", "s"), LIST("y")),
 	       "stash_type", LM_DT_DOUBLE);
 	CHECK(rejects(g, "stash_type 11 is not supported"));
 
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
 	ints(g, "p", I64S(1, 1), 2);
-	attr_s(node(g, "Pad", LIST("x", "p"), LIST("y")), "mode", "mirror");
+	tg_attr_s(tg_node(g, "n", "Pad", LIST("x", "p"), LIST("y")), "mode", "mirror");
 	CHECK(rejects(g, "mode 'mirror' is not supported"));
 
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
-	input(g, "p", LM_DT_INT64, 1, DIMS(3));
-	node(g, "Pow", LIST("x", "p"), LIST("y"));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(3));
+	tg_input(g, "p", LM_DT_INT64, 1, DIMS(3));
+	tg_node(g, "n", "Pow", LIST("x", "p"), LIST("y"));
 	CHECK(rejects(g, "exponent 'p' is int64"));
 
-	g = graph(13);
-	input(g, "x", LM_DT_INT64, 1, DIMS(3));
-	node(g, "Softmax", LIST("x"), LIST("y"));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_INT64, 1, DIMS(3));
+	tg_node(g, "n", "Softmax", LIST("x"), LIST("y"));
 	CHECK(rejects(g, "input 'x' has element type int64"));
 }
 

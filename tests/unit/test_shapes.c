@@ -7,6 +7,7 @@
  */
 #include "lamina/graph.h"
 #include "harness.h"
+#include "testgraph.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -23,82 +24,11 @@
 #define I64S(...) ((const int64_t[]){ __VA_ARGS__ }),                   \
 	(int)(sizeof((const int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t))
 
-static lm_graph *graph(int64_t opset)
-{
-	lm_graph *g = lm_graph_create("test");
-	if (g)
-		g->opset = opset;
-	return g;
-}
-
-static int input(lm_graph *g, const char *name, lm_dtype dt, int rank,
-		 const int64_t *dims)
-{
-	int v = lm_graph_add_value(g, name, LM_VAL_INPUT, NULL);
-	if (v < 0)
-		return v;
-	lm_value_set_shape(&g->values[v], dt, rank, dims);
-	lm_graph_add_input(g, v);
-	return v;
-}
-
-/* An initializer with a copy of vals (zeros when vals is NULL). */
-static int init(lm_graph *g, const char *name, lm_dtype dt, int rank,
-		const int64_t *dims, const void *vals)
-{
-	int v = lm_graph_add_value(g, name, LM_VAL_INITIALIZER, NULL);
-	if (v < 0)
-		return v;
-	lm_value *x = &g->values[v];
-	lm_value_set_shape(x, dt, rank, dims);
-	x->nbytes = lm_value_bytes(x);
-	x->data = calloc(1, x->nbytes ? x->nbytes : 1);
-	if (!x->data)
-		return -ENOMEM;
-	if (vals)
-		memcpy(x->data, vals, x->nbytes);
-	return v;
-}
-
 /* A 1-D int64 initializer. */
 static int ints(lm_graph *g, const char *name, const int64_t *vals, int n)
 {
 	int64_t len = n;
-	return init(g, name, LM_DT_INT64, 1, &len, vals);
-}
-
-static lm_node *node(lm_graph *g, const char *name, const char *op,
-		     const char *const *in, int nin, const char *const *out,
-		     int nout)
-{
-	int ni = lm_graph_add_node(g, name, op, "", in, nin, out, nout, NULL);
-	return ni < 0 ? NULL : &g->nodes[ni];
-}
-
-static void attr_i(lm_node *n, const char *name, int64_t v)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_INT);
-	if (a)
-		a->i = v;
-}
-
-static void attr_is(lm_node *n, const char *name, const int64_t *v, int cnt)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_INTS);
-	if (!a)
-		return;
-	a->ints = malloc(sizeof(int64_t) * (size_t)cnt);
-	if (a->ints) {
-		memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
-		a->n = cnt;
-	}
-}
-
-static void attr_s(lm_node *n, const char *name, const char *s)
-{
-	lm_attr *a = lm_node_add_attr(n, name, LM_ATTR_STRING);
-	if (a)
-		a->s = strdup(s);
+	return tg_init(g, name, LM_DT_INT64, 1, &len, vals);
 }
 
 /* A tensor attribute holding a copy of vals. */
@@ -174,39 +104,39 @@ static int failed_with(int rc, const lm_error *e, const char *what)
 
 TEST(conv_output_shapes)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	lm_node *n;
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 32, 32));
-	input(g, "xd", LM_DT_FLOAT, 4, DIMS(1, 8, 16, 16));
-	input(g, "x7", LM_DT_FLOAT, 4, DIMS(1, 3, 7, 7));
-	input(g, "x1", LM_DT_FLOAT, 4, DIMS(1, 3, 1, 1));
-	init(g, "w", LM_DT_FLOAT, 4, DIMS(8, 3, 3, 3), NULL);
-	init(g, "w1", LM_DT_FLOAT, 4, DIMS(8, 3, 1, 1), NULL);
-	init(g, "wd", LM_DT_FLOAT, 4, DIMS(8, 1, 3, 3), NULL);
-	init(g, "b", LM_DT_FLOAT, 1, DIMS(8), NULL);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 32, 32));
+	tg_input(g, "xd", LM_DT_FLOAT, 4, DIMS(1, 8, 16, 16));
+	tg_input(g, "x7", LM_DT_FLOAT, 4, DIMS(1, 3, 7, 7));
+	tg_input(g, "x1", LM_DT_FLOAT, 4, DIMS(1, 3, 1, 1));
+	tg_init(g, "w", LM_DT_FLOAT, 4, DIMS(8, 3, 3, 3), NULL);
+	tg_init(g, "w1", LM_DT_FLOAT, 4, DIMS(8, 3, 1, 1), NULL);
+	tg_init(g, "wd", LM_DT_FLOAT, 4, DIMS(8, 1, 3, 3), NULL);
+	tg_init(g, "b", LM_DT_FLOAT, 1, DIMS(8), NULL);
 
-	n = node(g, "pad1", "Conv", LIST("x", "w", "b"), LIST("y_pad"));
-	attr_is(n, "pads", I64S(1, 1, 1, 1));
-	n = node(g, "stride2", "Conv", LIST("x", "w"), LIST("y_stride"));
-	attr_is(n, "strides", I64S(2, 2));
-	n = node(g, "dil2", "Conv", LIST("x", "w"), LIST("y_dil"));
-	attr_is(n, "dilations", I64S(2, 2));
-	n = node(g, "dw", "Conv", LIST("xd", "wd"), LIST("y_dw"));
-	attr_i(n, "group", 8);
-	attr_is(n, "pads", I64S(1, 1, 1, 1));
-	attr_is(n, "strides", I64S(2, 2));
-	attr_is(n, "kernel_shape", I64S(3, 3));
-	n = node(g, "same", "Conv", LIST("x7", "w"), LIST("y_same"));
-	attr_s(n, "auto_pad", "SAME_UPPER");
-	attr_is(n, "strides", I64S(2, 2));
-	n = node(g, "valid", "Conv", LIST("x7", "w"), LIST("y_valid"));
-	attr_s(n, "auto_pad", "VALID");
-	attr_is(n, "strides", I64S(2, 2));
-	node(g, "px1", "Conv", LIST("x1", "w1"), LIST("y_1x1"));
-	n = node(g, "px1k3", "Conv", LIST("x1", "w"), LIST("y_1x1k3"));
-	attr_is(n, "pads", I64S(1, 1, 1, 1));
+	n = tg_node(g, "pad1", "Conv", LIST("x", "w", "b"), LIST("y_pad"));
+	tg_attr_is(n, "pads", I64S(1, 1, 1, 1));
+	n = tg_node(g, "stride2", "Conv", LIST("x", "w"), LIST("y_stride"));
+	tg_attr_is(n, "strides", I64S(2, 2));
+	n = tg_node(g, "dil2", "Conv", LIST("x", "w"), LIST("y_dil"));
+	tg_attr_is(n, "dilations", I64S(2, 2));
+	n = tg_node(g, "dw", "Conv", LIST("xd", "wd"), LIST("y_dw"));
+	tg_attr_i(n, "group", 8);
+	tg_attr_is(n, "pads", I64S(1, 1, 1, 1));
+	tg_attr_is(n, "strides", I64S(2, 2));
+	tg_attr_is(n, "kernel_shape", I64S(3, 3));
+	n = tg_node(g, "same", "Conv", LIST("x7", "w"), LIST("y_same"));
+	tg_attr_s(n, "auto_pad", "SAME_UPPER");
+	tg_attr_is(n, "strides", I64S(2, 2));
+	n = tg_node(g, "valid", "Conv", LIST("x7", "w"), LIST("y_valid"));
+	tg_attr_s(n, "auto_pad", "VALID");
+	tg_attr_is(n, "strides", I64S(2, 2));
+	tg_node(g, "px1", "Conv", LIST("x1", "w1"), LIST("y_1x1"));
+	n = tg_node(g, "px1k3", "Conv", LIST("x1", "w"), LIST("y_1x1k3"));
+	tg_attr_is(n, "pads", I64S(1, 1, 1, 1));
 
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y_pad", 4, DIMS(1, 8, 32, 32));
@@ -223,12 +153,12 @@ TEST(conv_output_shapes)
 
 TEST(conv_channel_mismatch)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 4, 8, 8));
-	init(g, "w", LM_DT_FLOAT, 4, DIMS(8, 3, 3, 3), NULL);
-	node(g, "c", "Conv", LIST("x", "w"), LIST("y"));
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 4, 8, 8));
+	tg_init(g, "w", LM_DT_FLOAT, 4, DIMS(8, 3, 3, 3), NULL);
+	tg_node(g, "c", "Conv", LIST("x", "w"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "node 'c' (Conv): input 'x' has "
 			  "4 channels"));
 	lm_graph_free(g);
@@ -236,41 +166,41 @@ TEST(conv_channel_mismatch)
 
 TEST(conv_rank_mismatch)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 8, 8));
-	init(g, "w", LM_DT_FLOAT, 3, DIMS(8, 3, 3), NULL);
-	node(g, "c", "Conv", LIST("x", "w"), LIST("y"));
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 8, 8));
+	tg_init(g, "w", LM_DT_FLOAT, 3, DIMS(8, 3, 3), NULL);
+	tg_node(g, "c", "Conv", LIST("x", "w"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "weight 'w' has rank 3"));
 	lm_graph_free(g);
 }
 
 TEST(conv_transpose_shapes)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	lm_node *n;
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 8, 7, 7));
-	init(g, "w", LM_DT_FLOAT, 4, DIMS(8, 4, 3, 3), NULL);
-	init(g, "wg", LM_DT_FLOAT, 4, DIMS(8, 2, 4, 4), NULL);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 8, 7, 7));
+	tg_init(g, "w", LM_DT_FLOAT, 4, DIMS(8, 4, 3, 3), NULL);
+	tg_init(g, "wg", LM_DT_FLOAT, 4, DIMS(8, 2, 4, 4), NULL);
 	/* 2 * (7 - 1) + 1 + 3 - 2 = 14 */
-	n = node(g, "up", "ConvTranspose", LIST("x", "w"), LIST("y"));
-	attr_is(n, "strides", I64S(2, 2));
-	attr_is(n, "pads", I64S(1, 1, 1, 1));
-	attr_is(n, "output_padding", I64S(1, 1));
+	n = tg_node(g, "up", "ConvTranspose", LIST("x", "w"), LIST("y"));
+	tg_attr_is(n, "strides", I64S(2, 2));
+	tg_attr_is(n, "pads", I64S(1, 1, 1, 1));
+	tg_attr_is(n, "output_padding", I64S(1, 1));
 	/* groups of 2: 2 * 2 = 4 output channels; 2 * 6 + 4 - 2 = 14 */
-	n = node(g, "upg", "ConvTranspose", LIST("x", "wg"), LIST("yg"));
-	attr_i(n, "group", 2);
-	attr_is(n, "strides", I64S(2, 2));
-	attr_is(n, "pads", I64S(1, 1, 1, 1));
-	n = node(g, "ups", "ConvTranspose", LIST("x", "w"), LIST("ys"));
-	attr_is(n, "output_shape", I64S(20, 21));
-	attr_is(n, "strides", I64S(3, 3));
-	n = node(g, "same", "ConvTranspose", LIST("x", "w"), LIST("ysame"));
-	attr_s(n, "auto_pad", "SAME_UPPER");
-	attr_is(n, "strides", I64S(2, 2));
+	n = tg_node(g, "upg", "ConvTranspose", LIST("x", "wg"), LIST("yg"));
+	tg_attr_i(n, "group", 2);
+	tg_attr_is(n, "strides", I64S(2, 2));
+	tg_attr_is(n, "pads", I64S(1, 1, 1, 1));
+	n = tg_node(g, "ups", "ConvTranspose", LIST("x", "w"), LIST("ys"));
+	tg_attr_is(n, "output_shape", I64S(20, 21));
+	tg_attr_is(n, "strides", I64S(3, 3));
+	n = tg_node(g, "same", "ConvTranspose", LIST("x", "w"), LIST("ysame"));
+	tg_attr_s(n, "auto_pad", "SAME_UPPER");
+	tg_attr_is(n, "strides", I64S(2, 2));
 
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y", 4, DIMS(1, 4, 14, 14));
@@ -282,27 +212,27 @@ TEST(conv_transpose_shapes)
 
 TEST(pool_ceil_mode)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	lm_node *n;
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 2, 6, 6));
-	input(g, "x4", LM_DT_FLOAT, 4, DIMS(1, 2, 4, 4));
-	n = node(g, "floor", "MaxPool", LIST("x"), LIST("y_floor"));
-	attr_is(n, "kernel_shape", I64S(3, 3));
-	attr_is(n, "strides", I64S(2, 2));
-	n = node(g, "ceil", "MaxPool", LIST("x"), LIST("y_ceil", "idx"));
-	attr_is(n, "kernel_shape", I64S(3, 3));
-	attr_is(n, "strides", I64S(2, 2));
-	attr_i(n, "ceil_mode", 1);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 2, 6, 6));
+	tg_input(g, "x4", LM_DT_FLOAT, 4, DIMS(1, 2, 4, 4));
+	n = tg_node(g, "floor", "MaxPool", LIST("x"), LIST("y_floor"));
+	tg_attr_is(n, "kernel_shape", I64S(3, 3));
+	tg_attr_is(n, "strides", I64S(2, 2));
+	n = tg_node(g, "ceil", "MaxPool", LIST("x"), LIST("y_ceil", "idx"));
+	tg_attr_is(n, "kernel_shape", I64S(3, 3));
+	tg_attr_is(n, "strides", I64S(2, 2));
+	tg_attr_i(n, "ceil_mode", 1);
 	/* ceil would give 3, but the third window would start in the end
 	 * padding, so it is dropped. */
-	n = node(g, "edge", "AveragePool", LIST("x4"), LIST("y_edge"));
-	attr_is(n, "kernel_shape", I64S(2, 2));
-	attr_is(n, "strides", I64S(2, 2));
-	attr_is(n, "pads", I64S(0, 0, 1, 1));
-	attr_i(n, "ceil_mode", 1);
-	node(g, "gap", "GlobalAveragePool", LIST("x"), LIST("y_gap"));
+	n = tg_node(g, "edge", "AveragePool", LIST("x4"), LIST("y_edge"));
+	tg_attr_is(n, "kernel_shape", I64S(2, 2));
+	tg_attr_is(n, "strides", I64S(2, 2));
+	tg_attr_is(n, "pads", I64S(0, 0, 1, 1));
+	tg_attr_i(n, "ceil_mode", 1);
+	tg_node(g, "gap", "GlobalAveragePool", LIST("x"), LIST("y_gap"));
 
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y_floor", 4, DIMS(1, 2, 2, 2));
@@ -316,41 +246,41 @@ TEST(pool_ceil_mode)
 
 TEST(gemm_transb)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	lm_node *n;
 
-	input(g, "a", LM_DT_FLOAT, 2, DIMS(4, 8));
-	init(g, "b", LM_DT_FLOAT, 2, DIMS(16, 8), NULL);
-	init(g, "c", LM_DT_FLOAT, 1, DIMS(16), NULL);
-	n = node(g, "fc", "Gemm", LIST("a", "b", "c"), LIST("y"));
-	attr_i(n, "transB", 1);
+	tg_input(g, "a", LM_DT_FLOAT, 2, DIMS(4, 8));
+	tg_init(g, "b", LM_DT_FLOAT, 2, DIMS(16, 8), NULL);
+	tg_init(g, "c", LM_DT_FLOAT, 1, DIMS(16), NULL);
+	n = tg_node(g, "fc", "Gemm", LIST("a", "b", "c"), LIST("y"));
+	tg_attr_i(n, "transB", 1);
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y", 2, DIMS(4, 16));
 	lm_graph_free(g);
 
 	/* Without transB the inner dims (8 and 16) differ. */
-	g = graph(13);
-	input(g, "a", LM_DT_FLOAT, 2, DIMS(4, 8));
-	init(g, "b", LM_DT_FLOAT, 2, DIMS(16, 8), NULL);
-	node(g, "fc", "Gemm", LIST("a", "b"), LIST("y"));
+	g = tg_graph(13);
+	tg_input(g, "a", LM_DT_FLOAT, 2, DIMS(4, 8));
+	tg_init(g, "b", LM_DT_FLOAT, 2, DIMS(16, 8), NULL);
+	tg_node(g, "fc", "Gemm", LIST("a", "b"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "inner dims differ"));
 	lm_graph_free(g);
 }
 
 TEST(matmul_broadcast_and_1d)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "a4", LM_DT_FLOAT, 4, DIMS(2, 1, 4, 5));
-	input(g, "b3", LM_DT_FLOAT, 3, DIMS(3, 5, 6));
-	input(g, "v5", LM_DT_FLOAT, 1, DIMS(5));
-	input(g, "a3", LM_DT_FLOAT, 3, DIMS(2, 3, 5));
-	node(g, "batched", "MatMul", LIST("a4", "b3"), LIST("y_b"));
-	node(g, "vec_mat", "MatMul", LIST("v5", "b3"), LIST("y_vm"));
-	node(g, "mat_vec", "MatMul", LIST("a3", "v5"), LIST("y_mv"));
-	node(g, "dot", "MatMul", LIST("v5", "v5"), LIST("y_dot"));
+	tg_input(g, "a4", LM_DT_FLOAT, 4, DIMS(2, 1, 4, 5));
+	tg_input(g, "b3", LM_DT_FLOAT, 3, DIMS(3, 5, 6));
+	tg_input(g, "v5", LM_DT_FLOAT, 1, DIMS(5));
+	tg_input(g, "a3", LM_DT_FLOAT, 3, DIMS(2, 3, 5));
+	tg_node(g, "batched", "MatMul", LIST("a4", "b3"), LIST("y_b"));
+	tg_node(g, "vec_mat", "MatMul", LIST("v5", "b3"), LIST("y_vm"));
+	tg_node(g, "mat_vec", "MatMul", LIST("a3", "v5"), LIST("y_mv"));
+	tg_node(g, "dot", "MatMul", LIST("v5", "v5"), LIST("y_dot"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y_b", 4, DIMS(2, 3, 4, 6));
 	CHECK_SHAPE(g, "y_vm", 2, DIMS(3, 6));
@@ -361,14 +291,14 @@ TEST(matmul_broadcast_and_1d)
 
 TEST(broadcast_add)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "a", LM_DT_FLOAT, 3, DIMS(2, 1, 4));
-	input(g, "b", LM_DT_FLOAT, 2, DIMS(3, 1));
-	input(g, "c", LM_DT_FLOAT, 3, DIMS(2, 1, 4));
-	node(g, "add", "Add", LIST("a", "b"), LIST("y"));
-	node(g, "eq", "Equal", LIST("a", "c"), LIST("m"));
+	tg_input(g, "a", LM_DT_FLOAT, 3, DIMS(2, 1, 4));
+	tg_input(g, "b", LM_DT_FLOAT, 2, DIMS(3, 1));
+	tg_input(g, "c", LM_DT_FLOAT, 3, DIMS(2, 1, 4));
+	tg_node(g, "add", "Add", LIST("a", "b"), LIST("y"));
+	tg_node(g, "eq", "Equal", LIST("a", "c"), LIST("m"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y", 3, DIMS(2, 3, 4));
 	CHECK_SHAPE(g, "m", 3, DIMS(2, 1, 4));
@@ -378,12 +308,12 @@ TEST(broadcast_add)
 
 TEST(broadcast_mismatch)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "a", LM_DT_FLOAT, 2, DIMS(2, 3));
-	input(g, "b", LM_DT_FLOAT, 1, DIMS(4));
-	node(g, "add", "Add", LIST("a", "b"), LIST("y"));
+	tg_input(g, "a", LM_DT_FLOAT, 2, DIMS(2, 3));
+	tg_input(g, "b", LM_DT_FLOAT, 1, DIMS(4));
+	tg_node(g, "add", "Add", LIST("a", "b"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "node 'add' (Add): shapes 2x3 "
 			  "and 4 cannot be broadcast"));
 	lm_graph_free(g);
@@ -391,16 +321,16 @@ TEST(broadcast_mismatch)
 
 TEST(reshape_zero_and_minus_one)
 {
-	lm_graph *g = graph(14);
+	lm_graph *g = tg_graph(14);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
 	ints(g, "s1", I64S(0, -1));
 	ints(g, "s2", I64S(-1, 4));
 	ints(g, "s3", I64S(0, 0, 2, 2));
-	node(g, "r1", "Reshape", LIST("x", "s1"), LIST("y1"));
-	node(g, "r2", "Reshape", LIST("x", "s2"), LIST("y2"));
-	node(g, "r3", "Reshape", LIST("x", "s3"), LIST("y3"));
+	tg_node(g, "r1", "Reshape", LIST("x", "s1"), LIST("y1"));
+	tg_node(g, "r2", "Reshape", LIST("x", "s2"), LIST("y2"));
+	tg_node(g, "r3", "Reshape", LIST("x", "s3"), LIST("y3"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y1", 2, DIMS(2, 12));
 	CHECK_SHAPE(g, "y2", 2, DIMS(6, 4));
@@ -408,22 +338,22 @@ TEST(reshape_zero_and_minus_one)
 	lm_graph_free(g);
 
 	/* 24 elements do not make 5 x 5. */
-	g = graph(14);
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	g = tg_graph(14);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
 	ints(g, "s", I64S(5, 5));
-	node(g, "r", "Reshape", LIST("x", "s"), LIST("y"));
+	tg_node(g, "r", "Reshape", LIST("x", "s"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "cannot reshape"));
 	lm_graph_free(g);
 }
 
 TEST(reshape_shape_not_constant)
 {
-	lm_graph *g = graph(14);
+	lm_graph *g = tg_graph(14);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
-	input(g, "s", LM_DT_INT64, 1, DIMS(2));
-	node(g, "r", "Reshape", LIST("x", "s"), LIST("y"));
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	tg_input(g, "s", LM_DT_INT64, 1, DIMS(2));
+	tg_node(g, "r", "Reshape", LIST("x", "s"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "node 'r' (Reshape): shape input "
 			  "'s' is not a constant"));
 	lm_graph_free(g);
@@ -431,10 +361,10 @@ TEST(reshape_shape_not_constant)
 
 TEST(slice_negative_indices_and_steps)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(10, 8));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(10, 8));
 	ints(g, "m3", I64S(-3));
 	ints(g, "m1", I64S(-1));
 	ints(g, "big", I64S(INT64_MAX));
@@ -445,15 +375,15 @@ TEST(slice_negative_indices_and_steps)
 	ints(g, "seven", I64S(7));
 	ints(g, "neg2", I64S(-2));
 	/* last three rows */
-	node(g, "tail", "Slice", LIST("x", "m3", "big", "ax0"), LIST("y1"));
+	tg_node(g, "tail", "Slice", LIST("x", "m3", "big", "ax0"), LIST("y1"));
 	/* columns reversed */
-	node(g, "rev", "Slice", LIST("x", "m1", "small", "axm1", "m1"),
+	tg_node(g, "rev", "Slice", LIST("x", "m1", "small", "axm1", "m1"),
 	     LIST("y2"));
 	/* rows 7, 5, 3 */
-	node(g, "back2", "Slice", LIST("x", "seven", "one", "ax0", "neg2"),
+	tg_node(g, "back2", "Slice", LIST("x", "seven", "one", "ax0", "neg2"),
 	     LIST("y3"));
 	/* columns 1..6 */
-	node(g, "mid", "Slice", LIST("x", "one", "m1", "axm1"), LIST("y4"));
+	tg_node(g, "mid", "Slice", LIST("x", "one", "m1", "axm1"), LIST("y4"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y1", 2, DIMS(3, 8));
 	CHECK_SHAPE(g, "y2", 2, DIMS(10, 8));
@@ -462,11 +392,11 @@ TEST(slice_negative_indices_and_steps)
 	lm_graph_free(g);
 
 	/* Opset 9: starts, ends and axes are attributes. */
-	g = graph(9);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(10, 8));
-	lm_node *n = node(g, "s9", "Slice", LIST("x"), LIST("y"));
-	attr_is(n, "starts", I64S(2, -4));
-	attr_is(n, "ends", I64S(100, -1));
+	g = tg_graph(9);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(10, 8));
+	lm_node *n = tg_node(g, "s9", "Slice", LIST("x"), LIST("y"));
+	tg_attr_is(n, "starts", I64S(2, -4));
+	tg_attr_is(n, "ends", I64S(100, -1));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y", 2, DIMS(8, 3));
 	lm_graph_free(g);
@@ -474,13 +404,13 @@ TEST(slice_negative_indices_and_steps)
 
 TEST(concat_negative_axis)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "a", LM_DT_FLOAT, 2, DIMS(2, 3));
-	input(g, "b", LM_DT_FLOAT, 2, DIMS(2, 5));
-	lm_node *n = node(g, "cat", "Concat", LIST("a", "b"), LIST("y"));
-	attr_i(n, "axis", -1);
+	tg_input(g, "a", LM_DT_FLOAT, 2, DIMS(2, 3));
+	tg_input(g, "b", LM_DT_FLOAT, 2, DIMS(2, 5));
+	lm_node *n = tg_node(g, "cat", "Concat", LIST("a", "b"), LIST("y"));
+	tg_attr_i(n, "axis", -1);
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y", 2, DIMS(2, 8));
 	lm_graph_free(g);
@@ -488,16 +418,16 @@ TEST(concat_negative_axis)
 
 TEST(split_equal_and_sized)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	lm_node *n;
 
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 6));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 6));
 	ints(g, "sizes", I64S(1, 5));
-	n = node(g, "eq", "Split", LIST("x"), LIST("e0", "e1", "e2"));
-	attr_i(n, "axis", 1);
-	n = node(g, "sized", "Split", LIST("x", "sizes"), LIST("s0", "s1"));
-	attr_i(n, "axis", -1);
+	n = tg_node(g, "eq", "Split", LIST("x"), LIST("e0", "e1", "e2"));
+	tg_attr_i(n, "axis", 1);
+	n = tg_node(g, "sized", "Split", LIST("x", "sizes"), LIST("s0", "s1"));
+	tg_attr_i(n, "axis", -1);
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "e0", 2, DIMS(2, 2));
 	CHECK_SHAPE(g, "e2", 2, DIMS(2, 2));
@@ -506,20 +436,20 @@ TEST(split_equal_and_sized)
 	lm_graph_free(g);
 
 	/* Opset 18's num_outputs: ceil(10 / 4) = 3, the last takes 1. */
-	g = graph(18);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(10));
-	n = node(g, "n4", "Split", LIST("x"), LIST("a", "b", "c", "d"));
-	attr_i(n, "num_outputs", 4);
+	g = tg_graph(18);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(10));
+	n = tg_node(g, "n4", "Split", LIST("x"), LIST("a", "b", "c", "d"));
+	tg_attr_i(n, "num_outputs", 4);
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "a", 1, DIMS(3));
 	CHECK_SHAPE(g, "d", 1, DIMS(1));
 	lm_graph_free(g);
 
 	/* Opset 11: split is an attribute; sizes must add up. */
-	g = graph(11);
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(10));
-	n = node(g, "bad", "Split", LIST("x"), LIST("a", "b"));
-	attr_is(n, "split", I64S(3, 4));
+	g = tg_graph(11);
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(10));
+	n = tg_node(g, "bad", "Split", LIST("x"), LIST("a", "b"));
+	tg_attr_is(n, "split", I64S(3, 4));
 	CHECK(failed_with(infer(g, &e), &e, "split sizes add up to 7 but "
 			  "axis 0 has size 10"));
 	lm_graph_free(g);
@@ -527,16 +457,16 @@ TEST(split_equal_and_sized)
 
 TEST(squeeze_unsqueeze_opset11)
 {
-	lm_graph *g = graph(11);
+	lm_graph *g = tg_graph(11);
 	lm_error e = { "" };
 	lm_node *n;
 
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 4));
-	n = node(g, "u", "Unsqueeze", LIST("x"), LIST("u"));
-	attr_is(n, "axes", I64S(0, -1));
-	n = node(g, "s", "Squeeze", LIST("u"), LIST("s"));
-	attr_is(n, "axes", I64S(0));
-	node(g, "sall", "Squeeze", LIST("u"), LIST("sall"));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 4));
+	n = tg_node(g, "u", "Unsqueeze", LIST("x"), LIST("u"));
+	tg_attr_is(n, "axes", I64S(0, -1));
+	n = tg_node(g, "s", "Squeeze", LIST("u"), LIST("s"));
+	tg_attr_is(n, "axes", I64S(0));
+	tg_node(g, "sall", "Squeeze", LIST("u"), LIST("sall"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "u", 4, DIMS(1, 3, 4, 1));
 	CHECK_SHAPE(g, "s", 3, DIMS(3, 4, 1));
@@ -544,25 +474,25 @@ TEST(squeeze_unsqueeze_opset11)
 	lm_graph_free(g);
 
 	/* Squeezing an axis that is not 1 is an error. */
-	g = graph(11);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 4));
-	n = node(g, "s", "Squeeze", LIST("x"), LIST("s"));
-	attr_is(n, "axes", I64S(1));
+	g = tg_graph(11);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 4));
+	n = tg_node(g, "s", "Squeeze", LIST("x"), LIST("s"));
+	tg_attr_is(n, "axes", I64S(1));
 	CHECK(failed_with(infer(g, &e), &e, "cannot squeeze axis 1"));
 	lm_graph_free(g);
 }
 
 TEST(squeeze_unsqueeze_opset13)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 4));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 4));
 	ints(g, "ax", I64S(1, 3));
 	ints(g, "ax1", I64S(-1));
-	node(g, "u", "Unsqueeze", LIST("x", "ax"), LIST("u"));
-	node(g, "s", "Squeeze", LIST("u", "ax1"), LIST("s"));
-	node(g, "sall", "Squeeze", LIST("u"), LIST("sall"));
+	tg_node(g, "u", "Unsqueeze", LIST("x", "ax"), LIST("u"));
+	tg_node(g, "s", "Squeeze", LIST("u", "ax1"), LIST("s"));
+	tg_node(g, "sall", "Squeeze", LIST("u"), LIST("sall"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "u", 4, DIMS(3, 1, 4, 1));
 	CHECK_SHAPE(g, "s", 3, DIMS(3, 1, 4));
@@ -572,18 +502,18 @@ TEST(squeeze_unsqueeze_opset13)
 
 TEST(gather_axis1_negative_index)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	lm_node *n;
 	float data[6] = { 0, 1, 2, 10, 11, 12 };
 
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 5));
-	init(g, "d", LM_DT_FLOAT, 2, DIMS(2, 3), data);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(3, 5));
+	tg_init(g, "d", LM_DT_FLOAT, 2, DIMS(2, 3), data);
 	ints(g, "idx", I64S(-1, 0));
-	n = node(g, "gx", "Gather", LIST("x", "idx"), LIST("y"));
-	attr_i(n, "axis", 1);
-	n = node(g, "gd", "Gather", LIST("d", "idx"), LIST("yd"));
-	attr_i(n, "axis", 1);
+	n = tg_node(g, "gx", "Gather", LIST("x", "idx"), LIST("y"));
+	tg_attr_i(n, "axis", 1);
+	n = tg_node(g, "gd", "Gather", LIST("d", "idx"), LIST("yd"));
+	tg_attr_i(n, "axis", 1);
 	output(g, "y");
 	output(g, "yd");
 	CHECK_EQ_I64(infer(g, &e), 0);
@@ -598,24 +528,24 @@ TEST(gather_axis1_negative_index)
 
 TEST(transpose_flatten_expand)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	lm_node *n;
 
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
-	input(g, "x4", LM_DT_FLOAT, 4, DIMS(2, 3, 4, 5));
-	input(g, "c", LM_DT_FLOAT, 2, DIMS(3, 1));
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	tg_input(g, "x4", LM_DT_FLOAT, 4, DIMS(2, 3, 4, 5));
+	tg_input(g, "c", LM_DT_FLOAT, 2, DIMS(3, 1));
 	ints(g, "shape", I64S(2, 1, 4));
-	n = node(g, "t", "Transpose", LIST("x"), LIST("t"));
-	attr_is(n, "perm", I64S(1, 0, 2));
-	node(g, "trev", "Transpose", LIST("x"), LIST("trev"));
-	n = node(g, "f2", "Flatten", LIST("x4"), LIST("f2"));
-	attr_i(n, "axis", 2);
-	n = node(g, "f0", "Flatten", LIST("x4"), LIST("f0"));
-	attr_i(n, "axis", 0);
-	n = node(g, "fm1", "Flatten", LIST("x4"), LIST("fm1"));
-	attr_i(n, "axis", -1);
-	node(g, "ex", "Expand", LIST("c", "shape"), LIST("ex"));
+	n = tg_node(g, "t", "Transpose", LIST("x"), LIST("t"));
+	tg_attr_is(n, "perm", I64S(1, 0, 2));
+	tg_node(g, "trev", "Transpose", LIST("x"), LIST("trev"));
+	n = tg_node(g, "f2", "Flatten", LIST("x4"), LIST("f2"));
+	tg_attr_i(n, "axis", 2);
+	n = tg_node(g, "f0", "Flatten", LIST("x4"), LIST("f0"));
+	tg_attr_i(n, "axis", 0);
+	n = tg_node(g, "fm1", "Flatten", LIST("x4"), LIST("fm1"));
+	tg_attr_i(n, "axis", -1);
+	tg_node(g, "ex", "Expand", LIST("c", "shape"), LIST("ex"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "t", 3, DIMS(3, 2, 4));
 	CHECK_SHAPE(g, "trev", 3, DIMS(4, 3, 2));
@@ -628,17 +558,17 @@ TEST(transpose_flatten_expand)
 
 TEST(resize_scales_and_sizes)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	float sc[4] = { 1, 1, 2, 1.5f };
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 10, 10));
-	init(g, "scales", LM_DT_FLOAT, 1, DIMS(4), sc);
-	init(g, "roi", LM_DT_FLOAT, 1, DIMS(0), NULL);
-	init(g, "noscales", LM_DT_FLOAT, 1, DIMS(0), NULL);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 10, 10));
+	tg_init(g, "scales", LM_DT_FLOAT, 1, DIMS(4), sc);
+	tg_init(g, "roi", LM_DT_FLOAT, 1, DIMS(0), NULL);
+	tg_init(g, "noscales", LM_DT_FLOAT, 1, DIMS(0), NULL);
 	ints(g, "sizes", I64S(1, 3, 7, 9));
-	node(g, "up", "Resize", LIST("x", "", "scales"), LIST("y"));
-	node(g, "sz", "Resize", LIST("x", "roi", "noscales", "sizes"),
+	tg_node(g, "up", "Resize", LIST("x", "", "scales"), LIST("y"));
+	tg_node(g, "sz", "Resize", LIST("x", "roi", "noscales", "sizes"),
 	     LIST("ys"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y", 4, DIMS(1, 3, 20, 15));
@@ -646,10 +576,10 @@ TEST(resize_scales_and_sizes)
 	lm_graph_free(g);
 
 	/* Opset 10: (X, scales). */
-	g = graph(10);
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 10, 10));
-	init(g, "scales", LM_DT_FLOAT, 1, DIMS(4), sc);
-	node(g, "up", "Resize", LIST("x", "scales"), LIST("y"));
+	g = tg_graph(10);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 10, 10));
+	tg_init(g, "scales", LM_DT_FLOAT, 1, DIMS(4), sc);
+	tg_node(g, "up", "Resize", LIST("x", "scales"), LIST("y"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "y", 4, DIMS(1, 3, 20, 15));
 	lm_graph_free(g);
@@ -657,20 +587,20 @@ TEST(resize_scales_and_sizes)
 
 TEST(norms_and_reductions)
 {
-	lm_graph *g = graph(18);
+	lm_graph *g = tg_graph(18);
 	lm_error e = { "" };
 	lm_node *n;
 
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 5, 8));
-	init(g, "gamma", LM_DT_FLOAT, 1, DIMS(8), NULL);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 5, 8));
+	tg_init(g, "gamma", LM_DT_FLOAT, 1, DIMS(8), NULL);
 	ints(g, "ax", I64S(-1));
-	n = node(g, "ln", "LayerNormalization", LIST("x", "gamma"),
+	n = tg_node(g, "ln", "LayerNormalization", LIST("x", "gamma"),
 		 LIST("ln", "mean"));
-	attr_i(n, "axis", -1);
-	node(g, "sm", "Softmax", LIST("x"), LIST("sm"));
-	n = node(g, "rm", "ReduceMean", LIST("x", "ax"), LIST("rm"));
-	attr_i(n, "keepdims", 0);
-	node(g, "rall", "ReduceMax", LIST("x"), LIST("rall"));
+	tg_attr_i(n, "axis", -1);
+	tg_node(g, "sm", "Softmax", LIST("x"), LIST("sm"));
+	n = tg_node(g, "rm", "ReduceMean", LIST("x", "ax"), LIST("rm"));
+	tg_attr_i(n, "keepdims", 0);
+	tg_node(g, "rall", "ReduceMax", LIST("x"), LIST("rall"));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "ln", 3, DIMS(2, 5, 8));
 	CHECK_SHAPE(g, "mean", 3, DIMS(2, 5, 1));
@@ -680,10 +610,10 @@ TEST(norms_and_reductions)
 	lm_graph_free(g);
 
 	/* Before opset 18 ReduceMean's axes are an attribute. */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 5, 8));
-	n = node(g, "rm", "ReduceMean", LIST("x"), LIST("rm"));
-	attr_is(n, "axes", I64S(1));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 5, 8));
+	n = tg_node(g, "rm", "ReduceMean", LIST("x"), LIST("rm"));
+	tg_attr_is(n, "axes", I64S(1));
 	CHECK_EQ_I64(infer(g, &e), 0);
 	CHECK_SHAPE(g, "rm", 3, DIMS(2, 1, 8));
 	lm_graph_free(g);
@@ -697,69 +627,69 @@ TEST(hostile_attributes)
 	int64_t ten[10] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 24 };
 
 	/* pads of the wrong length */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 8, 8));
-	init(g, "w", LM_DT_FLOAT, 4, DIMS(8, 3, 3, 3), NULL);
-	n = node(g, "c", "Conv", LIST("x", "w"), LIST("y"));
-	attr_is(n, "pads", I64S(1, 1, 1));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 8, 8));
+	tg_init(g, "w", LM_DT_FLOAT, 4, DIMS(8, 3, 3, 3), NULL);
+	n = tg_node(g, "c", "Conv", LIST("x", "w"), LIST("y"));
+	tg_attr_is(n, "pads", I64S(1, 1, 1));
 	CHECK(failed_with(infer(g, &e), &e, "'pads' has 3 values"));
 	lm_graph_free(g);
 
 	/* an axis of 1e9 */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
-	n = node(g, "s", "Softmax", LIST("x"), LIST("y"));
-	attr_i(n, "axis", 1000000000);
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	n = tg_node(g, "s", "Softmax", LIST("x"), LIST("y"));
+	tg_attr_i(n, "axis", 1000000000);
 	CHECK(failed_with(infer(g, &e), &e, "axis 1000000000 is out of "
 			  "range"));
 	lm_graph_free(g);
 
 	/* a shape of 10 dims */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
 	ints(g, "s", ten, 10);
-	node(g, "r", "Reshape", LIST("x", "s"), LIST("y"));
+	tg_node(g, "r", "Reshape", LIST("x", "s"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "has 10 values, expected at "
 			  "most 8"));
 	lm_graph_free(g);
 
 	/* a constant whose data is shorter than its shape */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 3, DIMS(2, 3, 4));
 	ints(g, "s", I64S(6, 4));
 	val(g, "s")->nbytes = 8;
-	node(g, "r", "Reshape", LIST("x", "s"), LIST("y"));
+	tg_node(g, "r", "Reshape", LIST("x", "s"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "holds 8 bytes"));
 	lm_graph_free(g);
 
 	/* a dilated kernel whose extent overflows int64 */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 8, 8));
-	n = node(g, "p", "MaxPool", LIST("x"), LIST("y"));
-	attr_is(n, "kernel_shape", I64S(INT64_MAX, 2));
-	attr_is(n, "dilations", I64S(INT64_MAX, 1));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 8, 8));
+	n = tg_node(g, "p", "MaxPool", LIST("x"), LIST("y"));
+	tg_attr_is(n, "kernel_shape", I64S(INT64_MAX, 2));
+	tg_attr_is(n, "dilations", I64S(INT64_MAX, 1));
 	CHECK(failed_with(infer(g, &e), &e, "overflow"));
 	lm_graph_free(g);
 
 	/* missing inputs */
-	g = graph(13);
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 8, 8));
-	node(g, "c", "Conv", LIST("x"), LIST("y"));
+	g = tg_graph(13);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 8, 8));
+	tg_node(g, "c", "Conv", LIST("x"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "has 1 inputs, expects 2 to 3"));
 	lm_graph_free(g);
 }
 
 TEST(unknown_operator_and_symbolic_input)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 3));
 	lm_graph_add_node(g, "custom", "FusedThing", "com.example",
 			  LIST("x"), LIST("y"), NULL);
 	/* The file declared y's shape: kept. */
 	lm_value_set_shape(val(g, "y"), LM_DT_FLOAT, 2, DIMS(2, 7));
-	node(g, "r", "Relu", LIST("y"), LIST("z"));
+	tg_node(g, "r", "Relu", LIST("y"), LIST("z"));
 	lm_graph_add_node(g, "mystery", "Mystery", "", LIST("z"),
 			  LIST("w"), NULL);
 	CHECK(failed_with(infer(g, &e), &e, "node 'mystery' (Mystery): "
@@ -768,10 +698,10 @@ TEST(unknown_operator_and_symbolic_input)
 	CHECK_SHAPE(g, "z", 2, DIMS(2, 7));
 	lm_graph_free(g);
 
-	g = graph(13);
-	int v = input(g, "x", LM_DT_FLOAT, 2, DIMS(-1, 3));
+	g = tg_graph(13);
+	int v = tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(-1, 3));
 	g->values[v].dim_param[0] = strdup("batch");
-	node(g, "r", "Relu", LIST("x"), LIST("y"));
+	tg_node(g, "r", "Relu", LIST("x"), LIST("y"));
 	CHECK(failed_with(infer(g, &e), &e, "graph input 'x' has symbolic "
 			  "dim 'batch'"));
 	lm_graph_free(g);
@@ -781,13 +711,13 @@ TEST(unknown_operator_and_symbolic_input)
 
 TEST(cycle_rejected)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
 	lm_graph_add_value(g, "b", LM_VAL_NODE, NULL);
-	node(g, "n1", "Add", LIST("x", "b"), LIST("a"));
-	node(g, "n2", "Relu", LIST("a"), LIST("b"));
+	tg_node(g, "n1", "Add", LIST("x", "b"), LIST("a"));
+	tg_node(g, "n2", "Relu", LIST("a"), LIST("b"));
 	CHECK_EQ_I64(g->n_nodes, 2);
 	CHECK(failed_with(lm_graph_sort(g, &e), &e, "cycle"));
 	CHECK_EQ_I64(lm_graph_sort(g, &e), -ELOOP);
@@ -796,10 +726,10 @@ TEST(cycle_rejected)
 
 TEST(unknown_tensor_rejected)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
+	tg_input(g, "x", LM_DT_FLOAT, 1, DIMS(4));
 	int rc = lm_graph_add_node(g, "n", "Add", "", LIST("x", "nope"),
 				   LIST("y"), &e);
 	CHECK(failed_with(rc, &e, "reads tensor 'nope'"));
@@ -811,22 +741,22 @@ TEST(unknown_tensor_rejected)
 
 TEST(fold_shape_subgraph)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	int64_t zero = 0;
 
 	/* y = x.reshape(x.shape[0], -1), as exporters write it. */
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(2, 3, 4, 5));
-	init(g, "idx", LM_DT_INT64, 0, NULL, &zero);
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(2, 3, 4, 5));
+	tg_init(g, "idx", LM_DT_INT64, 0, NULL, &zero);
 	ints(g, "axes", I64S(0));
 	ints(g, "minus1", I64S(-1));
-	node(g, "shape", "Shape", LIST("x"), LIST("s"));
-	node(g, "gather", "Gather", LIST("s", "idx"), LIST("b"));
-	node(g, "unsq", "Unsqueeze", LIST("b", "axes"), LIST("b1"));
-	lm_node *n = node(g, "cat", "Concat", LIST("b1", "minus1"),
+	tg_node(g, "shape", "Shape", LIST("x"), LIST("s"));
+	tg_node(g, "gather", "Gather", LIST("s", "idx"), LIST("b"));
+	tg_node(g, "unsq", "Unsqueeze", LIST("b", "axes"), LIST("b1"));
+	lm_node *n = tg_node(g, "cat", "Concat", LIST("b1", "minus1"),
 			  LIST("shp"));
-	attr_i(n, "axis", 0);
-	node(g, "reshape", "Reshape", LIST("x", "shp"), LIST("y"));
+	tg_attr_i(n, "axis", 0);
+	tg_node(g, "reshape", "Reshape", LIST("x", "shp"), LIST("y"));
 	output(g, "y");
 	CHECK_EQ_I64(lm_graph_sort(g, &e), 0);
 
@@ -848,14 +778,14 @@ TEST(fold_shape_subgraph)
 
 TEST(fold_skips_large_transpose)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
 	/* 128 x 256 float32 = 128 KiB: stays a node. */
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(4, 256));
-	init(g, "w", LM_DT_FLOAT, 2, DIMS(128, 256), NULL);
-	node(g, "t", "Transpose", LIST("w"), LIST("wt"));
-	node(g, "mm", "MatMul", LIST("x", "wt"), LIST("y"));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(4, 256));
+	tg_init(g, "w", LM_DT_FLOAT, 2, DIMS(128, 256), NULL);
+	tg_node(g, "t", "Transpose", LIST("w"), LIST("wt"));
+	tg_node(g, "mm", "MatMul", LIST("x", "wt"), LIST("y"));
 	output(g, "y");
 	CHECK_EQ_I64(lm_graph_sort(g, &e), 0);
 	CHECK_EQ_I64(lm_graph_fold_constants(g, &e), 0);
@@ -867,20 +797,20 @@ TEST(fold_skips_large_transpose)
 
 TEST(fold_constant_node)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	float k[4] = { 1, 2, 3, 4 };
 
-	input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 2));
-	lm_node *n = node(g, "k", "Constant", NULL, 0, LIST("k"));
+	tg_input(g, "x", LM_DT_FLOAT, 2, DIMS(2, 2));
+	lm_node *n = tg_node(g, "k", "Constant", NULL, 0, LIST("k"));
 	attr_t(n, "value", LM_DT_FLOAT, 2, DIMS(2, 2), k);
-	n = node(g, "one", "Constant", NULL, 0, LIST("one"));
+	n = tg_node(g, "one", "Constant", NULL, 0, LIST("one"));
 	lm_attr *a = lm_node_add_attr(n, "value_int", LM_ATTR_INT);
 	a->i = 1;
-	node(g, "add", "Add", LIST("x", "k"), LIST("y"));
-	node(g, "cast", "Cast", LIST("one"), LIST("onef"));
-	attr_i(&g->nodes[g->n_nodes - 1], "to", LM_DT_FLOAT);
-	node(g, "mul", "Mul", LIST("y", "onef"), LIST("z"));
+	tg_node(g, "add", "Add", LIST("x", "k"), LIST("y"));
+	tg_node(g, "cast", "Cast", LIST("one"), LIST("onef"));
+	tg_attr_i(&g->nodes[g->n_nodes - 1], "to", LM_DT_FLOAT);
+	tg_node(g, "mul", "Mul", LIST("y", "onef"), LIST("z"));
 	output(g, "z");
 	CHECK_EQ_I64(lm_graph_sort(g, &e), 0);
 	CHECK_EQ_I64(lm_graph_fold_constants(g, &e), 3);
@@ -903,7 +833,7 @@ static int64_t i64_at(lm_graph *g, const char *name, int i)
 
 TEST(fold_values)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	int64_t s0 = 0, s10 = 10, s3 = 3, seven = 7;
 	int64_t tr[6] = { 0, 1, 2, 3, 4, 5 };
@@ -911,22 +841,22 @@ TEST(fold_values)
 	ints(g, "a", I64S(7, -7, 9));
 	ints(g, "b", I64S(2, 2, -4));
 	ints(g, "shape", I64S(2, 3));
-	init(g, "start", LM_DT_INT64, 0, NULL, &s0);
-	init(g, "limit", LM_DT_INT64, 0, NULL, &s10);
-	init(g, "delta", LM_DT_INT64, 0, NULL, &s3);
-	init(g, "m", LM_DT_INT64, 2, DIMS(2, 3), tr);
-	node(g, "add", "Add", LIST("a", "b"), LIST("sum"));
-	node(g, "mul", "Mul", LIST("a", "b"), LIST("prod"));
-	node(g, "div", "Div", LIST("a", "b"), LIST("quot"));
-	node(g, "cast", "Cast", LIST("a"), LIST("af"));
-	attr_i(&g->nodes[g->n_nodes - 1], "to", LM_DT_FLOAT);
-	node(g, "range", "Range", LIST("start", "limit", "delta"),
+	tg_init(g, "start", LM_DT_INT64, 0, NULL, &s0);
+	tg_init(g, "limit", LM_DT_INT64, 0, NULL, &s10);
+	tg_init(g, "delta", LM_DT_INT64, 0, NULL, &s3);
+	tg_init(g, "m", LM_DT_INT64, 2, DIMS(2, 3), tr);
+	tg_node(g, "add", "Add", LIST("a", "b"), LIST("sum"));
+	tg_node(g, "mul", "Mul", LIST("a", "b"), LIST("prod"));
+	tg_node(g, "div", "Div", LIST("a", "b"), LIST("quot"));
+	tg_node(g, "cast", "Cast", LIST("a"), LIST("af"));
+	tg_attr_i(&g->nodes[g->n_nodes - 1], "to", LM_DT_FLOAT);
+	tg_node(g, "range", "Range", LIST("start", "limit", "delta"),
 	     LIST("r"));
-	lm_node *n = node(g, "cos7", "ConstantOfShape", LIST("shape"),
+	lm_node *n = tg_node(g, "cos7", "ConstantOfShape", LIST("shape"),
 			  LIST("c7"));
 	attr_t(n, "value", LM_DT_INT64, 1, DIMS(1), &seven);
-	node(g, "cos0", "ConstantOfShape", LIST("shape"), LIST("c0"));
-	node(g, "tr", "Transpose", LIST("m"), LIST("mt"));
+	tg_node(g, "cos0", "ConstantOfShape", LIST("shape"), LIST("c0"));
+	tg_node(g, "tr", "Transpose", LIST("m"), LIST("mt"));
 	const char *outs[] = { "sum", "prod", "quot", "af", "r", "c7", "c0",
 			       "mt" };
 	for (int i = 0; i < 8; i++)
@@ -972,20 +902,20 @@ TEST(fold_values)
 
 TEST(fold_float_range_and_slice)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 	float f0 = 1.0f, f1 = 2.0f, fd = 0.25f;
 
-	init(g, "start", LM_DT_FLOAT, 0, NULL, &f0);
-	init(g, "limit", LM_DT_FLOAT, 0, NULL, &f1);
-	init(g, "delta", LM_DT_FLOAT, 0, NULL, &fd);
+	tg_init(g, "start", LM_DT_FLOAT, 0, NULL, &f0);
+	tg_init(g, "limit", LM_DT_FLOAT, 0, NULL, &f1);
+	tg_init(g, "delta", LM_DT_FLOAT, 0, NULL, &fd);
 	ints(g, "v", I64S(10, 11, 12, 13, 14));
 	ints(g, "st", I64S(-1));
 	ints(g, "en", I64S(INT64_MIN));
 	ints(g, "ax", I64S(0));
 	ints(g, "sp", I64S(-2));
-	node(g, "range", "Range", LIST("start", "limit", "delta"), LIST("r"));
-	node(g, "slice", "Slice", LIST("v", "st", "en", "ax", "sp"),
+	tg_node(g, "range", "Range", LIST("start", "limit", "delta"), LIST("r"));
+	tg_node(g, "slice", "Slice", LIST("v", "st", "en", "ax", "sp"),
 	     LIST("s"));
 	output(g, "r");
 	output(g, "s");
@@ -1003,13 +933,13 @@ TEST(fold_float_range_and_slice)
 
 TEST(fold_leaves_unsupported_types)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
 	/* No float16 arithmetic at fold time: the Cast stays a node. */
 	ints(g, "a", I64S(1, 2, 3));
-	node(g, "half", "Cast", LIST("a"), LIST("h"));
-	attr_i(&g->nodes[g->n_nodes - 1], "to", LM_DT_FLOAT16);
+	tg_node(g, "half", "Cast", LIST("a"), LIST("h"));
+	tg_attr_i(&g->nodes[g->n_nodes - 1], "to", LM_DT_FLOAT16);
 	output(g, "h");
 	CHECK_EQ_I64(lm_graph_sort(g, &e), 0);
 	CHECK_EQ_I64(lm_graph_fold_constants(g, &e), 0);
@@ -1025,21 +955,21 @@ TEST(fold_leaves_unsupported_types)
 
 TEST(flops_conv_gemm)
 {
-	lm_graph *g = graph(13);
+	lm_graph *g = tg_graph(13);
 	lm_error e = { "" };
 
-	input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 32, 32));
-	init(g, "w", LM_DT_FLOAT, 4, DIMS(16, 3, 3, 3), NULL);
-	init(g, "b", LM_DT_FLOAT, 1, DIMS(16), NULL);
-	input(g, "a", LM_DT_FLOAT, 2, DIMS(4, 8));
-	init(g, "gb", LM_DT_FLOAT, 2, DIMS(16, 8), NULL);
-	init(g, "gc", LM_DT_FLOAT, 1, DIMS(16), NULL);
-	lm_node *n = node(g, "conv", "Conv", LIST("x", "w", "b"), LIST("y"));
-	attr_is(n, "pads", I64S(1, 1, 1, 1));
-	n = node(g, "fc", "Gemm", LIST("a", "gb", "gc"), LIST("z"));
-	attr_i(n, "transB", 1);
-	node(g, "relu", "Relu", LIST("y"), LIST("yr"));
-	node(g, "reshape_like", "Unknown", LIST("yr"), LIST("q"));
+	tg_input(g, "x", LM_DT_FLOAT, 4, DIMS(1, 3, 32, 32));
+	tg_init(g, "w", LM_DT_FLOAT, 4, DIMS(16, 3, 3, 3), NULL);
+	tg_init(g, "b", LM_DT_FLOAT, 1, DIMS(16), NULL);
+	tg_input(g, "a", LM_DT_FLOAT, 2, DIMS(4, 8));
+	tg_init(g, "gb", LM_DT_FLOAT, 2, DIMS(16, 8), NULL);
+	tg_init(g, "gc", LM_DT_FLOAT, 1, DIMS(16), NULL);
+	lm_node *n = tg_node(g, "conv", "Conv", LIST("x", "w", "b"), LIST("y"));
+	tg_attr_is(n, "pads", I64S(1, 1, 1, 1));
+	n = tg_node(g, "fc", "Gemm", LIST("a", "gb", "gc"), LIST("z"));
+	tg_attr_i(n, "transB", 1);
+	tg_node(g, "relu", "Relu", LIST("y"), LIST("yr"));
+	tg_node(g, "reshape_like", "Unknown", LIST("yr"), LIST("q"));
 	lm_value_set_shape(val(g, "q"), LM_DT_FLOAT, 1, DIMS(1));
 	CHECK_EQ_I64(infer(g, &e), 0);
 

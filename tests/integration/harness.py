@@ -1,0 +1,72 @@
+"""What every integration test shares: the environment meson gives it, a
+tally of checks, and running lamina.
+
+    from harness import check, lamina, summary, fresh_dir, TMP
+    check(cond, "what was expected")   # counts; prints FAIL and goes on
+    sys.exit(summary())                # "N passed, M failed", exit status
+
+A failed check does not stop the test, so one run shows every failure.
+"""
+import os
+import shutil
+import subprocess
+import time
+
+LAMINA = os.environ["LAMINA"]
+SRC = os.environ.get("LAMINA_SRC", "")
+MODELS = os.environ.get("LAMINA_MODELS", "")
+BAD = os.environ.get("LAMINA_BAD", "")
+ORT = os.environ.get("LAMINA_ORT", "")
+TMP = os.environ["LAMINA_TMP"]
+
+failures = []
+notes = []
+_passes = 0
+_t0 = time.perf_counter()
+
+
+def check(cond, what):
+    """Count one check; on failure print it and remember it.  Returns cond."""
+    global _passes
+    if cond:
+        _passes += 1
+    else:
+        failures.append(what)
+        print("FAIL", what, flush=True)
+    return cond
+
+
+def note(what):
+    """Something the reader should know that is not a failure."""
+    notes.append(what)
+    print("NOTE", what, flush=True)
+
+
+def summary():
+    """Print the tally and return the exit status (1 if anything failed)."""
+    print(f"{_passes} passed, {len(failures)} failed "
+          f"in {time.perf_counter() - _t0:.1f} s")
+    return 1 if failures else 0
+
+
+def lamina(*args, ok=False):
+    """Run lamina; with ok=True a failure stops the test with its stderr."""
+    p = subprocess.run([LAMINA, *args], capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        raise SystemExit(f"lamina {' '.join(args)} failed ({p.returncode}):"
+                         f"\n{p.stderr}")
+    return p
+
+
+def fresh_dir(name):
+    """An empty folder TMP/name (removed first if it exists)."""
+    path = os.path.join(TMP, name)
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def one_line_error(p, needle):
+    """A refused command: non-zero exit, one stderr line naming needle."""
+    return (p.returncode != 0 and needle in p.stderr and
+            len(p.stderr.strip().splitlines()) == 1)

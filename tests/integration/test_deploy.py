@@ -1,0 +1,407 @@
+#!/usr/bin/python3
+"""Integration test of lamina deploy, infer, status and teardown.
+
+    test_deploy.py digits          the whole flow on the bundled digits model:
+                                   slice, bench, plan, deploy, infer real
+                                   digit images (bitwise equal to lamina run),
+                                   status, teardown (twice), a laminad killed
+                                   with -9, an undo after a failed load
+    test_deploy.py errors          what a user meets: bad plans, remote
+                                   devices, unknown ids, no laminad
+    test_deploy.py model NAME      NAME (from LAMINA_MODELS) in 1-, 2- and
+                                   4-stage plans at batch 1 and 8: outputs
+                                   bitwise equal to lamina run of the model
+
+Every deployment lives in a state folder of its own under LAMINA_TMP and
+uses control ports from 17700 up, so a laminad someone runs on 7700 is
+never touched.  Whatever the test started, it stops (the finally blocks
+tear down every recorded deployment and kill what is left).
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from harness import LAMINA, MODELS, SRC, TMP, check, fresh_dir, summary
+
+PORT = 17700
+
+
+def lam(*args, state=None, timeout=600):
+    """Run lamina with --state-dir for the commands that take it."""
+    args = list(args)
+    if state and args[0] in ("deploy", "infer", "status", "teardown"):
+        args += ["--state-dir", state]
+    return subprocess.run([LAMINA, *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def records(state):
+    return sorted(glob.glob(os.path.join(state, "d-*.json")))
+
+
+def laminad_pids(state):
+    """Pids of laminads a record of state names (alive or not)."""
+    pids = set()
+    for f in records(state):
+        try:
+            for ld in json.load(open(f))["laminads"]:
+                if ld.get("pid"):
+                    pids.add(ld["pid"])
+        except (OSError, ValueError):
+            pass
+    for f in glob.glob(os.path.join(state, "laminad-*.json")):
+        try:
+            pids.add(json.load(open(f))["pid"])
+        except (OSError, ValueError, KeyError):
+            pass
+    return pids
+
+
+def alive(pid):
+    """A running (not zombie) laminad with this pid."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        comm = open(f"/proc/{pid}/comm").read().strip()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in "ZX" and \
+        comm.startswith("laminad")
+
+
+def cleanup(state):
+    """Tear down whatever is recorded in state, then kill leftovers."""
+    pids = laminad_pids(state)
+    for f in records(state):
+        lam("teardown", os.path.basename(f)[:-5], state=state, timeout=120)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def devices_json(path, port, cores=4, address="127.0.0.1"):
+    json.dump({"devices": [{"name": "local", "cores": cores,
+                            "memory_bytes": 4 << 30, "numa_node": 0,
+                            "address": f"{address}:{port}"}]},
+              open(path, "w"))
+    return path
+
+
+def write_plan(path, model_dir, n_slices, cuts, batch, port):
+    """A plan with stages ending at the given cuts on one device."""
+    bounds = [0] + [c + 1 for c in cuts] + [n_slices]
+    stages = [{"device": "local", "slices": [bounds[i], bounds[i + 1] - 1],
+               "cores": 1} for i in range(len(bounds) - 1)]
+    json.dump({"format": "lamina-plan", "version": 1, "model": model_dir,
+               "objective": "throughput", "batch": batch,
+               "slices": n_slices,
+               "devices": [{"name": "local", "address": f"127.0.0.1:{port}",
+                            "numa_node": 0, "cores": max(4, len(stages)),
+                            "memory_bytes": 4 << 30}],
+               "stages": stages}, open(path, "w"))
+    return path
+
+
+def nothing_left(state, pids, what):
+    """No record, no laminad state file or log, no laminad running."""
+    left = [os.path.basename(f) for f in os.listdir(state)]
+    check(not left, f"{what}: state folder empty, has {left}")
+    check(not [p for p in pids if alive(p)],
+          f"{what}: no laminad running (pids {pids})")
+
+
+def deploy(plan, state, *extra):
+    p = lam("deploy", plan, *extra, state=state)
+    dep = p.stdout.strip()
+    ok = check(p.returncode == 0 and dep.startswith("d-") and len(dep) == 10,
+               f"deploy {plan}: rc {p.returncode} out {p.stdout!r} "
+               f"err {p.stderr!r}")
+    return dep if ok else None
+
+
+def same_bytes(a, b):
+    x, y = np.load(a), np.load(b)
+    return x.dtype == y.dtype and x.shape == y.shape and \
+        x.tobytes() == y.tobytes()
+
+
+# ---- the digits flow ----
+
+def test_digits():
+    work = fresh_dir("deploy-digits")
+    state = os.path.join(work, "state")
+    os.makedirs(state)
+    model = os.path.join(SRC, "models", "digits.onnx")
+    lamdir = os.path.join(work, "digits.lam")
+    try:
+        lam("slice", model, "-o", lamdir)
+        p = lam("bench", lamdir, "--batch", "1,8", "--repeat", "3")
+        check(p.returncode == 0, f"bench: {p.stderr}")
+        devs = devices_json(os.path.join(work, "devices.json"), PORT)
+        plan = os.path.join(work, "plan.json")
+        p = lam("plan", lamdir, "--objective", "throughput", "--batch", "1",
+                "--devices", devs, "-o", plan)
+        check(p.returncode == 0, f"plan: {p.stderr}")
+        check(json.load(open(plan)).get("model") == os.path.realpath(lamdir),
+              "the plan records its slice folder")
+        flow(work, state, model, plan)
+        crash(work, state, plan)
+        failed_load(work, state, lamdir, devs)
+    finally:
+        cleanup(state)
+
+
+def flow(work, state, model, plan):
+    dep = deploy(plan, state)
+    if not dep:
+        return
+    pids = laminad_pids(state)
+    check(len(pids) == 1 and all(alive(p) for p in pids),
+          f"deploy started one laminad: {pids}")
+    rec = json.load(open(os.path.join(state, dep + ".json")))
+    check(rec["status"] == "running" and rec["laminads"][0]["started"] and
+          all(s["status"] == "loaded" for s in rec["stages"]),
+          f"record: running, laminad started by it, stages loaded: {rec}")
+    samples = np.load(os.path.join(SRC, "models", "digits_samples.npy"))
+    labels = np.load(os.path.join(SRC, "models", "digits_labels.npy"))
+    right = 0
+    for i in range(len(samples)):
+        x = os.path.join(work, f"x{i}.npy")
+        y, ref = os.path.join(work, f"y{i}.npy"), os.path.join(work,
+                                                              f"r{i}.npy")
+        np.save(x, samples[i:i + 1])
+        p = lam("infer", dep, "--input", x, "--output", y, state=state)
+        if not check(p.returncode == 0, f"infer {i}: {p.stderr}"):
+            continue
+        lam("run", model, "--input", x, "--output", ref)
+        check(same_bytes(y, ref), f"digit {i}: bitwise equal to lamina run")
+        right += int(np.load(y).argmax()) == int(labels[i])
+    check(right >= len(samples) - 2,
+          f"{right} of {len(samples)} digits recognised")
+    x0 = os.path.join(work, "x0.npy")
+    p = lam("infer", dep, "--input", f"image={x0}", "--repeat", "20",
+            state=state)
+    check(p.returncode == 0 and "latency_ms median=" in p.stdout and
+          "logits: float32 1x10" in p.stdout,
+          f"infer --repeat, NAME=: {p.stdout!r} {p.stderr!r}")
+    p = lam("infer", dep, "--input", f"nope={x0}", state=state)
+    check(p.returncode != 0 and "no input 'nope'" in p.stderr,
+          f"infer names an unknown input: {p.stderr!r}")
+    p = lam("status", dep, state=state)
+    check(p.returncode == 0 and "p50" in p.stdout and "p99" in p.stdout and
+          "requests/s" in p.stdout, f"status: {p.stdout!r} {p.stderr!r}")
+    print(p.stdout)
+    p = lam("status", dep, "--json", state=state)
+    if check(p.returncode == 0, f"status --json: {p.stderr}"):
+        st = json.loads(p.stdout)
+        check(st["requests"] >= len(samples) + 21,
+              f"status counts the requests: {st['requests']}")
+        check(st["latency_us"]["p50"] is not None and
+              st["latency_us"]["p50"] <= st["latency_us"]["p99"],
+              f"latency percentiles: {st['latency_us']}")
+        check(len(st["stages"]) == len(rec["stages"]) and
+              all(s.get("requests", 0) > 0 for s in st["stages"]),
+              f"every stage ran: {st['stages']}")
+    p = lam("status", state=state)
+    check(p.returncode == 0 and dep in p.stdout, f"status lists: {p.stdout}")
+    p = lam("teardown", dep, state=state)
+    check(p.returncode == 0, f"teardown: {p.stderr}")
+    nothing_left(state, pids, "after teardown")
+    p = lam("teardown", dep, state=state)
+    check(p.returncode == 0 and "nothing to do" in p.stderr,
+          f"teardown again: rc {p.returncode} {p.stderr!r}")
+    p = lam("infer", dep, "--input", x0, state=state)
+    check(p.returncode != 0 and "no deployment" in p.stderr,
+          f"infer after teardown: {p.stderr!r}")
+
+
+def dpdk_dirs(state):
+    """DPDK run folders of the laminads state names."""
+    out = []
+    for f in glob.glob(os.path.join(state, "laminad-*.json")):
+        prefix = json.load(open(f)).get("file_prefix")
+        if prefix:
+            out.append(os.path.join("/var/run/dpdk" if os.geteuid() == 0
+                                    else os.environ.get("XDG_RUNTIME_DIR",
+                                                        "/tmp") + "/dpdk",
+                                    prefix))
+    return out
+
+
+def crash(work, state, plan):
+    dep = deploy(plan, state)
+    if not dep:
+        return
+    pids = laminad_pids(state)
+    runs = dpdk_dirs(state)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    p = lam("status", dep, state=state)
+    check(p.returncode != 0 and "teardown" in p.stderr and
+          len(p.stderr.strip().splitlines()) == 1,
+          f"status of a dead laminad says what to do: {p.stderr!r}")
+    p = lam("teardown", dep, state=state)
+    check(p.returncode == 0, f"teardown after kill -9: {p.stderr}")
+    nothing_left(state, pids, "after a crash")
+    check(not [d for d in runs if os.path.exists(d)],
+          f"DPDK run folders removed: {runs}")
+    p = lam("teardown", dep, state=state)
+    check(p.returncode == 0 and "nothing to do" in p.stderr,
+          "teardown after a crash is idempotent")
+
+
+def failed_load(work, state, lamdir, devs):
+    """A stage laminad cannot load: deploy undoes everything."""
+    bad = os.path.join(work, "bad.lam")
+    subprocess.run(["cp", "-r", lamdir, bad], check=True)
+    last = sorted(glob.glob(os.path.join(bad, "slice_*.onnx")))[-1]
+    with open(last, "r+b") as f:
+        f.truncate(20)
+    plan = os.path.join(work, "bad-plan.json")
+    lam("plan", bad, "--objective", "latency", "--devices", devs, "-o", plan)
+    p = lam("deploy", plan, state=state)
+    check(p.returncode != 0 and p.stdout == "" and
+          len(p.stderr.strip().splitlines()) == 1,
+          f"deploy of a broken slice fails with one line: {p.stderr!r}")
+    time.sleep(0.2)
+    nothing_left(state, laminad_pids(state), "after a failed deploy")
+    p = subprocess.run(["pgrep", "-x", "laminad", "-a"], capture_output=True,
+                       text=True)
+    check(f"--control-port {PORT} " not in p.stdout,
+          f"no laminad on port {PORT} left: {p.stdout}")
+
+
+# ---- errors ----
+
+def test_errors():
+    work = fresh_dir("deploy-errors")
+    state = os.path.join(work, "state")
+    os.makedirs(state)
+    lamdir = os.path.join(work, "digits.lam")
+    lam("slice", os.path.join(SRC, "models", "digits.onnx"), "-o", lamdir)
+    n = len(json.load(open(os.path.join(lamdir, "manifest.json")))["slices"])
+    try:
+        for cmd in ("deploy", "infer", "status", "teardown"):
+            p = lam(cmd, "--help")
+            check(p.returncode == 0 and p.stdout.startswith("usage: lamina "
+                                                            + cmd),
+                  f"{cmd} --help")
+        remote = os.path.join(work, "remote.json")
+        json.dump({"format": "lamina-plan", "version": 1, "model": lamdir,
+                   "objective": "latency", "batch": 1, "slices": n,
+                   "devices": [{"name": "far", "address": "192.0.2.7",
+                                "numa_node": 0, "cores": 1,
+                                "memory_bytes": 1 << 30}],
+                   "stages": [{"device": "far", "slices": [0, n - 1],
+                               "cores": 1}]}, open(remote, "w"))
+        old = os.path.join(work, "old.json")
+        doc = json.load(open(write_plan(old, lamdir, n, [], 1, PORT + 4)))
+        del doc["model"]
+        json.dump(doc, open(old, "w"))
+        other = fresh_dir("deploy-errors-other")
+        for args, needle in [
+                (("deploy", os.path.join(work, "none.json")), "none.json"),
+                (("deploy", remote), "not on this host"),
+                (("deploy", old), "--model"),
+                (("deploy", old, "--model", other), "manifest"),
+                (("deploy", old, "--model", lamdir, "--poll", "fast"),
+                 "--poll"),
+                (("deploy", old, "--model", lamdir, "--laminad", "/bin/false"),
+                 "laminad"),
+                (("deploy",), "PLAN.json"),
+                (("infer", "d-00000000", "--input", "x.npy"),
+                 "no deployment"),
+                (("infer", "d-00000000"), "--input"),
+                (("status", "d-00000000"), "no deployment"),
+                (("status", "../etc"), "not a deployment id"),
+                (("teardown", "x/y"), "not a deployment id"),
+                (("teardown", "d-1", "--poll", "busy"), "unknown option")]:
+            p = lam(*args, state=state)
+            check(p.returncode != 0 and needle in p.stderr and
+                  len(p.stderr.strip().splitlines()) == 1,
+                  f"{' '.join(args)}: rc {p.returncode} {p.stderr!r}")
+            check(not records(state), f"{args}: no record left")
+        p = lam("teardown", "d-00000000", state=state)
+        check(p.returncode == 0 and "nothing to do" in p.stderr,
+              f"teardown of nothing: {p.stderr!r}")
+        env = dict(os.environ, LAMINA_STATE_DIR=state)
+        p = subprocess.run([LAMINA, "status"], capture_output=True, text=True,
+                           env=env)
+        check(p.returncode == 0 and state in p.stdout,
+              f"LAMINA_STATE_DIR is the state folder: {p.stdout!r}")
+    finally:
+        cleanup(state)
+    check(not os.listdir(state), f"nothing left: {os.listdir(state)}")
+
+
+# ---- bigger models, several stages ----
+
+def test_model(name):
+    work = fresh_dir("deploy-" + name)
+    state = os.path.join(work, "state")
+    os.makedirs(state)
+    model = os.path.join(MODELS, name + ".onnx")
+    lamdir = os.path.join(work, name + ".lam")
+    p = lam("slice", model, "-o", lamdir)
+    if not check(p.returncode == 0, f"slice {name}: {p.stderr}"):
+        return
+    man = json.load(open(os.path.join(lamdir, "manifest.json")))
+    n = len(man["slices"])
+    shape = man["inputs"][0]["shape"]
+    rng = np.random.default_rng(1)
+    try:
+        for batch in (1, 8):
+            x = os.path.join(work, f"x{batch}.npy")
+            ref = os.path.join(work, f"ref{batch}.npy")
+            np.save(x, rng.standard_normal([batch] + shape[1:])
+                    .astype(np.float32))
+            p = lam("run", model, "--input", x, "--output", ref,
+                    "--batch", str(batch))
+            if not check(p.returncode == 0, f"run {name}: {p.stderr}"):
+                continue
+            for k in (1, 2, 4):
+                cuts = [n * (i + 1) // k - 1 for i in range(k - 1)]
+                plan = write_plan(os.path.join(work, f"p{k}-{batch}.json"),
+                                  lamdir, n, cuts, batch, PORT + 2)
+                what = f"{name} batch {batch}, {k} stage(s)"
+                t0 = time.perf_counter()
+                dep = deploy(plan, state)
+                if not dep:
+                    continue
+                y = os.path.join(work, f"y{k}-{batch}.npy")
+                p = lam("infer", dep, "--input", x, "--output", y,
+                        state=state)
+                check(p.returncode == 0 and same_bytes(y, ref),
+                      f"{what}: bitwise equal to lamina run {p.stderr}")
+                pids = laminad_pids(state)
+                p = lam("teardown", dep, state=state)
+                check(p.returncode == 0, f"{what}: teardown {p.stderr}")
+                nothing_left(state, pids, what)
+                print(f"{what}: {time.perf_counter() - t0:.1f} s",
+                      flush=True)
+    finally:
+        cleanup(state)
+
+
+def main():
+    os.makedirs(TMP, exist_ok=True)
+    what = sys.argv[1:]
+    if what == ["digits"]:
+        test_digits()
+    elif what == ["errors"]:
+        test_errors()
+    elif len(what) == 2 and what[0] == "model":
+        test_model(what[1])
+    else:
+        raise SystemExit("usage: test_deploy.py digits|errors|model NAME")
+    return summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
