@@ -1,0 +1,775 @@
+/*
+ * stage.c: deployments, their stages, the edges between stages, and the
+ * worker loop that runs one stage on one pinned lcore.
+ *
+ * A stage runs slices [first, last] of a slice folder, each as its own
+ * session (single-threaded runtime), in order.  Its input is the bundle on
+ * its input edge; each slice output that crosses the stage's far cut is
+ * written by lm_session_run straight into the bundle taken from the output
+ * edge's mempool, the others into stage-local buffers made at load time.
+ * Tensors that only pass through the stage (a skip connection spanning it)
+ * are the one copy a stage makes.  Nothing is allocated per request.
+ *
+ * Edges: edge s feeds stage s (edge 0 is fed by the ingress, edge n_stages
+ * feeds the egress).  Stage s makes edge s's mempool when it is loaded, on
+ * its own NUMA socket (the consumer's); the last stage also makes the last
+ * edge's, on the main lcore's socket.  Rings are made at the first start,
+ * when the producer and consumer counts of every edge are known: single
+ * producer / single consumer wherever one lcore sits on that side.  A ring
+ * is sized to hold its whole mempool, so an enqueue never fails.
+ */
+#include <errno.h>
+#include <numa.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include <rte_errno.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_pause.h>
+
+#include "dp.h"
+
+#define EDGE_BUDGET (64u << 20) /* bytes of bundles per edge, at least */
+#define EDGE_MIN_BUFS 8
+#define EDGE_MAX_BUFS 256
+
+/* ---- the worker loop ---- */
+
+/* Idle: spin a little, then (adaptive) sleep a little longer each time. */
+static inline void backoff(int busy_poll, unsigned *empty)
+{
+	if (busy_poll || ++*empty < 64) {
+		rte_pause();
+		return;
+	}
+	/* 10 us at first, up to 500 us when idle for long */
+	unsigned us = (*empty - 64) * 10;
+	struct timespec ts = { 0, (long)(us < 10 ? 10 : us > 500 ? 500 : us)
+				      * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+/* Run every slice of the stage on one bundle. */
+static int stage_exec(struct lm_dp_replica *r, uint8_t *in, uint8_t *out)
+{
+	const struct lm_dp_stage *st = r->stage;
+	for (int k = 0; k < r->n_steps; k++) {
+		struct lm_dp_step *s = &r->steps[k];
+		for (int i = 0; i < s->n_in; i++)
+			if (s->in_where[i] != LM_DP_LOCAL)
+				s->in[i].data = (s->in_where[i] == LM_DP_IN
+						 ? in : out) + s->in_off[i];
+		for (int j = 0; j < s->n_out; j++)
+			if (s->out_where[j] == LM_DP_OUT)
+				s->out[j].data = out + s->out_off[j];
+		int rc = lm_session_run(s->session, s->in, s->n_in, s->out,
+					s->n_out, &r->err);
+		if (rc)
+			return rc;
+	}
+	for (int c = 0; c < st->n_copies; c++)
+		memcpy(out + st->copies[c].to, in + st->copies[c].from,
+		       st->copies[c].nbytes);
+	return 0;
+}
+
+/* One bundle: take an output buffer, run, hand the input back to its pool
+ * and the output on.  -EINTR when told to stop while waiting for a buffer
+ * (the bundle is then still the caller's). */
+static int run_one(struct lm_dp_replica *r, struct lm_dp_bundle *b)
+{
+	struct lm_dp_stage *st = r->stage;
+	struct lm_dp_bundle *o;
+	unsigned empty = 0;
+	while (rte_mempool_get(st->out_edge->pool, (void **)&o) != 0) {
+		if (r->stop)
+			return -EINTR;
+		backoff(r->busy_poll, &empty);
+	}
+	*o = *b;
+	if (b->status == 0) {
+		uint64_t t0 = rte_rdtsc();
+		int rc = stage_exec(r, lm_dp_bundle_data(b),
+				    lm_dp_bundle_data(o));
+		lm_dp_hist_add(&r->hist, rte_rdtsc() - t0, st->cycles_per_us);
+		if (rc) {
+			o->status = rc;
+			r->errors++;
+		}
+		r->requests++;
+	}
+	rte_mempool_put(st->in_edge->pool, b);
+	while (rte_ring_enqueue(st->out_edge->ring, o) != 0)
+		rte_pause(); /* cannot happen: the ring holds the whole pool */
+	return 0;
+}
+
+static int worker_main(void *arg)
+{
+	struct lm_dp_replica *r = arg;
+	struct lm_dp_stage *st = r->stage;
+	struct lm_dp_bundle *in[LM_DP_BURST];
+	/* replicas share their ring: take one at a time to share the load */
+	unsigned burst = st->n_replicas > 1 ? 1 : LM_DP_BURST, empty = 0;
+	uint64_t t = rte_rdtsc();
+
+	prctl(PR_SET_TIMERSLACK, 1000UL); /* short sleeps when adaptive */
+	while (!r->stop) {
+		unsigned n = r->n_held;
+		if (n) {
+			memcpy(in, r->held, n * sizeof(in[0]));
+			r->n_held = 0;
+		} else {
+			n = rte_ring_dequeue_burst(st->in_edge->ring,
+						   (void **)in, burst, NULL);
+		}
+		if (!n) {
+			backoff(r->busy_poll, &empty);
+			continue;
+		}
+		empty = 0;
+		uint64_t t0 = rte_rdtsc();
+		r->idle_cycles += t0 - t;
+		for (unsigned i = 0; i < n; i++)
+			if (run_one(r, in[i]) == -EINTR) {
+				r->n_held = n - i;
+				memcpy(r->held, in + i,
+				       r->n_held * sizeof(in[0]));
+				break;
+			}
+		t = rte_rdtsc();
+		r->busy_cycles += t - t0;
+	}
+	r->idle_cycles += rte_rdtsc() - t;
+	return 0;
+}
+
+/* ---- loading ---- */
+
+/* A tensor produced inside the stage, while loading it. */
+struct produced {
+	const char *name;
+	const lm_value *v;
+	int where;
+	size_t off;
+	void *ptr;
+};
+
+static int same_shape(const lm_value *v, const struct lm_dp_tdesc *d,
+		      const char *file, lm_error *e)
+{
+	char a[128], b[128];
+	if (v->dtype == d->dtype && v->rank == d->rank &&
+	    !memcmp(v->dims, d->dims, sizeof(v->dims[0]) * (size_t)v->rank))
+		return 0;
+	return lm_fail(e, -EINVAL, "%s: tensor '%s' is %s %s in the slice "
+		       "but %s %s in the manifest", file, d->name,
+		       lm_dtype_name(v->dtype),
+		       lm_shape_str(v->rank, v->dims, a, sizeof(a)),
+		       lm_dtype_name(d->dtype),
+		       lm_shape_str(d->rank, d->dims, b, sizeof(b)));
+}
+
+static void replica_free(struct lm_dp_replica *r)
+{
+	if (!r)
+		return;
+	for (int k = 0; k < r->n_steps; k++) {
+		lm_session_free(r->steps[k].session);
+		lm_onnx_free(r->steps[k].model);
+	}
+	for (int i = 0; i < r->n_local; i++)
+		free(r->local[i]);
+	free(r->local);
+	free(r->steps);
+	free(r);
+}
+
+/* Load one slice into step s: session, and where each tensor lives. */
+static int load_step(struct lm_dp_replica *r, struct lm_dp_step *s,
+		     const char *path, unsigned batch, struct produced *made,
+		     int *n_made, int max_made, lm_error *e)
+{
+	const struct lm_dp_stage *st = r->stage;
+	int rc;
+	if ((rc = lm_onnx_load(path, &s->model, e)) ||
+	    (rc = lm_onnx_prepare_batch(s->model, batch, e)))
+		return rc;
+	lm_graph *g = lm_onnx_graph(s->model);
+	if (g->n_inputs > LM_DP_MAX_TENSORS || g->n_outputs > LM_DP_MAX_TENSORS)
+		return lm_fail(e, -E2BIG, "%s: more than %d inputs or outputs",
+			       path, LM_DP_MAX_TENSORS);
+	lm_session_options so = { .threads = 1 };
+	if ((rc = lm_session_create(g, &so, &s->session, e)))
+		return lm_fail_prefix(e, rc, "%s", path);
+	s->n_in = g->n_inputs;
+	s->n_out = g->n_outputs;
+	for (int i = 0; i < g->n_inputs; i++) {
+		const lm_value *v = &g->values[g->inputs[i]];
+		lm_tensor *t = &s->in[i];
+		lm_tensor_set_shape(t, v->dtype, v->rank, v->dims);
+		t->nbytes = lm_value_bytes(v);
+		int p = *n_made - 1;
+		while (p >= 0 && strcmp(made[p].name, v->name))
+			p--;
+		if (p >= 0) {
+			if (made[p].v->dtype != v->dtype ||
+			    made[p].v->rank != v->rank ||
+			    memcmp(made[p].v->dims, v->dims,
+				   sizeof(v->dims[0]) * (size_t)v->rank))
+				return lm_fail(e, -EINVAL, "%s: input '%s' does "
+					       "not have the shape its slice "
+					       "made", path, v->name);
+			s->in_where[i] = (uint8_t)made[p].where;
+			s->in_off[i] = made[p].off;
+			t->data = made[p].ptr;
+			continue;
+		}
+		int k = lm_dp_layout_find(&st->in, v->name);
+		if (k < 0)
+			return lm_fail(e, -EINVAL, "%s: input '%s' is neither "
+				       "made by an earlier slice of the stage "
+				       "nor carried into it", path, v->name);
+		if ((rc = same_shape(v, &st->in.t[k], path, e)))
+			return rc;
+		s->in_where[i] = LM_DP_IN;
+		s->in_off[i] = st->in.t[k].offset;
+	}
+	for (int j = 0; j < g->n_outputs; j++) {
+		const lm_value *v = &g->values[g->outputs[j]];
+		lm_tensor *t = &s->out[j];
+		struct produced *m;
+		lm_tensor_set_shape(t, v->dtype, v->rank, v->dims);
+		t->nbytes = lm_value_bytes(v);
+		if (*n_made == max_made)
+			return lm_fail(e, -E2BIG, "%s: too many tensors in one "
+				       "stage", path);
+		m = &made[(*n_made)++];
+		m->name = v->name;
+		m->v = v;
+		int k = lm_dp_layout_find(&st->out, v->name);
+		if (k >= 0) {
+			if ((rc = same_shape(v, &st->out.t[k], path, e)))
+				return rc;
+			s->out_where[j] = LM_DP_OUT;
+			s->out_off[j] = st->out.t[k].offset;
+			m->where = LM_DP_OUT;
+			m->off = s->out_off[j];
+			m->ptr = NULL;
+			continue;
+		}
+		size_t bytes = (t->nbytes + LM_DP_ALIGN - 1) &
+			       ~(size_t)(LM_DP_ALIGN - 1);
+		void *buf = aligned_alloc(LM_DP_ALIGN, bytes ? bytes
+							    : LM_DP_ALIGN);
+		if (!buf)
+			return lm_fail(e, -ENOMEM, "%s: out of memory", path);
+		r->local[r->n_local++] = buf;
+		t->data = buf;
+		s->out_where[j] = LM_DP_LOCAL;
+		m->where = LM_DP_LOCAL;
+		m->ptr = buf;
+	}
+	return 0;
+}
+
+static int replica_load(struct lm_dp *dp, struct lm_dp_stage *st,
+			const struct lm_dp_deployment *d,
+			const struct lm_dp_manifest *m, unsigned lcore,
+			struct lm_dp_replica **out, lm_error *e)
+{
+	int n = (int)(st->last - st->first + 1), n_made = 0, rc = 0;
+	int max_made = n * LM_DP_MAX_TENSORS;
+	struct lm_dp_replica *r = aligned_alloc(LM_DP_ALIGN, sizeof(*r));
+	struct produced *made = calloc((size_t)max_made, sizeof(*made));
+	if (r)
+		memset(r, 0, sizeof(*r));
+	if (!r || !made ||
+	    !(r->steps = calloc((size_t)n, sizeof(*r->steps))) ||
+	    !(r->local = calloc((size_t)max_made, sizeof(void *)))) {
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	r->stage = st;
+	r->lcore = lcore;
+	r->cpu = dp->lcore[lcore].cpu;
+	r->socket = lm_dp_cpu_node(r->cpu);
+	/* weights, packed kernels and arenas on the worker's node */
+	if (numa_available() >= 0)
+		numa_set_preferred(r->socket);
+	for (int k = 0; k < n && !rc; k++) {
+		char path[PATH_MAX * 2];
+		snprintf(path, sizeof(path), "%s/%s", d->dir,
+			 lm_dp_manifest_file(m, (int)st->first + k));
+		r->n_steps = k + 1;
+		rc = load_step(r, &r->steps[k], path, d->batch, made, &n_made,
+			       max_made, e);
+	}
+	if (numa_available() >= 0)
+		numa_set_localalloc();
+	/* every tensor leaving the stage is made in it or passes through */
+	for (int i = 0; i < st->out.n && !rc; i++) {
+		int p = n_made - 1;
+		while (p >= 0 && strcmp(made[p].name, st->out.t[i].name))
+			p--;
+		if (p >= 0)
+			continue;
+		int k = lm_dp_layout_find(&st->in, st->out.t[i].name);
+		if (k < 0) {
+			rc = lm_fail(e, -EINVAL, "%s: tensor '%s' leaves stage "
+				     "%u but nothing in it makes it", d->dir,
+				     st->out.t[i].name, st->index);
+			break;
+		}
+		if (st->n_replicas == 0) { /* the first replica records it */
+			struct lm_dp_copy *c = &st->copies[st->n_copies];
+			c->from = st->in.t[k].offset;
+			c->to = st->out.t[i].offset;
+			c->nbytes = st->out.t[i].nbytes;
+			st->n_copies++;
+		}
+	}
+out:
+	free(made);
+	if (rc) {
+		replica_free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+static void stage_free(struct lm_dp *dp, struct lm_dp_stage *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < st->n_replicas; i++) {
+		dp->lcore[st->rep[i]->lcore].used = 0;
+		replica_free(st->rep[i]);
+	}
+	lm_dp_layout_clear(&st->in);
+	lm_dp_layout_clear(&st->out);
+	free(st);
+}
+
+/* Worker lcores for a stage: one free slot on each cpu asked for, or, when
+ * none is asked for, one on the worker cpu holding the fewest stages. */
+static int pick_lcores(struct lm_dp *dp, const uint32_t *cpus, size_t n,
+		       unsigned *out, lm_error *e)
+{
+	uint32_t chosen_cpu = 0;
+	if (n == 0) {
+		unsigned best = UINT_MAX;
+		for (unsigned i = 0; i < dp->n_worker_cpus; i++) {
+			unsigned c = dp->worker_cpus[i], load = 0, free_ = 0;
+			for (unsigned l = 1; l < dp->n_lcores; l++)
+				if (dp->lcore[l].cpu == c) {
+					load += dp->lcore[l].used != 0;
+					free_ += !dp->lcore[l].used;
+				}
+			if (free_ && load <= best) {
+				best = load;
+				chosen_cpu = c;
+			}
+		}
+		if (best == UINT_MAX)
+			return lm_fail(e, -EBUSY, "every worker slot holds a "
+				       "stage (%u lcores)", dp->n_lcores - 1);
+		cpus = &chosen_cpu;
+		n = 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned l;
+		for (l = 1; l < dp->n_lcores; l++) {
+			int taken = dp->lcore[l].used;
+			for (size_t k = 0; k < i && !taken; k++)
+				taken = out[k] == l;
+			if (dp->lcore[l].cpu == cpus[i] && !taken)
+				break;
+		}
+		if (l == dp->n_lcores) {
+			int worker = 0;
+			for (unsigned w = 0; w < dp->n_worker_cpus; w++)
+				worker |= dp->worker_cpus[w] == cpus[i];
+			return worker ? lm_fail(e, -EBUSY, "core %u has no free "
+						"worker slot", cpus[i])
+				      : lm_fail(e, -EINVAL, "core %u is not a "
+						"worker core of this laminad",
+						cpus[i]);
+		}
+		out[i] = l;
+	}
+	return 0;
+}
+
+/* Make an edge's layout and mempool. */
+static int edge_make(struct lm_dp *dp, struct lm_dp_deployment *d, unsigned k,
+		     const struct lm_dp_manifest *m, int cut, int socket,
+		     uint64_t *bytes, lm_error *e)
+{
+	struct lm_dp_edge *ed = &d->edges[k];
+	char name[RTE_MEMPOOL_NAMESIZE];
+	int rc = lm_dp_layout_cut(m, cut, d->batch, &ed->layout, e);
+	if (rc)
+		return rc;
+	size_t elt = sizeof(struct lm_dp_bundle) + ed->layout.bytes;
+	size_t n = EDGE_BUDGET / elt;
+	ed->n_bufs = (unsigned)(n < EDGE_MIN_BUFS ? EDGE_MIN_BUFS
+			       : n > EDGE_MAX_BUFS ? EDGE_MAX_BUFS : n);
+	snprintf(name, sizeof(name), "lm%u_e%u", d->gen, k);
+	ed->pool = rte_mempool_create(name, ed->n_bufs, (unsigned)elt, 0, 0,
+				      NULL, NULL, NULL, NULL, socket, 0);
+	if (!ed->pool && socket != SOCKET_ID_ANY) {
+		lm_dp_log("edge %u of %s: no memory on socket %d, using any",
+			  k, d->id, socket);
+		ed->pool = rte_mempool_create(name, ed->n_bufs, (unsigned)elt,
+					      0, 0, NULL, NULL, NULL, NULL,
+					      SOCKET_ID_ANY, 0);
+	}
+	if (!ed->pool) {
+		lm_dp_layout_clear(&ed->layout);
+		return lm_fail(e, -ENOMEM, "edge %u of %s: cannot allocate %u "
+			       "buffers of %zu bytes (%s)", k, d->id,
+			       ed->n_bufs, elt, rte_strerror(rte_errno));
+	}
+	ed->socket = socket;
+	ed->loaded = 1;
+	*bytes += (uint64_t)ed->n_bufs * elt;
+	(void)dp;
+	return 0;
+}
+
+static void edge_free(struct lm_dp_edge *ed)
+{
+	void *obj;
+	if (ed->ring) {
+		while (rte_ring_dequeue(ed->ring, &obj) == 0)
+			rte_mempool_put(ed->pool, obj);
+		rte_ring_free(ed->ring);
+	}
+	rte_mempool_free(ed->pool);
+	lm_dp_layout_clear(&ed->layout);
+	memset(ed, 0, sizeof(*ed));
+}
+
+static int valid_id(const char *id)
+{
+	size_t n = id ? strlen(id) : 0;
+	if (n == 0 || n >= LM_DEPLOYMENT_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!(id[i] >= 'a' && id[i] <= 'z') &&
+		    !(id[i] >= 'A' && id[i] <= 'Z') &&
+		    !(id[i] >= '0' && id[i] <= '9') && !strchr("-_.", id[i]))
+			return 0;
+	return 1;
+}
+
+struct lm_dp_deployment *lm_dp_deployment_find(struct lm_dp *dp,
+					       const char *id)
+{
+	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
+		if (dp->dep[i] && !strncmp(dp->dep[i]->id, id,
+					   LM_DEPLOYMENT_MAX))
+			return dp->dep[i];
+	return NULL;
+}
+
+static int deployment_new(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
+			  struct lm_dp_deployment **out, lm_error *e)
+{
+	int slot = -1;
+	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS && slot < 0; i++)
+		if (!dp->dep[i])
+			slot = i;
+	if (slot < 0)
+		return lm_fail(e, -ENOSPC, "this laminad already holds %d "
+			       "deployments", LM_DP_MAX_DEPLOYMENTS);
+	struct lm_dp_deployment *d = calloc(1, sizeof(*d));
+	if (!d)
+		return lm_fail(e, -ENOMEM, "out of memory");
+	snprintf(d->id, sizeof(d->id), "%s", r->deployment);
+	snprintf(d->dir, sizeof(d->dir), "%s", r->dir);
+	d->gen = ++dp->next_gen;
+	d->batch = r->batch;
+	d->n_stages = r->n_stages;
+	d->t_created = rte_rdtsc();
+	dp->dep[slot] = d;
+	*out = d;
+	return 0;
+}
+
+int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
+		     Lamina__LoadStageReply *reply, lm_error *e)
+{
+	struct lm_dp_deployment *d;
+	struct lm_dp_manifest *m = NULL;
+	struct lm_dp_stage *st = NULL;
+	unsigned lcores[LM_DP_MAX_REPLICAS];
+	int rc, created = 0;
+
+	if (!valid_id(r->deployment))
+		return lm_fail(e, -EINVAL, "deployment id '%.40s' must be 1 to "
+			       "%d letters, digits, '-', '_' or '.'",
+			       r->deployment ? r->deployment : "",
+			       LM_DEPLOYMENT_MAX - 1);
+	if (r->n_stages < 1 || r->n_stages > LM_DP_MAX_STAGES ||
+	    r->stage >= r->n_stages)
+		return lm_fail(e, -EINVAL, "stage %u of %u: stages must number "
+			       "1 to %d", r->stage, r->n_stages,
+			       LM_DP_MAX_STAGES);
+	if (r->batch < 1 || r->batch > 4096)
+		return lm_fail(e, -EINVAL, "batch %u: must be 1 to 4096",
+			       r->batch);
+	if (!r->dir || r->dir[0] != '/' || strlen(r->dir) >= PATH_MAX - 64)
+		return lm_fail(e, -EINVAL, "slice folder '%.200s' must be an "
+			       "absolute path", r->dir ? r->dir : "");
+	if (r->first > r->last)
+		return lm_fail(e, -EINVAL, "slices %u..%u: first is after "
+			       "last", r->first, r->last);
+	if (r->n_cores > LM_DP_MAX_REPLICAS)
+		return lm_fail(e, -EINVAL, "%zu replicas: at most %d",
+			       r->n_cores, LM_DP_MAX_REPLICAS);
+	d = lm_dp_deployment_find(dp, r->deployment);
+	if (d) {
+		if (d->started)
+			return lm_fail(e, -EBUSY, "deployment %s is running: "
+				       "stop it before loading stages", d->id);
+		if (d->n_stages != r->n_stages || d->batch != r->batch ||
+		    strcmp(d->dir, r->dir))
+			return lm_fail(e, -EINVAL, "deployment %s was loaded "
+				       "with %u stages at batch %u from %s",
+				       d->id, d->n_stages, d->batch, d->dir);
+		if (d->stages[r->stage])
+			return lm_fail(e, -EEXIST, "stage %u of %s is already "
+				       "loaded", r->stage, d->id);
+	}
+	if ((rc = lm_dp_manifest_load(r->dir, &m, e)))
+		return rc;
+	int n = lm_dp_manifest_slices(m);
+	if (r->last >= (unsigned)n) {
+		rc = lm_fail(e, -EINVAL, "slices %u..%u: %s has %d slices",
+			     r->first, r->last, r->dir, n);
+		goto fail;
+	}
+	if ((rc = pick_lcores(dp, r->cores, r->n_cores, lcores, e)))
+		goto fail;
+	if (!d) {
+		if ((rc = deployment_new(dp, r, &d, e)))
+			goto fail;
+		created = 1;
+		d->n_slices = (unsigned)n;
+	} else if (d->n_slices != (unsigned)n) {
+		rc = lm_fail(e, -EINVAL, "%s changed since its first stage was "
+			     "loaded", r->dir);
+		goto fail;
+	}
+	if (!(st = calloc(1, sizeof(*st)))) {
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	st->index = r->stage;
+	st->first = r->first;
+	st->last = r->last;
+	st->cycles_per_us = dp->cycles_per_us;
+	if ((rc = lm_dp_layout_cut(m, (int)r->first - 1, r->batch, &st->in,
+				   e)) ||
+	    (rc = lm_dp_layout_cut(m, (int)r->last, r->batch, &st->out, e)))
+		goto fail;
+	size_t nr = r->n_cores ? r->n_cores : 1;
+	for (size_t i = 0; i < nr; i++) {
+		struct lm_dp_replica *rep;
+		if ((rc = replica_load(dp, st, d, m, lcores[i], &rep, e)))
+			goto fail;
+		st->rep[st->n_replicas++] = rep;
+		dp->lcore[lcores[i]].used = 1;
+		for (int k = 0; k < rep->n_steps; k++) {
+			st->weight_bytes += lm_session_weight_bytes(
+				rep->steps[k].session);
+			st->arena_bytes += lm_session_arena_bytes(
+				rep->steps[k].session);
+		}
+	}
+	if ((rc = edge_make(dp, d, r->stage, m, (int)r->first - 1,
+			    st->rep[0]->socket, &st->ring_bytes, e)))
+		goto fail;
+	if (r->stage == r->n_stages - 1 &&
+	    (rc = edge_make(dp, d, r->n_stages, m, (int)r->last,
+			    (int)rte_socket_id(), &st->ring_bytes, e))) {
+		edge_free(&d->edges[r->stage]);
+		goto fail;
+	}
+	d->stages[r->stage] = st;
+	reply->n_cores = (size_t)st->n_replicas;
+	reply->cores = calloc((size_t)st->n_replicas, sizeof(uint32_t));
+	for (int i = 0; reply->cores && i < st->n_replicas; i++)
+		reply->cores[i] = st->rep[i]->cpu;
+	if (!reply->cores)
+		reply->n_cores = 0;
+	reply->weight_bytes = st->weight_bytes;
+	reply->arena_bytes = st->arena_bytes;
+	reply->ring_bytes = st->ring_bytes;
+	lm_dp_log("deployment %s: stage %u/%u loaded: slices %u..%u of %s at "
+		  "batch %u on %d core(s), first on cpu %u", d->id, r->stage,
+		  r->n_stages, r->first, r->last, r->dir, r->batch,
+		  st->n_replicas, st->rep[0]->cpu);
+	lm_dp_manifest_free(m);
+	return 0;
+fail:
+	stage_free(dp, st);
+	if (created)
+		lm_dp_deployment_free(dp, d);
+	lm_dp_manifest_free(m);
+	return rc;
+}
+
+/* ---- start, stop, free ---- */
+
+static int ring_make(struct lm_dp_deployment *d, unsigned k, unsigned prod,
+		     unsigned cons, lm_error *e)
+{
+	struct lm_dp_edge *ed = &d->edges[k];
+	char name[RTE_RING_NAMESIZE];
+	if (ed->ring)
+		return 0;
+	snprintf(name, sizeof(name), "lm%u_r%u", d->gen, k);
+	ed->ring = rte_ring_create(name, rte_align32pow2(ed->n_bufs + 1),
+				   ed->socket,
+				   (prod == 1 ? RING_F_SP_ENQ : 0) |
+				   (cons == 1 ? RING_F_SC_DEQ : 0));
+	if (!ed->ring)
+		return lm_fail(e, -ENOMEM, "edge %u of %s: cannot create its "
+			       "ring (%s)", k, d->id, rte_strerror(rte_errno));
+	return 0;
+}
+
+/* The answer's tensor headers, formatted once (ingress protocol). */
+static int format_answer(struct lm_dp_deployment *d, lm_error *e)
+{
+	const struct lm_dp_layout *l = &d->edges[d->n_stages].layout;
+	size_t size = 0, off = 0;
+	for (int i = 0; i < l->n; i++)
+		size += 8 + 8 * (size_t)l->t[i].rank + 8;
+	free(d->answer_thdr);
+	if (!(d->answer_thdr = malloc(size ? size : 1)))
+		return lm_fail(e, -ENOMEM, "out of memory");
+	d->answer_bytes = 8 + 4 + 4; /* request id, status, n_tensors */
+	for (int i = 0; i < l->n; i++) {
+		const struct lm_dp_tdesc *t = &l->t[i];
+		uint8_t *p = d->answer_thdr + off;
+		uint32_t u = (uint32_t)t->dtype, rank = (uint32_t)t->rank;
+		uint64_t nb = t->nbytes;
+		d->thdr_off[i] = off;
+		memcpy(p, &u, 4);
+		memcpy(p + 4, &rank, 4);
+		memcpy(p + 8, t->dims, 8 * (size_t)t->rank);
+		memcpy(p + 8 + 8 * (size_t)t->rank, &nb, 8);
+		off += 8 + 8 * (size_t)t->rank + 8;
+		d->answer_bytes += 8 + 8 * (size_t)t->rank + 8 + t->nbytes;
+	}
+	d->thdr_off[l->n] = off;
+	return 0;
+}
+
+int lm_dp_deployment_start(struct lm_dp *dp, struct lm_dp_deployment *d,
+			   lm_error *e)
+{
+	int rc;
+	unsigned n = d->n_stages, workers = 0;
+	if (d->started)
+		return 0;
+	for (unsigned s = 0; s < n; s++)
+		if (!d->stages[s])
+			return lm_fail(e, -EINVAL, "deployment %s: stage %u of "
+				       "%u is not loaded", d->id, s, n);
+	for (unsigned s = 0; s < n; s++) {
+		const struct lm_dp_stage *st = d->stages[s];
+		unsigned want = s ? d->stages[s - 1]->last + 1 : 0;
+		if (st->first != want)
+			return lm_fail(e, -EINVAL, "deployment %s: stage %u "
+				       "starts at slice %u, not %u", d->id, s,
+				       st->first, want);
+		if (s + 1 < n && !lm_dp_layout_equal(&st->out,
+						     &d->edges[s + 1].layout))
+			return lm_fail(e, -EINVAL, "deployment %s: stages %u "
+				       "and %u disagree on the tensors between "
+				       "them", d->id, s, s + 1);
+		workers += (unsigned)st->n_replicas;
+	}
+	if (d->stages[n - 1]->last != d->n_slices - 1)
+		return lm_fail(e, -EINVAL, "deployment %s: the last stage ends "
+			       "at slice %u of %u", d->id,
+			       d->stages[n - 1]->last, d->n_slices);
+	for (unsigned k = 0; k <= n; k++) {
+		unsigned prod = k ? (unsigned)d->stages[k - 1]->n_replicas : 1;
+		unsigned cons = k < n ? (unsigned)d->stages[k]->n_replicas : 1;
+		if ((rc = ring_make(d, k, prod, cons, e)))
+			return rc;
+	}
+	if ((rc = format_answer(d, e)))
+		return rc;
+	int busy = lm_dp_poll_busy(dp);
+	for (unsigned s = 0; s < n; s++) {
+		struct lm_dp_stage *st = d->stages[s];
+		st->in_edge = &d->edges[s];
+		st->out_edge = &d->edges[s + 1];
+		for (int i = 0; i < st->n_replicas; i++) {
+			struct lm_dp_replica *r = st->rep[i];
+			r->stop = 0;
+			r->busy_poll = busy;
+			if (rte_eal_remote_launch(worker_main, r, r->lcore)) {
+				d->running = 1;
+				lm_dp_deployment_stop(dp, d);
+				return lm_fail(e, -EBUSY, "lcore %u is busy",
+					       r->lcore);
+			}
+		}
+	}
+	d->started = d->running = 1;
+	lm_dp_log("deployment %s started: %u stage(s), %u worker(s), %s poll",
+		  d->id, n, workers, busy ? "busy" : "adaptive");
+	return 0;
+}
+
+void lm_dp_deployment_stop(struct lm_dp *dp, struct lm_dp_deployment *d)
+{
+	(void)dp;
+	if (!d->running)
+		return;
+	for (unsigned s = 0; s < d->n_stages; s++)
+		for (int i = 0; d->stages[s] && i < d->stages[s]->n_replicas;
+		     i++)
+			d->stages[s]->rep[i]->stop = 1;
+	for (unsigned s = 0; s < d->n_stages; s++)
+		for (int i = 0; d->stages[s] && i < d->stages[s]->n_replicas;
+		     i++)
+			rte_eal_wait_lcore(d->stages[s]->rep[i]->lcore);
+	d->running = d->started = 0;
+	lm_dp_log("deployment %s stopped", d->id);
+}
+
+void lm_dp_deployment_free(struct lm_dp *dp, struct lm_dp_deployment *d)
+{
+	if (!d)
+		return;
+	lm_dp_deployment_stop(dp, d);
+	lm_dp_ingress_forget(dp, d);
+	for (unsigned s = 0; s < d->n_stages; s++) {
+		struct lm_dp_stage *st = d->stages[s];
+		for (int i = 0; st && i < st->n_replicas; i++)
+			for (unsigned h = 0; h < st->rep[i]->n_held; h++)
+				rte_mempool_put(d->edges[s].pool,
+						st->rep[i]->held[h]);
+		stage_free(dp, st);
+	}
+	for (unsigned k = 0; k <= d->n_stages; k++)
+		edge_free(&d->edges[k]);
+	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
+		if (dp->dep[i] == d)
+			dp->dep[i] = NULL;
+	free(d->answer_thdr);
+	free(d);
+}

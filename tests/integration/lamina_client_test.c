@@ -1,0 +1,451 @@
+/*
+ * lamina_client_test.c: `lamina-client-test`, a small driver of laminad
+ * through the client library (lm_client_*, lm_infer_*), for the
+ * integration tests (test_laminad.py).  It is not a user tool: `lamina
+ * deploy/infer/status/teardown` are.
+ *
+ *   lamina-client-test PORT describe
+ *   lamina-client-test PORT load DEP DIR BATCH RANGE...   (and start)
+ *        RANGE is FIRST-LAST[@CPU[+CPU...]], one per stage
+ *   lamina-client-test PORT load-one DEP STAGE N_STAGES DIR FIRST LAST BATCH
+ *   lamina-client-test PORT start|stop|stats|teardown DEP
+ *   lamina-client-test PORT shutdown
+ *   lamina-client-test IPORT infer DEP OUT.npy IN.npy...
+ *   lamina-client-test IPORT stress DEP IN.npy EXPECTED.npy CLIENTS TOTAL
+ *        WINDOW: row i % K of IN (K rows) as a batch-1 request, answers
+ *        checked bitwise against row i % K of EXPECTED
+ *
+ * Replies are printed as one JSON object (stats, describe, load) or "ok";
+ * failures as one line on stderr with exit status 1.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "lamina/client.h"
+#include "lamina/runtime.h"
+
+#define TIMEOUT_MS 60000
+
+static int fail(const lm_error *e)
+{
+	fprintf(stderr, "lamina-client-test: %s\n", e->msg);
+	return 1;
+}
+
+static json_t *u32_list(const uint32_t *v, size_t n)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_integer(v[i]));
+	return a;
+}
+
+static json_t *hist(const double *edges, size_t n_edges,
+		    const uint64_t *counts, size_t n)
+{
+	json_t *a = json_array(), *c = json_array();
+	for (size_t i = 0; i < n_edges; i++)
+		json_array_append_new(a, json_real(edges[i]));
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(c, json_integer((json_int_t)counts[i]));
+	return json_pack("{s:o, s:o}", "bucket_us", a, "counts", c);
+}
+
+static void print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+	puts(s ? s : "null");
+	free(s);
+	json_decref(j);
+}
+
+static void print_reply(const Lamina__Reply *r)
+{
+	switch (r->body_case) {
+	case LAMINA__REPLY__BODY_DESCRIBE: {
+		const Lamina__DescribeReply *d = r->describe;
+		json_t *numa = json_array(), *deps = json_array();
+		for (size_t i = 0; i < d->n_numa; i++)
+			json_array_append_new(numa, json_pack(
+				"{s:i, s:o, s:I, s:I, s:I, s:I}", "id",
+				d->numa[i]->id, "cores",
+				u32_list(d->numa[i]->cores, d->numa[i]->n_cores),
+				"total_bytes", (json_int_t)d->numa[i]->total_bytes,
+				"free_bytes", (json_int_t)d->numa[i]->free_bytes,
+				"hugepage_bytes",
+				(json_int_t)d->numa[i]->hugepage_bytes,
+				"hugepages_free",
+				(json_int_t)d->numa[i]->hugepages_free));
+		for (size_t i = 0; i < d->n_deployments; i++)
+			json_array_append_new(deps,
+					      json_string(d->deployments[i]));
+		print_json(json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:b, s:s, "
+				     "s:i, s:o}", "name", d->name, "version",
+				     d->version, "pid", d->pid, "worker_cores",
+				     u32_list(d->worker_cores,
+					      d->n_worker_cores),
+				     "busy_cores", u32_list(d->busy_cores,
+							    d->n_busy_cores),
+				     "numa", numa, "hugepages", d->hugepages,
+				     "poll", d->poll, "ingress_port",
+				     d->ingress_port, "deployments", deps));
+		break;
+	}
+	case LAMINA__REPLY__BODY_LOAD_STAGE:
+		print_json(json_pack("{s:o, s:I, s:I, s:I}", "cores",
+				     u32_list(r->load_stage->cores,
+					      r->load_stage->n_cores),
+				     "weight_bytes",
+				     (json_int_t)r->load_stage->weight_bytes,
+				     "arena_bytes",
+				     (json_int_t)r->load_stage->arena_bytes,
+				     "ring_bytes",
+				     (json_int_t)r->load_stage->ring_bytes));
+		break;
+	case LAMINA__REPLY__BODY_STATS: {
+		const Lamina__StatsReply *s = r->stats;
+		json_t *stages = json_array();
+		for (size_t i = 0; i < s->n_stages; i++) {
+			const Lamina__StageStats *t = s->stages[i];
+			json_t *o = json_pack(
+				"{s:i, s:i, s:i, s:o, s:I, s:I, s:I, s:i, s:i, "
+				"s:I}", "stage", t->stage, "first", t->first,
+				"last", t->last, "cores",
+				u32_list(t->cores, t->n_cores), "requests",
+				(json_int_t)t->requests, "busy_cycles",
+				(json_int_t)t->busy_cycles, "idle_cycles",
+				(json_int_t)t->idle_cycles, "queue_depth",
+				t->queue_depth, "queue_capacity",
+				t->queue_capacity, "errors",
+				(json_int_t)t->errors);
+			json_object_update_new(o, hist(t->bucket_us,
+						       t->n_bucket_us,
+						       t->counts, t->n_counts));
+			json_array_append_new(stages, o);
+		}
+		json_t *o = json_pack("{s:s, s:I, s:f, s:I, s:I, s:o}",
+				      "deployment", s->deployment, "tsc_hz",
+				      (json_int_t)s->tsc_hz, "uptime_s",
+				      s->uptime_s, "requests",
+				      (json_int_t)s->requests, "errors",
+				      (json_int_t)s->errors, "stages", stages);
+		json_object_update_new(o, hist(s->bucket_us, s->n_bucket_us,
+					       s->counts, s->n_counts));
+		print_json(o);
+		break;
+	}
+	default:
+		puts("ok");
+	}
+}
+
+static int call(lm_client *c, Lamina__Request *q)
+{
+	Lamina__Reply *r;
+	lm_error e;
+	if (lm_client_call(c, q, &r, &e))
+		return fail(&e);
+	print_reply(r);
+	lamina__reply__free_unpacked(r, NULL);
+	return 0;
+}
+
+static int load_one(lm_client *c, const char *dep, unsigned stage,
+		    unsigned n_stages, const char *dir, unsigned first,
+		    unsigned last, unsigned batch, uint32_t *cores,
+		    size_t n_cores)
+{
+	Lamina__Request q = LAMINA__REQUEST__INIT;
+	Lamina__LoadStageRequest l = LAMINA__LOAD_STAGE_REQUEST__INIT;
+	l.deployment = (char *)dep;
+	l.stage = stage;
+	l.n_stages = n_stages;
+	l.dir = (char *)dir;
+	l.first = first;
+	l.last = last;
+	l.batch = batch;
+	l.cores = cores;
+	l.n_cores = n_cores;
+	q.body_case = LAMINA__REQUEST__BODY_LOAD_STAGE;
+	q.load_stage = &l;
+	return call(c, &q);
+}
+
+static int control(int argc, char **argv, uint16_t port)
+{
+	lm_client *c;
+	lm_error e;
+	int rc = 1;
+	if (lm_client_connect("127.0.0.1", port, TIMEOUT_MS, &c, &e))
+		return fail(&e);
+	const char *cmd = argv[2], *dep = argc > 3 ? argv[3] : "";
+	Lamina__Request q = LAMINA__REQUEST__INIT;
+	Lamina__DescribeRequest dq = LAMINA__DESCRIBE_REQUEST__INIT;
+	Lamina__StartRequest sq = LAMINA__START_REQUEST__INIT;
+	Lamina__StopRequest pq = LAMINA__STOP_REQUEST__INIT;
+	Lamina__StatsRequest tq = LAMINA__STATS_REQUEST__INIT;
+	Lamina__TeardownRequest dn = LAMINA__TEARDOWN_REQUEST__INIT;
+	Lamina__ShutdownRequest sh = LAMINA__SHUTDOWN_REQUEST__INIT;
+	sq.deployment = pq.deployment = tq.deployment = dn.deployment =
+		(char *)dep;
+	if (!strcmp(cmd, "describe")) {
+		q.body_case = LAMINA__REQUEST__BODY_DESCRIBE;
+		q.describe = &dq;
+	} else if (!strcmp(cmd, "start")) {
+		q.body_case = LAMINA__REQUEST__BODY_START;
+		q.start = &sq;
+	} else if (!strcmp(cmd, "stop")) {
+		q.body_case = LAMINA__REQUEST__BODY_STOP;
+		q.stop = &pq;
+	} else if (!strcmp(cmd, "stats")) {
+		q.body_case = LAMINA__REQUEST__BODY_STATS;
+		q.stats = &tq;
+	} else if (!strcmp(cmd, "teardown")) {
+		q.body_case = LAMINA__REQUEST__BODY_TEARDOWN;
+		q.teardown = &dn;
+	} else if (!strcmp(cmd, "shutdown")) {
+		q.body_case = LAMINA__REQUEST__BODY_SHUTDOWN;
+		q.shutdown = &sh;
+	} else if (!strcmp(cmd, "empty")) {
+		/* a request with no body, as a newer client might send */
+	} else if (!strcmp(cmd, "load-one") && argc == 10) {
+		rc = load_one(c, dep, (unsigned)atoi(argv[4]),
+			      (unsigned)atoi(argv[5]), argv[6],
+			      (unsigned)atoi(argv[7]), (unsigned)atoi(argv[8]),
+			      (unsigned)atoi(argv[9]), NULL, 0);
+		goto out;
+	} else if (!strcmp(cmd, "load") && argc >= 7) {
+		unsigned n = (unsigned)(argc - 6);
+		for (unsigned s = 0; s < n; s++) {
+			uint32_t cores[16];
+			size_t nc = 0;
+			unsigned first, last;
+			char *at = strchr(argv[6 + s], '@');
+			if (sscanf(argv[6 + s], "%u-%u", &first, &last) != 2) {
+				fprintf(stderr, "bad range %s\n", argv[6 + s]);
+				goto out;
+			}
+			for (char *p = at; p && nc < 16;
+			     p = strchr(p + 1, '+'))
+				cores[nc++] = (uint32_t)atoi(p + 1);
+			if (load_one(c, dep, s, n, argv[4], first, last,
+				     (unsigned)atoi(argv[5]), cores, nc))
+				goto out;
+		}
+		q.body_case = LAMINA__REQUEST__BODY_START;
+		q.start = &sq;
+	} else {
+		fprintf(stderr, "lamina-client-test: unknown command %s\n",
+			cmd);
+		goto out;
+	}
+	rc = call(c, &q);
+out:
+	lm_client_free(c);
+	return rc;
+}
+
+static int infer(int argc, char **argv, uint16_t port)
+{
+	lm_tensor in[16] = { 0 }, out[16] = { 0 };
+	int n_in = argc - 5, n_out = 0, rc = 1;
+	lm_infer *c = NULL;
+	lm_error e;
+	uint64_t id;
+	if (n_in < 1 || n_in > 16)
+		return 1;
+	for (int i = 0; i < n_in; i++)
+		if (lm_npy_read(argv[5 + i], &in[i], &e)) {
+			fail(&e);
+			goto out;
+		}
+	if (lm_infer_connect("127.0.0.1", port, TIMEOUT_MS, &c, &e) ||
+	    lm_infer_send(c, argv[3], 42, in, n_in, &e) ||
+	    lm_infer_recv(c, &id, out, 16, &n_out, &e)) {
+		fail(&e);
+		goto out;
+	}
+	for (int j = 0; j < n_out; j++) {
+		char path[4096];
+		if (j)
+			snprintf(path, sizeof(path), "%s.%d.npy", argv[4], j);
+		else
+			snprintf(path, sizeof(path), "%s", argv[4]);
+		if (lm_npy_write(path, &out[j], &e)) {
+			fail(&e);
+			goto out;
+		}
+	}
+	rc = id == 42 ? 0 : 1;
+out:
+	for (int i = 0; i < 16; i++) {
+		lm_tensor_free(&in[i]);
+		lm_tensor_free(&out[i]);
+	}
+	lm_infer_free(c);
+	return rc;
+}
+
+/* ---- stress: many clients, each request checked ---- */
+
+struct stress {
+	uint16_t port;
+	const char *dep;
+	lm_tensor in, exp;
+	int k, total, window;
+	size_t in_row, exp_row;
+	/* per client */
+	int client, bad;
+	char msg[600];
+};
+
+static void row(const lm_tensor *t, int i, size_t bytes, lm_tensor *r)
+{
+	*r = *t;
+	r->dims[0] = 1;
+	r->data = (uint8_t *)t->data + (size_t)i * bytes;
+	r->nbytes = bytes;
+	r->owned = 0;
+}
+
+static void *stress_client(void *arg)
+{
+	struct stress *s = arg;
+	lm_infer *c;
+	lm_error e;
+	uint8_t *seen = calloc((size_t)s->total, 1);
+	int sent = 0, got = 0;
+	if (!seen || lm_infer_connect("127.0.0.1", s->port, TIMEOUT_MS, &c,
+				      &e)) {
+		snprintf(s->msg, sizeof(s->msg), "connect: %s", e.msg);
+		s->bad = 1;
+		free(seen);
+		return NULL;
+	}
+	while (got < s->total && !s->bad) {
+		while (sent < s->total && sent - got < s->window) {
+			lm_tensor r;
+			int i = (sent + s->client) % s->k;
+			row(&s->in, i, s->in_row, &r);
+			uint64_t id = (uint64_t)s->client << 32 | (uint64_t)sent;
+			if (lm_infer_send(c, s->dep, id, &r, 1, &e)) {
+				snprintf(s->msg, sizeof(s->msg), "send: %s",
+					 e.msg);
+				s->bad = 1;
+				break;
+			}
+			sent++;
+		}
+		lm_tensor out[4];
+		int n = 0;
+		uint64_t id;
+		if (s->bad)
+			break;
+		if (lm_infer_recv(c, &id, out, 4, &n, &e)) {
+			snprintf(s->msg, sizeof(s->msg), "recv: %s", e.msg);
+			s->bad = 1;
+			break;
+		}
+		int seq = (int)(uint32_t)id;
+		if ((id >> 32) != (uint64_t)s->client || seq >= s->total ||
+		    seen[seq]) {
+			snprintf(s->msg, sizeof(s->msg), "answer %llx is not "
+				 "ours or came twice",
+				 (unsigned long long)id);
+			s->bad = 1;
+		} else {
+			int i = (seq + s->client) % s->k;
+			seen[seq] = 1;
+			if (n != 1 || out[0].nbytes != s->exp_row ||
+			    memcmp(out[0].data, (uint8_t *)s->exp.data +
+				   (size_t)i * s->exp_row, s->exp_row)) {
+				snprintf(s->msg, sizeof(s->msg), "request %d "
+					 "(row %d): wrong output", seq, i);
+				s->bad = 1;
+			}
+		}
+		for (int j = 0; j < n; j++)
+			lm_tensor_free(&out[j]);
+		got++;
+	}
+	lm_infer_free(c);
+	free(seen);
+	return NULL;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int stress(int argc, char **argv, uint16_t port)
+{
+	struct stress base = { 0 }, *s;
+	lm_error e;
+	if (argc != 9)
+		return 1;
+	base.port = port;
+	base.dep = argv[3];
+	if (lm_npy_read(argv[4], &base.in, &e) ||
+	    lm_npy_read(argv[5], &base.exp, &e))
+		return fail(&e);
+	int clients = atoi(argv[6]), total = atoi(argv[7]);
+	base.window = atoi(argv[8]);
+	base.k = (int)base.in.dims[0];
+	if (clients < 1 || clients > 64 || total < clients || base.k < 1 ||
+	    base.exp.dims[0] != base.k || base.window < 1) {
+		fprintf(stderr, "lamina-client-test: bad stress arguments\n");
+		return 1;
+	}
+	base.in_row = base.in.nbytes / (size_t)base.k;
+	base.exp_row = base.exp.nbytes / (size_t)base.k;
+	base.total = total / clients;
+	s = calloc((size_t)clients, sizeof(*s));
+	pthread_t th[64];
+	double t0 = now();
+	for (int i = 0; i < clients; i++) {
+		s[i] = base;
+		s[i].client = i;
+		pthread_create(&th[i], NULL, stress_client, &s[i]);
+	}
+	int bad = 0;
+	for (int i = 0; i < clients; i++) {
+		pthread_join(th[i], NULL);
+		if (s[i].bad) {
+			fprintf(stderr, "client %d: %s\n", i, s[i].msg);
+			bad = 1;
+		}
+	}
+	double dt = now() - t0;
+	if (!bad)
+		printf("ok %d requests from %d clients in %.3f s: %.0f "
+		       "requests/s\n", base.total * clients, clients, dt,
+		       base.total * clients / dt);
+	free(s);
+	lm_tensor_free(&base.in);
+	lm_tensor_free(&base.exp);
+	return bad;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: lamina-client-test PORT COMMAND ... "
+			"(see the source)\n");
+		return 2;
+	}
+	uint16_t port = (uint16_t)atoi(argv[1]);
+	if (!strcmp(argv[2], "infer"))
+		return infer(argc, argv, port);
+	if (!strcmp(argv[2], "stress"))
+		return stress(argc, argv, port);
+	return control(argc, argv, port);
+}
