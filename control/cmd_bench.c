@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -148,13 +147,8 @@ static int parse_bench(int argc, char **argv, struct bench_args *a)
 		case 'h':
 			fputs(bench_help, stdout);
 			exit(0);
-		case ':':
-			return cli_errorf("bench", "%s needs a value",
-					  argv[optind - 1]);
 		default:
-			return cli_errorf("bench", "unknown option '%s' (see "
-					  "'lamina bench --help')",
-					  argv[optind - 1]);
+			return cli_bad_option("bench", c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -211,19 +205,6 @@ static int pin(int core)
 	return sched_setaffinity(0, sizeof(set), &set);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
 /* Fill an input with small deterministic values (indices stay valid). */
 static void fill(lm_tensor *t)
 {
@@ -275,14 +256,14 @@ static int time_slice(const char *path, int batch, const struct bench_args *a,
 	if (!t)
 		goto nomem;
 	for (int r = 0; r < a->warmup + a->repeat; r++) {
-		double t0 = now();
+		double t0 = cli_now();
 		if ((rc = lm_session_run(s, in, g->n_inputs, out, g->n_outputs,
 					 e)))
 			goto out;
 		if (r >= a->warmup)
-			t[r - a->warmup] = (now() - t0) * 1e6;
+			t[r - a->warmup] = (cli_now() - t0) * 1e6;
 	}
-	qsort(t, (size_t)a->repeat, sizeof(double), cmp_double);
+	cli_sort(t, a->repeat);
 	ps->time_us[dev] = t[a->repeat / 2];
 	ps->weight_bytes = (double)lm_session_weight_bytes(s);
 	ps->arena_bytes = (double)lm_session_arena_bytes(s);

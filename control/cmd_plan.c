@@ -180,13 +180,8 @@ static int parse_plan(int argc, char **argv, struct plan_args *a)
 		case 'h':
 			fputs(plan_help, stdout);
 			exit(0);
-		case ':':
-			return cli_errorf("plan", "%s needs a value",
-					  argv[optind - 1]);
 		default:
-			return cli_errorf("plan", "unknown option '%s' (see "
-					  "'lamina plan --help')",
-					  argv[optind - 1]);
+			return cli_bad_option("plan", c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -487,6 +482,11 @@ int cmd_plan(int argc, char **argv)
 	}
 	if (lm_solve(cost, &a.opt, &plan, &e)) {
 		cli_error("plan", &e);
+		goto out;
+	}
+	/* `lamina deploy` finds the slices through the plan */
+	if (!realpath(a.dir, plan->model)) {
+		cli_errorf("plan", "%s: %s", a.dir, strerror(errno));
 		goto out;
 	}
 	if (lm_plan_save(plan, a.out, &e)) {

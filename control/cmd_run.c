@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
 #include "lamina/runtime.h"
@@ -15,14 +14,9 @@
 
 #define MAX_TENSORS 64
 
-struct named_file {
-	const char *name; /* NULL: the model's only input or output */
-	const char *path;
-};
-
 struct run_args {
 	const char *model;
-	struct named_file in[MAX_TENSORS], out[MAX_TENSORS];
+	cli_named_file in[MAX_TENSORS], out[MAX_TENSORS];
 	int n_in, n_out;
 	int threads, repeat, profile;
 	int64_t batch;
@@ -47,22 +41,6 @@ static const char run_help[] =
 	"                                'latency_ms median=X p90=Y min=Z'\n"
 	"  -p, --profile                 print the time of every node\n"
 	"  -h, --help                    this text\n";
-
-static int parse_named(const char *arg, struct named_file *f)
-{
-	const char *eq = strchr(arg, '=');
-	if (eq && eq != arg) {
-		char *name = strndup(arg, (size_t)(eq - arg));
-		if (!name)
-			return -ENOMEM;
-		f->name = name;
-		f->path = eq + 1;
-	} else {
-		f->name = NULL;
-		f->path = arg;
-	}
-	return 0;
-}
 
 static int positive(const char *opt, const char *v, long max, long *out)
 {
@@ -97,18 +75,15 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 	       -1) {
 		switch (c) {
 		case 'i':
-		case 'o': {
-			int *n = c == 'i' ? &a->n_in : &a->n_out;
-			if (*n == MAX_TENSORS)
-				return cli_errorf("run", "too many --%s "
-						  "options", c == 'i' ?
-						  "input" : "output");
-			if (parse_named(optarg, c == 'i' ? &a->in[*n]
-							  : &a->out[*n]))
-				return cli_errorf("run", "out of memory");
-			(*n)++;
+			if (cli_add_named("run", "--input", optarg, a->in,
+					  &a->n_in, MAX_TENSORS))
+				return 1;
 			break;
-		}
+		case 'o':
+			if (cli_add_named("run", "--output", optarg, a->out,
+					  &a->n_out, MAX_TENSORS))
+				return 1;
+			break;
 		case 't':
 			if (positive("--threads", optarg, 256, &v))
 				return 1;
@@ -128,13 +103,8 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		case 'h':
 			fputs(run_help, stdout);
 			exit(0);
-		case ':':
-			return cli_errorf("run", "%s needs a value",
-					  argv[optind - 1]);
 		default:
-			return cli_errorf("run", "unknown option '%s' (see "
-					  "'lamina run --help')",
-					  argv[optind - 1]);
+			return cli_bad_option("run", c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -147,40 +117,12 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 /* Index of the graph value (input or output list) a --input/--output
  * refers to, or -1 after printing why not. */
 static int resolve(const lm_graph *g, const int *list, int n,
-		   const struct named_file *f, const char *what)
+		   const cli_named_file *f, const char *what)
 {
-	if (!f->name) {
-		if (n == 1)
-			return 0;
-		char names[512] = "";
-		size_t off = 0;
-		for (int i = 0; i < n && off < sizeof(names); i++)
-			off += (size_t)snprintf(names + off,
-						sizeof(names) - off, "%s%s",
-						i ? ", " : "",
-						g->values[list[i]].name);
-		cli_errorf("run", "the model has %d %ss (%s): name them, as "
-			   "--%s NAME=%s", n, what, names, what, f->path);
-		return -1;
-	}
+	const char *names[MAX_TENSORS];
 	for (int i = 0; i < n; i++)
-		if (!strcmp(g->values[list[i]].name, f->name))
-			return i;
-	cli_errorf("run", "the model has no %s '%s'", what, f->name);
-	return -1;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+		names[i] = g->values[list[i]].name;
+	return cli_resolve("run", names, n, f, what);
 }
 
 static void print_profile(lm_session *s)
@@ -313,18 +255,12 @@ int cmd_run(int argc, char **argv)
 			goto out;
 		}
 		for (int r = 0; r < a.repeat; r++) {
-			double t0 = now();
+			double t0 = cli_now();
 			lm_session_run(s, in, g->n_inputs, out, g->n_outputs,
 				       NULL);
-			times[r] = (now() - t0) * 1e3;
+			times[r] = (cli_now() - t0) * 1e3;
 		}
-		qsort(times, (size_t)a.repeat, sizeof(double), cmp_double);
-		int p90 = (int)(0.9 * (a.repeat - 1) + 0.5);
-		printf("latency_ms median=%.3f p90=%.3f min=%.3f\n",
-		       a.repeat % 2 ? times[a.repeat / 2]
-				    : (times[a.repeat / 2 - 1] +
-				       times[a.repeat / 2]) / 2,
-		       times[p90], times[0]);
+		cli_print_latency(times, a.repeat);
 	}
 	if (a.profile)
 		print_profile(s);
@@ -334,10 +270,8 @@ out:
 		lm_tensor_free(&files[i]);
 		lm_tensor_free(&out[i]);
 	}
-	for (int i = 0; i < a.n_in; i++)
-		free((char *)a.in[i].name);
-	for (int i = 0; i < a.n_out; i++)
-		free((char *)a.out[i].name);
+	cli_named_free(a.in, a.n_in);
+	cli_named_free(a.out, a.n_out);
 	free(times);
 	lm_session_free(s);
 	lm_onnx_free(m);

@@ -118,13 +118,8 @@ static int parse_args(const char *cmd, int argc, char **argv,
 		case 'h':
 			fputs(is_slice ? slice_help : inspect_help, stdout);
 			exit(0);
-		case ':':
-			return cli_errorf(cmd, "%s needs a value",
-					  argv[optind - 1]);
 		default:
-			return cli_errorf(cmd, "unknown option '%s' (see "
-					  "'lamina %s --help')",
-					  argv[optind - 1], cmd);
+			return cli_bad_option(cmd, c, argv);
 		}
 	}
 	if (optind != argc - 1)

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <rte_eal.h>
@@ -25,6 +24,7 @@
 #include <rte_pause.h>
 #include <rte_ring.h>
 
+#include "cli.h"
 #include "handoff.h"
 
 struct pingpong {
@@ -45,19 +45,6 @@ static int echo(void *arg)
 			rte_pause();
 	}
 	return 0;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	return x < y ? -1 : x > y;
 }
 
 int lm_handoff_measure(double *us, lm_error *e)
@@ -102,18 +89,18 @@ int lm_handoff_measure(double *us, lm_error *e)
 	double per[ROUNDS];
 	void *obj = &p, *got;
 	for (int r = 0; r < ROUNDS; r++) {
-		double t0 = now();
+		double t0 = cli_now();
 		for (int i = 0; i < TRIPS; i++) {
 			while (rte_ring_sp_enqueue(p.to, obj) != 0)
 				rte_pause();
 			while (rte_ring_sc_dequeue(p.back, &got) != 0)
 				rte_pause();
 		}
-		per[r] = (now() - t0) / (2.0 * TRIPS) * 1e6;
+		per[r] = (cli_now() - t0) / (2.0 * TRIPS) * 1e6;
 	}
 	p.stop = 1;
 	rte_eal_mp_wait_lcore();
-	qsort(per, ROUNDS, sizeof(double), cmp_double);
+	cli_sort(per, ROUNDS);
 	*us = per[ROUNDS / 2];
 out:
 	rte_ring_free(p.to);

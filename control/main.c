@@ -2,6 +2,7 @@
  * main.c: the lamina command line, the control plane.  Each subcommand
  * lives in its own cmd_*.c file; this file only dispatches.
  */
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +22,13 @@ static const struct command {
 	  "place the slices on devices for latency or throughput" },
 	{ "bench", cmd_bench,
 	  "time every slice on this host and write profile.json" },
+	{ "deploy", cmd_deploy,
+	  "run a plan on laminad workers; prints a deployment id" },
+	{ "infer", cmd_infer, "send inputs to a deployment, save its outputs" },
+	{ "status", cmd_status,
+	  "a deployment's stages, throughput, queues and latency" },
+	{ "teardown", cmd_teardown,
+	  "undo a deployment and stop what it started" },
 };
 
 static void usage(FILE *f)
@@ -50,6 +58,14 @@ int cli_errorf(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	return 1;
+}
+
+int cli_bad_option(const char *cmd, int c, char **argv)
+{
+	if (c == ':')
+		return cli_errorf(cmd, "%s needs a value", argv[optind - 1]);
+	return cli_errorf(cmd, "unknown option '%s' (see 'lamina %s --help')",
+			  argv[optind - 1], cmd);
 }
 
 const char *cli_bytes(double bytes, char *buf, size_t len)

@@ -229,10 +229,10 @@ int lm_client_call(lm_client *c, Lamina__Request *req, Lamina__Reply **reply,
 		return lm_fail(e, -EPROTO, "laminad sent a reply that does not "
 			       "decode");
 	if (r->id != req->id && !(r->id == 0 && r->error)) {
+		unsigned long long got = (unsigned long long)r->id;
 		lamina__reply__free_unpacked(r, NULL);
 		return lm_fail(e, -EPROTO, "reply to request %llu while waiting "
-			       "for %llu", (unsigned long long)r->id,
-			       (unsigned long long)req->id);
+			       "for %llu", got, (unsigned long long)req->id);
 	}
 	if (r->error) {
 		rc = r->error->code < 0 ? r->error->code : -EIO;

@@ -420,14 +420,18 @@ static int edge_make(struct lm_dp *dp, struct lm_dp_deployment *d, unsigned k,
 	ed->n_bufs = (unsigned)(n < EDGE_MIN_BUFS ? EDGE_MIN_BUFS
 			       : n > EDGE_MAX_BUFS ? EDGE_MAX_BUFS : n);
 	snprintf(name, sizeof(name), "lm%u_e%u", d->gen, k);
+	/* CPU-only buffers: they need not be IOVA-contiguous, and bundles
+	 * larger than a hugepage could not be otherwise */
 	ed->pool = rte_mempool_create(name, ed->n_bufs, (unsigned)elt, 0, 0,
-				      NULL, NULL, NULL, NULL, socket, 0);
+				      NULL, NULL, NULL, NULL, socket,
+				      RTE_MEMPOOL_F_NO_IOVA_CONTIG);
 	if (!ed->pool && socket != SOCKET_ID_ANY) {
 		lm_dp_log("edge %u of %s: no memory on socket %d, using any",
 			  k, d->id, socket);
 		ed->pool = rte_mempool_create(name, ed->n_bufs, (unsigned)elt,
 					      0, 0, NULL, NULL, NULL, NULL,
-					      SOCKET_ID_ANY, 0);
+					      SOCKET_ID_ANY,
+					      RTE_MEMPOOL_F_NO_IOVA_CONTIG);
 	}
 	if (!ed->pool) {
 		lm_dp_layout_clear(&ed->layout);

@@ -26,6 +26,8 @@ int lm_plan_save(const lm_plan *p, const char *path, lm_error *e)
 	json_t *pred = json_object(), *solver = json_object();
 	json_object_set_new(doc, "format", json_string("lamina-plan"));
 	json_object_set_new(doc, "version", json_integer(1));
+	if (p->model[0])
+		json_object_set_new(doc, "model", json_string(p->model));
 	json_object_set_new(doc, "objective",
 			    json_string(p->objective == LM_PLAN_LATENCY
 						? "latency" : "throughput"));
@@ -251,6 +253,9 @@ static int read_plan(json_t *doc, lm_plan **out, const char *path,
 	p->objective = strcmp(obj, "latency") ? LM_PLAN_THROUGHPUT
 					       : LM_PLAN_LATENCY;
 	p->n_slices = (int)slices;
+	if ((rc = jv_string(doc, "model", 0, p->model, sizeof(p->model), path,
+			    e)))
+		goto fail;
 	if ((rc = jv_int(doc, "batch", 1, 1, 1000000, &v, path, e)))
 		goto fail;
 	p->batch = (int)v;

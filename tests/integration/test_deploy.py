@@ -150,6 +150,7 @@ def test_digits():
         check(json.load(open(plan)).get("model") == os.path.realpath(lamdir),
               "the plan records its slice folder")
         flow(work, state, model, plan)
+        shared(work, state, plan)
         crash(work, state, plan)
         failed_load(work, state, lamdir, devs)
     finally:
@@ -218,6 +219,31 @@ def flow(work, state, model, plan):
     p = lam("infer", dep, "--input", x0, state=state)
     check(p.returncode != 0 and "no deployment" in p.stderr,
           f"infer after teardown: {p.stderr!r}")
+
+
+def shared(work, state, plan):
+    """Two deployments on one laminad: it stops with the last of them."""
+    a = deploy(plan, state)
+    b = deploy(plan, state)
+    if not a or not b:
+        return
+    pids = laminad_pids(state)
+    rb = json.load(open(os.path.join(state, b + ".json")))
+    check(len(pids) == 1 and not rb["laminads"][0]["started"],
+          f"the second deployment uses the first one's laminad: {pids}")
+    p = lam("teardown", a, state=state)
+    check(p.returncode == 0 and all(alive(x) for x in pids),
+          f"teardown of the first leaves laminad to the second: {p.stderr}")
+    rb = json.load(open(os.path.join(state, b + ".json")))
+    check(rb["laminads"][0]["started"],
+          "the second deployment now stops laminad")
+    x, y = os.path.join(work, "x0.npy"), os.path.join(work, "shared.npy")
+    p = lam("infer", b, "--input", x, "--output", y, state=state)
+    check(p.returncode == 0 and same_bytes(y, os.path.join(work, "r0.npy")),
+          f"the second deployment still serves: {p.stderr}")
+    p = lam("teardown", b, state=state)
+    check(p.returncode == 0, f"teardown of the second: {p.stderr}")
+    nothing_left(state, pids, "after both teardowns")
 
 
 def dpdk_dirs(state):
@@ -300,6 +326,17 @@ def test_errors():
                                 "memory_bytes": 1 << 30}],
                    "stages": [{"device": "far", "slices": [0, n - 1],
                                "cores": 1}]}, open(remote, "w"))
+        two = os.path.join(work, "two.json")
+        json.dump({"format": "lamina-plan", "version": 1, "model": lamdir,
+                   "objective": "latency", "batch": 1, "slices": n,
+                   "devices": [{"name": d, "address": f"localhost:{port}",
+                                "numa_node": 0, "cores": 1,
+                                "memory_bytes": 1 << 30}
+                               for d, port in (("a", PORT + 4),
+                                               ("b", PORT + 6))],
+                   "stages": [{"device": "a", "slices": [0, 0], "cores": 1},
+                              {"device": "b", "slices": [1, n - 1],
+                               "cores": 1}]}, open(two, "w"))
         old = os.path.join(work, "old.json")
         doc = json.load(open(write_plan(old, lamdir, n, [], 1, PORT + 4)))
         del doc["model"]
@@ -308,6 +345,7 @@ def test_errors():
         for args, needle in [
                 (("deploy", os.path.join(work, "none.json")), "none.json"),
                 (("deploy", remote), "not on this host"),
+                (("deploy", two), "across laminads"),
                 (("deploy", old), "--model"),
                 (("deploy", old, "--model", other), "manifest"),
                 (("deploy", old, "--model", lamdir, "--poll", "fast"),

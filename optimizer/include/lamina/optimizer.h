@@ -278,6 +278,8 @@ typedef struct lm_plan {
 				   or throughput_rps */
 	double solve_seconds;
 	char note[256];       /**< e.g. why the heuristic was used */
+	char model[4096];     /**< absolute path of the slice folder; "" when
+				   the plan does not say (older plans) */
 } lm_plan;
 
 /** A plan with room for n_stages stages and a copy of the devices. */
@@ -288,7 +290,7 @@ void lm_plan_free(lm_plan *p);
 
 /**
  * Write plan.json:
- *   {"format": "lamina-plan", "version": 1, "objective", "batch",
+ *   {"format": "lamina-plan", "version": 1, "model"?, "objective", "batch",
  *    "latency_budget_us"?, "max_stages"?, "headroom_pct", "slices",
  *    "ring_depth", "devices": [{"name", "address", "numa_node", "cores",
  *    "memory_bytes", "cores_used", "memory_used_bytes",
@@ -306,9 +308,9 @@ void lm_plan_free(lm_plan *p);
 int lm_plan_save(const lm_plan *p, const char *path, lm_error *e);
 
 /**
- * Read plan.json: objective, batch, devices and stages (checked: known
- * devices, slices contiguous from 0, cores within each device) and the
- * recorded predictions.
+ * Read plan.json: the slice folder (when recorded), objective, batch,
+ * devices and stages (checked: known devices, slices contiguous from 0,
+ * cores within each device) and the recorded predictions.
  * @return 0; -ENOENT/-EACCES; -EINVAL naming the file and the field.
  */
 int lm_plan_load(const char *path, lm_plan **out, lm_error *e);

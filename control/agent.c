@@ -1,0 +1,474 @@
+/*
+ * agent.c: starting laminad, one request on its control port, and the
+ * clean-up after one that died (see agent.h).
+ *
+ * A laminad that exits cleanly gives back what it reserved and removes its
+ * state file itself; everything here past the kill is for one that could
+ * not: the state file says what it took, and only a state file that names
+ * the dead process (or a process no longer running) is acted on, so a
+ * live laminad's files are never touched.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <mntent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "cli.h"
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	nanosleep(&ts, NULL);
+}
+
+static int executable(const char *path)
+{
+	struct stat sb;
+	return !stat(path, &sb) && S_ISREG(sb.st_mode) && !access(path, X_OK);
+}
+
+int lm_agent_find(const char *given, char *out, size_t len, lm_error *e)
+{
+	char self[PATH_MAX], cand[PATH_MAX + 32];
+	if (given) {
+		if (!executable(given))
+			return lm_fail(e, -ENOENT, "--laminad %s: not an "
+				       "executable file", given);
+		snprintf(out, len, "%s", given);
+		return 0;
+	}
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash)
+			*slash = '\0';
+		/* installed side by side, then the build tree's layout */
+		static const char *const rel[] = { "laminad",
+						   "../dataplane/laminad" };
+		for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+			snprintf(cand, sizeof(cand), "%s/%s", self, rel[i]);
+			if (executable(cand) && realpath(cand, self)) {
+				snprintf(out, len, "%s", self);
+				return 0;
+			}
+		}
+	}
+	const char *path = getenv("PATH");
+	while (path && *path) {
+		const char *end = strchrnul(path, ':');
+		snprintf(cand, sizeof(cand), "%.*s/laminad", (int)(end - path),
+			 path);
+		if (end > path && executable(cand)) {
+			snprintf(out, len, "%s", cand);
+			return 0;
+		}
+		path = *end ? end + 1 : end;
+	}
+	return lm_fail(e, -ENOENT, "laminad not found beside lamina, in "
+		       "../dataplane/ of the build or on PATH (build it, or "
+		       "give --laminad PATH)");
+}
+
+int lm_agent_spawn(const lm_agent_spawn_opts *o, int *pid, lm_error *e)
+{
+	char cport[16], iport[16];
+	const char *argv[24];
+	int n = 0;
+	snprintf(cport, sizeof(cport), "%d", o->control_port);
+	snprintf(iport, sizeof(iport), "%d", o->ingress_port);
+	argv[n++] = o->exe;
+	argv[n++] = "--control-port";
+	argv[n++] = cport;
+	argv[n++] = "--ingress-port";
+	argv[n++] = iport;
+	argv[n++] = "--listen";
+	argv[n++] = o->listen;
+	argv[n++] = "--name";
+	argv[n++] = o->name;
+	argv[n++] = "--state-dir";
+	argv[n++] = o->state_dir;
+	/* we detach it ourselves, and its stderr is the log */
+	argv[n++] = "--foreground";
+	if (o->poll) {
+		argv[n++] = "--poll";
+		argv[n++] = o->poll;
+	}
+	if (o->hugepages) {
+		argv[n++] = "--hugepages";
+		argv[n++] = o->hugepages;
+	}
+	argv[n] = NULL;
+	int log = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (log < 0)
+		return lm_fail(e, -errno, "%s: %s", o->log, strerror(errno));
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (null < 0) {
+		close(log);
+		return lm_fail(e, -errno, "/dev/null: %s", strerror(errno));
+	}
+	pid_t p = fork();
+	if (p == 0) {
+		/* its own session: a terminal's ^C to lamina is not for it */
+		setsid();
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		if (dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
+			_exit(127);
+		execv(o->exe, (char *const *)argv);
+		dprintf(2, "lamina: cannot run %s: %s\n", o->exe,
+			strerror(errno));
+		_exit(127);
+	}
+	int err = errno;
+	close(log);
+	close(null);
+	if (p < 0)
+		return lm_fail(e, -err, "cannot start laminad: %s",
+			       strerror(err));
+	*pid = (int)p;
+	return 0;
+}
+
+/* The last non-empty line of a log, for an error message. */
+static void last_line(const char *path, char *out, size_t len)
+{
+	char buf[4096];
+	out[0] = '\0';
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	off_t size = lseek(fd, 0, SEEK_END);
+	off_t from = size > (off_t)sizeof(buf) - 1
+			     ? size - (off_t)sizeof(buf) + 1 : 0;
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, from);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	const char *line = strrchr(buf, '\n') ? strrchr(buf, '\n') + 1 : buf;
+	size_t m = strlen(line) < len ? strlen(line) : len - 1;
+	memcpy(out, line, m);
+	out[m] = '\0';
+}
+
+int lm_agent_wait_up(int pid, const char *state_file, const char *host,
+		     int port, double timeout_s, const char *log,
+		     volatile int *stop, lm_laminad_state *st, lm_error *e)
+{
+	double end = cli_now() + timeout_s;
+	lm_error ignore;
+	for (;;) {
+		int status;
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			char line[300];
+			last_line(log, line, sizeof(line));
+			return lm_fail(e, -ECHILD, "laminad exited (%s %d) "
+				       "before it answered%s%s",
+				       WIFEXITED(status) ? "status" : "signal",
+				       WIFEXITED(status) ? WEXITSTATUS(status)
+							 : WTERMSIG(status),
+				       line[0] ? ": " : "", line);
+		}
+		if (!lm_laminad_state_load(state_file, st, &ignore) &&
+		    st->pid == pid) {
+			lm_client *c = NULL;
+			if (!lm_client_connect(host, (uint16_t)port, 1000, &c,
+					       &ignore)) {
+				lm_client_free(c);
+				return 0;
+			}
+		}
+		if (stop && *stop)
+			return lm_fail(e, -EINTR, "interrupted");
+		if (cli_now() > end) {
+			char line[300];
+			last_line(log, line, sizeof(line));
+			return lm_fail(e, -ETIMEDOUT, "laminad (pid %d) did not "
+				       "answer on %s:%d within %.0f s%s%s", pid,
+				       host, port, timeout_s,
+				       line[0] ? "; its log ends: " : "", line);
+		}
+		sleep_ms(50);
+	}
+}
+
+int lm_agent_call(const char *host, int port, int timeout_ms,
+		  Lamina__Request *req, Lamina__Reply **reply, lm_error *e)
+{
+	lm_client *c = NULL;
+	*reply = NULL;
+	int rc = lm_client_connect(host, (uint16_t)port, timeout_ms, &c, e);
+	if (rc)
+		return rc;
+	rc = lm_client_call(c, req, reply, e);
+	lm_client_free(c);
+	return rc;
+}
+
+int lm_agent_describe(const char *host, int port, int timeout_ms,
+		      Lamina__Reply **reply, lm_error *e)
+{
+	Lamina__Request req = LAMINA__REQUEST__INIT;
+	Lamina__DescribeRequest d = LAMINA__DESCRIBE_REQUEST__INIT;
+	req.body_case = LAMINA__REQUEST__BODY_DESCRIBE;
+	req.describe = &d;
+	int rc = lm_agent_call(host, port, timeout_ms, &req, reply, e);
+	if (!rc && (*reply)->body_case != LAMINA__REPLY__BODY_DESCRIBE) {
+		lamina__reply__free_unpacked(*reply, NULL);
+		*reply = NULL;
+		rc = lm_fail(e, -EPROTO, "%s:%d answered describe with "
+			     "something else", host, port);
+	}
+	return rc;
+}
+
+int lm_agent_simple(const char *host, int port, int body,
+		    const char *deployment, lm_error *e)
+{
+	Lamina__Request req = LAMINA__REQUEST__INIT;
+	Lamina__StartRequest start = LAMINA__START_REQUEST__INIT;
+	Lamina__StopRequest stop = LAMINA__STOP_REQUEST__INIT;
+	Lamina__TeardownRequest down = LAMINA__TEARDOWN_REQUEST__INIT;
+	Lamina__ShutdownRequest shut = LAMINA__SHUTDOWN_REQUEST__INIT;
+	Lamina__Reply *reply = NULL;
+	char *dep = (char *)deployment;
+	req.body_case = (Lamina__Request__BodyCase)body;
+	switch (body) {
+	case LAMINA__REQUEST__BODY_START:
+		start.deployment = dep;
+		req.start = &start;
+		break;
+	case LAMINA__REQUEST__BODY_STOP:
+		stop.deployment = dep;
+		req.stop = &stop;
+		break;
+	case LAMINA__REQUEST__BODY_TEARDOWN:
+		down.deployment = dep;
+		req.teardown = &down;
+		break;
+	case LAMINA__REQUEST__BODY_SHUTDOWN:
+		req.shutdown = &shut;
+		break;
+	default:
+		return lm_fail(e, -EINVAL, "not a simple request");
+	}
+	/* shutdown answers at once; a teardown may wait for busy workers */
+	int rc = lm_agent_call(host, port,
+			       body == LAMINA__REQUEST__BODY_SHUTDOWN
+				       ? LM_AGENT_QUICK_MS : LM_AGENT_STEP_MS,
+			       &req, &reply, e);
+	if (reply)
+		lamina__reply__free_unpacked(reply, NULL);
+	return rc;
+}
+
+/* Read a small /proc file into buf (NUL-terminated); bytes read or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	return n;
+}
+
+int lm_agent_alive(int pid)
+{
+	char path[64], buf[512];
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (read_small(path, buf, sizeof(buf)) <= 0)
+		return 0;
+	const char *paren = strrchr(buf, ')');
+	if (!paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X')
+		return 0;
+	/* the pid may have been reused: it must still be a laminad */
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	if (read_small(path, buf, sizeof(buf)) > 0 &&
+	    !strncmp(buf, "laminad", 7))
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+	if (read_small(path, buf, sizeof(buf)) <= 0)
+		return 0;
+	const char *base = strrchr(buf, '/');
+	return !strcmp(base ? base + 1 : buf, "laminad");
+}
+
+int lm_agent_wait_exit(int pid, double timeout_s)
+{
+	double end = cli_now() + timeout_s;
+	for (;;) {
+		waitpid(pid, NULL, WNOHANG); /* reap it if it is our child */
+		if (!lm_agent_alive(pid))
+			return 0;
+		if (cli_now() > end)
+			return -ETIMEDOUT;
+		sleep_ms(20);
+	}
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag,
+			struct FTW *ftw)
+{
+	(void)sb;
+	(void)ftw;
+	if (flag == FTW_DP)
+		rmdir(path);
+	else
+		unlink(path);
+	return 0;
+}
+
+/* DPDK's run folder of a file prefix (as EAL chooses it). */
+static void dpdk_run_dir(const char *prefix, char *out, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	snprintf(out, len, "%s/dpdk/%s", geteuid() == 0 ? "/var/run"
+					 : xdg ? xdg : "/tmp", prefix);
+}
+
+/* Hugepage files EAL left for prefix ("<prefix>map_N") in every hugetlbfs
+ * mount: they hold pages until removed. */
+static void remove_hugefiles(const char *prefix)
+{
+	char pattern[160], path[PATH_MAX];
+	snprintf(pattern, sizeof(pattern), "%smap_", prefix);
+	FILE *m = setmntent("/proc/mounts", "r");
+	if (!m)
+		return;
+	struct mntent *me;
+	while ((me = getmntent(m))) {
+		if (strcmp(me->mnt_type, "hugetlbfs"))
+			continue;
+		DIR *d = opendir(me->mnt_dir);
+		if (!d)
+			continue;
+		struct dirent *de;
+		while ((de = readdir(d)))
+			if (!strncmp(de->d_name, pattern, strlen(pattern))) {
+				snprintf(path, sizeof(path), "%s/%s",
+					 me->mnt_dir, de->d_name);
+				unlink(path);
+			}
+		closedir(d);
+	}
+	endmntent(m);
+}
+
+/* Give back count hugepages of page_kb: lower nr_hugepages by count. */
+static int give_back_hugepages(int page_kb, int count, lm_error *e)
+{
+	char path[128], buf[64];
+	snprintf(path, sizeof(path),
+		 "/sys/kernel/mm/hugepages/hugepages-%dkB/nr_hugepages",
+		 page_kb);
+	if (read_small(path, buf, sizeof(buf)) <= 0)
+		return lm_fail(e, -errno, "%s: %s", path, strerror(errno));
+	long now = strtol(buf, NULL, 10);
+	long want = now > count ? now - count : 0;
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return lm_fail(e, -errno, "cannot give back %d hugepages: %s: "
+			       "%s", count, path, strerror(errno));
+	int ok = fprintf(f, "%ld\n", want) > 0;
+	ok &= fclose(f) == 0;
+	if (!ok)
+		return lm_fail(e, -EIO, "cannot give back %d hugepages: %s",
+			       count, path);
+	return 0;
+}
+
+/* A file laminad names is removed only when it sits beside its state
+ * file: a damaged state file must not make us delete anything else. */
+static void remove_beside(const char *state_file, const char *path)
+{
+	size_t n = strrchr(state_file, '/') ? (size_t)(strrchr(state_file,
+							      '/') -
+						      state_file)
+					    : 0;
+	if (path[0] && n && !strncmp(path, state_file, n) && path[n] == '/' &&
+	    !strchr(path + n + 1, '/'))
+		unlink(path);
+}
+
+void lm_agent_log_path(const char *state_file, char *out, size_t len)
+{
+	size_t n = strlen(state_file);
+	if (n > 5 && !strcmp(state_file + n - 5, ".json"))
+		n -= 5;
+	snprintf(out, len, "%.*s.log", (int)n, state_file);
+}
+
+int lm_agent_cleanup(const char *state_file, int pid, lm_error *e)
+{
+	lm_laminad_state st;
+	lm_error ignore;
+	char path[PATH_MAX];
+	int rc = 0;
+	if (lm_agent_alive(pid)) {
+		kill(pid, SIGTERM);
+		if (lm_agent_wait_exit(pid, 5)) {
+			kill(pid, SIGKILL);
+			if (lm_agent_wait_exit(pid, 5))
+				return lm_fail(e, -EBUSY, "laminad pid %d does "
+					       "not stop, even on SIGKILL",
+					       pid);
+		}
+	}
+	lm_agent_log_path(state_file, path, sizeof(path));
+	if (lm_laminad_state_load(state_file, &st, &ignore))
+		goto out; /* none (clean exit), or not readable: nothing known */
+	if (st.pid != pid && lm_agent_alive(st.pid))
+		return 0; /* another laminad's, and it runs */
+	if (st.file_prefix[0])
+		remove_hugefiles(st.file_prefix);
+	/* its own mount (maybe inside the run folder): detached first, its
+	 * pages come back once nothing holds them */
+	if (st.huge_count > 0 && st.huge_mount[0]) {
+		if (umount2(st.huge_mount, MNT_DETACH) && errno != EINVAL &&
+		    errno != ENOENT)
+			rc = lm_fail(e, -errno, "cannot unmount %s: %s",
+				     st.huge_mount, strerror(errno));
+		rmdir(st.huge_mount);
+	}
+	if (st.file_prefix[0]) {
+		char dir[PATH_MAX];
+		dpdk_run_dir(st.file_prefix, dir, sizeof(dir));
+		nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+	}
+	if (st.huge_count > 0) {
+		int r = give_back_hugepages(st.huge_page_kb, st.huge_count,
+					    rc ? NULL : e);
+		if (!rc)
+			rc = r;
+	}
+	remove_beside(state_file, st.log);
+	if (unlink(state_file) && errno != ENOENT && !rc)
+		rc = lm_fail(e, -errno, "%s: %s", state_file, strerror(errno));
+out:
+	unlink(path);
+	return rc;
+}

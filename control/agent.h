@@ -1,0 +1,103 @@
+/*
+ * agent.h: the control plane's side of laminad, the dataplane service of
+ * one device: finding and starting it, one request on its control port,
+ * waiting for it to stop, and cleaning up after one that died (what its
+ * state file says it reserved: the process, hugepages, its hugetlbfs
+ * mount, DPDK's run folder).
+ */
+#ifndef LAMINA_AGENT_H
+#define LAMINA_AGENT_H
+
+#include <stddef.h>
+
+#include "lamina/client.h"
+#include "record.h"
+
+/** Reply timeouts: a quick question, start/stop/teardown, and loading a
+ * stage's weights. */
+#define LM_AGENT_QUICK_MS 5000
+#define LM_AGENT_STEP_MS 60000
+#define LM_AGENT_LOAD_MS 300000
+
+/**
+ * The laminad executable: `given` when set; else laminad beside this
+ * program or in ../dataplane/ of the build tree; else `laminad` on PATH.
+ * @return 0; -ENOENT saying where it looked.
+ */
+int lm_agent_find(const char *given, char *out, size_t len, lm_error *e);
+
+/** How to start a laminad. */
+typedef struct lm_agent_spawn_opts {
+	const char *exe;
+	const char *listen; /**< numeric address */
+	int control_port, ingress_port;
+	const char *name;      /**< device name */
+	const char *state_dir; /**< where it writes laminad-<port>.json */
+	const char *poll;      /**< busy, adaptive or NULL */
+	const char *hugepages; /**< auto, no or NULL */
+	const char *log;       /**< its stdout and stderr go here */
+} lm_agent_spawn_opts;
+
+/**
+ * Start laminad in its own session (it outlives this process), stdin from
+ * /dev/null.
+ * @return 0 with *pid set; -errno when the log or the fork fails.
+ */
+int lm_agent_spawn(const lm_agent_spawn_opts *o, int *pid, lm_error *e);
+
+/**
+ * Wait until laminad pid (our child) has written state_file and answers on
+ * host:port, for at most timeout_s.
+ * @param st  filled from the state file
+ * @return 0; -ECHILD with the last line of its log when it exited;
+ *         -ETIMEDOUT; -EINTR when *stop became set.
+ */
+int lm_agent_wait_up(int pid, const char *state_file, const char *host,
+		     int port, double timeout_s, const char *log,
+		     volatile int *stop, lm_laminad_state *st, lm_error *e);
+
+/**
+ * One request on a fresh control connection to host:port.
+ * @param reply  the reply (free with lamina__reply__free_unpacked)
+ * @return what lm_client_connect and lm_client_call return.
+ */
+int lm_agent_call(const char *host, int port, int timeout_ms,
+		  Lamina__Request *req, Lamina__Reply **reply, lm_error *e);
+
+/**
+ * Describe the laminad at host:port.
+ * @return as lm_agent_call; -EPROTO when the reply is not a description.
+ */
+int lm_agent_describe(const char *host, int port, int timeout_ms,
+		      Lamina__Reply **reply, lm_error *e);
+
+/**
+ * A request answered by `done`: start, stop and teardown (of deployment)
+ * or shutdown, given by its body case.
+ */
+int lm_agent_simple(const char *host, int port, int body,
+		    const char *deployment, lm_error *e);
+
+/** 1 when pid runs (not a zombie) and is a laminad. */
+int lm_agent_alive(int pid);
+
+/**
+ * Wait up to timeout_s for laminad pid to end (it need not be our child).
+ * @return 0 when it is gone, -ETIMEDOUT.
+ */
+int lm_agent_wait_exit(int pid, double timeout_s);
+
+/** Where laminad's stdout and stderr go: state_file with .log for .json. */
+void lm_agent_log_path(const char *state_file, char *out, size_t len);
+
+/**
+ * Clean up after laminad pid when it will not stop by itself: kill it if
+ * it still runs, then, when state_file belongs to pid (its pid field), give
+ * back the hugepages it reserved, unmount and remove its hugetlbfs mount,
+ * remove DPDK's run folder and hugepage files of its file prefix, its log
+ * and the state file.  Always removes the lm_agent_log_path log.  A state file of another laminad is left alone.
+ * @return 0; -errno for what could not be undone (the rest is done).
+ */
+int lm_agent_cleanup(const char *state_file, int pid, lm_error *e);
+
+#endif

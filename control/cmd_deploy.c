@@ -1,0 +1,192 @@
+/*
+ * cmd_deploy.c: `lamina deploy` and `lamina teardown`, their arguments
+ * and messages; the procedures are in deploy.c.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "deploy.h"
+
+static const char deploy_help[] =
+	"usage: lamina deploy PLAN.json [options]\n"
+	"\n"
+	"Run a plan (written by `lamina plan`) on its devices: find the\n"
+	"laminad of each device at its address (HOST[:PORT], control port\n"
+	"7700 by default) or start one, load every stage on its worker cores,\n"
+	"start serving, and print the deployment id for `lamina infer`,\n"
+	"`lamina status` and `lamina teardown`.  Every action is recorded in\n"
+	"the state folder first; on failure everything done is undone.\n"
+	"Devices must be on this host for now.\n"
+	"\n"
+	"options:\n"
+	"  -m, --model DIR            the slice folder (default: the one the\n"
+	"                             plan names)\n"
+	"  -s, --state-dir DIR        deployment records (default\n"
+	"                             $LAMINA_STATE_DIR, $XDG_STATE_HOME/lamina\n"
+	"                             or ~/.local/state/lamina)\n"
+	"  -l, --laminad PATH         the laminad to start (default: beside\n"
+	"                             lamina, or on PATH)\n"
+	"  -p, --poll busy|adaptive   how a laminad we start polls (default: "
+	"its\n"
+	"                             choice for this host)\n"
+	"  -H, --hugepages auto|no    whether a laminad we start may reserve\n"
+	"                             hugepages (default auto)\n"
+	"  -q, --quiet                no progress on stderr\n"
+	"  -h, --help                 this text\n";
+
+static const char teardown_help[] =
+	"usage: lamina teardown ID [--state-dir DIR]\n"
+	"\n"
+	"Undo deployment ID: remove its stages from every laminad, stop a\n"
+	"laminad it started (unless another deployment uses it), give back\n"
+	"what a laminad that died had reserved (hugepages, DPDK files), and\n"
+	"remove the record.  Running it again does nothing.\n"
+	"\n"
+	"options:\n"
+	"  -s, --state-dir DIR   deployment records (see 'lamina deploy "
+	"--help')\n"
+	"  -q, --quiet           no progress on stderr\n"
+	"  -h, --help            this text\n";
+
+static volatile int stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+/* The options of both commands (teardown has only state_dir and quiet). */
+struct common {
+	const char *state_dir, *model, *laminad, *poll, *hugepages;
+	int quiet;
+};
+
+static int parse(const char *cmd, const char *help, int deploy, int argc,
+		 char **argv, struct common *a, const char **arg)
+{
+	static const struct option deploy_opts[] = {
+		{ "model", required_argument, 0, 'm' },
+		{ "state-dir", required_argument, 0, 's' },
+		{ "laminad", required_argument, 0, 'l' },
+		{ "poll", required_argument, 0, 'p' },
+		{ "hugepages", required_argument, 0, 'H' },
+		{ "quiet", no_argument, 0, 'q' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	static const struct option teardown_opts[] = {
+		{ "state-dir", required_argument, 0, 's' },
+		{ "quiet", no_argument, 0, 'q' },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	int c;
+	memset(a, 0, sizeof(*a));
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, deploy ? ":m:s:l:p:H:qh" : ":s:qh",
+				deploy ? deploy_opts : teardown_opts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'm': a->model = optarg; break;
+		case 's': a->state_dir = optarg; break;
+		case 'l': a->laminad = optarg; break;
+		case 'p':
+			if (strcmp(optarg, "busy") && strcmp(optarg, "adaptive"))
+				return cli_errorf(cmd, "--poll must be busy or "
+						  "adaptive, not '%s'", optarg);
+			a->poll = optarg;
+			break;
+		case 'H':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "no"))
+				return cli_errorf(cmd, "--hugepages must be "
+						  "auto or no, not '%s'",
+						  optarg);
+			a->hugepages = optarg;
+			break;
+		case 'q': a->quiet = 1; break;
+		case 'h':
+			fputs(help, stdout);
+			exit(0);
+		default:
+			return cli_bad_option(cmd, c, argv);
+		}
+	}
+	if (optind != argc - 1)
+		return cli_errorf(cmd, "expected one %s (see 'lamina %s "
+				  "--help')", deploy ? "PLAN.json" : "ID", cmd);
+	*arg = argv[optind];
+	return 0;
+}
+
+int cmd_deploy(int argc, char **argv)
+{
+	struct common a;
+	const char *plan;
+	char state[PATH_MAX];
+	lm_record *r = NULL;
+	lm_error e;
+	if (parse("deploy", deploy_help, 1, argc, argv, &a, &plan))
+		return 1;
+	if (lm_state_dir(a.state_dir, state, sizeof(state), &e))
+		return cli_error("deploy", &e);
+	/* ^C or a kill stops the deployment between steps and undoes it */
+	struct sigaction sa = { .sa_handler = on_signal }, old[3];
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old[0]);
+	sigaction(SIGTERM, &sa, &old[1]);
+	sigaction(SIGHUP, &sa, &old[2]);
+	lm_deploy_opts o = {
+		.plan = plan, .model = a.model, .state_dir = state,
+		.laminad = a.laminad, .poll = a.poll,
+		.hugepages = a.hugepages, .progress = !a.quiet && isatty(2),
+		.stop = &stop_flag,
+	};
+	int rc = lm_deploy(&o, &r, &e);
+	sigaction(SIGINT, &old[0], NULL);
+	sigaction(SIGTERM, &old[1], NULL);
+	sigaction(SIGHUP, &old[2], NULL);
+	if (rc)
+		return cli_error("deploy", &e);
+	printf("%s\n", r->id);
+	lm_record_free(r);
+	return 0;
+}
+
+int cmd_teardown(int argc, char **argv)
+{
+	struct common a;
+	const char *id;
+	char state[PATH_MAX];
+	lm_record *r = NULL;
+	lm_error e;
+	if (parse("teardown", teardown_help, 0, argc, argv, &a, &id))
+		return 1;
+	if (lm_state_dir(a.state_dir, state, sizeof(state), &e))
+		return cli_error("teardown", &e);
+	int rc = lm_record_load(state, id, &r, &e);
+	if (rc == -ENOENT) {
+		if (!a.quiet)
+			fprintf(stderr, "lamina teardown: %s: nothing to do "
+				"(no such deployment in %s)\n", id, state);
+		return 0;
+	}
+	if (rc)
+		return cli_error("teardown", &e);
+	rc = lm_teardown(r, state, !a.quiet && isatty(2), &e);
+	if (rc) {
+		lm_fail_prefix(&e, rc, "%s", id);
+		cli_error("teardown", &e);
+	} else if (!a.quiet) {
+		fprintf(stderr, "lamina teardown: %s removed\n", id);
+	}
+	lm_record_free(r);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,623 @@
+/*
+ * deploy.c: `lamina deploy` and `lamina teardown`, the procedures (the
+ * commands' argument handling is in cmd_deploy.c).
+ *
+ * Deploy: read the plan, check every device it uses is this host, find
+ * the laminad at each device's control port (address "HOST[:PORT]", port
+ * 7700 by default) or start one, choose free worker cores, load the stages
+ * in pipeline order, start.  The record is saved before and after each of
+ * these, so what a crash leaves is always known.
+ *
+ * Teardown reads only the record (and the laminad state files it names):
+ * it never needs the plan, the model or a live laminad.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "agent.h"
+#include "cli.h"
+#include "deploy.h"
+
+#define say(o_progress, ...)                                                  \
+	do {                                                                  \
+		if (o_progress) {                                             \
+			fprintf(stderr, "  ");                                \
+			fprintf(stderr, __VA_ARGS__);                         \
+			fputc('\n', stderr);                                  \
+		}                                                             \
+	} while (0)
+
+/* ---- where a device is ---- */
+
+/* "HOST", "HOST:PORT" or "[V6]:PORT" into a numeric host and a port. */
+static int parse_address(const lm_device *d, char *host, size_t len,
+			 int *port, lm_error *e)
+{
+	char name[LM_ADDR_MAX];
+	const char *a = d->address, *colon;
+	*port = LM_CONTROL_PORT;
+	if (!*a)
+		a = "127.0.0.1";
+	if (*a == '[') {
+		const char *end = strchr(a, ']');
+		if (!end)
+			return lm_fail(e, -EINVAL, "device '%s': bad address "
+				       "'%s'", d->name, d->address);
+		snprintf(name, sizeof(name), "%.*s", (int)(end - a - 1), a + 1);
+		colon = end[1] == ':' ? end + 1 : NULL;
+	} else if ((colon = strchr(a, ':')) && !strchr(colon + 1, ':')) {
+		snprintf(name, sizeof(name), "%.*s", (int)(colon - a), a);
+	} else {
+		snprintf(name, sizeof(name), "%s", a);
+		colon = NULL;
+	}
+	if (colon) {
+		char *end;
+		long p = strtol(colon + 1, &end, 10);
+		if (*end || p < 1 || p > 65534)
+			return lm_fail(e, -EINVAL, "device '%s': bad port in "
+				       "address '%s'", d->name, d->address);
+		*port = (int)p;
+	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	int g = getaddrinfo(name, NULL, &hints, &res);
+	if (g)
+		return lm_fail(e, -EINVAL, "device '%s': address '%s': %s",
+			       d->name, name, gai_strerror(g));
+	g = getnameinfo(res->ai_addr, res->ai_addrlen, host, (socklen_t)len,
+			NULL, 0, NI_NUMERICHOST);
+	freeaddrinfo(res);
+	if (g)
+		return lm_fail(e, -EINVAL, "device '%s': address '%s': %s",
+			       d->name, name, gai_strerror(g));
+	return 0;
+}
+
+/* 1 when numeric address host is this machine: loopback or one of its
+ * interfaces' addresses. */
+static int is_local(const char *host)
+{
+	struct in_addr v4;
+	struct in6_addr v6;
+	if (inet_pton(AF_INET, host, &v4) == 1 &&
+	    (ntohl(v4.s_addr) >> 24) == 127)
+		return 1;
+	if (inet_pton(AF_INET6, host, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6))
+		return 1;
+	struct ifaddrs *ifs, *i;
+	int found = 0;
+	if (getifaddrs(&ifs))
+		return 0;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		char buf[LM_ADDR_MAX];
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+				     i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		socklen_t sl = i->ifa_addr->sa_family == AF_INET
+				       ? sizeof(struct sockaddr_in)
+				       : sizeof(struct sockaddr_in6);
+		if (!getnameinfo(i->ifa_addr, sl, buf, sizeof(buf), NULL, 0,
+				 NI_NUMERICHOST))
+			found = !strcmp(buf, host);
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+/* ---- deploy ---- */
+
+/* The slice folder: its manifest must list the plan's slices. */
+static int check_model(const char *dir, int n_slices, lm_error *e)
+{
+	char path[PATH_MAX + 16];
+	json_error_t je;
+	snprintf(path, sizeof(path), "%s/manifest.json", dir);
+	json_t *man = json_load_file(path, 0, &je);
+	if (!man && access(path, F_OK))
+		return lm_fail(e, -ENOENT, "%s: not a slice folder (no "
+			       "manifest.json)", dir);
+	if (!man)
+		return lm_fail(e, -EINVAL, "%s: %s", path, je.text);
+	json_t *sl = json_object_get(man, "slices");
+	int rc = 0;
+	if (!json_is_array(sl))
+		rc = lm_fail(e, -EINVAL, "%s: not a lamina manifest", path);
+	else if (json_array_size(sl) != (size_t)n_slices)
+		rc = lm_fail(e, -EINVAL, "%s has %zu slices but the plan "
+			     "places %d: it was made for another slicing",
+			     dir, json_array_size(sl), n_slices);
+	json_decref(man);
+	return rc;
+}
+
+/* Fill the record's devices, laminads and stages from the plan. */
+static int map_plan(const lm_plan *p, lm_record *r, const char *state_dir,
+		    lm_error *e)
+{
+	int rc;
+	for (int i = 0; i < p->devices->n; i++) {
+		const lm_device *d = &p->devices->dev[i];
+		lm_rec_device *rd = &r->devices[i];
+		char host[LM_ADDR_MAX];
+		int port, l;
+		snprintf(rd->name, sizeof(rd->name), "%s", d->name);
+		snprintf(rd->address, sizeof(rd->address), "%s", d->address);
+		rd->laminad = -1;
+		if (!p->cores_used[i])
+			continue; /* in the fleet, not in this plan */
+		if ((rc = parse_address(d, host, sizeof(host), &port, e)))
+			return rc;
+		if (!is_local(host))
+			return lm_fail(e, -EINVAL, "device '%s' is at %s, not "
+				       "on this host: lamina deploy runs plans "
+				       "on this host only for now", d->name,
+				       d->address);
+		for (l = 0; l < r->n_laminads; l++)
+			if (!strcmp(r->laminads[l].host, host) &&
+			    r->laminads[l].control_port == port)
+				break;
+		if (l == r->n_laminads) {
+			if (l == LM_REC_MAX_LAMINADS)
+				return lm_fail(e, -EINVAL, "the plan uses more "
+					       "than %d laminads", l);
+			lm_rec_laminad *ld = &r->laminads[r->n_laminads++];
+			snprintf(ld->host, sizeof(ld->host), "%s", host);
+			ld->control_port = port;
+			snprintf(ld->state_file, sizeof(ld->state_file),
+				 "%s/laminad-%d.json", state_dir, port);
+		}
+		rd->laminad = l;
+	}
+	/* Tensors move between stages through rings inside one laminad;
+	 * the transport between laminads is not built yet. */
+	if (r->n_laminads > 1)
+		return lm_fail(e, -EINVAL, "the plan puts stages on %d "
+			       "laminads (%s:%d and %s:%d): a pipeline across "
+			       "laminads is not supported yet, give its "
+			       "devices one address:port", r->n_laminads,
+			       r->laminads[0].host, r->laminads[0].control_port,
+			       r->laminads[1].host,
+			       r->laminads[1].control_port);
+	for (int i = 0; i < p->n_stages; i++) {
+		const lm_plan_stage *s = &p->stages[i];
+		lm_rec_stage *st = &r->stages[i];
+		snprintf(st->device, sizeof(st->device), "%s",
+			 p->devices->dev[s->device].name);
+		st->laminad = r->devices[s->device].laminad;
+		st->first = s->first;
+		st->last = s->last;
+		st->replicas = s->cores;
+		if (s->cores > LM_REC_MAX_CORES)
+			return lm_fail(e, -EINVAL, "stage %d: %d replicas (at "
+				       "most %d)", i, s->cores,
+				       LM_REC_MAX_CORES);
+	}
+	return 0;
+}
+
+/* Make sure laminad l of r answers: found running, or started by us. */
+static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
+		    const lm_device *dev, lm_error *e)
+{
+	lm_rec_laminad *ld = &r->laminads[l];
+	Lamina__Reply *rep = NULL;
+	lm_error probe;
+	int rc = lm_agent_describe(ld->host, ld->control_port,
+				   LM_AGENT_QUICK_MS, &rep, &probe);
+	if (!rc) {
+		ld->started = 0;
+		ld->st.pid = (int)rep->describe->pid;
+		ld->ingress_port = (int)rep->describe->ingress_port;
+		say(o->progress, "laminad '%s' (pid %d) answers on %s:%d",
+		    rep->describe->name, ld->st.pid, ld->host,
+		    ld->control_port);
+		lamina__reply__free_unpacked(rep, NULL);
+		return lm_record_save(r, e);
+	}
+	if (rc != -ECONNREFUSED) {
+		*e = probe;
+		return lm_fail_prefix(e, rc, "laminad at %s:%d", ld->host,
+				      ld->control_port);
+	}
+	/* Nothing listens.  A state file left there is a dead laminad's:
+	 * clean up after it first (its owner's teardown then finds a file
+	 * that is not its laminad's, or none). */
+	lm_laminad_state old;
+	if (!lm_laminad_state_load(ld->state_file, &old, &probe)) {
+		if (lm_agent_alive(old.pid))
+			return lm_fail(e, -EBUSY, "laminad pid %d (%s) does "
+				       "not answer on %s:%d", old.pid,
+				       ld->state_file, ld->host,
+				       ld->control_port);
+		say(o->progress, "cleaning up after laminad pid %d, which "
+		    "died", old.pid);
+		if ((rc = lm_agent_cleanup(ld->state_file, old.pid, e)))
+			return rc;
+	}
+	char exe[PATH_MAX], log[PATH_MAX];
+	if ((rc = lm_agent_find(o->laminad, exe, sizeof(exe), e)))
+		return rc;
+	lm_agent_log_path(ld->state_file, log, sizeof(log));
+	ld->ingress_port = ld->control_port + 1;
+	ld->started = 1; /* from here on, teardown stops and cleans it */
+	if ((rc = lm_record_save(r, e)))
+		return rc;
+	lm_agent_spawn_opts so = {
+		.exe = exe, .listen = ld->host,
+		.control_port = ld->control_port,
+		.ingress_port = ld->ingress_port, .name = dev->name,
+		.state_dir = o->state_dir, .poll = o->poll,
+		.hugepages = o->hugepages, .log = log,
+	};
+	say(o->progress, "starting laminad '%s' on %s:%d (log %s)", dev->name,
+	    ld->host, ld->control_port, log);
+	if ((rc = lm_agent_spawn(&so, &ld->st.pid, e)))
+		return rc;
+	if ((rc = lm_record_save(r, e)))
+		return rc;
+	lm_laminad_state st;
+	if ((rc = lm_agent_wait_up(ld->st.pid, ld->state_file, ld->host,
+				   ld->control_port, 60, log, o->stop, &st,
+				   e)))
+		return rc;
+	ld->st = st;
+	ld->ingress_port = st.ingress_port;
+	say(o->progress, "laminad pid %d is up (ingress port %d%s)", st.pid,
+	    st.ingress_port, st.huge_count ? ", hugepages reserved" : "");
+	return lm_record_save(r, e);
+}
+
+/*
+ * Pick each replica's worker core (a cpu) on laminad l: free cores first,
+ * one replica each; when the plan wants more than there are, replicas
+ * share cores round-robin (laminad runs several worker lcores per cpu and
+ * then polls adaptively), and laminad refuses a core with no slot left.
+ */
+static int choose_cores(const lm_deploy_opts *o, lm_record *r, int l,
+			lm_error *e)
+{
+	lm_rec_laminad *ld = &r->laminads[l];
+	Lamina__Reply *rep = NULL;
+	int rc = lm_agent_describe(ld->host, ld->control_port,
+				   LM_AGENT_QUICK_MS, &rep, e);
+	if (rc)
+		return rc;
+	Lamina__DescribeReply *d = rep->describe;
+	size_t n = d->n_worker_cores;
+	uint32_t *order = calloc(n ? n : 1, sizeof(*order));
+	if (!order) {
+		lamina__reply__free_unpacked(rep, NULL);
+		return lm_fail(e, -ENOMEM, "out of memory");
+	}
+	size_t idle = 0, n_busy = 0;
+	for (size_t c = 0; c < n; c++) {
+		int busy = 0;
+		for (size_t b = 0; b < d->n_busy_cores; b++)
+			busy |= d->busy_cores[b] == d->worker_cores[c];
+		/* idle cores from the front, busy ones from the back */
+		if (busy)
+			order[n - 1 - n_busy++] = d->worker_cores[c];
+		else
+			order[idle++] = d->worker_cores[c];
+	}
+	int need = 0, next = 0;
+	for (int i = 0; i < r->n_stages; i++)
+		if (r->stages[i].laminad == l)
+			need += r->stages[i].replicas;
+	if (!n) {
+		rc = lm_fail(e, -ENOSPC, "laminad '%s' at %s:%d has no worker "
+			     "cores", d->name, ld->host, ld->control_port);
+		goto out;
+	}
+	if ((size_t)need > idle)
+		say(o->progress, "the plan runs %d worker%s and laminad '%s' "
+		    "has %zu idle core%s: they share cores", need,
+		    need == 1 ? "" : "s", d->name, idle, idle == 1 ? "" : "s");
+	for (int i = 0; i < r->n_stages; i++) {
+		lm_rec_stage *st = &r->stages[i];
+		if (st->laminad != l)
+			continue;
+		st->n_cores = st->replicas;
+		for (int c = 0; c < st->replicas; c++)
+			st->cores[c] = (int)order[next++ % n];
+	}
+out:
+	free(order);
+	lamina__reply__free_unpacked(rep, NULL);
+	return rc;
+}
+
+static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
+		      lm_error *e)
+{
+	lm_rec_stage *st = &r->stages[i];
+	lm_rec_laminad *ld = &r->laminads[st->laminad];
+	Lamina__Request req = LAMINA__REQUEST__INIT;
+	Lamina__LoadStageRequest ls = LAMINA__LOAD_STAGE_REQUEST__INIT;
+	Lamina__Reply *rep = NULL;
+	uint32_t cores[LM_REC_MAX_CORES];
+	int pos = 0, count = 0, rc;
+	for (int j = 0; j < r->n_stages; j++)
+		if (r->stages[j].laminad == st->laminad) {
+			pos += j < i;
+			count++;
+		}
+	for (int c = 0; c < st->n_cores; c++)
+		cores[c] = (uint32_t)st->cores[c];
+	ls.deployment = r->id;
+	ls.stage = (uint32_t)pos;
+	ls.n_stages = (uint32_t)count;
+	ls.dir = r->model;
+	ls.first = (uint32_t)st->first;
+	ls.last = (uint32_t)st->last;
+	ls.batch = (uint32_t)r->batch;
+	ls.n_cores = (size_t)st->n_cores;
+	ls.cores = cores;
+	req.body_case = LAMINA__REQUEST__BODY_LOAD_STAGE;
+	req.load_stage = &ls;
+	st->status = LM_STAGE_LOADING;
+	if ((rc = lm_record_save(r, e)))
+		return rc;
+	rc = lm_agent_call(ld->host, ld->control_port, LM_AGENT_LOAD_MS, &req,
+			   &rep, e);
+	if (rc)
+		return lm_fail_prefix(e, rc, "stage %d (slices %d-%d)", i,
+				      st->first, st->last);
+	if (rep->body_case == LAMINA__REPLY__BODY_LOAD_STAGE) {
+		Lamina__LoadStageReply *lr = rep->load_stage;
+		char b1[32], b2[32];
+		if (lr->n_cores && lr->n_cores <= LM_REC_MAX_CORES) {
+			st->n_cores = (int)lr->n_cores;
+			for (int c = 0; c < st->n_cores; c++)
+				st->cores[c] = (int)lr->cores[c];
+		}
+		say(o->progress, "stage %d: slices %d-%d on %d core%s "
+		    "(weights %s, rings %s)", i, st->first, st->last,
+		    st->n_cores, st->n_cores == 1 ? "" : "s",
+		    cli_bytes((double)lr->weight_bytes, b1, sizeof(b1)),
+		    cli_bytes((double)lr->ring_bytes, b2, sizeof(b2)));
+	}
+	lamina__reply__free_unpacked(rep, NULL);
+	st->status = LM_STAGE_LOADED;
+	return lm_record_save(r, e);
+}
+
+static int interrupted(const lm_deploy_opts *o, lm_error *e)
+{
+	return o->stop && *o->stop ? lm_fail(e, -EINTR, "interrupted") : 0;
+}
+
+/* Everything after the record exists: on failure the caller undoes. */
+static int deploy_steps(const lm_deploy_opts *o, const lm_plan *p,
+			lm_record *r, lm_error *e)
+{
+	int rc;
+	for (int l = 0; l < r->n_laminads; l++) {
+		const lm_device *dev = NULL;
+		for (int i = 0; i < r->n_devices && !dev; i++)
+			if (r->devices[i].laminad == l)
+				dev = &p->devices->dev[i];
+		if ((rc = interrupted(o, e)) ||
+		    (rc = bring_up(o, r, l, dev, e)) ||
+		    (rc = choose_cores(o, r, l, e)))
+			return rc;
+	}
+	for (int i = 0; i < r->n_stages; i++)
+		if ((rc = interrupted(o, e)) || (rc = load_stage(o, r, i, e)))
+			return rc;
+	for (int l = 0; l < r->n_laminads; l++)
+		if ((rc = interrupted(o, e)) ||
+		    (rc = lm_agent_simple(r->laminads[l].host,
+					  r->laminads[l].control_port,
+					  LAMINA__REQUEST__BODY_START, r->id,
+					  e)))
+			return rc;
+	snprintf(r->status, sizeof(r->status), "running");
+	return lm_record_save(r, e);
+}
+
+int lm_deploy(const lm_deploy_opts *o, lm_record **out, lm_error *e)
+{
+	lm_plan *p = NULL;
+	lm_record *r = NULL;
+	char model[PATH_MAX], plan[PATH_MAX];
+	int rc;
+	*out = NULL;
+	if ((rc = lm_plan_load(o->plan, &p, e)))
+		return rc;
+	if (!o->model && !p->model[0]) {
+		rc = lm_fail(e, -EINVAL, "%s does not say where its slices are "
+			     "(an older plan): give --model DIR", o->plan);
+		goto out;
+	}
+	const char *dir = o->model ? o->model : p->model;
+	const char *bad = !realpath(dir, model)	     ? dir
+			  : !realpath(o->plan, plan) ? o->plan : NULL;
+	if (bad) {
+		rc = lm_fail(e, -errno, "%s: %s", bad, strerror(errno));
+		goto out;
+	}
+	if ((rc = check_model(model, p->n_slices, e)) ||
+	    (rc = lm_record_create(o->state_dir, p->devices->n, p->n_stages,
+				   &r, e)))
+		goto out;
+	snprintf(r->plan, sizeof(r->plan), "%s", plan);
+	snprintf(r->model, sizeof(r->model), "%s", model);
+	r->batch = p->batch;
+	if ((rc = map_plan(p, r, o->state_dir, e)))
+		goto out;
+	if ((rc = lm_record_save(r, e)))
+		goto out;
+	say(o->progress, "deployment %s: %d stage%s of %s at batch %d", r->id,
+	    r->n_stages, r->n_stages == 1 ? "" : "s", model, r->batch);
+	rc = deploy_steps(o, p, r, e);
+	if (rc) {
+		lm_error undo;
+		snprintf(r->status, sizeof(r->status), "failed");
+		lm_record_save(r, &undo);
+		say(o->progress, "undoing what was done");
+		if (lm_teardown(r, o->state_dir, o->progress, &undo)) {
+			char msg[sizeof(e->msg)];
+			snprintf(msg, sizeof(msg), "%s", e->msg);
+			lm_fail(e, rc, "%s; undoing it failed too (%s): run "
+				"'lamina teardown %s'", msg, undo.msg, r->id);
+		}
+		goto out;
+	}
+	*out = r;
+	r = NULL;
+out:
+	lm_record_free(r);
+	lm_plan_free(p);
+	return rc;
+}
+
+/* ---- teardown ---- */
+
+/* Other deployments that use laminad ld: those it names, and records in
+ * the state folder that point at it (one may be deploying right now).
+ * Returns how many; the first recorded one (if any) in heir. */
+static int other_users(const lm_record *r, const lm_rec_laminad *ld,
+		       const char *state_dir, char *heir, size_t len)
+{
+	Lamina__Reply *rep = NULL;
+	char (*ids)[LM_REC_ID_MAX] = NULL;
+	lm_error ignore;
+	int n_ids = 0, users = 0;
+	heir[0] = '\0';
+	if (!lm_agent_describe(ld->host, ld->control_port, LM_AGENT_QUICK_MS,
+			       &rep, &ignore)) {
+		for (size_t i = 0; i < rep->describe->n_deployments; i++)
+			users += strcmp(rep->describe->deployments[i], r->id) != 0;
+		lamina__reply__free_unpacked(rep, NULL);
+	}
+	lm_record_list(state_dir, &ids, &n_ids, &ignore);
+	for (int i = 0; i < n_ids; i++) {
+		lm_record *o = NULL;
+		if (!strcmp(ids[i], r->id) ||
+		    lm_record_load(state_dir, ids[i], &o, &ignore))
+			continue;
+		for (int l = 0; l < o->n_laminads; l++)
+			if (!strcmp(o->laminads[l].host, ld->host) &&
+			    o->laminads[l].control_port == ld->control_port) {
+				if (!heir[0]) {
+					snprintf(heir, len, "%s", o->id);
+					users += users == 0;
+				}
+				break;
+			}
+		lm_record_free(o);
+	}
+	free(ids);
+	return users;
+}
+
+/* Hand laminad ld (ours to stop) to deployment heir, which uses it too. */
+static int hand_over(const lm_rec_laminad *ld, const char *state_dir,
+		     const char *heir, lm_error *e)
+{
+	lm_record *o = NULL;
+	int rc = lm_record_load(state_dir, heir, &o, e);
+	if (rc)
+		return rc;
+	for (int l = 0; l < o->n_laminads; l++) {
+		lm_rec_laminad *ol = &o->laminads[l];
+		if (!strcmp(ol->host, ld->host) &&
+		    ol->control_port == ld->control_port) {
+			ol->started = 1;
+			ol->st = ld->st;
+			snprintf(ol->state_file, sizeof(ol->state_file), "%s",
+				 ld->state_file);
+		}
+	}
+	rc = lm_record_save(o, e);
+	lm_record_free(o);
+	return rc;
+}
+
+/* Stop laminad ld, which this deployment started. */
+static int stop_laminad(lm_record *r, lm_rec_laminad *ld, int reachable,
+			const char *state_dir, int progress, lm_error *e)
+{
+	char heir[LM_REC_ID_MAX];
+	if (reachable && other_users(r, ld, state_dir, heir, sizeof(heir))) {
+		if (heir[0]) {
+			say(progress, "laminad pid %d stays: %s uses it and "
+			    "stops it when torn down", ld->st.pid, heir);
+			return hand_over(ld, state_dir, heir, e);
+		}
+		say(progress, "laminad pid %d stays: another deployment uses "
+		    "it", ld->st.pid);
+		return 0;
+	}
+	if (reachable) {
+		lm_error ignore;
+		say(progress, "stopping laminad pid %d", ld->st.pid);
+		/* the answer may be lost as it exits: the exit is what counts */
+		lm_agent_simple(ld->host, ld->control_port,
+				LAMINA__REQUEST__BODY_SHUTDOWN, NULL, &ignore);
+		if (lm_agent_wait_exit(ld->st.pid, 15))
+			say(progress, "laminad pid %d did not stop: killing it",
+			    ld->st.pid);
+	} else if (ld->st.pid) {
+		say(progress, "laminad pid %d does not answer: cleaning up "
+		    "after it", ld->st.pid);
+	}
+	/* after a clean exit this only removes the log; after a crash it
+	 * kills and gives back what the state file says it held */
+	return lm_agent_cleanup(ld->state_file, ld->st.pid, e);
+}
+
+int lm_teardown(lm_record *r, const char *state_dir, int progress,
+		lm_error *e)
+{
+	int first = 0;
+	lm_error err;
+	snprintf(r->status, sizeof(r->status), "tearing-down");
+	if ((first = lm_record_save(r, &err)))
+		*e = err;
+	for (int l = 0; l < r->n_laminads; l++) {
+		lm_rec_laminad *ld = &r->laminads[l];
+		int rc = lm_agent_simple(ld->host, ld->control_port,
+					 LAMINA__REQUEST__BODY_TEARDOWN, r->id,
+					 &err);
+		int reachable = rc == 0 || rc == -ENOENT;
+		if (reachable) {
+			say(progress, "stages of %s removed from %s:%d", r->id,
+			    ld->host, ld->control_port);
+			rc = 0;
+		} else if (rc == -ECONNREFUSED || ld->started) {
+			rc = 0; /* gone: its stages with it */
+		} else {
+			/* someone else's laminad, there but not answering */
+			lm_fail_prefix(&err, rc, "laminad at %s:%d", ld->host,
+				       ld->control_port);
+		}
+		if (!rc && ld->started)
+			rc = stop_laminad(r, ld, reachable, state_dir,
+					  progress, &err);
+		if (rc) {
+			if (!first)
+				*e = err;
+			first = first ? first : rc;
+			continue;
+		}
+		for (int i = 0; i < r->n_stages; i++)
+			if (r->stages[i].laminad == l)
+				r->stages[i].status = LM_STAGE_PLANNED;
+		ld->started = 0;
+		lm_record_save(r, &err);
+	}
+	if (first)
+		return first;
+	return lm_record_remove(r, e);
+}
