@@ -1,0 +1,129 @@
+#!/usr/bin/python3
+"""Tensor bundles between two hosts over DPDK af_packet ports, through loss.
+
+Makes three network namespaces, A - M - B: A and B are the hosts, M a
+bridge between them (veth pairs, MTU 9000), so frames dropped in M are lost
+on the wire and not retried by the sender's kernel.  nftables' netdev
+egress hook on M's port towards B drops 1% or 5% of frames at random; the
+transport itself duplicates and reorders some with --dup and --swap.
+tools/bench_transport sends 2,000 bundles from A to B and fails unless
+every one arrives exactly once with the right bytes; the test also checks
+that frames were really lost.  Everything it makes it removes.
+"""
+import os
+import re
+import subprocess
+import sys
+
+from harness import check, summary
+
+BENCH = os.environ["LAMINA_BENCH_TRANSPORT"]
+TAG = f"{os.getpid() % 100000}"
+NS = {k: f"lmt{k}{TAG}" for k in "AMB"}
+# interface names are at most 15 characters
+IF = {k: f"lt{k}{TAG}" for k in ("a", "am", "b", "bm")}
+
+
+def sh(*args, ok=True):
+    p = subprocess.run(args, capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        raise SystemExit(f"{' '.join(args)}: {p.stderr.strip()}")
+    return p
+
+
+def ns(n, *args, ok=True):
+    return sh("ip", "netns", "exec", NS[n], *args, ok=ok)
+
+
+def setup():
+    for n in "AMB":
+        sh("ip", "netns", "add", NS[n])
+        sh("ip", "-n", NS[n], "link", "set", "lo", "up")
+    sh("ip", "link", "add", IF["a"], "type", "veth", "peer", "name", IF["am"])
+    sh("ip", "link", "add", IF["b"], "type", "veth", "peer", "name", IF["bm"])
+    for i, n in (("a", "A"), ("am", "M"), ("b", "B"), ("bm", "M")):
+        sh("ip", "link", "set", IF[i], "netns", NS[n])
+    sh("ip", "-n", NS["M"], "link", "add", "br0", "type", "bridge")
+    for i in ("am", "bm"):
+        sh("ip", "-n", NS["M"], "link", "set", IF[i], "mtu", "9000",
+           "master", "br0", "up")
+    sh("ip", "-n", NS["M"], "link", "set", "br0", "mtu", "9000", "up")
+    for i, n, a in (("a", "A", "10.77.0.1/24"), ("b", "B", "10.77.0.2/24")):
+        sh("ip", "-n", NS[n], "link", "set", IF[i], "mtu", "9000", "up")
+        sh("ip", "-n", NS[n], "addr", "add", a, "dev", IF[i])
+    ns("M", "nft", "add", "table", "netdev", "lmt")
+    ns("M", "nft", "add", "chain", "netdev", "lmt", "out",
+       f"{{ type filter hook egress device {IF['bm']} priority 0; }}")
+
+
+def drop(percent):
+    ns("M", "nft", "flush", "chain", "netdev", "lmt", "out")
+    if percent:
+        ns("M", "nft", "add", "rule", "netdev", "lmt", "out", "numgen",
+           "random", "mod", "100", "<", str(percent), "counter", "drop")
+
+
+def dropped():
+    out = ns("M", "nft", "list", "chain", "netdev", "lmt", "out").stdout
+    m = re.search(r"counter packets (\d+)", out)
+    return int(m.group(1)) if m else 0
+
+
+def teardown():
+    for n in "AMB":
+        sh("ip", "netns", "del", NS[n], ok=False)
+
+
+def transfer(what, sizes, count, *extra):
+    p = subprocess.run(
+        [BENCH, "--ns-a", NS["A"], "--if-a", IF["a"], "--ns-b", NS["B"],
+         "--if-b", IF["b"], "--sizes", sizes, "--count", str(count),
+         "--verify", "--max-seconds", "120", *extra],
+        capture_output=True, text=True, timeout=600)
+    print(f"--- {what}\n{p.stdout.strip()}", flush=True)
+    lines = re.findall(r"delivered (\d+)/(\d+) exactly once, (\d+) corrupt",
+                       p.stdout)
+    n_sizes = len(sizes.split(","))
+    check(p.returncode == 0 and len(lines) == n_sizes and
+          all(int(a) == count and int(b) == count and int(c) == 0
+              for a, b, c in lines),
+          f"{what}: every bundle delivered once and intact "
+          f"(exit {p.returncode}): {p.stderr.strip()[-500:]}")
+    return p.stdout
+
+
+def main():
+    if os.geteuid() != 0:
+        print("SKIP: needs root for network namespaces")
+        return 77
+    teardown()
+    try:
+        setup()
+        drop(0)
+        out = transfer("no loss, 64 KB to 3 MB bundles",
+                       "65536,819200,3145728", 20)
+        check("0 timed out" in out, "nothing lost without loss")
+        for pct, extra in ((1, ()), (5, ("--dup", "10000", "--swap",
+                                         "20000"))):
+            drop(pct)
+            before = dropped()
+            out = transfer(f"{pct}% of frames dropped" +
+                           (", 1% duplicated, 2% reordered" if extra
+                            else ""), "65536", 2000, *extra)
+            lost = dropped() - before
+            check(lost > 0, f"{pct}%: frames were really dropped ({lost})")
+            m = re.search(r"\s(\d+)\s*\n\s+frames sent", out)
+            check(m and int(m.group(1)) > 0,
+                  f"{pct}%: lost bundles were sent again")
+            if extra:
+                check(re.search(r"[1-9]\d* duplicate", out),
+                      "duplicates were dropped by reassembly")
+    finally:
+        teardown()
+    left = sh("ip", "netns", "list").stdout
+    check(not any(NS[n] in left for n in "AMB"), "namespaces removed")
+    return summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
