@@ -13,8 +13,8 @@
                                    bitwise equal to lamina run of the model
 
 Every deployment lives in a state folder of its own under LAMINA_TMP and
-uses control ports from 17700 up, so a laminad someone runs on 7700 is
-never touched.  Whatever the test started, it stops (the finally blocks
+uses a free block of control ports from 17700 up, so a laminad someone
+runs on 7700, or another test run, is never touched.  Whatever the test started, it stops (the finally blocks
 tear down every recorded deployment and kill what is left).
 """
 import glob
@@ -29,7 +29,29 @@ import numpy as np
 
 from harness import LAMINA, MODELS, SRC, TMP, check, fresh_dir, summary
 
-PORT = 17700
+
+
+def free_ports(n=8):
+    """A base port with n free ports above it, so that test runs of other
+    build folders (or a user's laminad) on this host are left alone."""
+    import socket
+    for base in range(17700 + (os.getpid() % 200) * 10, 60000, 10):
+        try:
+            socks = []
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise SystemExit("no free loopback ports")
+
+
+PORT = free_ports()
 
 
 def lam(*args, state=None, timeout=600):
