@@ -236,6 +236,8 @@ static void print_json(const lm_record *r, Lamina__Reply **replies)
 	for (int i = 0; i < r->n_stages; i++) {
 		const lm_rec_stage *st = &r->stages[i];
 		const Lamina__StageStats *ss = stage_stats(r, replies, i);
+		/* busy and idle time summed over the stage's replicas */
+		double hz = (double)replies[st->laminad]->stats->tsc_hz;
 		json_t *cores = json_array();
 		for (int c = 0; c < st->n_cores; c++)
 			json_array_append_new(cores, json_integer(st->cores[c]));
@@ -246,13 +248,17 @@ static void print_json(const lm_record *r, Lamina__Reply **replies)
 			double cyc = (double)ss->busy_cycles +
 				     (double)ss->idle_cycles;
 			json_object_update_new(o, json_pack(
-				"{s:I, s:f, s:f, s:i, s:i, s:I, s:o}",
+				"{s:I, s:f, s:f, s:f, s:f, s:i, s:i, s:I, s:o}",
 				"requests", (json_int_t)ss->requests,
 				"throughput_rps",
 				up > 0 ? (double)ss->requests / up : 0.0,
 				"busy_pct",
 				cyc > 0 ? 100 * (double)ss->busy_cycles / cyc
 					: 0.0,
+				"busy_s", hz > 0 ? (double)ss->busy_cycles / hz
+						 : 0.0,
+				"idle_s", hz > 0 ? (double)ss->idle_cycles / hz
+						 : 0.0,
 				"queue_depth", (int)ss->queue_depth,
 				"queue_capacity", (int)ss->queue_capacity,
 				"errors", (json_int_t)ss->errors, "latency_us",

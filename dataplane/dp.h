@@ -279,6 +279,13 @@ void lm_dp_eal_rundir_remove(struct lm_dp *dp);
  * loaded stage's worker has a cpu to itself and one cpu is left over.
  */
 int lm_dp_poll_busy(const struct lm_dp *dp);
+/**
+ * Whether the main lcore spins while requests are in the pipeline: only
+ * when workers busy-poll and some cpu it may run on holds no worker.
+ * Otherwise it waits for its sockets with a short timeout between polls
+ * of the last edge, so that it never takes a busy worker's cpu for long.
+ */
+int lm_dp_main_spins(const struct lm_dp *dp);
 /** NUMA node of a cpu (0 without libnuma support). */
 int lm_dp_cpu_node(unsigned cpu);
 

@@ -134,6 +134,23 @@ int lm_dp_poll_busy(const struct lm_dp *dp)
 	return !shared && workers + 1 < dp->n_online_cpus;
 }
 
+int lm_dp_main_spins(const struct lm_dp *dp)
+{
+	unsigned cpus[LM_DP_MAX_LCORES], n = 0;
+	if (!lm_dp_poll_busy(dp))
+		return 0;
+	for (unsigned l = 1; l < dp->n_lcores; l++) {
+		int seen = !dp->lcore[l].used;
+		for (unsigned k = 0; k < n && !seen; k++)
+			seen = cpus[k] == dp->lcore[l].cpu;
+		if (!seen)
+			cpus[n++] = dp->lcore[l].cpu;
+	}
+	/* the main lcore may run on every allowed cpu: spinning only costs
+	 * nothing when one of them has no worker */
+	return n < dp->n_online_cpus;
+}
+
 /* ---- hugepages ---- */
 
 static long meminfo(const char *key)

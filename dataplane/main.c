@@ -323,14 +323,37 @@ static int add_fd(struct lm_dp *dp, int fd, int kind)
 	return epoll_ctl(dp->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/*
+ * The main lcore's loop: control and ingress sockets through epoll, the
+ * last edge of every deployment by polling while requests are in the
+ * pipeline.  Between polls it spins when lm_dp_main_spins says it costs no
+ * worker anything; otherwise it waits in epoll with a timeout doubling
+ * from 10 us to 1 ms while nothing happens: a request or control message
+ * still wakes it at once, and an answer waits on the last edge at most
+ * that long (a fast stage answers while the timeout is still short).  On a
+ * host whose every cpu holds a busy-polling worker, spinning here, even
+ * briefly after each event (a request arrives in dozens of socket reads),
+ * took a fifth of a worker's cpu, and each wake-up is a context switch
+ * away from a worker: the doubling keeps them to a few per answer.
+ */
 static void loop(struct lm_dp *dp)
 {
 	struct epoll_event ev[64];
 	unsigned empty = 0;
+	int spin = lm_dp_main_spins(dp);
 	while (!dp->quit && !stop_signal) {
 		/* while requests are in the pipeline, poll the last edge */
-		int polling = dp->inflight > 0;
-		int n = epoll_wait(dp->epfd, ev, 64, polling ? 0 : 100);
+		int polling = dp->inflight > 0, n;
+		if (!polling) {
+			n = epoll_wait(dp->epfd, ev, 64, 100);
+		} else if (spin) {
+			n = epoll_wait(dp->epfd, ev, 64, 0);
+		} else {
+			long us = 10L << (empty < 7 ? empty : 7);
+			struct timespec ts = { 0, (us > 1000 ? 1000 : us)
+						      * 1000 };
+			n = epoll_pwait2(dp->epfd, ev, 64, &ts, NULL);
+		}
 		for (int i = 0; i < n; i++) {
 			uint32_t kind = (uint32_t)(ev[i].data.u64 >> 32);
 			int slot = (int)(uint32_t)ev[i].data.u64;
@@ -352,12 +375,12 @@ static void loop(struct lm_dp *dp)
 		int got = lm_dp_egress_poll(dp);
 		if (dp->n_blocked)
 			lm_dp_ingress_unblock(dp);
-		if (n > 0 || got > 0 || !polling) {
+		if (n > 0) /* a control message may have changed the stages */
+			spin = lm_dp_main_spins(dp);
+		if (n > 0 || got > 0 || !polling)
 			empty = 0;
-		} else if (!lm_dp_poll_busy(dp) && ++empty > 64) {
-			struct timespec ts = { 0, empty > 1000 ? 100000 : 10000 };
-			nanosleep(&ts, NULL);
-		}
+		else if (empty < 7)
+			empty++;
 	}
 	if (stop_signal)
 		lm_dp_log("signal %d: shutting down", (int)stop_signal);

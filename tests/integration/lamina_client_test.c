@@ -13,12 +13,15 @@
  *   lamina-client-test IPORT infer DEP OUT.npy IN.npy...
  *   lamina-client-test IPORT stress DEP IN.npy EXPECTED.npy CLIENTS TOTAL
  *        WINDOW: row i % K of IN (K rows) as a batch-1 request, answers
- *        checked bitwise against row i % K of EXPECTED
+ *        checked bitwise against row i % K of EXPECTED; prints the
+ *        requests/s and, on a second line, the latency percentiles of
+ *        every request (send to answer, as the client sees it)
  *
  * Replies are printed as one JSON object (stats, describe, load) or "ok";
  * failures as one line on stderr with exit status 1.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,6 +305,7 @@ struct stress {
 	size_t in_row, exp_row;
 	/* per client */
 	int client, bad;
+	double *sent_at, *lat_ms; /* per request of this client */
 	char msg[600];
 };
 
@@ -312,6 +316,13 @@ static void row(const lm_tensor *t, int i, size_t bytes, lm_tensor *r)
 	r->data = (uint8_t *)t->data + (size_t)i * bytes;
 	r->nbytes = bytes;
 	r->owned = 0;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static void *stress_client(void *arg)
@@ -340,6 +351,7 @@ static void *stress_client(void *arg)
 				s->bad = 1;
 				break;
 			}
+			s->sent_at[sent] = now();
 			sent++;
 		}
 		lm_tensor out[4];
@@ -362,6 +374,7 @@ static void *stress_client(void *arg)
 		} else {
 			int i = (seq + s->client) % s->k;
 			seen[seq] = 1;
+			s->lat_ms[seq] = (now() - s->sent_at[seq]) * 1e3;
 			if (n != 1 || out[0].nbytes != s->exp_row ||
 			    memcmp(out[0].data, (uint8_t *)s->exp.data +
 				   (size_t)i * s->exp_row, s->exp_row)) {
@@ -379,11 +392,17 @@ static void *stress_client(void *arg)
 	return NULL;
 }
 
-static double now(void)
+static int cmp_double(const void *a, const void *b)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile p (0..100) of n ascending values. */
+static double percentile(const double *v, int n, double p)
+{
+	int rank = (int)ceil(p / 100.0 * n);
+	return v[rank < 1 ? 0 : rank > n ? n - 1 : rank - 1];
 }
 
 static int stress(int argc, char **argv, uint16_t port)
@@ -408,12 +427,26 @@ static int stress(int argc, char **argv, uint16_t port)
 	base.in_row = base.in.nbytes / (size_t)base.k;
 	base.exp_row = base.exp.nbytes / (size_t)base.k;
 	base.total = total / clients;
+	int n = base.total * clients;
 	s = calloc((size_t)clients, sizeof(*s));
+	double *sent_at = calloc((size_t)n, sizeof(double));
+	double *lat_ms = calloc((size_t)n, sizeof(double));
+	if (!s || !sent_at || !lat_ms) {
+		fprintf(stderr, "lamina-client-test: out of memory\n");
+		free(s);
+		free(sent_at);
+		free(lat_ms);
+		lm_tensor_free(&base.in);
+		lm_tensor_free(&base.exp);
+		return 1;
+	}
 	pthread_t th[64];
 	double t0 = now();
 	for (int i = 0; i < clients; i++) {
 		s[i] = base;
 		s[i].client = i;
+		s[i].sent_at = sent_at + (size_t)i * (size_t)base.total;
+		s[i].lat_ms = lat_ms + (size_t)i * (size_t)base.total;
 		pthread_create(&th[i], NULL, stress_client, &s[i]);
 	}
 	int bad = 0;
@@ -425,11 +458,17 @@ static int stress(int argc, char **argv, uint16_t port)
 		}
 	}
 	double dt = now() - t0;
-	if (!bad)
-		printf("ok %d requests from %d clients in %.3f s: %.0f "
-		       "requests/s\n", base.total * clients, clients, dt,
-		       base.total * clients / dt);
+	if (!bad) {
+		qsort(lat_ms, (size_t)n, sizeof(double), cmp_double);
+		printf("ok %d requests from %d clients in %.3f s: %.2f "
+		       "requests/s\n", n, clients, dt, n / dt);
+		printf("latency_ms p50=%.3f p90=%.3f p99=%.3f max=%.3f\n",
+		       percentile(lat_ms, n, 50), percentile(lat_ms, n, 90),
+		       percentile(lat_ms, n, 99), lat_ms[n - 1]);
+	}
 	free(s);
+	free(sent_at);
+	free(lat_ms);
 	lm_tensor_free(&base.in);
 	lm_tensor_free(&base.exp);
 	return bad;
