@@ -43,7 +43,7 @@ int lm_dp_eth_port_start(uint16_t port, unsigned mtu,
 		return lm_fail(e, -EINVAL, "port %u (%s): MTU %u is above its "
 			       "maximum %u", port, info.driver_name, mtu,
 			       info.max_mtu);
-	/* some PMDs (af_packet) state a standard frame as their largest
+	/* some PMDs (af_packet, memif) state a standard frame as their largest
 	 * receive length yet take a larger MTU once started */
 	unsigned over = RTE_ETHER_HDR_LEN + RTE_ETHER_CRC_LEN;
 	conf.rxmode.mtu = info.max_rx_pktlen > over &&
@@ -73,9 +73,13 @@ int lm_dp_eth_port_start(uint16_t port, unsigned mtu,
 	if (rte_eth_dev_get_mtu(port, &now_mtu) || now_mtu < mtu) {
 		/* af_packet reports a standard frame as its limit, but what it
 		 * carries is the kernel interface's MTU (set with `ip link`)
-		 * up to its ring frame size: the ethdev MTU does not apply */
+		 * up to its ring frame size: the ethdev MTU does not apply.
+		 * memif has no MTU at all: a frame of any length crosses in
+		 * chained shared-memory buffers and arrives in one mbuf when
+		 * rx_pool's data room holds it (the caller's part) */
 		rc = rte_eth_dev_set_mtu(port, (uint16_t)mtu);
-		if (rc && strstr(info.driver_name, "af_packet"))
+		if (rc && (strstr(info.driver_name, "af_packet") ||
+			   strstr(info.driver_name, "memif")))
 			rc = 0;
 		if (rc) {
 			rte_eth_dev_stop(port);

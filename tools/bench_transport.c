@@ -49,7 +49,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
-#include "transport_eth.h"
+#include "bench_dp.h"
 
 #define MAX_SIZES 8
 #define MAX_COUNT 1000000
@@ -69,13 +69,6 @@ static struct {
 	.mtu = 9000, .sizes = { 65536, 819200, 3145728 }, .n_sizes = 3,
 	.count = 200, .window = 4u << 20, .retry_ms = 50, .max_seconds = 60,
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -156,7 +149,7 @@ static double tcp_run(uint32_t size, uint32_t count)
 	if (s < 0)
 		die("cannot connect to the TCP server in %s", opt.ns_b);
 	uint8_t *buf = calloc(1, size);
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	for (uint32_t i = 0; i < count; i++)
 		for (uint32_t off = 0; off < size;) {
 			ssize_t n = write(s, buf + off, size - off);
@@ -167,7 +160,7 @@ static double tcp_run(uint32_t size, uint32_t count)
 	char ack;
 	if (read(s, &ack, 1) != 1)
 		die("no TCP acknowledgement");
-	double t = now_s() - t0;
+	double t = bench_now_s() - t0;
 	close(s);
 	free(buf);
 	int st;
@@ -271,13 +264,11 @@ static uint16_t port_in(const char *ns, const char *iface, int k,
 
 static void parse_sizes(const char *s)
 {
-	opt.n_sizes = 0;
-	for (char *end; *s && opt.n_sizes < MAX_SIZES; s = end + (*end == ',')) {
-		unsigned long v = strtoul(s, &end, 10);
-		if (end == s || v < 8 || v > (64u << 20))
-			die("--sizes: each from 8 bytes to 64 MiB, not '%s'", s);
-		opt.sizes[opt.n_sizes++] = (uint32_t)v;
-	}
+	const char *bad;
+	opt.n_sizes = bench_parse_sizes(s, opt.sizes, MAX_SIZES, 8,
+					64u << 20, &bad);
+	if (opt.n_sizes < 0)
+		die("--sizes: each from 8 bytes to 64 MiB, not '%s'", bad);
 }
 
 static const char usage[] =
@@ -338,19 +329,19 @@ static int dpdk_run(lm_dp_eth *tx, struct receiver *r, uint8_t *bundle,
 	uint32_t window = opt.window / size ? opt.window / size : 1;
 	double *sent_at = calloc(count, sizeof(double));
 	uint32_t next = 0, oldest = 0;
-	double t0 = now_s(), deadline = t0 + opt.max_seconds;
+	double t0 = bench_now_s(), deadline = t0 + opt.max_seconds;
 	*resends = 0;
-	while (r->n_delivered < count && now_s() < deadline) {
+	while (r->n_delivered < count && bench_now_s() < deadline) {
 		while (oldest < next && r->delivered[oldest])
 			oldest++;
 		/* resend what has waited too long, oldest first */
-		double now = now_s();
+		double now = bench_now_s();
 		for (uint32_t i = oldest; i < next; i++)
 			if (!r->delivered[i] &&
 			    now - sent_at[i] > opt.retry_ms * 1e-3) {
 				memcpy(bundle, &(uint64_t){ i }, 8);
 				lm_dp_eth_send(tx, bundle, size, 1, 1, i, 1000);
-				sent_at[i] = now_s();
+				sent_at[i] = bench_now_s();
 				(*resends)++;
 			}
 		uint32_t in_flight = next - __atomic_load_n(&r->n_delivered,
@@ -358,12 +349,12 @@ static int dpdk_run(lm_dp_eth *tx, struct receiver *r, uint8_t *bundle,
 		if (next < count && in_flight < window) {
 			memcpy(bundle, &(uint64_t){ next }, 8);
 			lm_dp_eth_send(tx, bundle, size, 1, 1, next, 1000);
-			sent_at[next++] = now_s();
+			sent_at[next++] = bench_now_s();
 		} else {
 			rte_pause();
 		}
 	}
-	*seconds = now_s() - t0;
+	*seconds = bench_now_s() - t0;
 	free(sent_at);
 	return r->n_delivered == count ? 0 : -1;
 }
@@ -377,8 +368,9 @@ int main(int argc, char **argv)
 		for (int i = 0; i < opt.n_sizes; i++)
 			tcp_s[i] = tcp_run(opt.sizes[i], opt.count);
 
-	char prefix[64];
-	snprintf(prefix, sizeof(prefix), "--file-prefix=lmbt%d", getpid());
+	char prefix[64], run_name[32];
+	snprintf(run_name, sizeof(run_name), "lmbt%d", getpid());
+	snprintf(prefix, sizeof(prefix), "--file-prefix=%s", run_name);
 	char *eal[] = { argv[0], "--no-huge", "-m", "1024", "--no-pci",
 			"--no-shconf", prefix, "-l", "0-1", "--no-telemetry",
 			"--log-level=lib.eal:error" };
@@ -470,22 +462,9 @@ int main(int argc, char **argv)
 			       (double)size * opt.count / tcp_s[si] / 1e9,
 			       opt.count / tcp_s[si]);
 		printf("\n");
-		const lm_reasm_stats *rs = lm_dp_eth_reasm_stats(tb);
-		const lm_dp_eth_stats *ts = lm_dp_eth_get_stats(ta);
-		const lm_dp_eth_stats *rx = lm_dp_eth_get_stats(tb);
-		printf("  frames sent %llu, received %llu (not ours %llu, bad "
-		       "%llu); reassembly: %llu complete, %llu duplicate, %llu "
-		       "stale, %llu timed out, %llu evicted, %llu no buffer\n",
-		       (unsigned long long)ts->tx_frames,
-		       (unsigned long long)rx->rx_frames,
-		       (unsigned long long)rx->rx_not_ours,
-		       (unsigned long long)(rx->rx_bad + rx->rx_bad_checksum),
-		       (unsigned long long)rs->completed,
-		       (unsigned long long)rs->duplicate,
-		       (unsigned long long)rs->stale,
-		       (unsigned long long)rs->timed_out,
-		       (unsigned long long)rs->evicted,
-		       (unsigned long long)rs->no_buffer);
+		bench_print_counters(lm_dp_eth_get_stats(ta),
+				     lm_dp_eth_get_stats(tb),
+				     lm_dp_eth_reasm_stats(tb));
 		printf("  delivered %u/%u exactly once, %llu corrupt, %llu "
 		       "repeats suppressed\n", r.n_delivered, opt.count,
 		       (unsigned long long)r.corrupt,
@@ -502,5 +481,6 @@ int main(int argc, char **argv)
 	/* stopping the ports would name interfaces of other namespaces;
 	 * closing the sockets at exit is enough */
 	rte_eal_cleanup();
+	bench_remove_runtime_dir(run_name);
 	return failed;
 }
