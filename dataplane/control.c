@@ -173,6 +173,11 @@ static int describe(struct lm_dp *dp, Lamina__DescribeReply *r, lm_error *e)
 	r->poll = lm_dp_poll_busy(dp) ? (char *)"busy"
 					 : (char *)"adaptive";
 	r->ingress_port = dp->cfg.ingress_port;
+	if (dp->net) {
+		r->port_mac = dp->net->mac_str;
+		r->port_ip = dp->net->ip;
+		r->port_mtu = dp->net->mtu;
+	}
 	r->worker_cores = calloc(dp->n_worker_cpus + 1, sizeof(uint32_t));
 	r->busy_cores = calloc(dp->n_worker_cpus + 1, sizeof(uint32_t));
 	r->deployments = calloc(LM_DP_MAX_DEPLOYMENTS, sizeof(char *));

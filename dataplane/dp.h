@@ -15,6 +15,8 @@
  *   layout.c   which tensors cross each cut of a slice folder, and where
  *              each lives inside a bundle.
  *   control.c  main lcore: the control port (protobuf-c, lamina.proto).
+ *   net.c      main lcore: the port between laminads (--port): bundles of
+ *              edges whose other end is another laminad, both ways.
  *   stats.c    latency histograms and the stats reply.
  *   eal.c      EAL arguments, lcore map, hugepages, NUMA facts.
  *   main.c     options, daemon start-up, state file, the event loop.
@@ -81,6 +83,9 @@ struct lm_dp_bundle {
 	uint64_t t_in;       /* TSC when the ingress enqueued it */
 	uint32_t deployment; /* generation of the deployment */
 	int32_t status;      /* 0, or the negative errno a stage failed with */
+	/* across laminads: the ingress's copy of the request (keep slot) and
+	 * which send of it this is, to drop a second answer */
+	uint32_t keep, ticket;
 } __attribute__((aligned(LM_DP_ALIGN)));
 
 static inline uint8_t *lm_dp_bundle_data(struct lm_dp_bundle *b)
@@ -175,8 +180,13 @@ struct lm_dp_replica {
 	lm_error err;
 } __attribute__((aligned(LM_DP_ALIGN)));
 
+struct lm_dp_eth;
+
 /* An edge: the ring and mempool between stage s-1 (or the ingress) and
- * stage s (or the egress). */
+ * stage s (or the egress).  Across laminads each end has its own: on the
+ * producer's side (remote_out) the main lcore drains the ring into the
+ * port and gives the bundles back; on the consumer's side (remote_in) it
+ * reassembles bundles from the port into the pool and fills the ring. */
 struct lm_dp_edge {
 	struct lm_dp_layout layout;
 	struct rte_mempool *pool;
@@ -184,6 +194,18 @@ struct lm_dp_edge {
 	unsigned n_bufs;
 	int socket;
 	int loaded; /* layout and pool made */
+	int remote_in, remote_out;
+	uint8_t peer_mac[6]; /* remote_out: the consumer's port */
+	uint32_t peer_ip;
+	struct lm_dp_eth *tx;	/* remote_out, from start */
+};
+
+/* The ingress's copy of a request in flight across laminads. */
+struct lm_dp_keep {
+	struct lm_dp_bundle *copy; /* owned by the slot for its life */
+	uint64_t t_sent;	   /* TSC of the last send */
+	uint32_t ticket;	   /* 0: the slot is free */
+	unsigned tries;
 };
 
 struct lm_dp_stage {
@@ -213,6 +235,29 @@ struct lm_dp_deployment {
 	/* ingress telemetry */
 	uint64_t requests, errors, t_created;
 	struct lm_dp_hist e2e;
+	/* across laminads */
+	uint32_t key;	 /* lm_frame_deployment_key of id: frames carry it */
+	int remote;	 /* some edge of it here crosses to another laminad */
+	int ingress;	 /* stage 0 is here: so are its clients */
+	unsigned retry_ms, max_retries;
+	/* with remote and ingress: every request kept until answered */
+	struct rte_mempool *keep_pool;
+	struct lm_dp_keep *keep;
+	unsigned *keep_free, n_keep, n_keep_free;
+	uint32_t next_ticket;
+	uint64_t resent, dup_answers, gave_up;
+};
+
+/* laminad --port: one af_packet (or any ethdev) port to other laminads. */
+struct lm_dp_net {
+	uint16_t port;
+	unsigned mtu;
+	uint8_t mac[6];
+	uint32_t ip; /* host order */
+	char mac_str[32];
+	struct rte_mempool *rx_pool, *tx_pool;
+	struct lm_dp_eth *rx; /* receives for every deployment */
+	uint64_t t_retry;     /* TSC of the next retry scan */
 };
 
 /* ---- the service ---- */
@@ -225,6 +270,8 @@ struct lm_dp_config {
 	enum lm_dp_poll poll;
 	int hugepages_auto, foreground;
 	unsigned memory_mb;
+	const char *port_iface, *port_ip; /* --port, --port-ip */
+	unsigned mtu;
 };
 
 struct lm_dp_conn;
@@ -257,6 +304,7 @@ struct lm_dp {
 	int n_blocked, inflight;
 	unsigned refused; /* ingress refusals, to rate-limit their log */
 	struct lm_dp_ctl *ctls[64];
+	struct lm_dp_net *net; /* NULL without --port */
 	uint64_t tsc_hz, t_start;
 	double cycles_per_us;
 	int quit;
@@ -332,6 +380,32 @@ void lm_dp_ingress_forget(struct lm_dp *dp, struct lm_dp_deployment *d);
 int lm_dp_ingress_init(struct lm_dp *dp, lm_error *e);
 /** Close every connection and free the table. */
 void lm_dp_ingress_close_all(struct lm_dp *dp);
+
+/** Take a keep slot for a request of d (RX_WAIT); -1 when none is free. */
+int lm_dp_keep_take(struct lm_dp_deployment *d);
+/** Re-send what waited too long for its answer; give up after retries. */
+void lm_dp_ingress_retry(struct lm_dp *dp);
+
+/* net.c */
+/**
+ * Create and start the port of --port IFACE (in laminad's network
+ * namespace), learn its MAC and IPv4 address.  Returns 0 or -EINVAL naming
+ * the interface and what failed.
+ */
+int lm_dp_net_open(struct lm_dp *dp, lm_error *e);
+/** Stop and close the port; safe without one. */
+void lm_dp_net_close(struct lm_dp *dp);
+/** The sender of remote_out edge k of d, at its start.  0 or -ENOMEM. */
+int lm_dp_net_edge_open(struct lm_dp *dp, struct lm_dp_deployment *d,
+			unsigned k, lm_error *e);
+/** Before d's pools go: give back the bundles reassembly holds of it. */
+void lm_dp_net_forget(struct lm_dp *dp, struct lm_dp_deployment *d);
+/** Whether a started deployment uses the port (the loop must poll). */
+int lm_dp_net_active(const struct lm_dp *dp);
+/** Receive into remote_in edges, send remote_out edges; returns work. */
+int lm_dp_net_poll(struct lm_dp *dp);
+/** Free an edge's sender (edge_free); safe on NULL. */
+void lm_dp_net_edge_close(struct lm_dp_edge *ed);
 
 /* control.c */
 /** Accept every pending control connection. */

@@ -22,6 +22,15 @@
  * answer header, the tensor headers formatted at start and the bundle's
  * tensors; the bundle goes back to its pool when the answer is sent.  An
  * answer for a connection that closed meanwhile is dropped.
+ *
+ * Across laminads a bundle can be lost with a frame, so the ingress keeps
+ * a copy of every request (a keep slot, taken with its edge 0 buffer) until
+ * it is answered, re-sends it on edge 0 when no answer came within the
+ * deployment's retry_ms, and gives up with an error answer after
+ * max_retries.  Every send carries the slot and a ticket; the first answer
+ * frees the slot, so a second answer to the same request (the original
+ * was only late) finds the ticket gone and is dropped: the client sees
+ * each answer once.  In one process nothing is kept: nothing is lost.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -67,6 +76,7 @@ struct lm_dp_conn {
 	struct lm_dp_deployment *d;
 	struct lm_dp_bundle *b;
 	int ti;
+	int keep; /* slot taken for the request being read, or -1 */
 	uint8_t *dst;
 	size_t dneed;
 	/* answers */
@@ -111,6 +121,40 @@ static void block(struct lm_dp *dp, struct lm_dp_conn *c, int on)
 	set_events(dp, c);
 }
 
+/* ---- requests kept until answered (across laminads) ---- */
+
+int lm_dp_keep_take(struct lm_dp_deployment *d)
+{
+	if (!d->n_keep_free)
+		return -1;
+	unsigned i = d->keep_free[--d->n_keep_free];
+	if (!++d->next_ticket)
+		d->next_ticket = 1; /* 0 marks a free slot */
+	d->keep[i].ticket = d->next_ticket;
+	d->keep[i].tries = 0;
+	d->keep[i].t_sent = 0; /* not sent yet: never re-sent */
+	return (int)i;
+}
+
+static void keep_release(struct lm_dp_deployment *d, unsigned i)
+{
+	d->keep[i].ticket = 0;
+	d->keep_free[d->n_keep_free++] = i;
+}
+
+/* Is b the first answer to a kept request?  Frees its slot if so. */
+static int keep_answered(struct lm_dp_deployment *d,
+			 const struct lm_dp_bundle *b)
+{
+	if (b->keep >= d->n_keep || !b->ticket ||
+	    d->keep[b->keep].ticket != b->ticket) {
+		d->dup_answers++;
+		return 0;
+	}
+	keep_release(d, b->keep);
+	return 1;
+}
+
 static void conn_close(struct lm_dp *dp, struct lm_dp_conn *c)
 {
 	if (c->fd < 0)
@@ -126,6 +170,9 @@ static void conn_close(struct lm_dp *dp, struct lm_dp_conn *c)
 	}
 	if (c->b)
 		rte_mempool_put(c->d->edges[0].pool, c->b);
+	if (c->keep >= 0 && c->d)
+		keep_release(c->d, (unsigned)c->keep);
+	c->keep = -1;
 	c->b = NULL;
 	c->d = NULL;
 	c->qn = 0;
@@ -281,6 +328,9 @@ static void refuse(struct lm_dp *dp, struct lm_dp_conn *c, int status,
 	if (c->b)
 		rte_mempool_put(c->d->edges[0].pool, c->b);
 	c->b = NULL;
+	if (c->keep >= 0 && c->d)
+		keep_release(c->d, (unsigned)c->keep);
+	c->keep = -1;
 	if (c->d)
 		c->d->errors++;
 	c->d = NULL;
@@ -325,6 +375,10 @@ static void on_fixed(struct lm_dp *dp, struct lm_dp_conn *c)
 	c->d = d;
 	if (!d->started)
 		return refuse(dp, c, -EAGAIN, "deployment '%s' is stopped", id);
+	if (!d->ingress)
+		return refuse(dp, c, -ENOENT, "deployment '%s' takes requests "
+			      "at another laminad (the one with its stage 0)",
+			      id);
 	if (n != (uint32_t)d->edges[0].layout.n)
 		return refuse(dp, c, -EINVAL, "deployment '%s' takes %d input "
 			      "tensor(s), not %u", id, d->edges[0].layout.n, n);
@@ -376,6 +430,12 @@ static void on_request(struct lm_dp *dp, struct lm_dp_conn *c)
 			      "tensor", (unsigned long long)c->remaining);
 	struct lm_dp_bundle *b = c->b;
 	b->t_in = rte_rdtsc();
+	if (c->keep >= 0) {
+		struct lm_dp_keep *k = &c->d->keep[c->keep];
+		memcpy(k->copy, b, sizeof(*b) + c->d->edges[0].layout.bytes);
+		k->t_sent = b->t_in;
+		c->keep = -1;
+	}
 	rte_ring_enqueue(c->d->edges[0].ring, b); /* holds the whole pool */
 	c->b = NULL;
 	c->d = NULL;
@@ -465,12 +525,20 @@ static void conn_rx(struct lm_dp *dp, struct lm_dp_conn *c)
 			}
 			break;
 		case RX_WAIT:
-			if (rte_mempool_get(c->d->edges[0].pool,
+			if ((c->d->keep && !c->d->n_keep_free) ||
+			    rte_mempool_get(c->d->edges[0].pool,
 					    (void **)&c->b) != 0) {
 				block(dp, c, 1);
 				return;
 			}
 			block(dp, c, 0);
+			c->b->keep = UINT32_MAX;
+			c->b->ticket = 0;
+			if (c->d->keep) {
+				c->keep = lm_dp_keep_take(c->d);
+				c->b->keep = (uint32_t)c->keep;
+				c->b->ticket = c->d->keep[c->keep].ticket;
+			}
 			c->b->request_id = c->request_id;
 			c->b->conn = (uint64_t)(c - dp->conns) |
 				     (uint64_t)c->gen << 32;
@@ -562,6 +630,7 @@ int lm_dp_ingress_accept(struct lm_dp *dp)
 		c->gen = gen;
 		c->rbuf = rbuf;
 		c->fd = fd;
+		c->keep = -1;
 		c->hneed = FIXED;
 		c->events = EPOLLIN;
 		struct epoll_event ev = {
@@ -597,7 +666,7 @@ int lm_dp_egress_poll(struct lm_dp *dp)
 	int total = 0;
 	for (int k = 0; k < LM_DP_MAX_DEPLOYMENTS; k++) {
 		struct lm_dp_deployment *d = dp->dep[k];
-		if (!d || !d->edges[d->n_stages].ring)
+		if (!d || !d->ingress || !d->edges[d->n_stages].ring)
 			continue;
 		struct rte_mempool *pool = d->edges[d->n_stages].pool;
 		unsigned n = rte_ring_dequeue_burst(d->edges[d->n_stages].ring,
@@ -606,6 +675,10 @@ int lm_dp_egress_poll(struct lm_dp *dp)
 		uint64_t now = rte_rdtsc();
 		for (unsigned i = 0; i < n; i++) {
 			struct lm_dp_bundle *b = bufs[i];
+			if (d->keep && !keep_answered(d, b)) {
+				rte_mempool_put(pool, b); /* answered before */
+				continue;
+			}
 			struct lm_dp_conn *c = conn_get(dp, b->conn);
 			dp->inflight--;
 			if (!c) {
@@ -648,7 +721,8 @@ void lm_dp_ingress_unblock(struct lm_dp *dp)
 		    c->inflight + c->qn >= LM_DP_CONN_WINDOW)
 			continue;
 		if (c->state == RX_WAIT &&
-		    !rte_mempool_avail_count(c->d->edges[0].pool))
+		    (!rte_mempool_avail_count(c->d->edges[0].pool) ||
+		     (c->d->keep && !c->d->n_keep_free)))
 			continue;
 		block(dp, c, 0);
 		conn_rx(dp, c);
@@ -661,14 +735,17 @@ void lm_dp_ingress_unblock(struct lm_dp *dp)
 static void cancel(struct lm_dp *dp, struct lm_dp_deployment *d,
 		   struct rte_mempool *pool, struct lm_dp_bundle *b)
 {
-	struct lm_dp_conn *c = conn_get(dp, b->conn);
-	dp->inflight--;
-	if (c) {
-		c->inflight--;
-		push_error(c, b->request_id, -ECANCELED, "the deployment was "
-			   "torn down");
+	/* across laminads the keep slots stand for the requests, and a
+	 * laminad without the ingress has no connections of them */
+	if (d->ingress && !d->keep) {
+		struct lm_dp_conn *c = conn_get(dp, b->conn);
+		dp->inflight--;
+		if (c) {
+			c->inflight--;
+			push_error(c, b->request_id, -ECANCELED, "the "
+				   "deployment was torn down");
+		}
 	}
-	(void)d;
 	rte_mempool_put(pool, b);
 }
 
@@ -687,6 +764,18 @@ void lm_dp_ingress_forget(struct lm_dp *dp, struct lm_dp_deployment *d)
 				cancel(dp, d, ed->pool, r->held[h]);
 			r->n_held = 0;
 		}
+	}
+	for (unsigned k = 0; d->keep && k < d->n_keep; k++) {
+		if (!d->keep[k].ticket || !d->keep[k].t_sent)
+			continue; /* free, or a request still being read */
+		struct lm_dp_conn *c = conn_get(dp, d->keep[k].copy->conn);
+		dp->inflight--;
+		if (c) {
+			c->inflight--;
+			push_error(c, d->keep[k].copy->request_id, -ECANCELED,
+				   "the deployment was torn down");
+		}
+		keep_release(d, k);
 	}
 	for (int i = 0; i < LM_DP_MAX_CONNS; i++) {
 		struct lm_dp_conn *c = &dp->conns[i];
@@ -715,6 +804,58 @@ void lm_dp_ingress_forget(struct lm_dp *dp, struct lm_dp_deployment *d)
 		}
 		if (c->fd >= 0)
 			conn_tx(dp, c);
+	}
+}
+
+/* Re-send one kept request on edge 0, give it up, or forget it (its
+ * connection is gone).  0 when edge 0 has no buffer now. */
+static int retry_one(struct lm_dp *dp, struct lm_dp_deployment *d,
+		     unsigned k, uint64_t now)
+{
+	struct lm_dp_keep *kp = &d->keep[k];
+	struct lm_dp_conn *c = conn_get(dp, kp->copy->conn);
+	struct lm_dp_bundle *b;
+	if (!c || kp->tries >= d->max_retries) {
+		dp->inflight--;
+		if (c) {
+			c->inflight--;
+			push_error(c, kp->copy->request_id, -ETIMEDOUT,
+				   "no answer from the stages on other "
+				   "laminads after the request was sent "
+				   "several times");
+			d->errors++;
+			d->gave_up++;
+			conn_tx(dp, c);
+		}
+		keep_release(d, k);
+		return 1;
+	}
+	if (rte_mempool_get(d->edges[0].pool, (void **)&b))
+		return 0;
+	memcpy(b, kp->copy, sizeof(*b) + d->edges[0].layout.bytes);
+	rte_ring_enqueue(d->edges[0].ring, b); /* holds the whole pool */
+	kp->tries++;
+	kp->t_sent = now;
+	d->resent++;
+	return 1;
+}
+
+void lm_dp_ingress_retry(struct lm_dp *dp)
+{
+	uint64_t now = rte_rdtsc();
+	if (!dp->net || now < dp->net->t_retry)
+		return;
+	dp->net->t_retry = now + dp->tsc_hz / 1000; /* every millisecond */
+	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++) {
+		struct lm_dp_deployment *d = dp->dep[i];
+		if (!d || !d->keep || !d->started)
+			continue;
+		uint64_t wait = dp->tsc_hz / 1000 * d->retry_ms;
+		for (unsigned k = 0; k < d->n_keep; k++)
+			if (d->keep[k].ticket && d->keep[k].t_sent &&
+			    now - d->keep[k].t_sent > wait &&
+			    !retry_one(dp, d, k, now))
+				break;
 	}
 }
 

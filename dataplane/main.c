@@ -81,6 +81,14 @@ static const char help[] =
 	"  --memory MB          DPDK memory to reserve or map (default 1024)\n"
 	"  --eal \"ARGS\"         extra EAL arguments, for experts (appended "
 	"last)\n"
+	"  --port IFACE         the port to other laminads: an af_packet port "
+	"on IFACE\n"
+	"                       (in laminad's network namespace), for "
+	"pipelines across\n"
+	"                       hosts\n"
+	"  --port-ip ADDR       its IPv4 address (default: IFACE's first)\n"
+	"  --mtu N              its IP MTU (default 9000; IFACE's own must "
+	"match)\n"
 	"  --state-dir DIR      where the state file and log go (default:\n"
 	"                       /var/lib/lamina as root, else "
 	"$XDG_STATE_HOME/lamina)\n"
@@ -130,7 +138,7 @@ static int port_arg(const char *opt, const char *v, uint16_t *out)
 static int parse(int argc, char **argv, struct lm_dp_config *c)
 {
 	enum { O_CTL = 256, O_ING, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
-	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG };
+	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
@@ -144,6 +152,9 @@ static int parse(int argc, char **argv, struct lm_dp_config *c)
 		{ "state-dir", required_argument, 0, O_STATE },
 		{ "log", required_argument, 0, O_LOG },
 		{ "foreground", no_argument, 0, O_FG },
+		{ "port", required_argument, 0, O_PORT },
+		{ "port-ip", required_argument, 0, O_PORT_IP },
+		{ "mtu", required_argument, 0, O_MTU },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -153,6 +164,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c)
 	c->listen = "127.0.0.1";
 	c->hugepages_auto = 1;
 	c->memory_mb = 1024;
+	c->mtu = 9000;
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
 		char *end;
@@ -174,6 +186,14 @@ static int parse(int argc, char **argv, struct lm_dp_config *c)
 		case O_STATE: c->state_dir = optarg; break;
 		case O_LOG: c->log = optarg; break;
 		case O_FG: c->foreground = 1; break;
+		case O_PORT: c->port_iface = optarg; break;
+		case O_PORT_IP: c->port_ip = optarg; break;
+		case O_MTU:
+			v = strtol(optarg, &end, 10);
+			if (*end || v < 576 || v > 9600)
+				goto bad_value;
+			c->mtu = (unsigned)v;
+			break;
 		case O_POLL:
 			if (!strcmp(optarg, "busy"))
 				c->poll = LM_DP_POLL_BUSY;
@@ -342,8 +362,9 @@ static void loop(struct lm_dp *dp)
 	unsigned empty = 0;
 	int spin = lm_dp_main_spins(dp);
 	while (!dp->quit && !stop_signal) {
-		/* while requests are in the pipeline, poll the last edge */
-		int polling = dp->inflight > 0, n;
+		/* while requests are in the pipeline, poll the last edge;
+		 * while a deployment crosses laminads, the port too */
+		int polling = dp->inflight > 0 || lm_dp_net_active(dp), n;
 		if (!polling) {
 			n = epoll_wait(dp->epfd, ev, 64, 100);
 		} else if (spin) {
@@ -372,7 +393,9 @@ static void loop(struct lm_dp *dp)
 				break;
 			}
 		}
-		int got = lm_dp_egress_poll(dp);
+		int got = lm_dp_net_poll(dp);
+		got += lm_dp_egress_poll(dp);
+		lm_dp_ingress_retry(dp);
 		if (dp->n_blocked)
 			lm_dp_ingress_unblock(dp);
 		if (n > 0) /* a control message may have changed the stages */
@@ -554,6 +577,8 @@ int main(int argc, char **argv)
 	dp.t_start = rte_rdtsc();
 	if (lm_dp_ingress_init(&dp, &e))
 		goto fail;
+	if (dp.cfg.port_iface && lm_dp_net_open(&dp, &e))
+		goto fail;
 	if ((dp.ctl_fd = listen_on(dp.cfg.listen, dp.cfg.control_port, &e)) < 0 ||
 	    (dp.ing_fd = listen_on(dp.cfg.listen, dp.cfg.ingress_port, &e)) < 0)
 		goto fail;
@@ -592,6 +617,7 @@ out:
 		lm_dp_deployment_free(&dp, dp.dep[i]);
 	lm_dp_control_close_all(&dp);
 	lm_dp_ingress_close_all(&dp);
+	lm_dp_net_close(&dp);
 	if (dp.ctl_fd >= 0)
 		close(dp.ctl_fd);
 	if (dp.ing_fd >= 0)

@@ -17,6 +17,15 @@
  * when the producer and consumer counts of every edge are known: single
  * producer / single consumer wherever one lcore sits on that side.  A ring
  * is sized to hold its whole mempool, so an enqueue never fails.
+ *
+ * Across laminads (LoadStage's next_mac, input_remote, answers_remote) a
+ * laminad holds some of the stages, numbered as in the whole pipeline, and
+ * the edges that touch them: a stage whose output goes to another laminad
+ * makes its output edge too (remote_out, drained into the port by net.c),
+ * one whose input comes from another laminad has its input edge filled
+ * from the port (remote_in), and stage 0's laminad, the ingress, makes the
+ * last edge for the answers coming back (remote_in).  The worker loop does
+ * not change.
  */
 #include <errno.h>
 #include <numa.h>
@@ -28,9 +37,11 @@
 #include <rte_errno.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_ether.h>
 #include <rte_pause.h>
 
 #include "dp.h"
+#include "frame.h"
 
 #define EDGE_BUDGET (64u << 20) /* bytes of bundles per edge, at least */
 #define EDGE_MIN_BUFS 8
@@ -449,6 +460,7 @@ static int edge_make(struct lm_dp *dp, struct lm_dp_deployment *d, unsigned k,
 static void edge_free(struct lm_dp_edge *ed)
 {
 	void *obj;
+	lm_dp_net_edge_close(ed);
 	if (ed->ring) {
 		while (rte_ring_dequeue(ed->ring, &obj) == 0)
 			rte_mempool_put(ed->pool, obj);
@@ -498,6 +510,7 @@ static int deployment_new(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 	snprintf(d->id, sizeof(d->id), "%s", r->deployment);
 	snprintf(d->dir, sizeof(d->dir), "%s", r->dir);
 	d->gen = ++dp->next_gen;
+	d->key = lm_frame_deployment_key(d->id);
 	d->batch = r->batch;
 	d->n_stages = r->n_stages;
 	d->t_created = rte_rdtsc();
@@ -537,6 +550,23 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 	if (r->n_cores > LM_DP_MAX_REPLICAS)
 		return lm_fail(e, -EINVAL, "%zu replicas: at most %d",
 			       r->n_cores, LM_DP_MAX_REPLICAS);
+	int next_remote = r->next_mac && r->next_mac[0];
+	struct rte_ether_addr next_mac;
+	if ((next_remote || r->input_remote || r->answers_remote) && !dp->net)
+		return lm_fail(e, -EINVAL, "stage %u: its edges cross to "
+			       "another laminad, and this one has no port "
+			       "(laminad --port)", r->stage);
+	if (next_remote && (rte_ether_unformat_addr(r->next_mac, &next_mac) ||
+			    !r->next_ip))
+		return lm_fail(e, -EINVAL, "stage %u: next laminad's port "
+			       "'%.40s' needs a MAC aa:bb:cc:dd:ee:ff and an "
+			       "IPv4 address", r->stage, r->next_mac);
+	if (r->input_remote && r->stage == 0)
+		return lm_fail(e, -EINVAL, "stage 0 takes its input from the "
+			       "ingress, not another laminad");
+	if (r->answers_remote && (r->stage != 0 || r->n_stages < 2))
+		return lm_fail(e, -EINVAL, "stage %u: only stage 0 of several "
+			       "takes answers from another laminad", r->stage);
 	d = lm_dp_deployment_find(dp, r->deployment);
 	if (d) {
 		if (d->started)
@@ -550,6 +580,16 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 		if (d->stages[r->stage])
 			return lm_fail(e, -EEXIST, "stage %u of %s is already "
 				       "loaded", r->stage, d->id);
+		/* the edges this stage makes must be free here */
+		unsigned out = r->stage + 1;
+		if (d->edges[r->stage].loaded ||
+		    ((next_remote || out == r->n_stages) &&
+		     d->edges[out].loaded) ||
+		    (r->answers_remote && d->edges[r->n_stages].loaded))
+			return lm_fail(e, -EINVAL, "stage %u of %s: an edge of "
+				       "it is already made here by a stage "
+				       "loaded with other neighbours", r->stage,
+				       d->id);
 	}
 	if ((rc = lm_dp_manifest_load(r->dir, &m, e)))
 		return rc;
@@ -600,11 +640,36 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 	if ((rc = edge_make(dp, d, r->stage, m, (int)r->first - 1,
 			    st->rep[0]->socket, &st->ring_bytes, e)))
 		goto fail;
-	if (r->stage == r->n_stages - 1 &&
-	    (rc = edge_make(dp, d, r->n_stages, m, (int)r->last,
-			    (int)rte_socket_id(), &st->ring_bytes, e))) {
+	/* the output edge, when this laminad holds its consumer's end: the
+	 * egress's, or the port's (net.c sends from the main lcore) */
+	unsigned out = r->stage + 1;
+	if ((next_remote || out == r->n_stages) &&
+	    (rc = edge_make(dp, d, out, m, (int)r->last, (int)rte_socket_id(),
+			    &st->ring_bytes, e))) {
 		edge_free(&d->edges[r->stage]);
 		goto fail;
+	}
+	if (r->answers_remote &&
+	    (rc = edge_make(dp, d, r->n_stages, m, (int)d->n_slices - 1,
+			    (int)rte_socket_id(), &st->ring_bytes, e))) {
+		edge_free(&d->edges[r->stage]);
+		if (next_remote || out == r->n_stages)
+			edge_free(&d->edges[out]);
+		goto fail;
+	}
+	d->edges[r->stage].remote_in = r->input_remote;
+	if (next_remote) {
+		d->edges[out].remote_out = 1;
+		memcpy(d->edges[out].peer_mac, next_mac.addr_bytes, 6);
+		d->edges[out].peer_ip = r->next_ip;
+	}
+	if (r->answers_remote)
+		d->edges[r->n_stages].remote_in = 1;
+	d->remote |= next_remote || r->input_remote || r->answers_remote;
+	if (r->stage == 0) {
+		d->ingress = 1;
+		d->retry_ms = r->retry_ms ? r->retry_ms : 100;
+		d->max_retries = r->max_retries ? r->max_retries : 8;
 	}
 	d->stages[r->stage] = st;
 	reply->n_cores = (size_t)st->n_replicas;
@@ -650,6 +715,19 @@ static int ring_make(struct lm_dp_deployment *d, unsigned k, unsigned prod,
 	return 0;
 }
 
+static void keep_clear(struct lm_dp_deployment *d)
+{
+	for (unsigned i = 0; d->keep && d->keep_pool && i < d->n_keep; i++)
+		rte_mempool_put(d->keep_pool, d->keep[i].copy);
+	rte_mempool_free(d->keep_pool);
+	free(d->keep);
+	free(d->keep_free);
+	d->keep_pool = NULL;
+	d->keep = NULL;
+	d->keep_free = NULL;
+	d->n_keep = d->n_keep_free = 0;
+}
+
 /* The answer's tensor headers, formatted once (ingress protocol). */
 static int format_answer(struct lm_dp_deployment *d, lm_error *e)
 {
@@ -678,46 +756,107 @@ static int format_answer(struct lm_dp_deployment *d, lm_error *e)
 	return 0;
 }
 
+/* Across laminads: the ingress's copies of requests in flight, one slot
+ * per buffer of edge 0 (a connection waits for a slot as for a buffer). */
+static int keep_make(struct lm_dp_deployment *d, lm_error *e)
+{
+	struct lm_dp_edge *ed = &d->edges[0];
+	char name[RTE_MEMPOOL_NAMESIZE];
+	unsigned n = ed->n_bufs;
+	if (d->keep)
+		return 0;
+	snprintf(name, sizeof(name), "lm%u_keep", d->gen);
+	d->keep_pool = rte_mempool_create(name, n, (unsigned)(
+		sizeof(struct lm_dp_bundle) + ed->layout.bytes), 0, 0, NULL,
+		NULL, NULL, NULL, SOCKET_ID_ANY, RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+	d->keep = calloc(n, sizeof(*d->keep));
+	d->keep_free = calloc(n, sizeof(*d->keep_free));
+	if (!d->keep_pool || !d->keep || !d->keep_free)
+		goto nomem;
+	for (unsigned i = 0; i < n; i++) {
+		if (rte_mempool_get(d->keep_pool, (void **)&d->keep[i].copy))
+			goto nomem;
+		d->keep_free[i] = n - 1 - i;
+	}
+	d->n_keep = d->n_keep_free = n;
+	return 0;
+nomem:
+	keep_clear(d);
+	return lm_fail(e, -ENOMEM, "%s: no memory to keep %u requests of %zu "
+		       "bytes until answered", d->id, n, ed->layout.bytes);
+}
+
 int lm_dp_deployment_start(struct lm_dp *dp, struct lm_dp_deployment *d,
 			   lm_error *e)
 {
 	int rc;
-	unsigned n = d->n_stages, workers = 0;
+	unsigned n = d->n_stages, workers = 0, here = 0;
 	if (d->started)
 		return 0;
-	for (unsigned s = 0; s < n; s++)
-		if (!d->stages[s])
-			return lm_fail(e, -EINVAL, "deployment %s: stage %u of "
-				       "%u is not loaded", d->id, s, n);
 	for (unsigned s = 0; s < n; s++) {
 		const struct lm_dp_stage *st = d->stages[s];
-		unsigned want = s ? d->stages[s - 1]->last + 1 : 0;
-		if (st->first != want)
+		here += st != NULL;
+		/* across laminads a stage may be elsewhere, but then every
+		 * edge between it and the stages here is remote */
+		if (!st && !d->remote)
+			return lm_fail(e, -EINVAL, "deployment %s: stage %u of "
+				       "%u is not loaded", d->id, s, n);
+		if (!st)
+			continue;
+		const struct lm_dp_stage *prev = s ? d->stages[s - 1] : NULL;
+		if (s && !d->edges[s].remote_in && !prev)
+			return lm_fail(e, -EINVAL, "deployment %s: stage %u "
+				       "of %u is not loaded", d->id, s - 1, n);
+		unsigned want = prev ? prev->last + 1 : 0;
+		if ((!s || prev) && st->first != want)
 			return lm_fail(e, -EINVAL, "deployment %s: stage %u "
 				       "starts at slice %u, not %u", d->id, s,
 				       st->first, want);
-		if (s + 1 < n && !lm_dp_layout_equal(&st->out,
-						     &d->edges[s + 1].layout))
-			return lm_fail(e, -EINVAL, "deployment %s: stages %u "
-				       "and %u disagree on the tensors between "
-				       "them", d->id, s, s + 1);
+		if (s + 1 < n && !d->edges[s + 1].remote_out) {
+			if (!d->stages[s + 1])
+				return lm_fail(e, -EINVAL, "deployment %s: "
+					       "stage %u of %u is not loaded",
+					       d->id, s + 1, n);
+			if (!lm_dp_layout_equal(&st->out,
+						&d->edges[s + 1].layout))
+				return lm_fail(e, -EINVAL, "deployment %s: "
+					       "stages %u and %u disagree on "
+					       "the tensors between them",
+					       d->id, s, s + 1);
+		}
 		workers += (unsigned)st->n_replicas;
 	}
-	if (d->stages[n - 1]->last != d->n_slices - 1)
+	if (d->stages[n - 1] && d->stages[n - 1]->last != d->n_slices - 1)
 		return lm_fail(e, -EINVAL, "deployment %s: the last stage ends "
 			       "at slice %u of %u", d->id,
 			       d->stages[n - 1]->last, d->n_slices);
+	if (d->ingress && d->remote && !d->edges[n].loaded)
+		return lm_fail(e, -EINVAL, "deployment %s: stage 0 is here but "
+			       "its answers come from elsewhere: load it with "
+			       "answers_remote", d->id);
+	/* producer and consumer: a stage's replicas, or the main lcore */
 	for (unsigned k = 0; k <= n; k++) {
-		unsigned prod = k ? (unsigned)d->stages[k - 1]->n_replicas : 1;
-		unsigned cons = k < n ? (unsigned)d->stages[k]->n_replicas : 1;
-		if ((rc = ring_make(d, k, prod, cons, e)))
+		unsigned prod = k && d->stages[k - 1]
+					? (unsigned)d->stages[k - 1]->n_replicas
+					: 1;
+		unsigned cons = k < n && d->stages[k]
+					? (unsigned)d->stages[k]->n_replicas
+					: 1;
+		if (d->edges[k].loaded && (rc = ring_make(d, k, prod, cons, e)))
+			return rc;
+		if (d->edges[k].remote_out &&
+		    (rc = lm_dp_net_edge_open(dp, d, k, e)))
 			return rc;
 	}
-	if ((rc = format_answer(d, e)))
+	if (d->ingress && (rc = format_answer(d, e)))
+		return rc;
+	if (d->ingress && d->remote && (rc = keep_make(d, e)))
 		return rc;
 	int busy = lm_dp_poll_busy(dp);
 	for (unsigned s = 0; s < n; s++) {
 		struct lm_dp_stage *st = d->stages[s];
+		if (!st)
+			continue;
 		st->in_edge = &d->edges[s];
 		st->out_edge = &d->edges[s + 1];
 		for (int i = 0; i < st->n_replicas; i++) {
@@ -733,8 +872,9 @@ int lm_dp_deployment_start(struct lm_dp *dp, struct lm_dp_deployment *d,
 		}
 	}
 	d->started = d->running = 1;
-	lm_dp_log("deployment %s started: %u stage(s), %u worker(s), %s poll",
-		  d->id, n, workers, busy ? "busy" : "adaptive");
+	lm_dp_log("deployment %s started: %u stage(s) here, %u worker(s), %s "
+		  "poll%s", d->id, here, workers, busy ? "busy" : "adaptive",
+		  d->remote ? ", edges to other laminads" : "");
 	return 0;
 }
 
@@ -760,7 +900,14 @@ void lm_dp_deployment_free(struct lm_dp *dp, struct lm_dp_deployment *d)
 	if (!d)
 		return;
 	lm_dp_deployment_stop(dp, d);
+	if (d->keep)
+		lm_dp_log("deployment %s: %llu request(s) re-sent, %llu "
+			  "duplicate answer(s) dropped, %llu given up", d->id,
+			  (unsigned long long)d->resent,
+			  (unsigned long long)d->dup_answers,
+			  (unsigned long long)d->gave_up);
 	lm_dp_ingress_forget(dp, d);
+	lm_dp_net_forget(dp, d);
 	for (unsigned s = 0; s < d->n_stages; s++) {
 		struct lm_dp_stage *st = d->stages[s];
 		for (int i = 0; st && i < st->n_replicas; i++)
@@ -775,5 +922,6 @@ void lm_dp_deployment_free(struct lm_dp *dp, struct lm_dp_deployment *d)
 		if (dp->dep[i] == d)
 			dp->dep[i] = NULL;
 	free(d->answer_thdr);
+	keep_clear(d);
 	free(d);
 }

@@ -2,6 +2,7 @@
 tally of checks, and running lamina.
 
     from harness import check, lamina, summary, fresh_dir, TMP
+    xs, es = digits_references(folder)   # samples and lamina run's answers
     check(cond, "what was expected")   # counts; prints FAIL and goes on
     sys.exit(summary())                # "N passed, M failed", exit status
 
@@ -70,3 +71,25 @@ def one_line_error(p, needle):
     """A refused command: non-zero exit, one stderr line naming needle."""
     return (p.returncode != 0 and needle in p.stderr and
             len(p.stderr.strip().splitlines()) == 1)
+
+
+def digits_references(folder, n=16):
+    """The first n digit samples (folder/xs.npy) and, one by one, what
+    `lamina run` answers for each (folder/es.npy): the references of
+    batch-1 requests.  Returns the two paths."""
+    import numpy as np
+    x = np.load(os.path.join(SRC, "models", "digits_samples.npy"))
+    x = x.astype(np.float32)[:n]
+    refs = []
+    for i in range(len(x)):
+        xf = os.path.join(folder, f"s{i}.npy")
+        rf = os.path.join(folder, f"r{i}.npy")
+        np.save(xf, x[i:i + 1])
+        p = lamina("run", os.path.join(SRC, "models", "digits.onnx"),
+                   "--input", xf, "--output", rf)
+        check(p.returncode == 0, f"lamina run sample {i}: {p.stderr}")
+        refs.append(np.load(rf))
+    xs, es = os.path.join(folder, "xs.npy"), os.path.join(folder, "es.npy")
+    np.save(xs, x)
+    np.save(es, np.concatenate(refs))
+    return xs, es

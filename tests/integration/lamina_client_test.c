@@ -8,6 +8,8 @@
  *   lamina-client-test PORT load DEP DIR BATCH RANGE...   (and start)
  *        RANGE is FIRST-LAST[@CPU[+CPU...]], one per stage
  *   lamina-client-test PORT load-one DEP STAGE N_STAGES DIR FIRST LAST BATCH
+ *        [next=MAC@IP] [input=remote] [answers=remote] [retry=MS]
+ *        [retries=N]: a stage of a pipeline across laminads (lamina.proto)
  *   lamina-client-test PORT start|stop|stats|teardown DEP
  *   lamina-client-test PORT shutdown
  *   lamina-client-test IPORT infer DEP OUT.npy IN.npy...
@@ -20,6 +22,7 @@
  * Replies are printed as one JSON object (stats, describe, load) or "ok";
  * failures as one line on stderr with exit status 1.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -89,7 +92,8 @@ static void print_reply(const Lamina__Reply *r)
 			json_array_append_new(deps,
 					      json_string(d->deployments[i]));
 		print_json(json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:b, s:s, "
-				     "s:i, s:o}", "name", d->name, "version",
+				     "s:i, s:o, s:s, s:I, s:i}", "name",
+				     d->name, "version",
 				     d->version, "pid", d->pid, "worker_cores",
 				     u32_list(d->worker_cores,
 					      d->n_worker_cores),
@@ -97,7 +101,10 @@ static void print_reply(const Lamina__Reply *r)
 							    d->n_busy_cores),
 				     "numa", numa, "hugepages", d->hugepages,
 				     "poll", d->poll, "ingress_port",
-				     d->ingress_port, "deployments", deps));
+				     d->ingress_port, "deployments", deps,
+				     "port_mac", d->port_mac, "port_ip",
+				     (json_int_t)d->port_ip, "port_mtu",
+				     d->port_mtu));
 		break;
 	}
 	case LAMINA__REPLY__BODY_LOAD_STAGE:
@@ -159,13 +166,45 @@ static int call(lm_client *c, Lamina__Request *q)
 	return 0;
 }
 
+/* The remote fields of load-one: next=MAC@IP, input=remote,
+ * answers=remote, retry=MS, retries=N. */
+static int remote_opts(Lamina__LoadStageRequest *l, char **opts, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char *at;
+		struct in_addr a;
+		if (!strncmp(opts[i], "next=", 5) &&
+		    (at = strchr(opts[i], '@')) &&
+		    inet_pton(AF_INET, at + 1, &a) == 1) {
+			*at = '\0';
+			l->next_mac = opts[i] + 5;
+			l->next_ip = ntohl(a.s_addr);
+		} else if (!strcmp(opts[i], "input=remote")) {
+			l->input_remote = 1;
+		} else if (!strcmp(opts[i], "answers=remote")) {
+			l->answers_remote = 1;
+		} else if (!strncmp(opts[i], "retry=", 6)) {
+			l->retry_ms = (uint32_t)atoi(opts[i] + 6);
+		} else if (!strncmp(opts[i], "retries=", 8)) {
+			l->max_retries = (uint32_t)atoi(opts[i] + 8);
+		} else {
+			fprintf(stderr, "lamina-client-test: bad option %s\n",
+				opts[i]);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int load_one(lm_client *c, const char *dep, unsigned stage,
 		    unsigned n_stages, const char *dir, unsigned first,
 		    unsigned last, unsigned batch, uint32_t *cores,
-		    size_t n_cores)
+		    size_t n_cores, char **opts, int n_opts)
 {
 	Lamina__Request q = LAMINA__REQUEST__INIT;
 	Lamina__LoadStageRequest l = LAMINA__LOAD_STAGE_REQUEST__INIT;
+	if (remote_opts(&l, opts, n_opts))
+		return 1;
 	l.deployment = (char *)dep;
 	l.stage = stage;
 	l.n_stages = n_stages;
@@ -217,11 +256,12 @@ static int control(int argc, char **argv, uint16_t port)
 		q.shutdown = &sh;
 	} else if (!strcmp(cmd, "empty")) {
 		/* a request with no body, as a newer client might send */
-	} else if (!strcmp(cmd, "load-one") && argc == 10) {
+	} else if (!strcmp(cmd, "load-one") && argc >= 10) {
 		rc = load_one(c, dep, (unsigned)atoi(argv[4]),
 			      (unsigned)atoi(argv[5]), argv[6],
 			      (unsigned)atoi(argv[7]), (unsigned)atoi(argv[8]),
-			      (unsigned)atoi(argv[9]), NULL, 0);
+			      (unsigned)atoi(argv[9]), NULL, 0, argv + 10,
+			      argc - 10);
 		goto out;
 	} else if (!strcmp(cmd, "load") && argc >= 7) {
 		unsigned n = (unsigned)(argc - 6);
@@ -238,7 +278,8 @@ static int control(int argc, char **argv, uint16_t port)
 			     p = strchr(p + 1, '+'))
 				cores[nc++] = (uint32_t)atoi(p + 1);
 			if (load_one(c, dep, s, n, argv[4], first, last,
-				     (unsigned)atoi(argv[5]), cores, nc))
+				     (unsigned)atoi(argv[5]), cores, nc, NULL,
+				     0))
 				goto out;
 		}
 		q.body_case = LAMINA__REQUEST__BODY_START;

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from harness import check, summary
+from harness import check, digits_references, summary
 
 LAMINA = os.environ["LAMINA"]
 LAMINAD = os.environ["LAMINAD"]
@@ -343,20 +343,8 @@ def main():
             bitwise(d, path, m, man, rng)
 
         # many clients: per-sample references from lamina run
-        x = np.load(os.path.join(SRC, "models", "digits_samples.npy"))
-        x = x.astype(np.float32)[:16]
-        refs = []
-        for i in range(len(x)):
-            xf = os.path.join(TMP, f"s{i}.npy")
-            rf = os.path.join(TMP, f"r{i}.npy")
-            np.save(xf, x[i:i + 1])
-            p = run("run", os.path.join(SRC, "models", "digits.onnx"),
-                    "--input", xf, "--output", rf)
-            check(p.returncode == 0, f"lamina run sample {i}")
-            refs.append(np.load(rf))
-        xs, es = os.path.join(TMP, "xs.npy"), os.path.join(TMP, "es.npy")
-        np.save(xs, x)
-        np.save(es, np.concatenate(refs))
+        xs, es = digits_references(TMP)
+        x, refs = np.load(xs), list(np.load(es)[:, None])
         n = len(dman["slices"])
         for dep, stages in [("many", ranges(n, 2)),
                             ("replicas", [f"0-{n // 2 - 1}",

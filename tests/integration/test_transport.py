@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Tensor bundles between two hosts over DPDK af_packet ports, through loss.
 
-Makes three network namespaces, A - M - B: A and B are the hosts, M a
-bridge between them (veth pairs, MTU 9000), so frames dropped in M are lost
-on the wire and not retried by the sender's kernel.  nftables' netdev
-egress hook on M's port towards B drops 1% or 5% of frames at random; the
-transport itself duplicates and reorders some with --dup and --swap.
+Makes three network namespaces, A - M - B (netns.py): A and B are the
+hosts, M a bridge between them (veth pairs, MTU 9000), so frames dropped in
+M are lost on the wire and not retried by the sender's kernel.  nftables'
+netdev egress hook on M's port towards B drops 1% or 5% of frames at
+random; the transport itself duplicates and reorders some with --dup and
+--swap.
 tools/bench_transport sends 2,000 bundles from A to B and fails unless
 every one arrives exactly once with the right bytes; the test also checks
 that frames were really lost.  Everything it makes it removes.
@@ -24,62 +25,13 @@ if "--bench" in sys.argv:  # no test harness needed
     os.environ.setdefault("LAMINA", "")
     os.environ.setdefault("LAMINA_TMP", "")
 from harness import check, summary  # noqa: E402
+from netns import Net  # noqa: E402
 
 BENCH = os.environ["LAMINA_BENCH_TRANSPORT"]
-TAG = f"{os.getpid() % 100000}"
-NS = {k: f"lmt{k}{TAG}" for k in "AMB"}
-# interface names are at most 15 characters
-IF = {k: f"lt{k}{TAG}" for k in ("a", "am", "b", "bm")}
-
-
-def sh(*args, ok=True):
-    p = subprocess.run(args, capture_output=True, text=True)
-    if ok and p.returncode != 0:
-        raise SystemExit(f"{' '.join(args)}: {p.stderr.strip()}")
-    return p
-
-
-def ns(n, *args, ok=True):
-    return sh("ip", "netns", "exec", NS[n], *args, ok=ok)
-
-
-def setup():
-    for n in "AMB":
-        sh("ip", "netns", "add", NS[n])
-        sh("ip", "-n", NS[n], "link", "set", "lo", "up")
-    sh("ip", "link", "add", IF["a"], "type", "veth", "peer", "name", IF["am"])
-    sh("ip", "link", "add", IF["b"], "type", "veth", "peer", "name", IF["bm"])
-    for i, n in (("a", "A"), ("am", "M"), ("b", "B"), ("bm", "M")):
-        sh("ip", "link", "set", IF[i], "netns", NS[n])
-    sh("ip", "-n", NS["M"], "link", "add", "br0", "type", "bridge")
-    for i in ("am", "bm"):
-        sh("ip", "-n", NS["M"], "link", "set", IF[i], "mtu", "9000",
-           "master", "br0", "up")
-    sh("ip", "-n", NS["M"], "link", "set", "br0", "mtu", "9000", "up")
-    for i, n, a in (("a", "A", "10.77.0.1/24"), ("b", "B", "10.77.0.2/24")):
-        sh("ip", "-n", NS[n], "link", "set", IF[i], "mtu", "9000", "up")
-        sh("ip", "-n", NS[n], "addr", "add", a, "dev", IF[i])
-    ns("M", "nft", "add", "table", "netdev", "lmt")
-    ns("M", "nft", "add", "chain", "netdev", "lmt", "out",
-       f"{{ type filter hook egress device {IF['bm']} priority 0; }}")
-
-
-def drop(percent):
-    ns("M", "nft", "flush", "chain", "netdev", "lmt", "out")
-    if percent:
-        ns("M", "nft", "add", "rule", "netdev", "lmt", "out", "numgen",
-           "random", "mod", "100", "<", str(percent), "counter", "drop")
-
-
-def dropped():
-    out = ns("M", "nft", "list", "chain", "netdev", "lmt", "out").stdout
-    m = re.search(r"counter packets (\d+)", out)
-    return int(m.group(1)) if m else 0
-
-
-def teardown():
-    for n in "AMB":
-        sh("ip", "netns", "del", NS[n], ok=False)
+NET = Net("lmt", "lt")
+NS, IF = NET.ns, NET.ifs
+setup, drop, dropped, teardown = NET.setup, NET.drop, NET.dropped, \
+    NET.teardown
 
 
 def transfer(what, sizes, count, *extra):
@@ -145,8 +97,7 @@ def main():
                       "duplicates were dropped by reassembly")
     finally:
         teardown()
-    left = sh("ip", "netns", "list").stdout
-    check(not any(NS[n] in left for n in "AMB"), "namespaces removed")
+    check(not NET.left(), "namespaces removed")
     return summary()
 
 

@@ -1,0 +1,92 @@
+"""Two hosts on one machine, for the tests of the dataplane between hosts.
+
+Three network namespaces, A - M - B: A and B are the hosts (10.77.0.1 and
+10.77.0.2 on their veth), M a bridge between them (veth pairs, MTU 9000),
+so a frame dropped in M is lost on the wire and not retried by the
+sender's kernel.  nftables' netdev egress hooks on M's ports drop a share
+of the frames at random: towards B, and (with both_ways) towards A.
+
+    net = Net("lmt", "lt")     # names carry this process's pid
+    net.teardown(); net.setup(); net.drop(5); ...; net.teardown()
+"""
+import os
+import re
+import subprocess
+
+ADDR = {"A": "10.77.0.1", "B": "10.77.0.2"}
+
+
+def sh(*args, ok=True):
+    p = subprocess.run(args, capture_output=True, text=True)
+    if ok and p.returncode != 0:
+        raise SystemExit(f"{' '.join(args)}: {p.stderr.strip()}")
+    return p
+
+
+class Net:
+    def __init__(self, ns_prefix, if_prefix, both_ways=False):
+        tag = f"{os.getpid() % 100000}"
+        self.ns = {k: f"{ns_prefix}{k}{tag}" for k in "AMB"}
+        # interface names are at most 15 characters
+        self.ifs = {k: f"{if_prefix}{k}{tag}" for k in ("a", "am", "b", "bm")}
+        # M's port towards each host
+        self.towards = {"B": "bm", "A": "am"} if both_ways else {"B": "bm"}
+
+    def ns_run(self, n, *args, ok=True):
+        return sh("ip", "netns", "exec", self.ns[n], *args, ok=ok)
+
+    def setup(self):
+        ns, ifs = self.ns, self.ifs
+        for n in "AMB":
+            sh("ip", "netns", "add", ns[n])
+            sh("ip", "-n", ns[n], "link", "set", "lo", "up")
+        sh("ip", "link", "add", ifs["a"], "type", "veth", "peer", "name",
+           ifs["am"])
+        sh("ip", "link", "add", ifs["b"], "type", "veth", "peer", "name",
+           ifs["bm"])
+        for i, n in (("a", "A"), ("am", "M"), ("b", "B"), ("bm", "M")):
+            sh("ip", "link", "set", ifs[i], "netns", ns[n])
+        sh("ip", "-n", ns["M"], "link", "add", "br0", "type", "bridge")
+        for i in ("am", "bm"):
+            sh("ip", "-n", ns["M"], "link", "set", ifs[i], "mtu", "9000",
+               "master", "br0", "up")
+        sh("ip", "-n", ns["M"], "link", "set", "br0", "mtu", "9000", "up")
+        for i, n in (("a", "A"), ("b", "B")):
+            sh("ip", "-n", ns[n], "link", "set", ifs[i], "mtu", "9000", "up")
+            sh("ip", "-n", ns[n], "addr", "add", ADDR[n] + "/24", "dev",
+               ifs[i])
+        self.ns_run("M", "nft", "add", "table", "netdev", "lmt")
+        for host, port in self.towards.items():
+            self.ns_run("M", "nft", "add", "chain", "netdev", "lmt",
+                        self.chain(host),
+                        f"{{ type filter hook egress device {ifs[port]} "
+                        "priority 0; }")
+
+    @staticmethod
+    def chain(host):
+        return "out" if host == "B" else "out" + host.lower()
+
+    def drop(self, percent):
+        """Drop percent of the frames M sends towards each host."""
+        for host in self.towards:
+            c = self.chain(host)
+            self.ns_run("M", "nft", "flush", "chain", "netdev", "lmt", c)
+            if percent:
+                self.ns_run("M", "nft", "add", "rule", "netdev", "lmt", c,
+                            "numgen", "random", "mod", "100", "<",
+                            str(percent), "counter", "drop")
+
+    def dropped(self, host="B"):
+        out = self.ns_run("M", "nft", "list", "chain", "netdev", "lmt",
+                          self.chain(host)).stdout
+        m = re.search(r"counter packets (\d+)", out)
+        return int(m.group(1)) if m else 0
+
+    def teardown(self):
+        for n in "AMB":
+            sh("ip", "netns", "del", self.ns[n], ok=False)
+
+    def left(self):
+        """Whether any of the namespaces is still there."""
+        out = sh("ip", "netns", "list").stdout
+        return any(self.ns[n] in out for n in "AMB")
