@@ -272,6 +272,7 @@ struct lm_dp_config {
 	unsigned memory_mb;
 	const char *port_iface, *port_ip; /* --port, --port-ip */
 	unsigned mtu;
+	uint32_t fault_dup_ppm, fault_swap_ppm; /* --fault, tests only */
 };
 
 struct lm_dp_conn;

@@ -89,6 +89,11 @@ static const char help[] =
 	"  --port-ip ADDR       its IPv4 address (default: IFACE's first)\n"
 	"  --mtu N              its IP MTU (default 9000; IFACE's own must "
 	"match)\n"
+	"  --fault dup=PPM,swap=PPM\n"
+	"                       for tests only: the port duplicates PPM of "
+	"every million\n"
+	"                       frames it sends and swaps PPM with the frame "
+	"before\n"
 	"  --state-dir DIR      where the state file and log go (default:\n"
 	"                       /var/lib/lamina as root, else "
 	"$XDG_STATE_HOME/lamina)\n"
@@ -135,10 +140,37 @@ static int port_arg(const char *opt, const char *v, uint16_t *out)
 	return 0;
 }
 
+/* --fault dup=PPM,swap=PPM (either may be left out): per million frames. */
+static int fault_arg(const char *v, struct lm_dp_config *c)
+{
+	char buf[64], *save = NULL;
+	if (strlen(v) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, v);
+	for (char *t = strtok_r(buf, ",", &save); t;
+	     t = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(t, '='), *end;
+		if (!eq)
+			return -EINVAL;
+		*eq = '\0';
+		long n = strtol(eq + 1, &end, 10);
+		if (!eq[1] || *end || n < 0 || n > 1000000)
+			return -EINVAL;
+		if (!strcmp(t, "dup"))
+			c->fault_dup_ppm = (uint32_t)n;
+		else if (!strcmp(t, "swap"))
+			c->fault_swap_ppm = (uint32_t)n;
+		else
+			return -EINVAL;
+	}
+	return 0;
+}
+
 static int parse(int argc, char **argv, struct lm_dp_config *c)
 {
 	enum { O_CTL = 256, O_ING, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
-	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU };
+	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU,
+	       O_FAULT };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
@@ -155,6 +187,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c)
 		{ "port", required_argument, 0, O_PORT },
 		{ "port-ip", required_argument, 0, O_PORT_IP },
 		{ "mtu", required_argument, 0, O_MTU },
+		{ "fault", required_argument, 0, O_FAULT },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -193,6 +226,10 @@ static int parse(int argc, char **argv, struct lm_dp_config *c)
 			if (*end || v < 576 || v > 9600)
 				goto bad_value;
 			c->mtu = (unsigned)v;
+			break;
+		case O_FAULT:
+			if (fault_arg(optarg, c))
+				goto bad_value;
 			break;
 		case O_POLL:
 			if (!strcmp(optarg, "busy"))
@@ -236,6 +273,11 @@ bad_value:
 	if (optind != argc) {
 		fprintf(stderr, "laminad: unexpected argument '%s'\n",
 			argv[optind]);
+		return -EINVAL;
+	}
+	if ((c->fault_dup_ppm || c->fault_swap_ppm) && !c->port_iface) {
+		fprintf(stderr, "laminad: --fault applies to the frames of "
+			"--port, which is not given\n");
 		return -EINVAL;
 	}
 	if (!ingress_set)

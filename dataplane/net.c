@@ -188,6 +188,10 @@ int lm_dp_net_open(struct lm_dp *dp, lm_error *e)
 	a.s_addr = htonl(n->ip);
 	lm_dp_log("port %s: %s %s, MTU %u", iface, n->mac_str, inet_ntoa(a),
 		  n->mtu);
+	if (dp->cfg.fault_dup_ppm || dp->cfg.fault_swap_ppm)
+		lm_dp_log("port %s: fault injection (tests only): %u ppm of "
+			  "sent frames duplicated, %u ppm swapped", iface,
+			  dp->cfg.fault_dup_ppm, dp->cfg.fault_swap_ppm);
 	return 0;
 }
 
@@ -223,6 +227,8 @@ int lm_dp_net_edge_open(struct lm_dp *dp, struct lm_dp_deployment *d,
 		.reasm = { .max_pending = 1, .max_bundle = NET_MAX_BUNDLE,
 			   .recent = 1, .timeout_ns = 1000000000 },
 		.buffers = { no_alloc, no_release, NULL },
+		.dup_ppm = dp->cfg.fault_dup_ppm,
+		.swap_ppm = dp->cfg.fault_swap_ppm,
 	};
 	memcpy(c.addr.src_mac, n->mac, 6);
 	memcpy(c.addr.dst_mac, ed->peer_mac, 6);
@@ -241,6 +247,41 @@ void lm_dp_net_forget(struct lm_dp *dp, struct lm_dp_deployment *d)
 	lm_error e;
 	if (!dp->net || !d->remote)
 		return;
+	/* what crossed, for the log (and the tests that read it); the
+	 * receiver counts since it was last opened, at the previous
+	 * teardown of a deployment across laminads */
+	for (unsigned k = 0; k <= d->n_stages; k++) {
+		const struct lm_dp_edge *ed = &d->edges[k];
+		if (!ed->tx)
+			continue;
+		const lm_dp_eth_stats *t = lm_dp_eth_get_stats(ed->tx);
+		lm_dp_log("deployment %s: edge %u sent %llu bundle(s) in %llu "
+			  "frame(s), %llu lost to a full queue; fault "
+			  "injection: %llu duplicated, %llu swapped", d->id, k,
+			  (unsigned long long)t->tx_bundles,
+			  (unsigned long long)t->tx_frames,
+			  (unsigned long long)t->tx_full,
+			  (unsigned long long)t->tx_dup,
+			  (unsigned long long)t->tx_swapped);
+	}
+	if (dp->net->rx) {
+		const lm_dp_eth_stats *t = lm_dp_eth_get_stats(dp->net->rx);
+		const lm_reasm_stats *r = lm_dp_eth_reasm_stats(dp->net->rx);
+		lm_dp_log("deployment %s: port received %llu frame(s), %llu "
+			  "bundle(s); dropped %llu duplicate, %llu stale, %llu "
+			  "malformed, %llu unknown, %llu without buffer, %llu "
+			  "bad; %llu bundle(s) timed out, %llu evicted",
+			  d->id, (unsigned long long)t->rx_frames,
+			  (unsigned long long)r->completed,
+			  (unsigned long long)r->duplicate,
+			  (unsigned long long)r->stale,
+			  (unsigned long long)r->malformed,
+			  (unsigned long long)r->unknown,
+			  (unsigned long long)r->no_buffer,
+			  (unsigned long long)(t->rx_bad + t->rx_bad_checksum),
+			  (unsigned long long)r->timed_out,
+			  (unsigned long long)r->evicted);
+	}
 	/* reassembly may hold buffers of d's pools: a fresh receiver gives
 	 * them back (and forgets other deployments' half bundles, which
 	 * their ingress re-sends) */

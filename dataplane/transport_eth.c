@@ -198,13 +198,16 @@ int lm_dp_eth_send(lm_dp_eth *t, const void *bundle, uint32_t len,
 		}
 		n++;
 		if (t->cfg.dup_ppm && ppm_roll(t) < t->cfg.dup_ppm &&
-		    (m[n] = frame_mbuf(t, &f, bundle)))
+		    (m[n] = frame_mbuf(t, &f, bundle))) {
 			n++;
+			t->stats.tx_dup++;
+		}
 		if (t->cfg.swap_ppm && n >= 2 &&
 		    ppm_roll(t) < t->cfg.swap_ppm) {
 			struct rte_mbuf *x = m[n - 1];
 			m[n - 1] = m[n - 2];
 			m[n - 2] = x;
+			t->stats.tx_swapped++;
 		}
 		if (n >= BURST) {
 			transmit(t, m, n, spin, &lost);

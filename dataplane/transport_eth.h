@@ -36,6 +36,8 @@ typedef struct lm_dp_eth_config {
 
 typedef struct lm_dp_eth_stats {
 	uint64_t tx_frames, tx_bundles, tx_full; /**< tx_full: no room */
+	uint64_t tx_dup, tx_swapped; /**< frames the fault injection added
+					  and pairs it swapped */
 	uint64_t rx_frames, rx_not_ours, rx_bad;
 	uint64_t rx_bad_checksum;
 } lm_dp_eth_stats;

@@ -70,7 +70,8 @@ static struct {
 	.count = 200, .window = 4u << 20, .retry_ms = 50, .max_seconds = 60,
 };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void die(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2), noreturn));
 
 static void die(const char *fmt, ...)
 {

@@ -23,6 +23,15 @@ def sh(*args, ok=True):
     return p
 
 
+def pid_alive(pid):
+    """Whether process pid (a laminad started in a namespace) still runs."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except (FileNotFoundError, TypeError):
+        return False
+
+
 class Net:
     def __init__(self, ns_prefix, if_prefix, both_ways=False):
         tag = f"{os.getpid() % 100000}"

@@ -11,6 +11,9 @@ B, whose output comes back to A's ingress.  Checks:
   - with 1% and 5% of frames dropped in M both ways, 2,000 requests of the
     digits model from 8 clients are each answered exactly once with the
     right output (the ingress re-sends what was lost);
+  - with laminads whose ports duplicate 1% and reorder 2% of the frames
+    they send (laminad --fault) and 1% dropped in M, the same: and the
+    logs show the duplicates were made and dropped by the receivers;
   - everything started is stopped and the namespaces are removed.
 """
 import json
@@ -24,7 +27,7 @@ import time
 import numpy as np
 
 from harness import check, digits_references, summary
-from netns import ADDR, Net
+from netns import ADDR, Net, pid_alive
 
 LAMINA = os.environ["LAMINA"]
 LAMINAD = os.environ["LAMINAD"]
@@ -44,14 +47,14 @@ def run(*args):
 class Laminad:
     """A laminad in namespace `host`, with its port on the host's veth."""
 
-    def __init__(self, host, core):
+    def __init__(self, host, core, *extra):
         self.host = host
         self.state = os.path.join(TMP, "state" + host)
         self.pid = None
         p = NET.ns_run(host, LAMINAD, "--control-port", str(CTL),
                        "--hugepages", "no", "--memory", "1024",
                        "--cores", str(core), "--state-dir", self.state,
-                       "--port", NET.ifs[host.lower()], ok=False)
+                       "--port", NET.ifs[host.lower()], *extra, ok=False)
         check(p.returncode == 0, f"laminad starts in {host}: {p.stderr}")
         if p.returncode == 0:
             st = json.load(open(os.path.join(self.state,
@@ -71,14 +74,10 @@ class Laminad:
         return json.loads(p.stdout) if p.returncode == 0 else {}
 
     def alive(self):
-        try:
-            with open(f"/proc/{self.pid}/stat") as f:
-                return f.read().split()[2] != "Z"
-        except (FileNotFoundError, TypeError):
-            return False
+        return pid_alive(self.pid)
 
     def stop(self):
-        if not self.pid:
+        if not self.pid or not self.alive():
             return
         self.client("shutdown", timeout=30)
         for _ in range(100):
@@ -94,11 +93,11 @@ def ip_str(v):
     return ".".join(str(v >> s & 255) for s in (24, 16, 8, 0))
 
 
-def deploy(a, b, dep, lam, n, batch, retry_ms):
+def deploy(a, b, dep, lam, n, batch, retry_ms, mtu=9000):
     """Stage 0 (slices 0..n/2-1) in A, stage 1 in B, answers back to A."""
     da, db = a.describe(), b.describe()
     check(da.get("port_ip") and ip_str(da["port_ip"]) == ADDR["A"] and
-          len(da.get("port_mac", "")) == 17 and da.get("port_mtu") == 9000,
+          len(da.get("port_mac", "")) == 17 and da.get("port_mtu") == mtu,
           f"describe reports A's port: {da}")
     to_a = f"next={da.get('port_mac')}@{ADDR['A']}"
     to_b = f"next={db.get('port_mac')}@{ADDR['B']}"
@@ -120,6 +119,20 @@ def teardown_dep(a, b, dep):
         check(p.returncode == 0, f"teardown {dep} in {d.host}: {p.stderr}")
 
 
+def retry_ms(model, x, in_flight, floor):
+    """The ingress's re-send timeout for a model: a few times the time a
+    request can spend in the pipeline, in_flight requests queued at this
+    build's speed of one (`lamina run`; the sanitizer build is ten times
+    slower than the release one), never below floor.  Too short a timeout
+    re-sends requests that are only waiting, and the copies flood the
+    pipeline."""
+    p = run("run", model, "--input", x, "--repeat", "5")
+    m = re.search(r"median=([\d.]+)", p.stdout)
+    check(p.returncode == 0 and m, f"lamina run {model}: {p.stderr}")
+    ms = float(m.group(1)) if m else 100.0
+    return max(floor, int(4 * ms * in_flight))
+
+
 def resnet(a, b):
     path = os.path.join(MODELS, "resnet18.onnx")
     if not check(os.path.exists(path), f"{path} (build the test models)"):
@@ -135,7 +148,7 @@ def resnet(a, b):
     p = run("run", path, "--input", xf, "--output", rf)
     check(p.returncode == 0, f"lamina run resnet18: {p.stderr}")
     dep = f"d-{DEP_TAG}01"
-    deploy(a, b, dep, lam, n, 1, 500)
+    deploy(a, b, dep, lam, n, 1, retry_ms(path, xf, 1, 500))
     p = a.client("infer", dep, yf, xf, ingress=True)
     if check(p.returncode == 0, f"infer resnet18 over A and B: {p.stderr}"):
         y, ref = np.load(yf), np.load(rf)
@@ -147,11 +160,18 @@ def resnet(a, b):
     teardown_dep(a, b, dep)
 
 
+def log_text(log):
+    try:
+        with open(log) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def resends(log, dep):
     """(resent, duplicate answers, given up) logged at teardown."""
-    try:
-        text = open(log).read()
-    except OSError:
+    text = log_text(log)
+    if text is None:
         return None
     m = re.findall(rf"deployment {dep}: (\d+) request\(s\) re-sent, (\d+) "
                    r"duplicate answer\(s\) dropped, (\d+) given up", text)
@@ -165,11 +185,13 @@ def lossy(a, b):
     check(p.returncode == 0, f"slice digits: {p.stderr}")
     n = len(json.load(open(os.path.join(lam, "manifest.json")))["slices"])
     xs, es = digits_references(TMP)
+    retry = retry_ms(os.path.join(SRC, "models", "digits.onnx"),
+                     os.path.join(TMP, "s0.npy"), 64, 50)
     for i, pct in enumerate((1, 5)):
         dep = f"d-{DEP_TAG}{i + 2:02x}"
         NET.drop(pct)
         before = NET.dropped("A") + NET.dropped("B")
-        deploy(a, b, dep, lam, n, 1, 50)
+        deploy(a, b, dep, lam, n, 1, retry)
         p = a.client("stress", dep, xs, es, 8, 2000, 8, ingress=True,
                      timeout=600)
         check(p.returncode == 0 and "ok 2000 requests" in p.stdout,
@@ -185,6 +207,65 @@ def lossy(a, b):
         check(r is not None and r[0] > 0 and r[2] == 0,
               f"{pct}%: lost requests were re-sent, none given up ({r})")
     NET.drop(0)
+
+
+def port_counts(log, dep):
+    """What net.c logged at dep's teardown: the frames its senders
+    duplicated and swapped, and the duplicate and stale fragments its
+    receiver dropped (summed)."""
+    text = log_text(log)
+    if text is None:
+        return None
+    tx = re.findall(rf"deployment {dep}: edge \d+ sent \d+ bundle\(s\) .*"
+                    r"fault injection: (\d+) duplicated, (\d+) swapped", text)
+    rx = re.findall(rf"deployment {dep}: port received \d+ frame\(s\), \d+ "
+                    r"bundle\(s\); dropped (\d+) duplicate, (\d+) stale", text)
+    return {"duplicated": sum(int(d) for d, _ in tx),
+            "swapped": sum(int(w) for _, w in tx),
+            "dup_dropped": sum(int(d) for d, _ in rx),
+            "stale_dropped": sum(int(st) for _, st in rx)}
+
+
+def faulty(a, b):
+    """Frames duplicated (1%) and reordered (2%) by the senders, 1% lost."""
+    lam = os.path.join(TMP, "digits.lam")
+    n = len(json.load(open(os.path.join(lam, "manifest.json")))["slices"])
+    xs, es = digits_references(TMP)
+    dep = f"d-{DEP_TAG}10"
+    NET.drop(1)
+    before = NET.dropped("A") + NET.dropped("B")
+    retry = retry_ms(os.path.join(SRC, "models", "digits.onnx"),
+                     os.path.join(TMP, "s0.npy"), 64, 50)
+    deploy(a, b, dep, lam, n, 1, retry, mtu=1500)
+    p = a.client("stress", dep, xs, es, 8, 2000, 8, ingress=True,
+                 timeout=600)
+    check(p.returncode == 0 and "ok 2000 requests" in p.stdout,
+          "frames duplicated 1%, reordered 2%, dropped 1%: 2,000 requests "
+          f"answered once and right: {p.stdout}{p.stderr}")
+    print("duplicated, reordered, 1% loss:", p.stdout.strip(), flush=True)
+    lost = NET.dropped("A") + NET.dropped("B") - before
+    teardown_dep(a, b, dep)
+    NET.drop(0)
+    ca, cb = port_counts(a.log, dep), port_counts(b.log, dep)
+    print(f"duplicated, reordered: {lost} frames dropped in M; A's port: "
+          f"{ca}; B's port: {cb}", flush=True)
+    if not check(ca is not None and cb is not None,
+                 "both laminads logged their port's counters"):
+        return
+    for host, c in (("A", ca), ("B", cb)):
+        check(c["duplicated"] > 0, f"{host}'s port duplicated frames ({c})")
+    check(ca["swapped"] > 0, f"A's port reordered frames ({ca})")
+    # a copy arriving while its bundle is pending is a duplicate, after it
+    # completed a stale fragment: either way dropped, never a 2nd bundle
+    # (stale also counts the rest of a bundle whose frame M dropped)
+    made = ca["duplicated"] + cb["duplicated"]
+    dups = ca["dup_dropped"] + cb["dup_dropped"]
+    stale = ca["stale_dropped"] + cb["stale_dropped"]
+    check(dups > 0 and dups + stale >= made - lost,
+          f"the receivers dropped the duplicates ({made} made, {lost} "
+          f"frames lost in M; {dups} duplicate and {stale} stale dropped)")
+    r = resends(a.log, dep)
+    check(r is not None and r[2] == 0, f"none given up ({r})")
 
 
 def main():
@@ -204,6 +285,17 @@ def main():
         if a.pid and b.pid:
             resnet(a, b)
             lossy(a, b)
+        for d in laminads:
+            d.stop()
+        # the transport reorders within a bundle: at MTU 1500 the digits
+        # activations A sends are several frames (its answers still one)
+        fault = ("--fault", "dup=10000,swap=20000", "--mtu", "1500")
+        a = Laminad("A", 0, *fault)
+        laminads.append(a)
+        b = Laminad("B", 1 if os.cpu_count() > 1 else 0, *fault)
+        laminads.append(b)
+        if a.pid and b.pid:
+            faulty(a, b)
     finally:
         for d in laminads:
             d.stop()
