@@ -34,9 +34,6 @@ int cli_errorf(const char *cmd, const char *fmt, ...)
  */
 int cli_bad_option(const char *cmd, int c, char **argv);
 
-/** Human-readable size: "512 B", "37.6 KiB", "44.6 MiB". */
-const char *cli_bytes(double bytes, char *buf, size_t len);
-
 /* ---- tensors on the command line (tensor_args.c) ---- */
 
 /** A --input or --output argument: [NAME=]FILE.npy. */

@@ -273,7 +273,7 @@ static void explain_period(const lm_plan *p, const lm_plan_cost *c)
 		printf("bottleneck: the link '%s' -> '%s' after slice %d: %s "
 		       "per batch at %g Gbit/s keeps it busy %s per batch\n",
 		       d->name, dev_name(p, t->device), s->last,
-		       cli_bytes(s->out_bytes, b1, sizeof(b1)), l->gbps,
+		       lm_bytes_str(s->out_bytes, b1, sizeof(b1)), l->gbps,
 		       us_text(s->xfer_occupancy_us, b2, sizeof(b2)));
 		printf("  a faster plan would cut the model elsewhere or keep "
 		       "slices %d and %d on one device, and none that does "
@@ -295,8 +295,8 @@ static void explain_period(const lm_plan *p, const lm_plan_cost *c)
 		       d->cores);
 	else if (replica > free_b)
 		printf("  another replica needs %s and '%s' has %s free\n",
-		       cli_bytes(replica, b1, sizeof(b1)), d->name,
-		       cli_bytes(free_b, b3, sizeof(b3)));
+		       lm_bytes_str(replica, b1, sizeof(b1)), d->name,
+		       lm_bytes_str(free_b, b3, sizeof(b3)));
 	if (s->first == s->last)
 		printf("  slice %d is not split further: it takes %s alone\n",
 		       s->first, us_text(s->time_us, b1, sizeof(b1)));
@@ -357,9 +357,9 @@ static void explain_latency(const lm_plan *p, const lm_plan_cost *c)
 		       d->dev[fast].name);
 		if (need > free_b)
 			printf("they need %s and '%s' has %s free\n",
-			       cli_bytes(need, b1, sizeof(b1)),
+			       lm_bytes_str(need, b1, sizeof(b1)),
 			       d->dev[fast].name,
-			       cli_bytes(free_b, b2, sizeof(b2)));
+			       lm_bytes_str(free_b, b2, sizeof(b2)));
 		else
 			printf("the transfers there and back, or the device's "
 			       "place in the pipeline, would cost more\n");
@@ -391,14 +391,14 @@ static void explain(const lm_plan *p, const lm_plan_cost *c,
 			snprintf(then, sizeof(then), "link to '%s', %s in %s "
 				 "(busy %s)",
 				 dev_name(p, p->stages[i + 1].device),
-				 cli_bytes(s->out_bytes, b1, sizeof(b1)),
+				 lm_bytes_str(s->out_bytes, b1, sizeof(b1)),
 				 us_text(s->xfer_us, b2, sizeof(b2)),
 				 us_text(s->xfer_occupancy_us, b3, sizeof(b3)));
 		printf("%5d  %-16.16s %-11s %5d %11s %11s %11s  %s\n", i,
 		       dev_name(p, s->device), sl, s->cores,
 		       us_text(s->time_us, b1, sizeof(b1)),
 		       us_text(s->period_us, b2, sizeof(b2)),
-		       cli_bytes(s->memory_bytes, b4, sizeof(b4)), then);
+		       lm_bytes_str(s->memory_bytes, b4, sizeof(b4)), then);
 	}
 	printf("\ndevices:\n");
 	for (int i = 0; i < p->devices->n; i++) {
@@ -407,8 +407,8 @@ static void explain(const lm_plan *p, const lm_plan_cost *c,
 		printf("  %-16s %d of %d cores, %s of %s (memory less %.0f%% "
 		       "headroom)\n", dev_name(p, i), p->cores_used[i],
 		       p->devices->dev[i].cores,
-		       cli_bytes(p->memory_used[i], b1, sizeof(b1)),
-		       cli_bytes(p->memory_limit[i], b2, sizeof(b2)),
+		       lm_bytes_str(p->memory_used[i], b1, sizeof(b1)),
+		       lm_bytes_str(p->memory_limit[i], b2, sizeof(b2)),
 		       p->headroom * 100);
 	}
 	printf("\npredicted: latency %s, throughput %.1f requests/s (a batch "

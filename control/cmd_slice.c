@@ -189,7 +189,7 @@ int cmd_slice(int argc, char **argv)
 		}
 		printf("%s: %d slices, %.3f GFLOPs, %s of weights -> %s/"
 		       "manifest.json\n", a.model, s->n, flops / 1e9,
-		       cli_bytes(params, b1, sizeof(b1)), a.out);
+		       lm_bytes_str(params, b1, sizeof(b1)), a.out);
 	}
 	lm_slicing_free(s);
 	lm_onnx_free(m);
@@ -231,7 +231,7 @@ static void print_table(json_t *man)
 	       json_string_value(json_object_get(man, "source")),
 	       json_array_size(slices),
 	       json_real_value(json_object_get(man, "total_flops")) / 1e9,
-	       cli_bytes((double)json_integer_value(
+	       lm_bytes_str((double)json_integer_value(
 				 json_object_get(man, "total_param_bytes")),
 			 total_w, sizeof(total_w)),
 	       (long long)json_integer_value(json_object_get(man, "opset")));
@@ -239,7 +239,7 @@ static void print_table(json_t *man)
 	json_t *rterr = json_object_get(man, "runtime_error");
 	if (arena)
 		printf("runtime arena (peak of intermediate tensors in `lamina "
-		       "run`): %s\n", cli_bytes((double)json_integer_value(
+		       "run`): %s\n", lm_bytes_str((double)json_integer_value(
 					arena), w, sizeof(w)));
 	else if (rterr)
 		printf("runtime: %s\n", json_string_value(rterr));
@@ -257,7 +257,7 @@ static void print_table(json_t *man)
 		json_t *ab = json_object_get(sl, "arena_bytes");
 		char ar[32];
 		if (ab)
-			cli_bytes((double)json_integer_value(ab), ar,
+			lm_bytes_str((double)json_integer_value(ab), ar,
 				  sizeof(ar));
 		else
 			snprintf(ar, sizeof(ar), "%s",
@@ -269,12 +269,12 @@ static void print_table(json_t *man)
 		       shape_text(json_object_get(sl, "outputs"), shape,
 				  sizeof(shape)),
 		       json_real_value(json_object_get(sl, "flops")) / 1e6,
-		       cli_bytes((double)json_integer_value(
+		       lm_bytes_str((double)json_integer_value(
 					 json_object_get(sl, "param_bytes")),
 				 w, sizeof(w)),
 		       i + 1 == json_array_size(slices)
 			       ? "-"
-			       : cli_bytes((double)cb, cut, sizeof(cut)),
+			       : lm_bytes_str((double)cb, cut, sizeof(cut)),
 		       ar);
 	}
 }

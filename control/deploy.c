@@ -383,8 +383,8 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 		say(o->progress, "stage %d: slices %d-%d on %d core%s "
 		    "(weights %s, rings %s)", i, st->first, st->last,
 		    st->n_cores, st->n_cores == 1 ? "" : "s",
-		    cli_bytes((double)lr->weight_bytes, b1, sizeof(b1)),
-		    cli_bytes((double)lr->ring_bytes, b2, sizeof(b2)));
+		    lm_bytes_str((double)lr->weight_bytes, b1, sizeof(b1)),
+		    lm_bytes_str((double)lr->ring_bytes, b2, sizeof(b2)));
 	}
 	lamina__reply__free_unpacked(rep, NULL);
 	st->status = LM_STAGE_LOADED;

@@ -68,21 +68,6 @@ int cli_bad_option(const char *cmd, int c, char **argv)
 			  argv[optind - 1], cmd);
 }
 
-const char *cli_bytes(double bytes, char *buf, size_t len)
-{
-	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int u = 0;
-	while (bytes >= 1024 && u < 4) {
-		bytes /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%.0f B", bytes);
-	else
-		snprintf(buf, len, "%.1f %s", bytes, units[u]);
-	return buf;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 2) {

@@ -15,6 +15,16 @@
 
 #include "lamina/optimizer.h"
 
+/* The field key of o, or NULL when it is missing and not required. */
+static inline int jv_get(const json_t *o, const char *key, int required,
+			 json_t **v, const char *where, lm_error *e)
+{
+	*v = json_object_get(o, key);
+	if (!*v && required)
+		return lm_fail(e, -EINVAL, "%s: missing \"%s\"", where, key);
+	return 0;
+}
+
 /*
  * A number field of object o in [lo, hi].  `where` names the object
  * ("devices.json: device 'a'").  A missing optional field leaves *out.
@@ -23,12 +33,10 @@ static inline int jv_number(const json_t *o, const char *key, int required,
 			    double lo, double hi, double *out, const char *where,
 			    lm_error *e)
 {
-	json_t *v = json_object_get(o, key);
-	if (!v) {
-		if (!required)
-			return 0;
-		return lm_fail(e, -EINVAL, "%s: missing \"%s\"", where, key);
-	}
+	json_t *v;
+	int rc = jv_get(o, key, required, &v, where, e);
+	if (rc || !v)
+		return rc;
 	if (!json_is_number(v))
 		return lm_fail(e, -EINVAL, "%s: \"%s\" must be a number", where,
 			       key);
@@ -45,12 +53,10 @@ static inline int jv_int(const json_t *o, const char *key, int required,
 			 long long lo, long long hi, long long *out,
 			 const char *where, lm_error *e)
 {
-	json_t *v = json_object_get(o, key);
-	if (!v) {
-		if (!required)
-			return 0;
-		return lm_fail(e, -EINVAL, "%s: missing \"%s\"", where, key);
-	}
+	json_t *v;
+	int rc = jv_get(o, key, required, &v, where, e);
+	if (rc || !v)
+		return rc;
 	if (!json_is_integer(v))
 		return lm_fail(e, -EINVAL, "%s: \"%s\" must be an integer",
 			       where, key);
@@ -67,12 +73,10 @@ static inline int jv_string(const json_t *o, const char *key, int required,
 			    char *out, size_t len, const char *where,
 			    lm_error *e)
 {
-	json_t *v = json_object_get(o, key);
-	if (!v) {
-		if (!required)
-			return 0;
-		return lm_fail(e, -EINVAL, "%s: missing \"%s\"", where, key);
-	}
+	json_t *v;
+	int rc = jv_get(o, key, required, &v, where, e);
+	if (rc || !v)
+		return rc;
 	if (!json_is_string(v))
 		return lm_fail(e, -EINVAL, "%s: \"%s\" must be a string", where,
 			       key);

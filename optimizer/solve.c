@@ -156,22 +156,6 @@ static double now(void)
 	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static const char *fmt_bytes(double bytes, char *buf, size_t len)
-{
-	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB",
-				       "PiB" };
-	int u = 0;
-	while (bytes >= 1024 && u < 5) {
-		bytes /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, len, "%.0f B", bytes);
-	else
-		snprintf(buf, len, "%.1f %s", bytes, units[u]);
-	return buf;
-}
-
 static inline double run_time(const struct solver *s, int c, int a, int b)
 {
 	return lm_plan_cost_time(s->c, s->cls[c].rep, a, b);
@@ -1468,15 +1452,15 @@ static int fail_slice(struct solver *s, lm_error *e)
 			       "bundles in and out %s at batch %d, with rings) "
 			       "but the largest device, '%s', has %s free "
 			       "(%.0f%% headroom kept)", i, lab,
-			       fmt_bytes(need, b1, sizeof(b1)),
-			       fmt_bytes(sl->weight_bytes, b2, sizeof(b2)),
-			       fmt_bytes(sl->arena_bytes, b3, sizeof(b3)),
-			       fmt_bytes(lm_plan_cost_boundary_bytes(s->c, i) +
+			       lm_bytes_str(need, b1, sizeof(b1)),
+			       lm_bytes_str(sl->weight_bytes, b2, sizeof(b2)),
+			       lm_bytes_str(sl->arena_bytes, b3, sizeof(b3)),
+			       lm_bytes_str(lm_plan_cost_boundary_bytes(s->c, i) +
 						 lm_plan_cost_boundary_bytes(
 							 s->c, i + 1),
 					 b4, sizeof(b4)),
 			       b->batch, s->d->dev[big].name,
-			       fmt_bytes(lim, b5, sizeof(b5)),
+			       lm_bytes_str(lim, b5, sizeof(b5)),
 			       lm_plan_cost_headroom(s->c) * 100);
 	}
 	return 0;
@@ -1569,8 +1553,8 @@ static int fail_reason(struct solver *s, const struct space *sp,
 	return lm_fail(e, -ENOSPC, "no placement fits: the model needs "
 		       "about %s (weights, arenas and buffers) and the %d "
 		       "devices have %s free, too little once split along "
-		       "the links", fmt_bytes(need, b1, sizeof(b1)), s->d->n,
-		       fmt_bytes(have, b2, sizeof(b2)));
+		       "the links", lm_bytes_str(need, b1, sizeof(b1)), s->d->n,
+		       lm_bytes_str(have, b2, sizeof(b2)));
 }
 
 /* ---- the heuristic ---- */

@@ -130,6 +130,22 @@ void lm_tensor_free(lm_tensor *t)
 	t->owned = 0;
 }
 
+const char *lm_bytes_str(double bytes, char *buf, size_t len)
+{
+	static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB",
+				       "PiB" };
+	int u = 0;
+	while (bytes >= 1024 && u < 5) {
+		bytes /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%.0f B", bytes);
+	else
+		snprintf(buf, len, "%.1f %s", bytes, units[u]);
+	return buf;
+}
+
 const char *lm_shape_str(int rank, const int64_t *dims, char *buf,
 			 size_t len)
 {

@@ -93,3 +93,38 @@ def digits_references(folder, n=16):
     np.save(xs, x)
     np.save(es, np.concatenate(refs))
     return xs, es
+
+
+def compare(got, ref, tag, abs_tol=1e-4, rel_tol=None):
+    """Check an output against its reference (numpy arrays): same shape
+    and dtype; integers equal; floats with NaNs in the same places and
+    max|diff| / max(1, max|ref|) <= abs_tol, and, with rel_tol, also
+    max|diff| <= rel_tol * max|ref|."""
+    import numpy as np
+    if not check(got.shape == ref.shape,
+                 f"{tag}: shape {list(got.shape)}, reference "
+                 f"{list(ref.shape)}"):
+        return
+    if not check(got.dtype == ref.dtype,
+                 f"{tag}: dtype {got.dtype}, reference {ref.dtype}"):
+        return
+    if not np.issubdtype(ref.dtype, np.floating):
+        bad = int(np.count_nonzero(got != ref))
+        check(bad == 0, f"{tag}: {bad} of {ref.size} values differ")
+        return
+    g, r = got.astype(np.float64), ref.astype(np.float64)
+    if not check(np.array_equal(np.isnan(g), np.isnan(r)),
+                 f"{tag}: NaNs where the reference has none (or the "
+                 "reverse)"):
+        return
+    ok = ~np.isnan(r)
+    diff = float(np.max(np.abs(g[ok] - r[ok]), initial=0.0))
+    scale = float(np.max(np.abs(r[ok]), initial=0.0))
+    print(f"  {tag}: max|diff| {diff:.3g}, max|ref| {scale:.3g}")
+    check(diff / max(1.0, scale) <= abs_tol,
+          f"{tag}: max|diff| {diff:.3g}, scaled {diff / max(1.0, scale):.3g}"
+          f" > {abs_tol:g}")
+    if rel_tol is not None:
+        check(diff <= rel_tol * scale if scale > 0 else diff == 0,
+              f"{tag}: max|diff| {diff:.3g} > {rel_tol:g} x max|ref| "
+              f"{scale:.3g}")

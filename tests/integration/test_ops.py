@@ -1106,26 +1106,7 @@ def out_args(case, work, tag):
 
 
 def compare(got, ref, tag):
-    if not check(got.shape == ref.shape,
-                 f"{tag}: shape {list(got.shape)}, onnxruntime "
-                 f"{list(ref.shape)}"):
-        return
-    if not check(got.dtype == ref.dtype,
-                 f"{tag}: dtype {got.dtype}, onnxruntime {ref.dtype}"):
-        return
-    if not np.issubdtype(ref.dtype, np.floating):
-        bad = int(np.count_nonzero(got != ref))
-        check(bad == 0, f"{tag}: {bad} of {ref.size} values differ")
-        return
-    g, r = got.astype(np.float64), ref.astype(np.float64)
-    if not check(np.array_equal(np.isnan(g), np.isnan(r)),
-                 f"{tag}: NaNs where onnxruntime has none (or the reverse)"):
-        return
-    ok = ~np.isnan(r)
-    diff = float(np.max(np.abs(g[ok] - r[ok]), initial=0.0))
-    scale = max(1.0, float(np.max(np.abs(r[ok]), initial=0.0)))
-    check(diff / scale <= TOL,
-          f"{tag}: max|diff| {diff:.3g} (scaled {diff / scale:.3g} > {TOL:g})")
+    harness.compare(got, ref, tag, TOL)
 
 
 def run_case(case, work):

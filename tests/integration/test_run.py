@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 
 from harness import LAMINA, MODELS, ORT, TMP, check, fresh_dir, summary
+import harness
 
 # Models checked at --batch 8 (the big torchvision ones but ResNet-50 and
 # VGG-11, whose time under the sanitizers is better spent elsewhere).
@@ -106,30 +107,7 @@ def ort_run(model, feeds, outs):
 def compare(got, ref, tag, rel=True):
     """Check got against the reference at the module's tolerances; `rel`
     adds the bound relative to the largest reference value."""
-    if not check(got.shape == ref.shape,
-                 f"{tag}: shape {list(got.shape)}, reference "
-                 f"{list(ref.shape)}"):
-        return
-    if not check(got.dtype == ref.dtype,
-                 f"{tag}: dtype {got.dtype}, reference {ref.dtype}"):
-        return
-    if not np.issubdtype(ref.dtype, np.floating):
-        bad = int(np.count_nonzero(got != ref))
-        check(bad == 0, f"{tag}: {bad} of {ref.size} values differ")
-        return
-    g = got.astype(np.float64)
-    r = ref.astype(np.float64)
-    nan_ok = np.array_equal(np.isnan(g), np.isnan(r))
-    finite = ~np.isnan(r)
-    diff = float(np.max(np.abs(g[finite] - r[finite]), initial=0.0))
-    scale = float(np.max(np.abs(r[finite]), initial=0.0))
-    ok_abs = diff / max(1.0, scale) <= ABS_TOL
-    ok_rel = diff <= REL_TOL * scale if scale > 0 else diff == 0
-    print(f"  {tag}: max|diff| {diff:.3g}, max|ref| {scale:.3g}")
-    check(nan_ok, f"{tag}: NaNs differ from the reference")
-    check(ok_abs and (ok_rel or not rel),
-          f"{tag}: max|diff| {diff:.3g} against max|ref| {scale:.3g} "
-          f"(bounds {ABS_TOL:g} scaled, {REL_TOL:g} relative)")
+    harness.compare(got, ref, tag, ABS_TOL, REL_TOL if rel else None)
 
 
 def one_line_error(p, tag):

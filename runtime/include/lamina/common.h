@@ -97,6 +97,9 @@ int lm_tensor_alloc(lm_tensor *t, lm_dtype dtype, int rank,
 /** Release the tensor's data if it owns it; safe on NULL. */
 void lm_tensor_free(lm_tensor *t);
 
+/** Format a byte count for people ("512 B", "1.5 MiB") into buf. */
+const char *lm_bytes_str(double bytes, char *buf, size_t len);
+
 /** Format a shape as "1x3x224x224" ("?" for unknown dims) into buf. */
 const char *lm_shape_str(int rank, const int64_t *dims, char *buf,
 			 size_t len);
