@@ -3,16 +3,17 @@
  * the local device at each batch size and writing DIR/profile.json, the
  * input of `lamina plan`.
  *
- * Each slice is loaded as its own model (it is a standalone ONNX file),
- * prepared at the batch size and timed on one pinned core with the runtime
- * single-threaded, as a dataplane worker runs it: all slices one after the
- * other, in model order, round after round (time_slices says why).  Its weights and arena
- * come from the session; the cost of a same-device handoff is measured once
- * with DPDK rings (handoff.c).  Devices this host cannot measure yet
+ * The slices are joined into one graph and timed on one pinned core with
+ * the runtime single-threaded, as a dataplane worker runs a stage, each
+ * slice's time read from the session's per-node profile (time_slices says
+ * why).  Each slice's weights and arena come from a session of its own;
+ * the cost of a same-device handoff is measured once with DPDK rings
+ * (handoff.c).  Devices this host cannot measure yet
  * (remote ones) get times only through --model-speed.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
@@ -28,11 +29,13 @@
 
 #define MAX_BATCHES 16
 #define MAX_SPEEDS 64
+#define MAX_NEIGHBOURS 64
 
 struct bench_args {
 	const char *dir, *devices, *out, *device;
 	int batches[MAX_BATCHES], n_batches;
 	int repeat, warmup, core;
+	int neighbours; /* -1: the device's other cores */
 	lm_model_speed speeds[MAX_SPEEDS];
 	int n_speeds;
 	int quiet;
@@ -57,6 +60,11 @@ static const char bench_help[] =
 	"  -w, --warmup W           untimed runs first (default 3)\n"
 	"  -c, --core N             the core to pin to (default: the last one "
 	"allowed)\n"
+	"  -n, --neighbours N       run the model on N other cores meanwhile,\n"
+	"                           as the other stages of a pipeline do on\n"
+	"                           this device (default: the device's cores\n"
+	"                           minus one, as far as this host has them;\n"
+	"                           0 times the slices alone)\n"
 	"  -s, --model-speed NAME=F[@FROM]\n"
 	"                           give device NAME the times of FROM (default:\n"
 	"                           the measured device) divided by F: F=2 is a\n"
@@ -96,6 +104,7 @@ static int parse_bench(int argc, char **argv, struct bench_args *a)
 		{ "repeat", required_argument, 0, 'r' },
 		{ "warmup", required_argument, 0, 'w' },
 		{ "core", required_argument, 0, 'c' },
+		{ "neighbours", required_argument, 0, 'n' },
 		{ "model-speed", required_argument, 0, 's' },
 		{ "output", required_argument, 0, 'o' },
 		{ "quiet", no_argument, 0, 'q' },
@@ -110,9 +119,10 @@ static int parse_bench(int argc, char **argv, struct bench_args *a)
 	a->repeat = 20;
 	a->warmup = 3;
 	a->core = -1;
+	a->neighbours = -1;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":d:D:b:r:w:c:s:o:qh", opts,
+	while ((c = getopt_long(argc, argv, ":d:D:b:r:w:c:n:s:o:qh", opts,
 				NULL)) != -1) {
 		char *end;
 		long v;
@@ -128,13 +138,16 @@ static int parse_bench(int argc, char **argv, struct bench_args *a)
 		case 'r':
 		case 'w':
 		case 'c':
+		case 'n':
 			v = strtol(optarg, &end, 10);
 			if (*end || v < (c == 'r') || v > 100000)
 				return cli_errorf("bench", "%s needs a whole "
 						  "number, not '%s'",
 						  argv[optind - 1], optarg);
-			*(c == 'r' ? &a->repeat : c == 'w' ? &a->warmup
-							   : &a->core) = (int)v;
+			*(c == 'r'   ? &a->repeat
+			  : c == 'w' ? &a->warmup
+			  : c == 'c' ? &a->core
+				     : &a->neighbours) = (int)v;
 			break;
 		case 's':
 			if (a->n_speeds == MAX_SPEEDS)
@@ -198,6 +211,21 @@ static int choose_core(int core)
 		       ? core : -1;
 }
 
+/* Up to want cores this process may use other than core, highest first;
+ * returns how many. */
+static int other_cores(int core, int want, int *out)
+{
+	cpu_set_t set;
+	int n = 0;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return 0;
+	for (int c = CPU_SETSIZE - 1; c >= 0 && n < want &&
+				      n < MAX_NEIGHBOURS; c--)
+		if (c != core && CPU_ISSET(c, &set))
+			out[n++] = c;
+	return n;
+}
+
 static int pin(int core)
 {
 	cpu_set_t set;
@@ -221,6 +249,7 @@ static void fill(lm_tensor *t)
 /* One slice loaded for timing at one batch. */
 struct timed {
 	lm_onnx_model *m;
+	lm_graph *g; /* a joined graph, when not m's */
 	lm_session *s;
 	lm_tensor in[64], out[64];
 	int n_in, n_out;
@@ -234,7 +263,28 @@ static void timed_free(struct timed *t)
 	}
 	lm_session_free(t->s);
 	lm_onnx_free(t->m);
+	lm_graph_free(t->g);
 	memset(t, 0, sizeof(*t));
+}
+
+/* Inputs (filled) and outputs for running graph g. */
+static int timed_tensors(struct timed *t, lm_graph *g, const char *what,
+			 lm_error *e)
+{
+	t->n_in = g->n_inputs;
+	t->n_out = g->n_outputs;
+	for (int i = 0; i < g->n_inputs; i++) {
+		lm_value *v = &g->values[g->inputs[i]];
+		if (lm_tensor_alloc(&t->in[i], v->dtype, v->rank, v->dims))
+			return lm_fail(e, -ENOMEM, "%s: out of memory", what);
+		fill(&t->in[i]);
+	}
+	for (int j = 0; j < g->n_outputs; j++) {
+		lm_value *v = &g->values[g->outputs[j]];
+		if (lm_tensor_alloc(&t->out[j], v->dtype, v->rank, v->dims))
+			return lm_fail(e, -ENOMEM, "%s: out of memory", what);
+	}
+	return 0;
 }
 
 /* Load one slice at one batch, with inputs and outputs, and fill the sizes
@@ -253,41 +303,167 @@ static int timed_load(const char *path, int batch, struct timed *t,
 	lm_session_options so = { .threads = 1 };
 	if ((rc = lm_session_create(g, &so, &t->s, e)))
 		return lm_fail_prefix(e, rc, "%s", path);
-	t->n_in = g->n_inputs;
-	t->n_out = g->n_outputs;
-	for (int i = 0; i < g->n_inputs; i++) {
-		lm_value *v = &g->values[g->inputs[i]];
-		if (lm_tensor_alloc(&t->in[i], v->dtype, v->rank, v->dims))
-			return lm_fail(e, -ENOMEM, "%s: out of memory", path);
-		fill(&t->in[i]);
-	}
+	if ((rc = timed_tensors(t, g, path, e)))
+		return rc;
 	ps->output_bytes = 0;
-	for (int j = 0; j < g->n_outputs; j++) {
-		lm_value *v = &g->values[g->outputs[j]];
-		if (lm_tensor_alloc(&t->out[j], v->dtype, v->rank, v->dims))
-			return lm_fail(e, -ENOMEM, "%s: out of memory", path);
+	for (int j = 0; j < g->n_outputs; j++)
 		ps->output_bytes += (double)t->out[j].nbytes;
-	}
 	ps->weight_bytes = (double)lm_session_weight_bytes(t->s);
 	ps->arena_bytes = (double)lm_session_arena_bytes(t->s);
 	return 0;
 }
 
-/*
- * Time the n slices of pb at its batch: every round runs them all once, in
- * model order, as a worker runs a stage, so each slice meets the cache its
- * predecessors leave.  (Timing one slice over and over keeps its weights in
- * the last-level cache: ResNet-18's large layers then ran twice as fast as
- * inside the model, and the sum of the slices was a third below the whole
- * model's time.)  The median of the timed rounds is kept per slice.
- */
-static int time_slices(const struct bench_args *a, json_t *slices, int n,
-		       lm_profile_batch *pb, int progress, lm_error *e)
+/* The slice holding node `name`: slices are searched from `from` on,
+ * since the profile lists nodes in model order; -1 when none has it (a
+ * node made by fusion keeps its first node's name, so that is rare). */
+static int slice_of(json_t *slices, int n, int from, const char *name)
 {
-	struct timed *ts = calloc((size_t)n, sizeof(*ts));
-	double *t = malloc((size_t)n * (size_t)a->repeat * sizeof(double));
+	for (int i = from; i < n; i++) {
+		json_t *nodes = json_object_get(json_array_get(slices,
+							       (size_t)i),
+						"nodes"), *v;
+		size_t k;
+		json_array_foreach(nodes, k, v)
+			if (json_is_string(v) &&
+			    !strcmp(json_string_value(v), name))
+				return i;
+	}
+	return -1;
+}
+
+/* The n slices of the folder joined into one graph whose outputs are the
+ * model's, with input and output tensors to run it. */
+static int joined_load(const struct bench_args *a, json_t *man, int n,
+		       int batch, struct timed *t, lm_error *e)
+{
+	json_t *slices = json_object_get(man, "slices"), *o;
+	char (*path)[PATH_MAX] = calloc((size_t)n, sizeof(*path));
+	const char **paths = calloc((size_t)n, sizeof(*paths));
+	lm_graph *g = NULL;
+	size_t k;
 	int rc = 0;
-	if (!ts || !t) {
+	if (!path || !paths)
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+	for (int i = 0; i < n && !rc; i++) {
+		const char *file = json_string_value(json_object_get(
+			json_array_get(slices, (size_t)i), "file"));
+		if (!file)
+			rc = lm_fail(e, -EINVAL, "%s/manifest.json: slice %d "
+				     "has no file", a->dir, i);
+		else
+			snprintf(path[i], sizeof(path[i]), "%s/%s", a->dir,
+				 file);
+		paths[i] = path[i];
+	}
+	if (!rc)
+		rc = lm_slice_join(paths, n, batch, &g, e);
+	free(path);
+	free(paths);
+	if (rc)
+		return rc;
+	t->g = g;
+	json_array_foreach(json_object_get(man, "outputs"), k, o) {
+		int v = lm_graph_find(g, json_string_value(json_object_get(
+						 o, "name")) ?: "");
+		if (v < 0 || g->values[v].kind != LM_VAL_NODE)
+			return lm_fail(e, -EINVAL, "%s/manifest.json: output "
+				       "%zu is made by no slice", a->dir, k);
+		if (lm_graph_add_output(g, v))
+			return lm_fail(e, -ENOMEM, "out of memory");
+	}
+	lm_session_options so = { .threads = 1, .profile = 1 };
+	if (g->n_inputs > 64 || g->n_outputs > 64)
+		return lm_fail(e, -E2BIG, "%s: too many inputs or outputs",
+			       a->dir);
+	if ((rc = lm_session_create(g, &so, &t->s, e)))
+		return lm_fail_prefix(e, rc, "%s", a->dir);
+	return timed_tensors(t, g, a->dir, e);
+}
+
+/* A thread running the joined model on another core while the slices are
+ * timed: a pipeline's other stages share the last-level cache and the
+ * memory bus with each stage (two ResNet-18 runs on this kind of 2-core
+ * host each take ~7% longer than one alone). */
+struct neighbour {
+	pthread_t th;
+	int core, started;
+	const struct bench_args *a;
+	json_t *man;
+	int n, batch;
+	volatile int ready, stop;
+	int rc;
+	lm_error e;
+};
+
+static void *neighbour_main(void *arg)
+{
+	struct neighbour *nb = arg;
+	struct timed t = { 0 };
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(nb->core, &set);
+	pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	nb->rc = joined_load(nb->a, nb->man, nb->n, nb->batch, &t, &nb->e);
+	nb->ready = 1;
+	while (!nb->rc && !nb->stop)
+		nb->rc = lm_session_run(t.s, t.in, t.n_in, t.out, t.n_out,
+					&nb->e);
+	timed_free(&t);
+	return NULL;
+}
+
+/* Start the neighbours and wait until each runs (or failed to load). */
+static int neighbours_start(struct neighbour *nb, int count, lm_error *e)
+{
+	for (int i = 0; i < count; i++) {
+		if (pthread_create(&nb[i].th, NULL, neighbour_main, &nb[i]))
+			return lm_fail(e, -EAGAIN, "cannot start a thread");
+		nb[i].started = 1;
+	}
+	for (int i = 0; i < count; i++) {
+		while (!nb[i].ready)
+			usleep(1000);
+		if (nb[i].rc) {
+			*e = nb[i].e;
+			return nb[i].rc;
+		}
+	}
+	return 0;
+}
+
+static void neighbours_stop(struct neighbour *nb, int count)
+{
+	for (int i = 0; i < count; i++)
+		nb[i].stop = 1;
+	for (int i = 0; i < count; i++)
+		if (nb[i].started)
+			pthread_join(nb[i].th, NULL);
+}
+
+/*
+ * Time the n slices of pb at its batch as a worker runs a stage: all of
+ * them joined into one graph run by one session (one arena), round after
+ * round, each slice's time being the sum of its nodes' times in the
+ * session's profile.  The median of the timed rounds is kept per slice.
+ * (Timing one slice over and over keeps its weights in the last-level
+ * cache: ResNet-18's large layers then ran twice as fast as inside the
+ * model.  A session per slice, run one after the other, gives each slice
+ * its own arena and buffers between them: its sum was 10% above the
+ * joined model's time.)  Each slice is also loaded alone, once, for its
+ * weight, arena and output bytes.
+ */
+static int time_slices(const struct bench_args *a, json_t *man, int n,
+		       lm_profile_batch *pb, const int *others, int n_others,
+		       int progress, lm_error *e)
+{
+	static struct neighbour nb[MAX_NEIGHBOURS];
+	json_t *slices = json_object_get(man, "slices");
+	struct timed joined = { 0 };
+	const lm_node_time *rows;
+	double *t = malloc((size_t)n * (size_t)a->repeat * sizeof(double));
+	double *before = NULL, *round = calloc((size_t)n, sizeof(double));
+	int *owner = NULL, rc = 0;
+	if (!t || !round) {
 		rc = lm_fail(e, -ENOMEM, "out of memory");
 		goto out;
 	}
@@ -298,6 +474,7 @@ static int time_slices(const struct bench_args *a, json_t *slices, int n,
 		const char *label = json_string_value(json_object_get(sl,
 								      "label"));
 		char path[PATH_MAX];
+		struct timed one = { 0 };
 		if (progress)
 			fprintf(stderr, "\rbench: batch %d, loading slice "
 				"%d/%d ", pb->batch, i + 1, n);
@@ -309,31 +486,67 @@ static int time_slices(const struct bench_args *a, json_t *slices, int n,
 		snprintf(path, sizeof(path), "%s/%s", a->dir, file);
 		snprintf(pb->slices[i].label, sizeof(pb->slices[i].label),
 			 "%s", label ? label : "");
-		rc = timed_load(path, pb->batch, &ts[i], &pb->slices[i], e);
+		rc = timed_load(path, pb->batch, &one, &pb->slices[i], e);
+		timed_free(&one);
+	}
+	if (!rc)
+		rc = joined_load(a, man, n, pb->batch, &joined, e);
+	memset(nb, 0, sizeof(nb));
+	for (int i = 0; i < n_others && i < MAX_NEIGHBOURS; i++) {
+		nb[i].core = others[i];
+		nb[i].a = a;
+		nb[i].man = man;
+		nb[i].n = n;
+		nb[i].batch = pb->batch;
+	}
+	if (!rc && n_others) {
+		if (progress)
+			fprintf(stderr, "\rbench: batch %d, starting %d "
+				"neighbour%s ", pb->batch, n_others,
+				n_others == 1 ? "" : "s");
+		rc = neighbours_start(nb, n_others, e);
+	}
+	int n_rows = rc ? 0 : lm_session_profile(joined.s, &rows);
+	if (!rc && (!(owner = calloc((size_t)n_rows + 1, sizeof(int))) ||
+		    !(before = calloc((size_t)n_rows + 1, sizeof(double)))))
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+	for (int r = 0, cur = 0; r < n_rows && !rc; r++) {
+		int k = slice_of(slices, n, cur, rows[r].name);
+		owner[r] = cur = k >= 0 ? k : cur;
 	}
 	for (int r = 0; r < a->warmup + a->repeat && !rc; r++) {
 		if (progress)
 			fprintf(stderr, "\rbench: batch %d, round %d/%d      ",
 				pb->batch, r + 1, a->warmup + a->repeat);
-		for (int i = 0; i < n && !rc; i++) {
-			double t0 = cli_now();
-			rc = lm_session_run(ts[i].s, ts[i].in, ts[i].n_in,
-					    ts[i].out, ts[i].n_out, e);
-			if (r >= a->warmup)
-				t[(size_t)i * (size_t)a->repeat +
-				  (size_t)(r - a->warmup)] =
-					(cli_now() - t0) * 1e6;
-		}
+		for (int j = 0; j < n_rows; j++)
+			before[j] = rows[j].seconds;
+		rc = lm_session_run(joined.s, joined.in, joined.n_in,
+				    joined.out, joined.n_out, e);
+		if (rc || r < a->warmup)
+			continue;
+		memset(round, 0, (size_t)n * sizeof(double));
+		for (int j = 0; j < n_rows; j++)
+			round[owner[j]] += rows[j].seconds - before[j];
+		for (int i = 0; i < n; i++)
+			t[(size_t)i * (size_t)a->repeat +
+			  (size_t)(r - a->warmup)] = round[i] * 1e6;
 	}
 	for (int i = 0; i < n && !rc; i++) {
 		double *ti = t + (size_t)i * (size_t)a->repeat;
 		cli_sort(ti, a->repeat);
 		pb->slices[i].time_us[0] = ti[a->repeat / 2];
 	}
+	neighbours_stop(nb, n_others);
+	for (int i = 0; i < n_others && !rc; i++)
+		if (nb[i].rc) {
+			*e = nb[i].e;
+			rc = nb[i].rc;
+		}
 out:
-	for (int i = 0; ts && i < n; i++)
-		timed_free(&ts[i]);
-	free(ts);
+	timed_free(&joined);
+	free(owner);
+	free(before);
+	free(round);
 	free(t);
 	return rc;
 }
@@ -409,6 +622,15 @@ int cmd_bench(int argc, char **argv)
 			   a.core);
 		goto done;
 	}
+	int others[MAX_NEIGHBOURS];
+	int want = a.neighbours >= 0 ? a.neighbours : devs->dev[local].cores - 1;
+	int n_others = other_cores(core, want, others);
+	if (a.neighbours > n_others) {
+		cli_errorf("bench", "--neighbours %d: this host has %d other "
+			   "core%s", a.neighbours, n_others,
+			   n_others == 1 ? "" : "s");
+		goto done;
+	}
 	double handoff = 0;
 	if (lm_handoff_measure(&handoff, &e)) {
 		cli_error("bench", &e);
@@ -429,7 +651,7 @@ int cmd_bench(int argc, char **argv)
 		pb->handoff_us = handoff;
 		pb->input_bytes = batch * tensors_bytes(json_object_get(man,
 									"inputs"));
-		if (time_slices(&a, slices, n, pb, progress, &e)) {
+		if (time_slices(&a, man, n, pb, others, n_others, progress, &e)) {
 			if (progress)
 				fputc('\n', stderr);
 			cli_error("bench", &e);

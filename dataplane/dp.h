@@ -145,7 +145,7 @@ int lm_dp_layout_equal(const struct lm_dp_layout *a,
 enum { LM_DP_IN, LM_DP_OUT, LM_DP_LOCAL };
 
 struct lm_dp_step {
-	lm_onnx_model *model;
+	lm_graph *graph;
 	lm_session *session;
 	int n_in, n_out;
 	lm_tensor in[LM_DP_MAX_TENSORS], out[LM_DP_MAX_TENSORS];

@@ -648,3 +648,106 @@ int lm_graph_check_batch(const lm_graph *g, int64_t n, lm_error *e)
 	}
 	return 0;
 }
+
+/* ---- joining graphs ---- */
+
+static int same_type(const lm_value *a, const lm_value *b)
+{
+	return a->dtype == b->dtype && a->rank == b->rank &&
+	       !memcmp(a->dims, b->dims, sizeof(a->dims[0]) *
+					 (size_t)(a->rank > 0 ? a->rank : 0));
+}
+
+/* dst's index for src value v: an existing tensor for inputs (and for a
+ * constant both slices carry, such as a shape), else a new value. */
+static int absorb_value(lm_graph *dst, lm_graph *src, lm_value *v,
+			lm_error *e)
+{
+	int k = lm_graph_find(dst, v->name);
+	if (k >= 0) {
+		lm_value *d = &dst->values[k];
+		int joins = v->kind == LM_VAL_INPUT ||
+			    (lm_value_is_const(v) && lm_value_is_const(d));
+		if (!joins)
+			return lm_fail(e, -EEXIST, "tensor '%s' is already "
+				       "defined in the graph it joins",
+				       v->name);
+		if (!same_type(v, d))
+			return lm_fail(e, -EINVAL, "tensor '%s' has another "
+				       "type or shape in the graph it joins",
+				       v->name);
+		return k;
+	}
+	if (lm_value_is_const(v) && !lm_graph_value_data(src, v, e))
+		return -ENODATA;
+	k = lm_graph_add_value(dst, v->name, v->kind, e);
+	if (k < 0)
+		return k;
+	lm_value *d = &dst->values[k];
+	lm_value_set_shape(d, v->dtype, v->rank, v->dims);
+	d->data = v->data;
+	d->nbytes = v->nbytes;
+	v->data = NULL;
+	if (v->kind == LM_VAL_INPUT && lm_graph_add_input(dst, k))
+		return lm_fail(e, -ENOMEM, "out of memory");
+	return k;
+}
+
+int lm_graph_absorb(lm_graph *dst, lm_graph *src, lm_error *e)
+{
+	int *map = calloc((size_t)src->n_values + 1, sizeof(int));
+	int rc = 0, most = 1;
+	for (int ni = 0; ni < src->n_nodes; ni++) {
+		most = src->nodes[ni].n_inputs > most ? src->nodes[ni].n_inputs
+						      : most;
+		most = src->nodes[ni].n_outputs > most
+			       ? src->nodes[ni].n_outputs : most;
+	}
+	const char **in = calloc((size_t)most, sizeof(*in));
+	const char **out = calloc((size_t)most, sizeof(*out));
+	if (!map || !in || !out) {
+		free(map);
+		free(in);
+		free(out);
+		return lm_fail(e, -ENOMEM, "out of memory");
+	}
+	for (int i = 0; i < src->n_values && rc >= 0; i++)
+		if (src->values[i].kind != LM_VAL_NODE)
+			rc = map[i] = absorb_value(dst, src, &src->values[i], e);
+	for (int ni = 0; ni < src->n_nodes && rc >= 0; ni++) {
+		lm_node *n = &src->nodes[ni];
+		for (int i = 0; i < n->n_inputs; i++)
+			in[i] = n->inputs[i] < 0 ? ""
+				: dst->values[map[n->inputs[i]]].name;
+		for (int i = 0; i < n->n_outputs; i++)
+			out[i] = n->outputs[i] < 0 ? ""
+				 : src->values[n->outputs[i]].name;
+		rc = lm_graph_add_node(dst, n->name, n->op_type, n->domain, in,
+				       n->n_inputs, out, n->n_outputs, e);
+		if (rc < 0)
+			break;
+		lm_node *d = &dst->nodes[rc];
+		d->attrs = n->attrs;
+		d->n_attrs = n->n_attrs;
+		n->attrs = NULL;
+		n->n_attrs = 0;
+		for (int i = 0; i < n->n_outputs; i++) {
+			if (n->outputs[i] < 0)
+				continue;
+			lm_value *v = &src->values[n->outputs[i]];
+			map[n->outputs[i]] = d->outputs[i];
+			lm_value_set_shape(&dst->values[d->outputs[i]],
+					   v->dtype, v->rank, v->dims);
+		}
+	}
+	free(map);
+	free(in);
+	free(out);
+	if (rc < 0)
+		return rc;
+	if (!dst->opset)
+		dst->opset = src->opset;
+	if (!dst->ir_version)
+		dst->ir_version = src->ir_version;
+	return lm_graph_index(dst) ? lm_fail(e, -ENOMEM, "out of memory") : 0;
+}

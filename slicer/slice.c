@@ -172,3 +172,24 @@ int lm_slice_write(lm_onnx_model *m, const lm_slicing *s, const char *dir,
 		lm_remove_tree(old);
 	return rc;
 }
+
+int lm_slice_join(const char *const *paths, int n, int64_t batch,
+		  lm_graph **out, lm_error *e)
+{
+	lm_graph *g = lm_graph_create("stage");
+	int rc = g ? 0 : lm_fail(e, -ENOMEM, "out of memory");
+	for (int k = 0; k < n && !rc; k++) {
+		lm_onnx_model *m = NULL;
+		if (!(rc = lm_onnx_load(paths[k], &m, e)) &&
+		    (rc = lm_onnx_prepare_batch(m, batch, e)) == 0 &&
+		    (rc = lm_graph_absorb(g, lm_onnx_graph(m), e)))
+			lm_fail_prefix(e, rc, "%s", paths[k]);
+		lm_onnx_free(m);
+	}
+	if (rc) {
+		lm_graph_free(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}

@@ -9,8 +9,11 @@
 One run does the whole comparison of the dataplane issue's Performance
 section on ResNet-18 at batch 1 (the default model):
 
- 1. `lamina slice` the model, `lamina bench` it (one pinned core) and write
-    devices.json giving the local device 2 cores (devices-1core.json: 1).
+ 1. `lamina slice` the model, write devices.json giving the local device
+    2 cores (devices-1core.json: 1) and `lamina bench` it for each: on one
+    pinned core, for the 2-core device with the model running on the other
+    core meanwhile (profile.json), for the 1-core one alone
+    (profile-1core.json).
  2. Plans, all deployed with `--poll busy`:
       1 stage 1 core    `lamina plan --objective throughput --max-stages 1`
                         on the 1-core device
@@ -127,10 +130,11 @@ def devices_file(path, port, cores):
     return path
 
 
-def planner(args, lamdir, devices, stages, out):
+def planner(args, lamdir, devices, stages, out, profile=None):
     run([args.lamina, "plan", lamdir, "--objective", "throughput",
          "--batch", "1", "--max-stages", str(stages), "--devices", devices,
-         "-o", out, "-q"], f"lamina plan {os.path.basename(out)}")
+         "-o", out, "-q"] + (["--profile", profile] if profile else []),
+        f"lamina plan {os.path.basename(out)}")
     with open(out) as f:
         return json.load(f)
 
@@ -381,18 +385,24 @@ def main():
     note("slicing and benchmarking the slices ...")
     run([args.lamina, "slice", args.model, "-o", lamdir, "--force"],
         "lamina slice")
-    run([args.lamina, "bench", lamdir, "--batch", "1", "--repeat",
-         str(args.bench_repeat), "-q"], "lamina bench")
-    with open(os.path.join(lamdir, "profile.json")) as f:
-        profile = json.load(f)
     dev2 = devices_file(os.path.join(work, "devices.json"), args.port, 2)
     dev1 = devices_file(os.path.join(work, "devices-1core.json"),
                         args.port, 1)
+    # each device measured as its plans use it: the 2-core one with the
+    # model running on its other core meanwhile (lamina bench's default)
+    prof1 = os.path.join(work, "profile-1core.json")
+    prof2 = os.path.join(lamdir, "profile.json")
+    for devs, prof in ((dev1, prof1), (dev2, prof2)):
+        run([args.lamina, "bench", lamdir, "--batch", "1", "--repeat",
+             str(args.bench_repeat), "--devices", devs, "-o", prof, "-q"],
+            "lamina bench")
+    with open(prof2) as f:
+        profile = json.load(f)
 
     cfgs = []
     p1 = os.path.join(work, "plan-1stage.json")
     cfgs.append({"name": "one", "label": "1 stage, 1 core", "file": p1,
-                 "plan": planner(args, lamdir, dev1, 1, p1)})
+                 "plan": planner(args, lamdir, dev1, 1, p1, prof1)})
     p2 = os.path.join(work, "plan-2stage.json")
     plan2 = planner(args, lamdir, dev2, 2, p2)
     label2 = "2 stages, 2 cores"

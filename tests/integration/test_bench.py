@@ -58,13 +58,27 @@ def main():
     check(b1["cut_bytes"] == [s["cut_bytes"] for s in man["slices"][:-1]],
           "cut bytes agree with the manifest")
 
+    # timed while the model runs on another core, as a 2-core device's
+    # pipeline runs it (needs a second cpu)
+    if os.cpu_count() >= 2:
+        out = os.path.join(TMP, "neighbour.json")
+        p = run("bench", lam, "--repeat", "3", "--neighbours", "1", "-o",
+                out)
+        check(p.returncode == 0, f"bench --neighbours 1: {p.stderr}")
+        if p.returncode == 0:
+            t = [s["time_us"]["local"]
+                 for s in json.load(open(out))["batches"][0]["slices"]]
+            check(len(t) == n and all(x > 0 for x in t),
+                  f"every slice timed beside a neighbour: {t}")
+
     # errors: one line, non-zero exit
     for args, needle in [
             ((TMP,), "no slices"),
             ((lam, "--batch", "0"), "--batch"),
             ((lam, "--model-speed", "x=0"), "x=0"),
             ((lam, "--devices", "/nonexistent.json"), "nonexistent"),
-            ((lam, "--core", "4095"), "core 4095")]:
+            ((lam, "--core", "4095"), "core 4095"),
+            ((lam, "--neighbours", "4095"), "--neighbours 4095: this host")]:
         p = run("bench", *args)
         check(p.returncode != 0 and needle in p.stderr and
               len(p.stderr.strip().splitlines()) == 1,

@@ -1,5 +1,6 @@
 /*
- * test_graph.c: building, ordering and pruning the graph IR (graph.c).
+ * test_graph.c: building, ordering, pruning and joining the graph IR
+ * (graph.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -7,6 +8,8 @@
 
 #include "harness.h"
 #include "lamina/graph.h"
+#include "lamina/runtime.h"
+#include "testgraph.h"
 
 static int input(lm_graph *g, const char *name)
 {
@@ -147,6 +150,101 @@ TEST(value_data_comes_from_the_loader_once)
 	lm_graph_free(g);
 }
 
+/* Two "slices" of y = (x + 1) * 2 + x: the second reads y and, across the
+ * cut, x.  Shapes are set as lm_onnx_prepare would leave them. */
+static lm_graph *slice_a(void)
+{
+	lm_graph *g = tg_graph(17);
+	float one[4] = { 1, 1, 1, 1 };
+	tg_input(g, "x", LM_DT_FLOAT, 2, (int64_t[]){ 1, 4 });
+	tg_init(g, "w1", LM_DT_FLOAT, 1, (int64_t[]){ 4 }, one);
+	tg_node(g, "a", "Add", (const char *[]){ "x", "w1" }, 2,
+		(const char *[]){ "y" }, 1);
+	lm_graph_infer_shapes(g, NULL);
+	lm_graph_add_output(g, lm_graph_find(g, "y"));
+	return g;
+}
+
+static lm_graph *slice_b(int64_t width)
+{
+	lm_graph *g = tg_graph(17);
+	float two[4] = { 2, 2, 2, 2 };
+	tg_input(g, "y", LM_DT_FLOAT, 2, (int64_t[]){ 1, width });
+	tg_input(g, "x", LM_DT_FLOAT, 2, (int64_t[]){ 1, 4 });
+	tg_init(g, "w2", LM_DT_FLOAT, 1, (int64_t[]){ 4 }, two);
+	lm_node *n = tg_node(g, "b", "Mul", (const char *[]){ "y", "w2" }, 2,
+			     (const char *[]){ "z" }, 1);
+	tg_attr_s(n, "note", "kept");
+	tg_node(g, "c", "Add", (const char *[]){ "z", "x" }, 2,
+		(const char *[]){ "out" }, 1);
+	lm_graph_infer_shapes(g, NULL);
+	return g;
+}
+
+TEST(absorb_joins_slices_by_tensor_name)
+{
+	lm_graph *dst = lm_graph_create("stage"), *a = slice_a(),
+		 *b = slice_b(4);
+	lm_error e;
+	CHECK_EQ_I64(lm_graph_absorb(dst, a, &e), 0);
+	CHECK_EQ_I64(lm_graph_absorb(dst, b, &e), 0);
+	/* one input: x, read by both; y joins a's output to b's input */
+	CHECK_EQ_I64(dst->n_inputs, 1);
+	CHECK(!strcmp(dst->values[dst->inputs[0]].name, "x"));
+	CHECK_EQ_I64(dst->n_nodes, 3);
+	int y = lm_graph_find(dst, "y");
+	CHECK_EQ_I64(dst->values[y].producer, 0);
+	CHECK_EQ_I64(dst->nodes[1].inputs[0], y);
+	CHECK_EQ_I64(dst->values[y].n_consumers, 1);
+	CHECK_EQ_I64(dst->values[lm_graph_find(dst, "x")].n_consumers, 2);
+	/* constants and attributes moved, not copied */
+	CHECK(a->values[lm_graph_find(a, "w1")].data == NULL);
+	CHECK(!strcmp(lm_attr_str(&dst->nodes[1], "note", ""), "kept"));
+	CHECK_EQ_I64(b->nodes[0].n_attrs, 0);
+	CHECK_EQ_I64(dst->opset, 17);
+	lm_graph_free(a);
+	lm_graph_free(b);
+
+	/* it runs as one session: (x + 1) * 2 + x */
+	lm_graph_add_output(dst, lm_graph_find(dst, "out"));
+	lm_session *s = NULL;
+	float xs[4] = { 1, 2, 3, -4 }, ys[4] = { 0 };
+	lm_tensor in = { 0 }, out = { 0 };
+	lm_tensor_set_shape(&in, LM_DT_FLOAT, 2, (int64_t[]){ 1, 4 });
+	lm_tensor_set_shape(&out, LM_DT_FLOAT, 2, (int64_t[]){ 1, 4 });
+	in.data = xs;
+	in.nbytes = out.nbytes = sizeof(xs);
+	out.data = ys;
+	CHECK_EQ_I64(lm_session_create(dst, NULL, &s, &e), 0);
+	if (s) {
+		CHECK_EQ_I64(lm_session_run(s, &in, 1, &out, 1, &e), 0);
+		for (int i = 0; i < 4; i++)
+			CHECK(ys[i] == (xs[i] + 1) * 2 + xs[i]);
+	}
+	lm_session_free(s);
+	lm_graph_free(dst);
+}
+
+TEST(absorb_refuses_a_tensor_made_twice_or_of_another_shape)
+{
+	lm_graph *dst = lm_graph_create("stage"), *a = slice_a(),
+		 *again = slice_a(), *wide = slice_b(5);
+	lm_error e;
+	CHECK_EQ_I64(lm_graph_absorb(dst, a, &e), 0);
+	CHECK_EQ_I64(lm_graph_absorb(dst, again, &e), -EEXIST);
+	CHECK(strstr(e.msg, "'y'") && strstr(e.msg, "already defined"));
+	lm_graph *dst2 = lm_graph_create("stage"), *a2 = slice_a();
+	CHECK_EQ_I64(lm_graph_absorb(dst2, a2, &e), 0);
+	CHECK_EQ_I64(lm_graph_absorb(dst2, wide, &e), -EINVAL);
+	CHECK(strstr(e.msg, "'y'") && strstr(e.msg, "shape"));
+	lm_graph_free(a);
+	lm_graph_free(again);
+	lm_graph_free(wide);
+	lm_graph_free(a2);
+	lm_graph_free(dst);
+	lm_graph_free(dst2);
+}
+
 int main(void)
 {
 	RUN(sort_keeps_a_valid_order);
@@ -156,5 +254,7 @@ int main(void)
 	RUN(a_tensor_cannot_be_produced_twice);
 	RUN(remove_nodes_drops_dead_values_and_reindexes);
 	RUN(value_data_comes_from_the_loader_once);
+	RUN(absorb_joins_slices_by_tensor_name);
+	RUN(absorb_refuses_a_tensor_made_twice_or_of_another_shape);
 	return harness_done();
 }

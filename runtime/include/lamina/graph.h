@@ -154,6 +154,21 @@ int lm_graph_add_node(lm_graph *g, const char *name, const char *op_type,
 /** Add an attribute to a node; returns it (zeroed but for name), or NULL. */
 lm_attr *lm_node_add_attr(lm_node *n, const char *name, lm_attr_type type);
 
+/**
+ * Move src's nodes and constants to the end of dst, joining them by tensor
+ * name: a graph input of src that dst already has (made by a node, or an
+ * input) reads that tensor; any other input of src becomes a graph input of
+ * dst.  Constants are loaded and their data moved; attributes are moved.
+ * Graph outputs are left to the caller.  src is spent: free it afterwards.
+ * Both graphs must be prepared (shapes known); dst's nodes stay in
+ * topological order when src's were.  This joins consecutive slices of one
+ * model into one graph, so that one session (one arena, fusion across the
+ * seams) runs them.
+ * @return 0; -EEXIST naming a tensor both graphs make; -EINVAL naming an
+ *         input whose type or shape differs from dst's; -ENOMEM.
+ */
+int lm_graph_absorb(lm_graph *dst, lm_graph *src, lm_error *e);
+
 /** Mark a value as a graph input/output (appending to the lists). */
 int lm_graph_add_input(lm_graph *g, int value);
 int lm_graph_add_output(lm_graph *g, int value);

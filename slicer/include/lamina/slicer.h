@@ -158,6 +158,18 @@ int lm_onnx_write_range(lm_onnx_model *m, const lm_slice *s, const char *path,
 json_t *lm_manifest_build(lm_graph *g, const lm_slicing *s,
 			  const char *source);
 
+/**
+ * Load slice files (consecutive slices of one model, in order), prepare
+ * each at the batch size and join them into one graph (lm_graph_absorb):
+ * its inputs are the tensors the slices read that none of them makes.  The
+ * caller marks the graph outputs it wants (lm_graph_add_output) and owns
+ * the graph.  This is how a stage of consecutive slices runs as one
+ * session.
+ * @return 0, or the load, prepare or join error prefixed with the file.
+ */
+int lm_slice_join(const char *const *paths, int n, int64_t batch,
+		  lm_graph **out, lm_error *e);
+
 /** Remove a folder and everything below it, not following symlinks. */
 int lm_remove_tree(const char *path);
 
