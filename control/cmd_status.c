@@ -135,7 +135,7 @@ static int list_deployments(const char *state, int as_json)
 	return 0;
 }
 
-/* The stats of r from each of its laminads (one for now). */
+/* The stats of r from each of its laminads. */
 static int fetch(const lm_record *r, Lamina__Reply **replies, lm_error *e)
 {
 	for (int l = 0; l < r->n_laminads; l++) {
@@ -156,7 +156,9 @@ static int fetch(const lm_record *r, Lamina__Reply **replies, lm_error *e)
 	return 0;
 }
 
-/* Stage i's stats among the replies, or NULL. */
+/* Stage i's stats among the replies, or NULL.  A laminad numbers the
+ * stages it holds from 0 when it holds the whole pipeline, else as in the
+ * whole pipeline (deploy.c, load_stage). */
 static const Lamina__StageStats *stage_stats(const lm_record *r,
 					     Lamina__Reply **replies, int i)
 {
@@ -164,6 +166,8 @@ static const Lamina__StageStats *stage_stats(const lm_record *r,
 	const lm_rec_stage *st = &r->stages[i];
 	for (int j = 0; j < i; j++)
 		pos += r->stages[j].laminad == st->laminad;
+	if (r->n_laminads > 1)
+		pos = i;
 	const Lamina__StatsReply *s = replies[st->laminad]->stats;
 	for (size_t k = 0; k < s->n_stages; k++)
 		if ((int)s->stages[k]->stage == pos)

@@ -2,17 +2,33 @@
  * deploy.c: `lamina deploy` and `lamina teardown`, the procedures (the
  * commands' argument handling is in cmd_deploy.c).
  *
- * Deploy: read the plan, check every device it uses is this host, find
- * the laminad at each device's control port (address "HOST[:PORT]", port
- * 7700 by default) or start one, choose free worker cores, load the stages
- * in pipeline order, start.  The record is saved before and after each of
- * these, so what a crash leaves is always known.
+ * Deploy: read the plan, find the laminad at each device's control port
+ * (address "HOST[:PORT]", port 7700 by default) or, on this host, start
+ * one; choose free worker cores, load the stages in pipeline order, start
+ * them from the last laminad to the ingress's.  The record is saved before
+ * and after each of these, so what a crash leaves is always known.
+ *
+ * A plan over several laminads (devices at different addresses or ports)
+ * joins them.  Two laminads on this host share an edge through a memif
+ * pair of its own: the consumer's laminad listens on a socket in the
+ * state folder (STATE/memif-ID-EDGE.sock), the producer's connects to it.
+ * Laminads on different hosts use their ports between laminads (laminad
+ * --port, a NIC or a veth): each stage whose neighbour is there is told
+ * that laminad's port MAC and IPv4 address (from Describe).  Either way
+ * the last stage sends its answers back to the ingress's laminad, and the
+ * ingress
+ * keeps every request until answered and re-sends it after at least
+ * twice the plan's predicted latency (20 ms at least; it then learns the
+ * real answer times).  laminads on other hosts are found, never started:
+ * lamina cannot start processes there.  The slice folder must be at the
+ * same path on every host.
  *
  * Teardown reads only the record (and the laminad state files it names):
  * it never needs the plan, the model or a live laminad.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <glob.h>
 #include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -156,11 +172,6 @@ static int map_plan(const lm_plan *p, lm_record *r, const char *state_dir,
 			continue; /* in the fleet, not in this plan */
 		if ((rc = parse_address(d, host, sizeof(host), &port, e)))
 			return rc;
-		if (!is_local(host))
-			return lm_fail(e, -EINVAL, "device '%s' is at %s, not "
-				       "on this host: lamina deploy runs plans "
-				       "on this host only for now", d->name,
-				       d->address);
 		for (l = 0; l < r->n_laminads; l++)
 			if (!strcmp(r->laminads[l].host, host) &&
 			    r->laminads[l].control_port == port)
@@ -177,16 +188,6 @@ static int map_plan(const lm_plan *p, lm_record *r, const char *state_dir,
 		}
 		rd->laminad = l;
 	}
-	/* Tensors move between stages through rings inside one laminad;
-	 * the transport between laminads is not built yet. */
-	if (r->n_laminads > 1)
-		return lm_fail(e, -EINVAL, "the plan puts stages on %d "
-			       "laminads (%s:%d and %s:%d): a pipeline across "
-			       "laminads is not supported yet, give its "
-			       "devices one address:port", r->n_laminads,
-			       r->laminads[0].host, r->laminads[0].control_port,
-			       r->laminads[1].host,
-			       r->laminads[1].control_port);
 	for (int i = 0; i < p->n_stages; i++) {
 		const lm_plan_stage *s = &p->stages[i];
 		lm_rec_stage *st = &r->stages[i];
@@ -223,6 +224,13 @@ static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
 		lamina__reply__free_unpacked(rep, NULL);
 		return lm_record_save(r, e);
 	}
+	if (!is_local(ld->host))
+		return lm_fail(e, rc, "device '%s' is not on this host and no "
+			       "laminad answers at %s:%d (%s); lamina starts "
+			       "laminads on this host only: start one there "
+			       "(laminad --listen ADDR --control-port %d --port "
+			       "IFACE)", dev->name, ld->host, ld->control_port,
+			       probe.msg, ld->control_port);
 	if (rc != -ECONNREFUSED) {
 		*e = probe;
 		return lm_fail_prefix(e, rc, "laminad at %s:%d", ld->host,
@@ -336,7 +344,85 @@ out:
 	return rc;
 }
 
+/* Whether laminads a and b both run on this host: an edge between them
+ * goes over a memif pair. */
+static int same_host(const lm_record *r, int a, int b)
+{
+	return is_local(r->laminads[a].host) && is_local(r->laminads[b].host);
+}
+
+/* The socket of the memif pair carrying edge k of r. */
+static int memif_path(const lm_deploy_opts *o, const lm_record *r, int k,
+		      char *out, size_t len, lm_error *e)
+{
+	int n = snprintf(out, len, "%s/memif-%s-%d.sock", o->state_dir, r->id,
+			 k);
+	if (n < 0 || (size_t)n >= len || n >= 108) /* sockaddr_un's sun_path */
+		return lm_fail(e, -ENAMETOOLONG, "state folder %s: too long "
+			       "a path for a memif socket in it (at most 107 "
+			       "bytes)", o->state_dir);
+	return 0;
+}
+
+/* A laminad's port to other laminads, from Describe. */
+struct port {
+	char mac[18];
+	uint32_t ip;
+};
+
+/* The laminad stage i hands its output to: the next stage's, or for the
+ * last stage the ingress's (stage 0), where the answers go. */
+static int next_laminad(const lm_record *r, int i)
+{
+	return r->stages[i + 1 < r->n_stages ? i + 1 : 0].laminad;
+}
+
+/* Every laminad a bundle leaves or reaches over the network needs a port:
+ * read them all (Describe). */
+static int find_ports(const lm_deploy_opts *o, const lm_record *r,
+		      struct port *ports, lm_error *e)
+{
+	for (int l = 0; l < r->n_laminads; l++) {
+		const lm_rec_laminad *ld = &r->laminads[l];
+		int needed = 0;
+		for (int i = 0; i < r->n_stages; i++) {
+			int from = r->stages[i].laminad, to = next_laminad(r, i);
+			needed |= from != to && !same_host(r, from, to) &&
+				   (from == l || to == l);
+		}
+		if (!needed)
+			continue;
+		Lamina__Reply *rep = NULL;
+		int rc = lm_agent_describe(ld->host, ld->control_port,
+					   LM_AGENT_QUICK_MS, &rep, e);
+		if (rc)
+			return lm_fail_prefix(e, rc, "laminad at %s:%d",
+					      ld->host, ld->control_port);
+		const Lamina__DescribeReply *d = rep->describe;
+		if (!d->port_mac || strlen(d->port_mac) != 17 || !d->port_ip) {
+			rc = lm_fail(e, -ENODEV, "laminad '%s' at %s:%d has no "
+				     "port to other laminads, and the plan "
+				     "sends tensors between it and another: "
+				     "start it with --port IFACE", d->name,
+				     ld->host, ld->control_port);
+		} else {
+			memcpy(ports[l].mac, d->port_mac, 18);
+			ports[l].ip = d->port_ip;
+			say(o->progress, "laminad '%s' at %s:%d: port %s, "
+			    "%u.%u.%u.%u, MTU %u", d->name, ld->host,
+			    ld->control_port, d->port_mac, d->port_ip >> 24,
+			    d->port_ip >> 16 & 255, d->port_ip >> 8 & 255,
+			    d->port_ip & 255, d->port_mtu);
+		}
+		lamina__reply__free_unpacked(rep, NULL);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
+		      const struct port *ports, unsigned retry_ms,
 		      lm_error *e)
 {
 	lm_rec_stage *st = &r->stages[i];
@@ -345,6 +431,7 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 	Lamina__LoadStageRequest ls = LAMINA__LOAD_STAGE_REQUEST__INIT;
 	Lamina__Reply *rep = NULL;
 	uint32_t cores[LM_REC_MAX_CORES];
+	char next_sock[PATH_MAX], in_sock[PATH_MAX], ans_sock[PATH_MAX];
 	int pos = 0, count = 0, rc;
 	for (int j = 0; j < r->n_stages; j++)
 		if (r->stages[j].laminad == st->laminad) {
@@ -356,6 +443,40 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 	ls.deployment = r->id;
 	ls.stage = (uint32_t)pos;
 	ls.n_stages = (uint32_t)count;
+	if (r->n_laminads > 1) {
+		/* numbered as in the whole pipeline; edges that cross to
+		 * another laminad go over the ports */
+		int n = r->n_stages, here = st->laminad;
+		int next = next_laminad(r, i), prev = i ? i - 1 : n - 1;
+		int from = r->stages[prev].laminad;
+		ls.stage = (uint32_t)i;
+		ls.n_stages = (uint32_t)n;
+		if (next != here && same_host(r, here, next)) {
+			if ((rc = memif_path(o, r, i + 1, next_sock,
+					     sizeof(next_sock), e)))
+				return rc;
+			ls.next_memif = next_sock;
+		} else if (next != here) {
+			ls.next_mac = (char *)ports[next].mac;
+			ls.next_ip = ports[next].ip;
+		}
+		/* from the stage before, or for stage 0 the answers from the
+		 * last (edge n) */
+		int remote = from != here, memif = remote &&
+						   same_host(r, from, here);
+		if (memif && (rc = memif_path(o, r, i ? i : n,
+					      i ? in_sock : ans_sock,
+					      sizeof(in_sock), e)))
+			return rc;
+		if (i > 0) {
+			ls.input_remote = remote;
+			ls.input_memif = memif ? in_sock : NULL;
+		} else {
+			ls.answers_remote = remote && n > 1;
+			ls.answers_memif = memif ? ans_sock : NULL;
+			ls.retry_ms = retry_ms;
+		}
+	}
 	ls.dir = r->model;
 	ls.first = (uint32_t)st->first;
 	ls.last = (uint32_t)st->last;
@@ -400,6 +521,9 @@ static int interrupted(const lm_deploy_opts *o, lm_error *e)
 static int deploy_steps(const lm_deploy_opts *o, const lm_plan *p,
 			lm_record *r, lm_error *e)
 {
+	struct port ports[LM_REC_MAX_LAMINADS] = { { { 0 }, 0 } };
+	double ms = 2 * p->latency_us / 1000;
+	unsigned retry_ms = (unsigned)(ms > 20 ? ms : 20);
 	int rc;
 	for (int l = 0; l < r->n_laminads; l++) {
 		const lm_device *dev = NULL;
@@ -411,16 +535,27 @@ static int deploy_steps(const lm_deploy_opts *o, const lm_plan *p,
 		    (rc = choose_cores(o, r, l, e)))
 			return rc;
 	}
+	if (r->n_laminads > 1 && (rc = find_ports(o, r, ports, e)))
+		return rc;
 	for (int i = 0; i < r->n_stages; i++)
-		if ((rc = interrupted(o, e)) || (rc = load_stage(o, r, i, e)))
+		if ((rc = interrupted(o, e)) ||
+		    (rc = load_stage(o, r, i, ports, retry_ms, e)))
 			return rc;
-	for (int l = 0; l < r->n_laminads; l++)
+	/* from the last stage's laminad back to the ingress's, so that each
+	 * laminad's successors serve before it sends them anything */
+	int started[LM_REC_MAX_LAMINADS] = { 0 };
+	for (int i = r->n_stages - 1; i >= 0; i--) {
+		int l = r->stages[i].laminad;
+		if (started[l] || (l == r->stages[0].laminad && i > 0))
+			continue;
+		started[l] = 1;
 		if ((rc = interrupted(o, e)) ||
 		    (rc = lm_agent_simple(r->laminads[l].host,
 					  r->laminads[l].control_port,
 					  LAMINA__REQUEST__BODY_START, r->id,
 					  e)))
 			return rc;
+	}
 	snprintf(r->status, sizeof(r->status), "running");
 	return lm_record_save(r, e);
 }
@@ -577,6 +712,29 @@ static int stop_laminad(lm_record *r, lm_rec_laminad *ld, int reachable,
 	return lm_agent_cleanup(ld->state_file, ld->st.pid, e);
 }
 
+/* Whether any stage of r was sent to laminad l. */
+static int sent_any(const lm_record *r, int l)
+{
+	for (int i = 0; i < r->n_stages; i++)
+		if (r->stages[i].laminad == l &&
+		    r->stages[i].status != LM_STAGE_PLANNED)
+			return 1;
+	return 0;
+}
+
+/* memif sockets of r that a laminad which died left in the state folder
+ * (a laminad removes its own when it removes the edge). */
+static void remove_sockets(const lm_record *r, const char *state_dir)
+{
+	char pat[PATH_MAX];
+	glob_t g;
+	snprintf(pat, sizeof(pat), "%s/memif-%s-*.sock", state_dir, r->id);
+	if (glob(pat, 0, NULL, &g) == 0)
+		for (size_t i = 0; i < g.gl_pathc; i++)
+			unlink(g.gl_pathv[i]);
+	globfree(&g);
+}
+
 int lm_teardown(lm_record *r, const char *state_dir, int progress,
 		lm_error *e)
 {
@@ -595,8 +753,9 @@ int lm_teardown(lm_record *r, const char *state_dir, int progress,
 			say(progress, "stages of %s removed from %s:%d", r->id,
 			    ld->host, ld->control_port);
 			rc = 0;
-		} else if (rc == -ECONNREFUSED || ld->started) {
-			rc = 0; /* gone: its stages with it */
+		} else if (rc == -ECONNREFUSED || ld->started ||
+			   !sent_any(r, l)) {
+			rc = 0; /* gone (its stages with it), or never used */
 		} else {
 			/* someone else's laminad, there but not answering */
 			lm_fail_prefix(&err, rc, "laminad at %s:%d", ld->host,
@@ -619,5 +778,6 @@ int lm_teardown(lm_record *r, const char *state_dir, int progress,
 	}
 	if (first)
 		return first;
+	remove_sockets(r, state_dir);
 	return lm_record_remove(r, e);
 }

@@ -198,6 +198,13 @@ struct lm_dp_edge {
 	uint8_t peer_mac[6]; /* remote_out: the consumer's port */
 	uint32_t peer_ip;
 	struct lm_dp_eth *tx;	/* remote_out, from start */
+	/* a laminad on this host at the other end: a memif port of the
+	 * edge's own (server on the consumer's side, client on the
+	 * producer's) instead of laminad --port */
+	int memif, memif_server;
+	uint16_t mport;
+	char memif_path[108]; /* its socket (sun_path's size) */
+	struct lm_dp_eth *rx; /* remote_in over memif: the receiver */
 };
 
 /* The ingress's copy of a request in flight across laminads. */
@@ -239,7 +246,11 @@ struct lm_dp_deployment {
 	uint32_t key;	 /* lm_frame_deployment_key of id: frames carry it */
 	int remote;	 /* some edge of it here crosses to another laminad */
 	int ingress;	 /* stage 0 is here: so are its clients */
-	unsigned retry_ms, max_retries;
+	unsigned retry_ms, max_retries; /* retry_ms: the shortest wait */
+	/* answer times of requests sent once (TSC cycles), smoothed as TCP
+	 * smooths round trips (RFC 6298): the wait before a re-send is
+	 * srtt + 4 rttvar, at least retry_ms, doubled per re-send */
+	double srtt, rttvar;
 	/* with remote and ingress: every request kept until answered */
 	struct rte_mempool *keep_pool;
 	struct lm_dp_keep *keep;
@@ -250,6 +261,7 @@ struct lm_dp_deployment {
 
 /* laminad --port: one af_packet (or any ethdev) port to other laminads. */
 struct lm_dp_net {
+	int has_port; /* laminad --port; else only memif edges use this */
 	uint16_t port;
 	unsigned mtu;
 	uint8_t mac[6];
@@ -407,6 +419,14 @@ int lm_dp_net_active(const struct lm_dp *dp);
 int lm_dp_net_poll(struct lm_dp *dp);
 /** Free an edge's sender (edge_free); safe on NULL. */
 void lm_dp_net_edge_close(struct lm_dp_edge *ed);
+
+/* Give edge k of d a memif port at socket path: the server (the edge's
+ * consumer is here: its bundles are reassembled from it) or the client
+ * (its producer is here: net.c sends on it from start).  Makes dp->net
+ * (its mbuf pools) when laminad has no --port. */
+int lm_dp_net_memif_open(struct lm_dp *dp, struct lm_dp_deployment *d,
+			 unsigned k, const char *path, int server,
+			 lm_error *e);
 
 /* control.c */
 /** Accept every pending control connection. */

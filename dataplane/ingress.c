@@ -26,13 +26,15 @@
  * Across laminads a bundle can be lost with a frame, so the ingress keeps
  * a copy of every request (a keep slot, taken with its edge 0 buffer) until
  * it is answered, re-sends it on edge 0 when no answer came within the
- * deployment's retry_ms, and gives up with an error answer after
- * max_retries.  Every send carries the slot and a ticket; the first answer
+ * deployment's wait (learnt from the answer times, as TCP learns its
+ * retransmission timeout, never below retry_ms, doubled per re-send), and
+ * gives up with an error answer after max_retries.  Every send carries the slot and a ticket; the first answer
  * frees the slot, so a second answer to the same request (the original
  * was only late) finds the ticket gone and is dropped: the client sees
  * each answer once.  In one process nothing is kept: nothing is lost.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -142,7 +144,9 @@ static void keep_release(struct lm_dp_deployment *d, unsigned i)
 	d->keep_free[d->n_keep_free++] = i;
 }
 
-/* Is b the first answer to a kept request?  Frees its slot if so. */
+/* Is b the first answer to a kept request?  Frees its slot if so, and
+ * learns the answer time from a request sent only once (one re-sent could
+ * be answered for either send). */
 static int keep_answered(struct lm_dp_deployment *d,
 			 const struct lm_dp_bundle *b)
 {
@@ -151,8 +155,33 @@ static int keep_answered(struct lm_dp_deployment *d,
 		d->dup_answers++;
 		return 0;
 	}
+	struct lm_dp_keep *k = &d->keep[b->keep];
+	if (k->tries == 0 && k->t_sent) {
+		double rtt = (double)(rte_rdtsc() - k->t_sent);
+		if (d->srtt == 0) {
+			d->srtt = rtt;
+			d->rttvar = rtt / 2;
+		} else {
+			d->rttvar = 0.75 * d->rttvar +
+				    0.25 * fabs(d->srtt - rtt);
+			d->srtt = 0.875 * d->srtt + 0.125 * rtt;
+		}
+	}
 	keep_release(d, b->keep);
 	return 1;
+}
+
+/* Cycles to wait for an answer before the next send of a request sent
+ * `tries` + 1 times already. */
+static uint64_t retry_wait(const struct lm_dp *dp,
+			   const struct lm_dp_deployment *d, unsigned tries)
+{
+	double floor = (double)dp->tsc_hz / 1000 * d->retry_ms;
+	/* before the first answer, thrice the floor: a first request also
+	 * meets cold caches and first-touch page faults on every stage */
+	double w = d->srtt ? d->srtt + 4 * d->rttvar : 3 * floor;
+	w = w > floor ? w : floor;
+	return (uint64_t)w << (tries < 6 ? tries : 6);
 }
 
 static void conn_close(struct lm_dp *dp, struct lm_dp_conn *c)
@@ -850,10 +879,10 @@ void lm_dp_ingress_retry(struct lm_dp *dp)
 		struct lm_dp_deployment *d = dp->dep[i];
 		if (!d || !d->keep || !d->started)
 			continue;
-		uint64_t wait = dp->tsc_hz / 1000 * d->retry_ms;
 		for (unsigned k = 0; k < d->n_keep; k++)
 			if (d->keep[k].ticket && d->keep[k].t_sent &&
-			    now - d->keep[k].t_sent > wait &&
+			    now - d->keep[k].t_sent >
+				    retry_wait(dp, d, d->keep[k].tries) &&
 			    !retry_one(dp, d, k, now))
 				break;
 	}

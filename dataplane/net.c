@@ -16,6 +16,12 @@
  * One receiver serves every deployment; one sender per remote_out edge
  * (each knows its peer's addresses), all on the port's one queue pair.  A
  * bundle lost on the way is re-sent by the ingress (ingress.c), never here.
+ *
+ * Between two laminads on one host an edge has a memif port of its own
+ * instead (LoadStage's *_memif socket paths): the consumer's laminad is
+ * the memif server and reassembles from it, the producer's the client and
+ * sends on it, in the same frames.  The port lives and dies with the edge;
+ * the server's socket file is removed with it.
  */
 #include <errno.h>
 #include <ifaddrs.h>
@@ -24,6 +30,7 @@
 #include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rte_dev.h>
 #include <rte_ethdev.h>
@@ -38,6 +45,8 @@
 #define NET_TX_MBUFS 2047
 #define NET_MAX_BUNDLE (64u << 20) /* larger bundles are dropped, counted */
 #define NET_SPIN 1000		   /* tries of a full TX queue per burst */
+#define NET_MTU_MEMIF 9000	   /* one frame per 9216-byte memif buffer */
+#define NET_LOOPBACK 0x7f000001u   /* frames' IPv4 address without --port */
 
 static uint64_t ns_now(void)
 {
@@ -100,11 +109,13 @@ static void no_release(void *ctx, void *buf)
 	(void)buf;
 }
 
-static int rx_open(struct lm_dp *dp, lm_error *e)
+/* A receiver on port, for every deployment's remote_in edges. */
+static int rx_make(struct lm_dp *dp, uint16_t port, unsigned mtu,
+		   struct lm_dp_eth **out, lm_error *e)
 {
 	struct lm_dp_net *n = dp->net;
 	lm_dp_eth_config c = {
-		.port = n->port, .mtu = n->mtu, .tx_pool = n->tx_pool,
+		.port = port, .mtu = mtu, .tx_pool = n->tx_pool,
 		.addr = { .src_ip = n->ip, .src_port = LM_FRAME_UDP_PORT,
 			  .dst_port = LM_FRAME_UDP_PORT },
 		/* a bundle's frames arrive back to back: a partial one with
@@ -114,7 +125,34 @@ static int rx_open(struct lm_dp *dp, lm_error *e)
 		.buffers = { rx_alloc, rx_release, dp },
 	};
 	memcpy(c.addr.src_mac, n->mac, 6);
-	return lm_dp_eth_create(&c, &n->rx, e);
+	return lm_dp_eth_create(&c, out, e);
+}
+
+static int rx_open(struct lm_dp *dp, lm_error *e)
+{
+	return rx_make(dp, dp->net->port, dp->net->mtu, &dp->net->rx, e);
+}
+
+/* dp->net with its mbuf pools: one ring frame per mbuf, as large as a
+ * jumbo frame. */
+static int net_make(struct lm_dp *dp, const char *what, lm_error *e)
+{
+	if (dp->net)
+		return 0;
+	struct lm_dp_net *n = calloc(1, sizeof(*n));
+	if (!n)
+		return lm_fail(e, -ENOMEM, "out of memory");
+	dp->net = n;
+	unsigned room = RTE_PKTMBUF_HEADROOM + NET_FRAME_ROOM;
+	n->rx_pool = rte_pktmbuf_pool_create("lm_net_rx", NET_RX_MBUFS, 256, 0,
+					     (uint16_t)room, SOCKET_ID_ANY);
+	n->tx_pool = rte_pktmbuf_pool_create("lm_net_tx", NET_TX_MBUFS, 256, 0,
+					     (uint16_t)room, SOCKET_ID_ANY);
+	if (!n->rx_pool || !n->tx_pool)
+		return lm_fail(e, -ENOMEM, "%s: no memory for %u mbufs of %u "
+			       "bytes (raise --memory)", what,
+			       NET_RX_MBUFS + NET_TX_MBUFS, room);
+	return 0;
 }
 
 /* The first IPv4 address of iface, host order; 0 if none. */
@@ -143,10 +181,11 @@ int lm_dp_net_open(struct lm_dp *dp, lm_error *e)
 	if (strlen(iface) >= IF_NAMESIZE || !if_nametoindex(iface))
 		return lm_fail(e, -EINVAL, "--port %s: no such interface in "
 			       "this network namespace", iface);
-	struct lm_dp_net *n = calloc(1, sizeof(*n));
-	if (!n)
-		return lm_fail(e, -ENOMEM, "out of memory");
-	dp->net = n;
+	char what[IF_NAMESIZE + 8];
+	snprintf(what, sizeof(what), "--port %s", iface);
+	if ((rc = net_make(dp, what, e)))
+		return rc;
+	struct lm_dp_net *n = dp->net;
 	n->mtu = dp->cfg.mtu;
 	if (dp->cfg.port_ip) {
 		if (inet_pton(AF_INET, dp->cfg.port_ip, &a) != 1)
@@ -157,16 +196,6 @@ int lm_dp_net_open(struct lm_dp *dp, lm_error *e)
 		return lm_fail(e, -EINVAL, "--port %s: the interface has no "
 			       "IPv4 address (give one with --port-ip)", iface);
 	}
-	/* one ring frame per mbuf, as large as a jumbo frame */
-	unsigned room = RTE_PKTMBUF_HEADROOM + NET_FRAME_ROOM;
-	n->rx_pool = rte_pktmbuf_pool_create("lm_net_rx", NET_RX_MBUFS, 256, 0,
-					     (uint16_t)room, SOCKET_ID_ANY);
-	n->tx_pool = rte_pktmbuf_pool_create("lm_net_tx", NET_TX_MBUFS, 256, 0,
-					     (uint16_t)room, SOCKET_ID_ANY);
-	if (!n->rx_pool || !n->tx_pool)
-		return lm_fail(e, -ENOMEM, "--port %s: no memory for %u mbufs "
-			       "of %u bytes (raise --memory)", iface,
-			       NET_RX_MBUFS + NET_TX_MBUFS, room);
 	/* as tools/bench_transport: the PMD opens its socket on iface in
 	 * laminad's network namespace */
 	snprintf(args, sizeof(args), "%s,iface=%s,blocksz=20480,framesz=%u,"
@@ -183,6 +212,7 @@ int lm_dp_net_open(struct lm_dp *dp, lm_error *e)
 		return lm_fail(e, -EINVAL, "--port %s: no MAC address", iface);
 	memcpy(n->mac, mac.addr_bytes, 6);
 	rte_ether_format_addr(n->mac_str, sizeof(n->mac_str), &mac);
+	n->has_port = 1;
 	if ((rc = rx_open(dp, e)))
 		return rc;
 	a.s_addr = htonl(n->ip);
@@ -202,7 +232,7 @@ void lm_dp_net_close(struct lm_dp *dp)
 		return;
 	lm_dp_eth_free(n->rx);
 	uint16_t port;
-	if (!rte_eth_dev_get_port_by_name(NET_VDEV, &port)) {
+	if (n->has_port && !rte_eth_dev_get_port_by_name(NET_VDEV, &port)) {
 		rte_eth_dev_stop(port);
 		rte_eth_dev_close(port);
 	}
@@ -212,16 +242,69 @@ void lm_dp_net_close(struct lm_dp *dp)
 	dp->net = NULL;
 }
 
+/* Create and start edge k's memif port (its path and role are set). */
+static int memif_port(struct lm_dp *dp, struct lm_dp_deployment *d,
+		      unsigned k, lm_error *e)
+{
+	struct lm_dp_edge *ed = &d->edges[k];
+	const char *path = ed->memif_path;
+	int server = ed->memif_server, rc;
+	char name[64], args[256];
+	snprintf(name, sizeof(name), "net_memif_lm%ue%u", d->gen, k);
+	/* one 9216-byte buffer per frame, 2048 of them each way: a bundle's
+	 * frames cross without waiting for the peer to free buffers */
+	snprintf(args, sizeof(args), "%s,role=%s,id=0,bsize=9216,rsize=11,"
+		 "socket=%s,socket-abstract=no", name,
+		 server ? "server" : "client", path);
+	if (server)
+		unlink(path); /* a dead laminad's */
+	if ((rc = rte_dev_probe(args)) ||
+	    (rc = rte_eth_dev_get_port_by_name(name, &ed->mport)))
+		return lm_fail(e, -EINVAL, "edge %u of %s: cannot create a "
+			       "memif %s at %s (%s)", k, d->id,
+			       server ? "server" : "client", path,
+			       rte_strerror(-rc));
+	ed->memif = 1;
+	if ((rc = lm_dp_eth_port_start(ed->mport, NET_MTU_MEMIF,
+				       dp->net->rx_pool, e)) ||
+	    (server && (rc = rx_make(dp, ed->mport, NET_MTU_MEMIF, &ed->rx,
+				     e)))) {
+		lm_dp_net_edge_close(ed);
+		return lm_fail_prefix(e, rc, "edge %u of %s (memif)", k,
+				      d->id);
+	}
+	/* a client connects now (the server listens since the consumer's
+	 * stage was loaded); the handshake runs on DPDK's interrupt thread */
+	struct rte_eth_link link = { 0 };
+	for (int i = 0; !server && i < 200; i++) {
+		if (!rte_eth_link_get_nowait(ed->mport, &link) &&
+		    link.link_status == RTE_ETH_LINK_UP)
+			break;
+		usleep(5000);
+	}
+	lm_dp_log("deployment %s: edge %u over memif (%s) at %s%s", d->id, k,
+		  server ? "server" : "client", path,
+		  server || link.link_status == RTE_ETH_LINK_UP
+			  ? "" : ", not connected yet");
+	return 0;
+}
+
 int lm_dp_net_edge_open(struct lm_dp *dp, struct lm_dp_deployment *d,
 			unsigned k, lm_error *e)
 {
 	struct lm_dp_net *n = dp->net;
 	struct lm_dp_edge *ed = &d->edges[k];
+	int rc;
 	if (ed->tx)
 		return 0;
+	if (ed->memif_path[0] && !ed->memif && (rc = memif_port(dp, d, k, e)))
+		return rc;
 	lm_dp_eth_config c = {
-		.port = n->port, .mtu = n->mtu, .tx_pool = n->tx_pool,
-		.addr = { .src_ip = n->ip, .dst_ip = ed->peer_ip,
+		.port = ed->memif ? ed->mport : n->port,
+		.mtu = ed->memif ? NET_MTU_MEMIF : n->mtu,
+		.tx_pool = n->tx_pool,
+		.addr = { .src_ip = n->ip ? n->ip : NET_LOOPBACK,
+			  .dst_ip = ed->peer_ip ? ed->peer_ip : NET_LOOPBACK,
 			  .src_port = LM_FRAME_UDP_PORT,
 			  .dst_port = LM_FRAME_UDP_PORT },
 		.reasm = { .max_pending = 1, .max_bundle = NET_MAX_BUNDLE,
@@ -232,7 +315,7 @@ int lm_dp_net_edge_open(struct lm_dp *dp, struct lm_dp_deployment *d,
 	};
 	memcpy(c.addr.src_mac, n->mac, 6);
 	memcpy(c.addr.dst_mac, ed->peer_mac, 6);
-	int rc = lm_dp_eth_create(&c, &ed->tx, e);
+	rc = lm_dp_eth_create(&c, &ed->tx, e);
 	return rc ? lm_fail_prefix(e, rc, "edge %u of %s", k, d->id) : 0;
 }
 
@@ -240,6 +323,42 @@ void lm_dp_net_edge_close(struct lm_dp_edge *ed)
 {
 	lm_dp_eth_free(ed->tx);
 	ed->tx = NULL;
+	lm_dp_eth_free(ed->rx);
+	ed->rx = NULL;
+	if (!ed->memif) {
+		ed->memif_path[0] = '\0';
+		return;
+	}
+	char name[RTE_ETH_NAME_MAX_LEN];
+	if (!rte_eth_dev_get_name_by_port(ed->mport, name)) {
+		rte_eth_dev_stop(ed->mport);
+		rte_eal_hotplug_remove("vdev", name);
+	}
+	if (ed->memif_server)
+		unlink(ed->memif_path); /* the PMD's, if it left it */
+	ed->memif = 0;
+	ed->memif_path[0] = '\0';
+}
+
+int lm_dp_net_memif_open(struct lm_dp *dp, struct lm_dp_deployment *d,
+			 unsigned k, const char *path, int server,
+			 lm_error *e)
+{
+	struct lm_dp_edge *ed = &d->edges[k];
+	int rc;
+	if (!path || path[0] != '/' ||
+	    strlen(path) >= sizeof(ed->memif_path))
+		return lm_fail(e, -EINVAL, "edge %u of %s: memif socket '%.120s' "
+			       "must be an absolute path shorter than %zu",
+			       k, d->id, path ? path : "",
+			       sizeof(ed->memif_path));
+	if ((rc = net_make(dp, "memif", e)))
+		return rc;
+	snprintf(ed->memif_path, sizeof(ed->memif_path), "%s", path);
+	ed->memif_server = server;
+	/* a client's server may not listen yet (its laminad loads later):
+	 * it connects at start (lm_dp_net_edge_open) */
+	return server ? memif_port(dp, d, k, e) : 0;
 }
 
 void lm_dp_net_forget(struct lm_dp *dp, struct lm_dp_deployment *d)
@@ -285,6 +404,8 @@ void lm_dp_net_forget(struct lm_dp *dp, struct lm_dp_deployment *d)
 	/* reassembly may hold buffers of d's pools: a fresh receiver gives
 	 * them back (and forgets other deployments' half bundles, which
 	 * their ingress re-sends) */
+	if (!dp->net->has_port)
+		return;
 	lm_dp_eth_free(dp->net->rx);
 	dp->net->rx = NULL;
 	if (rx_open(dp, &e))
@@ -331,13 +452,11 @@ static int net_tx(struct lm_dp *dp)
 	return total;
 }
 
-int lm_dp_net_poll(struct lm_dp *dp)
+/* Hand the bundles a receiver completed to their edges' rings. */
+static int rx_poll(struct lm_dp *dp, struct lm_dp_eth *rx, uint64_t now)
 {
 	lm_reasm_bundle done[32];
-	if (!dp->net || !dp->net->rx)
-		return 0;
-	int total = net_tx(dp);
-	int n = lm_dp_eth_poll(dp->net->rx, done, 32, ns_now());
+	int n = lm_dp_eth_poll(rx, done, 32, now);
 	for (int i = 0; i < n; i++) {
 		struct lm_dp_deployment *d;
 		struct lm_dp_edge *ed = in_edge(dp, done[i].deployment,
@@ -350,5 +469,24 @@ int lm_dp_net_poll(struct lm_dp *dp)
 		b->deployment = d->gen;
 		rte_ring_enqueue(ed->ring, b); /* holds the whole pool */
 	}
-	return total + n;
+	return n;
+}
+
+int lm_dp_net_poll(struct lm_dp *dp)
+{
+	if (!dp->net)
+		return 0;
+	uint64_t now = ns_now();
+	int total = net_tx(dp);
+	if (dp->net->rx)
+		total += rx_poll(dp, dp->net->rx, now);
+	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++) {
+		struct lm_dp_deployment *d = dp->dep[i];
+		if (!d || !d->remote || !d->started)
+			continue;
+		for (unsigned k = 0; k <= d->n_stages; k++)
+			if (d->edges[k].rx)
+				total += rx_poll(dp, d->edges[k].rx, now);
+	}
+	return total;
 }

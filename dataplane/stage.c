@@ -589,14 +589,30 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 	if (r->n_cores > LM_DP_MAX_REPLICAS)
 		return lm_fail(e, -EINVAL, "%zu replicas: at most %d",
 			       r->n_cores, LM_DP_MAX_REPLICAS);
-	int next_remote = r->next_mac && r->next_mac[0];
+	int next_port = r->next_mac && r->next_mac[0];
+	const char *in_memif = r->input_memif && r->input_memif[0]
+				       ? r->input_memif : NULL;
+	const char *next_memif = r->next_memif && r->next_memif[0]
+					 ? r->next_memif : NULL;
+	const char *ans_memif = r->answers_memif && r->answers_memif[0]
+					? r->answers_memif : NULL;
+	int next_remote = next_port || next_memif;
 	struct rte_ether_addr next_mac;
-	if ((next_remote || r->input_remote || r->answers_remote) && !dp->net)
+	if (next_port && next_memif)
+		return lm_fail(e, -EINVAL, "stage %u: its output goes over the "
+			       "port or a memif, not both", r->stage);
+	if ((in_memif && !r->input_remote) ||
+	    (ans_memif && !r->answers_remote))
+		return lm_fail(e, -EINVAL, "stage %u: a memif socket for an "
+			       "edge that is not remote", r->stage);
+	if ((next_port || (r->input_remote && !in_memif) ||
+	     (r->answers_remote && !ans_memif)) &&
+	    !(dp->net && dp->net->has_port))
 		return lm_fail(e, -EINVAL, "stage %u: its edges cross to "
 			       "another laminad, and this one has no port "
 			       "(laminad --port)", r->stage);
-	if (next_remote && (rte_ether_unformat_addr(r->next_mac, &next_mac) ||
-			    !r->next_ip))
+	if (next_port && (rte_ether_unformat_addr(r->next_mac, &next_mac) ||
+			  !r->next_ip))
 		return lm_fail(e, -EINVAL, "stage %u: next laminad's port "
 			       "'%.40s' needs a MAC aa:bb:cc:dd:ee:ff and an "
 			       "IPv4 address", r->stage, r->next_mac);
@@ -696,10 +712,29 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 			edge_free(&d->edges[out]);
 		goto fail;
 	}
+	/* memif ports: the input's and the answers' as servers (listening
+	 * now), the output's as a client (it connects when the consumer's
+	 * laminad listens) */
+	if ((in_memif && (rc = lm_dp_net_memif_open(dp, d, r->stage, in_memif,
+						    1, e))) ||
+	    (ans_memif && (rc = lm_dp_net_memif_open(dp, d, r->n_stages,
+						     ans_memif, 1, e))) ||
+	    (next_memif && (rc = lm_dp_net_memif_open(dp, d, out, next_memif,
+						      0, e)))) {
+		edge_free(&d->edges[r->stage]);
+		if (next_remote || out == r->n_stages)
+			edge_free(&d->edges[out]);
+		if (r->answers_remote)
+			edge_free(&d->edges[r->n_stages]);
+		goto fail;
+	}
 	d->edges[r->stage].remote_in = r->input_remote;
 	if (next_remote) {
 		d->edges[out].remote_out = 1;
-		memcpy(d->edges[out].peer_mac, next_mac.addr_bytes, 6);
+		if (next_port)
+			memcpy(d->edges[out].peer_mac, next_mac.addr_bytes, 6);
+		else /* memif has one peer */
+			memset(d->edges[out].peer_mac, 0xff, 6);
 		d->edges[out].peer_ip = r->next_ip;
 	}
 	if (r->answers_remote)

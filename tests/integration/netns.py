@@ -1,10 +1,11 @@
-"""Two hosts on one machine, for the tests of the dataplane between hosts.
+"""Hosts on one machine, for the tests of the dataplane between hosts.
 
-Three network namespaces, A - M - B: A and B are the hosts (10.77.0.1 and
-10.77.0.2 on their veth), M a bridge between them (veth pairs, MTU 9000),
-so a frame dropped in M is lost on the wire and not retried by the
-sender's kernel.  nftables' netdev egress hooks on M's ports drop a share
-of the frames at random: towards B, and (with both_ways) towards A.
+Network namespaces A - M - B (and C with hosts="ABC"): A, B and C are the
+hosts (10.77.0.1, .2 and .3 on their veth), M a bridge between them (veth
+pairs, MTU 9000), so a frame dropped in M is lost on the wire and not
+retried by the sender's kernel.  nftables' netdev egress hooks on M's
+ports drop a share of the frames at random: towards B, and (with
+both_ways) towards A.
 
     net = Net("lmt", "lt")     # names carry this process's pid
     net.teardown(); net.setup(); net.drop(5); ...; net.teardown()
@@ -13,7 +14,7 @@ import os
 import re
 import subprocess
 
-ADDR = {"A": "10.77.0.1", "B": "10.77.0.2"}
+ADDR = {"A": "10.77.0.1", "B": "10.77.0.2", "C": "10.77.0.3"}
 
 
 def sh(*args, ok=True):
@@ -33,11 +34,14 @@ def pid_alive(pid):
 
 
 class Net:
-    def __init__(self, ns_prefix, if_prefix, both_ways=False):
+    def __init__(self, ns_prefix, if_prefix, both_ways=False, hosts="AB"):
         tag = f"{os.getpid() % 100000}"
-        self.ns = {k: f"{ns_prefix}{k}{tag}" for k in "AMB"}
-        # interface names are at most 15 characters
-        self.ifs = {k: f"{if_prefix}{k}{tag}" for k in ("a", "am", "b", "bm")}
+        self.hosts = hosts
+        self.ns = {k: f"{ns_prefix}{k}{tag}" for k in hosts + "M"}
+        # interface names are at most 15 characters: host h's veth is
+        # self.ifs[h.lower()], its peer in M self.ifs[h.lower() + "m"]
+        self.ifs = {k: f"{if_prefix}{k}{tag}"
+                    for h in hosts.lower() for k in (h, h + "m")}
         # M's port towards each host
         self.towards = {"B": "bm", "A": "am"} if both_ways else {"B": "bm"}
 
@@ -46,24 +50,24 @@ class Net:
 
     def setup(self):
         ns, ifs = self.ns, self.ifs
-        for n in "AMB":
+        for n in self.hosts + "M":
             sh("ip", "netns", "add", ns[n])
             sh("ip", "-n", ns[n], "link", "set", "lo", "up")
-        sh("ip", "link", "add", ifs["a"], "type", "veth", "peer", "name",
-           ifs["am"])
-        sh("ip", "link", "add", ifs["b"], "type", "veth", "peer", "name",
-           ifs["bm"])
-        for i, n in (("a", "A"), ("am", "M"), ("b", "B"), ("bm", "M")):
-            sh("ip", "link", "set", ifs[i], "netns", ns[n])
         sh("ip", "-n", ns["M"], "link", "add", "br0", "type", "bridge")
-        for i in ("am", "bm"):
-            sh("ip", "-n", ns["M"], "link", "set", ifs[i], "mtu", "9000",
-               "master", "br0", "up")
+        for n in self.hosts:
+            h = n.lower()
+            sh("ip", "link", "add", ifs[h], "type", "veth", "peer", "name",
+               ifs[h + "m"])
+            sh("ip", "link", "set", ifs[h], "netns", ns[n])
+            sh("ip", "link", "set", ifs[h + "m"], "netns", ns["M"])
+            sh("ip", "-n", ns["M"], "link", "set", ifs[h + "m"], "mtu",
+               "9000", "master", "br0", "up")
         sh("ip", "-n", ns["M"], "link", "set", "br0", "mtu", "9000", "up")
-        for i, n in (("a", "A"), ("b", "B")):
-            sh("ip", "-n", ns[n], "link", "set", ifs[i], "mtu", "9000", "up")
+        for n in self.hosts:
+            h = n.lower()
+            sh("ip", "-n", ns[n], "link", "set", ifs[h], "mtu", "9000", "up")
             sh("ip", "-n", ns[n], "addr", "add", ADDR[n] + "/24", "dev",
-               ifs[i])
+               ifs[h])
         self.ns_run("M", "nft", "add", "table", "netdev", "lmt")
         for host, port in self.towards.items():
             self.ns_run("M", "nft", "add", "chain", "netdev", "lmt",
@@ -92,10 +96,10 @@ class Net:
         return int(m.group(1)) if m else 0
 
     def teardown(self):
-        for n in "AMB":
+        for n in self.hosts + "M":
             sh("ip", "netns", "del", self.ns[n], ok=False)
 
     def left(self):
         """Whether any of the namespaces is still there."""
         out = sh("ip", "netns", "list").stdout
-        return any(self.ns[n] in out for n in "AMB")
+        return any(self.ns[n] in out for n in self.hosts + "M")

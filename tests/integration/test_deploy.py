@@ -5,7 +5,9 @@
                                    slice, bench, plan, deploy, infer real
                                    digit images (bitwise equal to lamina run),
                                    status, teardown (twice), a laminad killed
-                                   with -9, an undo after a failed load
+                                   with -9, an undo after a failed load; a
+                                   plan over two laminads on this host (their
+                                   edges over memif pairs)
     test_deploy.py errors          what a user meets: bad plans, remote
                                    devices, unknown ids, no laminad
     test_deploy.py model NAME      NAME (from LAMINA_MODELS) in 1-, 2- and
@@ -175,6 +177,7 @@ def test_digits():
         shared(work, state, plan)
         crash(work, state, plan)
         failed_load(work, state, lamdir, devs)
+        two_laminads(work, state, lamdir)
     finally:
         cleanup(state)
 
@@ -241,6 +244,80 @@ def flow(work, state, model, plan):
     p = lam("infer", dep, "--input", x0, state=state)
     check(p.returncode != 0 and "no deployment" in p.stderr,
           f"infer after teardown: {p.stderr!r}")
+
+
+def two_plan(path, lamdir, n):
+    """Stage 0 (slice 0) on laminad a, the rest on laminad b, both here."""
+    json.dump({"format": "lamina-plan", "version": 1, "model": lamdir,
+               "objective": "throughput", "batch": 1, "slices": n,
+               "devices": [{"name": d, "address": f"127.0.0.1:{port}",
+                            "numa_node": 0, "cores": 1,
+                            "memory_bytes": 1 << 30}
+                           for d, port in (("a", PORT + 4), ("b", PORT + 6))],
+               "stages": [{"device": "a", "slices": [0, 0], "cores": 1},
+                          {"device": "b", "slices": [1, n - 1],
+                           "cores": 1}]}, open(path, "w"))
+    return path
+
+
+def sockets(state, dep):
+    return sorted(os.path.basename(f) for f in
+                  glob.glob(os.path.join(state, f"memif-{dep}-*.sock")))
+
+
+def two_laminads(work, state, lamdir):
+    """Two laminads on this host, which deploy starts: stage 0 in one, the
+    rest in the other, the tensors and the answers over memif pairs whose
+    sockets are in the state folder; teardown removes them, also after
+    both laminads were killed with -9."""
+    n = len(json.load(open(os.path.join(lamdir, "manifest.json")))["slices"])
+    plan = two_plan(os.path.join(work, "two.json"), lamdir, n)
+    dep = deploy(plan, state)
+    if not dep:
+        return
+    pids = laminad_pids(state)
+    check(len(pids) == 2 and all(alive(p) for p in pids),
+          f"deploy started two laminads: {pids}")
+    socks = sockets(state, dep)
+    check(socks == [f"memif-{dep}-1.sock", f"memif-{dep}-2.sock"],
+          f"a memif socket for the edge between them and one for the "
+          f"answers: {socks}")
+    samples = np.load(os.path.join(SRC, "models", "digits_samples.npy"))
+    for i in range(len(samples)):
+        x, y = os.path.join(work, f"x{i}.npy"), os.path.join(work,
+                                                             f"two{i}.npy")
+        p = lam("infer", dep, "--input", x, "--output", y, state=state)
+        if check(p.returncode == 0, f"infer {i} over two laminads: "
+                 f"{p.stderr}"):
+            check(same_bytes(y, os.path.join(work, f"r{i}.npy")),
+                  f"digit {i} over two laminads: bitwise equal to lamina "
+                  "run")
+    p = lam("infer", dep, "--input", os.path.join(work, "x0.npy"),
+            "--repeat", "500", state=state)
+    check(p.returncode == 0 and "latency_ms median=" in p.stdout,
+          f"500 requests over two laminads: {p.stdout!r} {p.stderr!r}")
+    print("two laminads over memif:", p.stdout.strip().splitlines()[-1])
+    p = lam("status", dep, "--json", state=state)
+    if check(p.returncode == 0, f"status over two laminads: {p.stderr}"):
+        ran = [s.get("requests", 0) for s in json.loads(p.stdout)["stages"]]
+        check(len(ran) == 2 and min(ran) >= 500 + len(samples),
+              f"both stages ran every request: {ran}")
+    p = lam("teardown", dep, state=state)
+    check(p.returncode == 0, f"teardown of two laminads: {p.stderr}")
+    nothing_left(state, pids, "after teardown of two laminads")
+    # killed: the servers' sockets stay behind until teardown
+    dep = deploy(plan, state)
+    if not dep:
+        return
+    pids = laminad_pids(state)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    check(len(sockets(state, dep)) == 2, "sockets left by killed laminads")
+    p = lam("teardown", dep, state=state)
+    check(p.returncode == 0, f"teardown after kill -9 of two laminads: "
+          f"{p.stderr}")
+    nothing_left(state, pids, "after a crash of two laminads")
 
 
 def shared(work, state, plan):
@@ -348,17 +425,6 @@ def test_errors():
                                 "memory_bytes": 1 << 30}],
                    "stages": [{"device": "far", "slices": [0, n - 1],
                                "cores": 1}]}, open(remote, "w"))
-        two = os.path.join(work, "two.json")
-        json.dump({"format": "lamina-plan", "version": 1, "model": lamdir,
-                   "objective": "latency", "batch": 1, "slices": n,
-                   "devices": [{"name": d, "address": f"localhost:{port}",
-                                "numa_node": 0, "cores": 1,
-                                "memory_bytes": 1 << 30}
-                               for d, port in (("a", PORT + 4),
-                                               ("b", PORT + 6))],
-                   "stages": [{"device": "a", "slices": [0, 0], "cores": 1},
-                              {"device": "b", "slices": [1, n - 1],
-                               "cores": 1}]}, open(two, "w"))
         old = os.path.join(work, "old.json")
         doc = json.load(open(write_plan(old, lamdir, n, [], 1, PORT + 4)))
         del doc["model"]
@@ -367,7 +433,6 @@ def test_errors():
         for args, needle in [
                 (("deploy", os.path.join(work, "none.json")), "none.json"),
                 (("deploy", remote), "not on this host"),
-                (("deploy", two), "across laminads"),
                 (("deploy", old), "--model"),
                 (("deploy", old, "--model", other), "manifest"),
                 (("deploy", old, "--model", lamdir, "--poll", "fast"),

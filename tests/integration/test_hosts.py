@@ -1,13 +1,20 @@
 #!/usr/bin/python3
-"""A plan's stages on two laminads on two hosts, nothing lost with frames.
+"""A plan's stages on laminads on two and three hosts, nothing lost.
 
-Namespaces A - M - B (netns.py), one laminad in A and one in B, each with
-an af_packet port on its veth (laminad --port).  The laminads are driven
-through lamina-client-test (describe for each port's MAC and address, then
-LoadStage with the remote edges): stage 0 and the ingress in A, stage 1 in
-B, whose output comes back to A's ingress.  Checks:
-  - ResNet-18 split in two at batch 1 gives outputs bitwise equal to
-    `lamina run` of the whole model;
+Namespaces A, B, C joined by a bridge in M (netns.py), one laminad in each
+host with an af_packet port on its veth (laminad --port), listening on
+every address.  Checks:
+  - `lamina plan` over devices A, B (and C) makes a stage on each, and
+    `lamina deploy`, run in A, loads and joins them (finding the laminads,
+    their ports' MACs and addresses): ResNet-18 at batch 1 over two and
+    over three hosts gives outputs through `lamina infer` bitwise equal to
+    `lamina run` of the whole model; `lamina status` shows every stage;
+    `lamina teardown` removes the stages from every laminad and leaves the
+    laminads (lamina did not start them) running;
+  - the same split driven through lamina-client-test (describe for each
+    port's MAC and address, then LoadStage with the remote edges: stage 0
+    and the ingress in A, stage 1 in B, whose output comes back to A):
+    bitwise equal to `lamina run`;
   - with 1% and 5% of frames dropped in M both ways, 2,000 requests of the
     digits model from 8 clients are each answered exactly once with the
     right output (the ingress re-sends what was lost);
@@ -35,7 +42,7 @@ CLIENT = os.environ["LAMINA_CLIENT_TEST"]
 MODELS = os.environ["LAMINA_MODELS"]
 SRC = os.environ["LAMINA_SRC"]
 TMP = os.path.join(os.environ["LAMINA_TMP"], f"hosts{os.getpid()}")
-NET = Net("lmh", "lh", both_ways=True)
+NET = Net("lmh", "lh", both_ways=True, hosts="ABC")
 CTL, ING = 7790, 7791  # each namespace has its own loopback
 DEP_TAG = f"{os.getpid() & 0xffffff:06x}"
 
@@ -54,6 +61,7 @@ class Laminad:
         p = NET.ns_run(host, LAMINAD, "--control-port", str(CTL),
                        "--hugepages", "no", "--memory", "1024",
                        "--cores", str(core), "--state-dir", self.state,
+                       "--listen", "0.0.0.0",
                        "--port", NET.ifs[host.lower()], *extra, ok=False)
         check(p.returncode == 0, f"laminad starts in {host}: {p.stderr}")
         if p.returncode == 0:
@@ -136,7 +144,7 @@ def retry_ms(model, x, in_flight, floor):
 def resnet(a, b):
     path = os.path.join(MODELS, "resnet18.onnx")
     if not check(os.path.exists(path), f"{path} (build the test models)"):
-        return
+        return None
     lam = os.path.join(TMP, "resnet18.lam")
     p = run("slice", path, "-o", lam, "--force")
     check(p.returncode == 0, f"slice resnet18: {p.stderr}")
@@ -158,6 +166,79 @@ def resnet(a, b):
         print(f"resnet18 split at slice {n // 2} of {n} over A and B: "
               "bitwise equal to lamina run", flush=True)
     teardown_dep(a, b, dep)
+    return lam, xf, rf
+
+
+def lamina_in(host, *args, timeout=600):
+    """`lamina` run in namespace host."""
+    return subprocess.run(["ip", "netns", "exec", NET.ns[host], LAMINA,
+                           *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def devices_file(path, hosts):
+    """devices.json for laminads on hosts (A first: lamina runs there, so
+    its device is on loopback), every pair linked (veth: ~8 Gbit/s)."""
+    devs = [{"name": h, "cores": 1, "memory_bytes": 2 << 30, "numa_node": 0,
+             "address": f"{'127.0.0.1' if h == 'A' else ADDR[h]}:{CTL}"}
+            for h in hosts]
+    links = [{"from": f, "to": t, "latency_us": 50, "gbps": 8}
+             for f in hosts for t in hosts if f != t]
+    with open(path, "w") as f:
+        json.dump({"devices": devs, "links": links}, f)
+    return path
+
+
+def deployed(laminads, lam, x, ref):
+    """ResNet-18 planned, deployed, inferred, shown and torn down over the
+    hosts of laminads, lamina running in A."""
+    hosts = "".join(d.host for d in laminads)
+    tag = f"{len(hosts)} hosts"
+    devs = devices_file(os.path.join(TMP, f"devices-{hosts}.json"), hosts)
+    prof = os.path.join(TMP, f"profile-{hosts}.json")
+    speeds = [a for h in hosts[1:] for a in ("--model-speed", f"{h}=1@A")]
+    p = run("bench", lam, "--devices", devs, "--device", "A", "--repeat",
+            "3", "-q", "-o", prof, *speeds)
+    check(p.returncode == 0, f"bench for {tag}: {p.stderr}")
+    plan = os.path.join(TMP, f"plan-{hosts}.json")
+    p = lamina_in("A", "plan", lam, "--objective", "throughput", "--devices",
+                  devs, "--profile", prof, "-o", plan, "-q")
+    if not check(p.returncode == 0, f"plan over {tag}: {p.stderr}"):
+        return
+    stages = json.load(open(plan))["stages"]
+    check(sorted(st["device"] for st in stages) == sorted(hosts),
+          f"the plan puts a stage on each of {hosts}: {stages}")
+    state = os.path.join(TMP, "deploy-state")
+    p = lamina_in("A", "deploy", plan, "--state-dir", state)
+    if not check(p.returncode == 0, f"deploy over {tag}: {p.stderr}"):
+        return
+    dep = p.stdout.strip().split()[-1]
+    yf = os.path.join(TMP, f"y-{hosts}.npy")
+    p = lamina_in("A", "infer", dep, "--input", x, "--output", yf,
+                  "--state-dir", state)
+    if check(p.returncode == 0, f"infer over {tag}: {p.stderr}"):
+        y, r = np.load(yf), np.load(ref)
+        check(y.shape == r.shape and y.tobytes() == r.tobytes(),
+              f"resnet18 deployed over {tag}: bitwise equal to lamina run")
+        print(f"resnet18 deployed over {tag}: bitwise equal to lamina run",
+              flush=True)
+    p = lamina_in("A", "status", dep, "--state-dir", state)
+    check(p.returncode == 0, f"status over {tag}: {p.stderr}")
+    print(f"lamina status over {tag}:\n{p.stdout.rstrip()}", flush=True)
+    p = lamina_in("A", "status", dep, "--json", "--state-dir", state)
+    if check(p.returncode == 0, f"status over {tag}: {p.stderr}"):
+        st = json.loads(p.stdout)
+        ran = [s.get("requests", 0) for s in st.get("stages", [])]
+        check(len(ran) == len(hosts) and all(r >= 1 for r in ran),
+              f"status shows {len(hosts)} stages that ran: {ran}")
+    p = lamina_in("A", "teardown", dep, "--state-dir", state)
+    check(p.returncode == 0, f"teardown over {tag}: {p.stderr}")
+    for d in laminads:
+        check(d.alive(), f"laminad in {d.host} (not lamina's) still runs")
+        check(dep not in d.describe().get("deployments", []),
+              f"teardown removed {dep} from {d.host}")
+    p = lamina_in("A", "status", dep, "--state-dir", state)
+    check(p.returncode != 0, "the record is gone after teardown")
 
 
 def log_text(log):
@@ -282,8 +363,13 @@ def main():
         laminads.append(a)
         b = Laminad("B", 1 if os.cpu_count() > 1 else 0)
         laminads.append(b)
-        if a.pid and b.pid:
-            resnet(a, b)
+        c = Laminad("C", 0)
+        laminads.append(c)
+        if a.pid and b.pid and c.pid:
+            got = resnet(a, b)
+            if got:
+                deployed([a, b], *got)
+                deployed([a, b, c], *got)
             lossy(a, b)
         for d in laminads:
             d.stop()
