@@ -148,6 +148,17 @@ def deploy(plan, state, *extra):
     return dep if ok else None
 
 
+def deploy_started(plan, state, n):
+    """Deploy plan, which must start n laminads; (id, their pids)."""
+    dep = deploy(plan, state)
+    if not dep:
+        return None, set()
+    pids = laminad_pids(state)
+    check(len(pids) == n and all(alive(p) for p in pids),
+          f"deploy started {n} laminad(s): {pids}")
+    return dep, pids
+
+
 def same_bytes(a, b):
     x, y = np.load(a), np.load(b)
     return x.dtype == y.dtype and x.shape == y.shape and \
@@ -183,12 +194,9 @@ def test_digits():
 
 
 def flow(work, state, model, plan):
-    dep = deploy(plan, state)
+    dep, pids = deploy_started(plan, state, 1)
     if not dep:
         return
-    pids = laminad_pids(state)
-    check(len(pids) == 1 and all(alive(p) for p in pids),
-          f"deploy started one laminad: {pids}")
     rec = json.load(open(os.path.join(state, dep + ".json")))
     check(rec["status"] == "running" and rec["laminads"][0]["started"] and
           all(s["status"] == "loaded" for s in rec["stages"]),
@@ -272,12 +280,9 @@ def two_laminads(work, state, lamdir):
     both laminads were killed with -9."""
     n = len(json.load(open(os.path.join(lamdir, "manifest.json")))["slices"])
     plan = two_plan(os.path.join(work, "two.json"), lamdir, n)
-    dep = deploy(plan, state)
+    dep, pids = deploy_started(plan, state, 2)
     if not dep:
         return
-    pids = laminad_pids(state)
-    check(len(pids) == 2 and all(alive(p) for p in pids),
-          f"deploy started two laminads: {pids}")
     socks = sockets(state, dep)
     check(socks == [f"memif-{dep}-1.sock", f"memif-{dep}-2.sock"],
           f"a memif socket for the edge between them and one for the "
@@ -306,10 +311,9 @@ def two_laminads(work, state, lamdir):
     check(p.returncode == 0, f"teardown of two laminads: {p.stderr}")
     nothing_left(state, pids, "after teardown of two laminads")
     # killed: the servers' sockets stay behind until teardown
-    dep = deploy(plan, state)
+    dep, pids = deploy_started(plan, state, 2)
     if not dep:
         return
-    pids = laminad_pids(state)
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
