@@ -148,10 +148,15 @@ static int net_make(struct lm_dp *dp, const char *what, lm_error *e)
 					     (uint16_t)room, SOCKET_ID_ANY);
 	n->tx_pool = rte_pktmbuf_pool_create("lm_net_tx", NET_TX_MBUFS, 256, 0,
 					     (uint16_t)room, SOCKET_ID_ANY);
-	if (!n->rx_pool || !n->tx_pool)
+	if (!n->rx_pool || !n->tx_pool) {
+		rte_mempool_free(n->rx_pool);
+		rte_mempool_free(n->tx_pool);
+		free(n);
+		dp->net = NULL;
 		return lm_fail(e, -ENOMEM, "%s: no memory for %u mbufs of %u "
 			       "bytes (raise --memory)", what,
 			       NET_RX_MBUFS + NET_TX_MBUFS, room);
+	}
 	return 0;
 }
 
