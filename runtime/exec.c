@@ -24,6 +24,7 @@
 
 #include "arena.h"
 #include "fuse.h"
+#include "kernels/kernels.h"
 #include "ops/kernel.h"
 
 enum group_class { G_ARENA, G_INPUT, G_OUTPUT, G_CONST };
@@ -263,9 +264,7 @@ static int plan_memory(lm_session *s, lm_error *e)
 		free(blocks);
 		return lm_fail(e, -ENOMEM, "out of memory");
 	}
-	s->arena = aligned_alloc(LM_ARENA_ALIGN,
-				 s->arena_bytes ? s->arena_bytes
-						: LM_ARENA_ALIGN);
+	s->arena = lm_kalloc(s->arena_bytes);
 	if (!s->arena) {
 		free(blocks);
 		return lm_fail(e, -ENOMEM, "cannot allocate an arena of %zu "

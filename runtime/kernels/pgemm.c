@@ -21,6 +21,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define MR LM_PG_MR
 #define NR LM_PG_NR
@@ -34,10 +35,22 @@
 #define PG_NC 288
 #endif
 
+/* Large kernel buffers (packed weights, arenas) start on a 2 MiB boundary
+ * and ask for transparent huge pages: a stage streams tens of MB of
+ * weights per request, and in 4 KiB pages most of those reads also miss
+ * the TLB.  Where THP is off the advice is ignored. */
+#define HUGE_BYTES (2u << 20)
+
 void *lm_kalloc(size_t bytes)
 {
 	size_t sz = (bytes + 63) / 64 * 64;
-	return aligned_alloc(64, sz ? sz : 64);
+	if (sz < HUGE_BYTES)
+		return aligned_alloc(64, sz ? sz : 64);
+	sz = (sz + HUGE_BYTES - 1) / HUGE_BYTES * HUGE_BYTES;
+	void *p = aligned_alloc(HUGE_BYTES, sz);
+	if (p)
+		madvise(p, sz, MADV_HUGEPAGE);
+	return p;
 }
 
 size_t lm_pgemm_packed_a_floats(int64_t m, int64_t k)
