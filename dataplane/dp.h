@@ -34,6 +34,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_mempool.h>
@@ -182,6 +183,15 @@ struct lm_dp_replica {
 
 struct lm_dp_eth;
 
+/* The main lcore's doorbell: an eventfd in its epoll set that a worker
+ * writes after handing it a bundle (the answers' edge, an edge to another
+ * laminad) while the main lcore sleeps, so that it sleeps until there is
+ * work instead of waking every few hundred microseconds to look. */
+struct lm_dp_bell {
+	int fd;
+	int sleeping; /* main lcore: about to wait or waiting */
+};
+
 /* An edge: the ring and mempool between stage s-1 (or the ingress) and
  * stage s (or the egress).  Across laminads each end has its own: on the
  * producer's side (remote_out) the main lcore drains the ring into the
@@ -205,6 +215,7 @@ struct lm_dp_edge {
 	uint16_t mport;
 	char memif_path[108]; /* its socket (sun_path's size) */
 	struct lm_dp_eth *rx; /* remote_in over memif: the receiver */
+	struct lm_dp_bell *bell; /* the main lcore drains it: ring after */
 };
 
 /* The ingress's copy of a request in flight across laminads. */
@@ -311,6 +322,7 @@ struct lm_dp {
 	unsigned n_online_cpus;
 	/* sockets and the loop */
 	int epfd, ctl_fd, ing_fd;
+	struct lm_dp_bell bell;
 	struct lm_dp_deployment *dep[LM_DP_MAX_DEPLOYMENTS];
 	uint32_t next_gen;
 	struct lm_dp_conn *conns; /* LM_DP_MAX_CONNS slots */
@@ -450,7 +462,22 @@ void lm_dp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* epoll user data: kind in the top bits, slot below */
 enum { LM_DP_EV_CTL_LISTEN = 1, LM_DP_EV_ING_LISTEN, LM_DP_EV_CTL,
-       LM_DP_EV_ING };
+       LM_DP_EV_ING, LM_DP_EV_BELL };
+
+/* A worker that enqueued on an edge the main lcore drains: wake it if it
+ * sleeps.  The fences pair with the main lcore's (main.c, loop): either
+ * it sees this bundle before it waits, or this sees it sleeping. */
+static inline void lm_dp_bell_ring(struct lm_dp_bell *b)
+{
+	if (!b)
+		return;
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&b->sleeping, __ATOMIC_RELAXED)) {
+		uint64_t one = 1;
+		ssize_t w = write(b->fd, &one, sizeof(one));
+		(void)w;
+	}
+}
 #define LM_DP_EV(kind, slot) (((uint64_t)(kind) << 32) | (uint32_t)(slot))
 
 #endif

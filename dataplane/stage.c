@@ -119,6 +119,7 @@ static int run_one(struct lm_dp_replica *r, struct lm_dp_bundle *b)
 	rte_mempool_put(st->in_edge->pool, b);
 	while (rte_ring_enqueue(st->out_edge->ring, o) != 0)
 		rte_pause(); /* cannot happen: the ring holds the whole pool */
+	lm_dp_bell_ring(st->out_edge->bell);
 	return 0;
 }
 
@@ -921,6 +922,10 @@ int lm_dp_deployment_start(struct lm_dp *dp, struct lm_dp_deployment *d,
 		if (d->edges[k].remote_out &&
 		    (rc = lm_dp_net_edge_open(dp, d, k, e)))
 			return rc;
+		/* the main lcore drains the answers' edge and those to
+		 * other laminads; it fills the others itself */
+		d->edges[k].bell = k == n || d->edges[k].remote_out
+					   ? &dp->bell : NULL;
 	}
 	if (d->ingress && (rc = format_answer(d, e)))
 		return rc;
