@@ -284,11 +284,30 @@ static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
 	return lm_record_save(r, e);
 }
 
+/* Whether core c was given to a stage of an earlier laminad of r on this
+ * host (two laminads here share the cpus, and neither's Describe knows
+ * the other's stages). */
+static int taken_here(const lm_record *r, int l, uint32_t c)
+{
+	for (int i = 0; i < r->n_stages; i++) {
+		const lm_rec_stage *st = &r->stages[i];
+		if (st->laminad >= l || !is_local(r->laminads[st->laminad].host)
+		    || !is_local(r->laminads[l].host))
+			continue;
+		for (int k = 0; k < st->n_cores; k++)
+			if ((uint32_t)st->cores[k] == c)
+				return 1;
+	}
+	return 0;
+}
+
 /*
- * Pick each replica's worker core (a cpu) on laminad l: free cores first,
- * one replica each; when the plan wants more than there are, replicas
- * share cores round-robin (laminad runs several worker lcores per cpu and
- * then polls adaptively), and laminad refuses a core with no slot left.
+ * Pick each replica's worker core (a cpu) on laminad l: free cores first
+ * (not busy there, nor given to an earlier laminad of this deployment on
+ * this host), one replica each; when the plan wants more than there are,
+ * replicas share cores round-robin (laminad runs several worker lcores per
+ * cpu and then polls adaptively), and laminad refuses a core with no slot
+ * left.
  */
 static int choose_cores(const lm_deploy_opts *o, lm_record *r, int l,
 			lm_error *e)
@@ -308,7 +327,7 @@ static int choose_cores(const lm_deploy_opts *o, lm_record *r, int l,
 	}
 	size_t idle = 0, n_busy = 0;
 	for (size_t c = 0; c < n; c++) {
-		int busy = 0;
+		int busy = taken_here(r, l, d->worker_cores[c]);
 		for (size_t b = 0; b < d->n_busy_cores; b++)
 			busy |= d->busy_cores[b] == d->worker_cores[c];
 		/* idle cores from the front, busy ones from the back */

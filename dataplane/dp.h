@@ -215,6 +215,8 @@ struct lm_dp_edge {
 	uint16_t mport;
 	char memif_path[108]; /* its socket (sun_path's size) */
 	struct lm_dp_eth *rx; /* remote_in over memif: the receiver */
+	struct lm_dp_bundle *pending; /* memif: being sent, part way */
+	uint64_t pending_since;	      /* its TSC at dequeue */
 	struct lm_dp_bell *bell; /* the main lcore drains it: ring after */
 };
 

@@ -21,7 +21,11 @@
  * instead (LoadStage's *_memif socket paths): the consumer's laminad is
  * the memif server and reassembles from it, the producer's the client and
  * sends on it, in the same frames.  The port lives and dies with the edge;
- * the server's socket file is removed with it.
+ * the server's socket file is removed with it.  memif loses nothing: a
+ * full ring only means the peer has not read yet, so a bundle is sent as
+ * far as the ring takes it and resumed on the next turn of the loop
+ * (lm_dp_eth_send_more), given up only when the peer read nothing for
+ * 100 ms (it stopped or died; the ingress re-sends).
  */
 #include <errno.h>
 #include <ifaddrs.h>
@@ -326,6 +330,10 @@ int lm_dp_net_edge_open(struct lm_dp *dp, struct lm_dp_deployment *d,
 
 void lm_dp_net_edge_close(struct lm_dp_edge *ed)
 {
+	if (ed->pending) {
+		rte_mempool_put(ed->pool, ed->pending);
+		ed->pending = NULL;
+	}
 	lm_dp_eth_free(ed->tx);
 	ed->tx = NULL;
 	lm_dp_eth_free(ed->rx);
@@ -427,6 +435,34 @@ int lm_dp_net_active(const struct lm_dp *dp)
 	return 0;
 }
 
+/* Send what the stages put on memif edge k of d, resuming a bundle the
+ * ring did not take whole.  Returns the bundles finished. */
+static int memif_tx(struct lm_dp *dp, struct lm_dp_deployment *d,
+		    struct lm_dp_edge *ed, unsigned k)
+{
+	uint32_t len = (uint32_t)(sizeof(struct lm_dp_bundle) +
+				  ed->layout.bytes);
+	int done = 0;
+	for (;;) {
+		if (!ed->pending) {
+			if (rte_ring_dequeue(ed->ring, (void **)&ed->pending))
+				break;
+			ed->pending_since = rte_rdtsc();
+		}
+		int rc = lm_dp_eth_send_more(ed->tx, ed->pending, len, d->key,
+					     k, ed->pending->request_id);
+		if (rc != 1 &&
+		    rte_rdtsc() - ed->pending_since < dp->tsc_hz / 10)
+			break; /* the peer has not read yet: later */
+		if (rc != 1)
+			lm_dp_eth_send_abandon(ed->tx);
+		rte_mempool_put(ed->pool, ed->pending);
+		ed->pending = NULL;
+		done++;
+	}
+	return done;
+}
+
 /* Send what the stages put on remote_out edges. */
 static int net_tx(struct lm_dp *dp)
 {
@@ -440,6 +476,10 @@ static int net_tx(struct lm_dp *dp)
 			struct lm_dp_edge *ed = &d->edges[k];
 			if (!ed->remote_out || !ed->ring || !ed->tx)
 				continue;
+			if (ed->memif) {
+				total += memif_tx(dp, d, ed, k);
+				continue;
+			}
 			unsigned n = rte_ring_dequeue_burst(
 				ed->ring, (void **)b, LM_DP_BURST, NULL);
 			uint32_t len = (uint32_t)(sizeof(*b[0]) +
@@ -457,24 +497,35 @@ static int net_tx(struct lm_dp *dp)
 	return total;
 }
 
-/* Hand the bundles a receiver completed to their edges' rings. */
+/* Receive what arrived on rx (up to 64 bursts), handing the bundles it
+ * completes to their edges' rings.  Returns the bursts with frames plus
+ * the bundles completed: work, so that the loop does not back off while a
+ * bundle's frames are still coming in. */
 static int rx_poll(struct lm_dp *dp, struct lm_dp_eth *rx, uint64_t now)
 {
 	lm_reasm_bundle done[32];
-	int n = lm_dp_eth_poll(rx, done, 32, now);
-	for (int i = 0; i < n; i++) {
-		struct lm_dp_deployment *d;
-		struct lm_dp_edge *ed = in_edge(dp, done[i].deployment,
-						done[i].edge, &d);
-		struct lm_dp_bundle *b = done[i].buf;
-		if (!ed) { /* cannot happen: alloc found it this burst */
-			rx_release(NULL, b);
-			continue;
+	int work = 0;
+	for (int burst = 0; burst < 64; burst++) {
+		uint64_t before = lm_dp_eth_get_stats(rx)->rx_frames;
+		int n = lm_dp_eth_poll(rx, done, 32, now);
+		for (int i = 0; i < n; i++) {
+			struct lm_dp_deployment *d;
+			struct lm_dp_edge *ed = in_edge(dp, done[i].deployment,
+							done[i].edge, &d);
+			struct lm_dp_bundle *b = done[i].buf;
+			if (!ed) { /* cannot happen: alloc found it */
+				rx_release(NULL, b);
+				continue;
+			}
+			b->deployment = d->gen;
+			rte_ring_enqueue(ed->ring, b); /* holds the pool */
 		}
-		b->deployment = d->gen;
-		rte_ring_enqueue(ed->ring, b); /* holds the whole pool */
+		uint64_t frames = lm_dp_eth_get_stats(rx)->rx_frames - before;
+		work += n + (frames > 0);
+		if (frames < 32)
+			break;
 	}
-	return n;
+	return work;
 }
 
 int lm_dp_net_poll(struct lm_dp *dp)

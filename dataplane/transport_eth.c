@@ -24,6 +24,12 @@ struct lm_dp_eth {
 	uint32_t unit;
 	uint32_t next_bundle;
 	uint64_t rng;
+	/* lm_dp_eth_send_more: the bundle being sent, the offset of its next
+	 * frame to build, and frames built that the queue did not take yet */
+	lm_frame_info pend;
+	const void *pend_buf;
+	struct rte_mbuf *held[BURST];
+	uint16_t n_held;
 };
 
 int lm_dp_eth_port_start(uint16_t port, unsigned mtu,
@@ -126,6 +132,7 @@ void lm_dp_eth_free(lm_dp_eth *t)
 {
 	if (!t)
 		return;
+	lm_dp_eth_send_abandon(t);
 	lm_reasm_free(t->reasm);
 	free(t);
 }
@@ -222,6 +229,61 @@ int lm_dp_eth_send(lm_dp_eth *t, const void *bundle, uint32_t len,
 		return -ENOBUFS;
 	t->stats.tx_bundles++;
 	return 0;
+}
+
+int lm_dp_eth_send_more(lm_dp_eth *t, const void *bundle, uint32_t len,
+			uint32_t deployment, uint32_t edge,
+			uint64_t request_id)
+{
+	lm_frame_info *f = &t->pend;
+	if (!len)
+		return -EMSGSIZE;
+	if (t->pend_buf != bundle) { /* a new bundle */
+		lm_dp_eth_send_abandon(t);
+		*f = (lm_frame_info){
+			.deployment = deployment, .edge = edge,
+			.request_id = request_id,
+			.bundle_id = ++t->next_bundle,
+			.frag_unit = t->unit, .total_len = len,
+		};
+		t->pend_buf = bundle;
+	}
+	for (;;) {
+		while (t->n_held < BURST && f->frag_offset < len) {
+			uint32_t left = len - f->frag_offset;
+			f->frag_len = left < t->unit ? left : t->unit;
+			struct rte_mbuf *m = frame_mbuf(t, f, bundle);
+			if (!m)
+				break;
+			t->held[t->n_held++] = m;
+			f->frag_offset += f->frag_len;
+		}
+		if (!t->n_held)
+			break;
+		uint16_t sent = rte_eth_tx_burst(t->cfg.port, t->cfg.queue,
+						 t->held, t->n_held);
+		t->stats.tx_frames += sent;
+		memmove(t->held, t->held + sent,
+			(t->n_held - sent) * sizeof(t->held[0]));
+		t->n_held = (uint16_t)(t->n_held - sent);
+		if (t->n_held)
+			return 0; /* the queue is full: the rest later */
+	}
+	if (f->frag_offset < len)
+		return -ENOBUFS; /* no mbufs now: the rest later */
+	t->stats.tx_bundles++;
+	t->pend_buf = NULL;
+	return 1;
+}
+
+void lm_dp_eth_send_abandon(lm_dp_eth *t)
+{
+	if (!t->pend_buf)
+		return;
+	rte_pktmbuf_free_bulk(t->held, t->n_held);
+	t->n_held = 0;
+	t->pend_buf = NULL;
+	t->stats.tx_full++;
 }
 
 int lm_dp_eth_poll(lm_dp_eth *t, lm_reasm_bundle *done, int max,

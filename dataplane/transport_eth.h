@@ -70,6 +70,24 @@ int lm_dp_eth_send(lm_dp_eth *t, const void *bundle, uint32_t len,
 		   unsigned spin);
 
 /**
+ * Send as much of a bundle as the TX queue takes now, without waiting:
+ * for a link that loses nothing (memif), where a full queue only means the
+ * peer has not read yet.  The bundle stays the caller's and must not
+ * change until this returns 1; call again with the same bundle to go on
+ * (a different one abandons the first).  Frames built that the queue
+ * refused are kept for the next call.  No fault injection.
+ * @return 1 when all of it is sent; 0 when the queue is full; -ENOBUFS
+ *         when mbufs ran out (both: call again later); -EMSGSIZE.
+ */
+int lm_dp_eth_send_more(lm_dp_eth *t, const void *bundle, uint32_t len,
+			uint32_t deployment, uint32_t edge,
+			uint64_t request_id);
+
+/** Give up the bundle lm_dp_eth_send_more is sending (counted in
+ *  tx_full: lost); safe when there is none. */
+void lm_dp_eth_send_abandon(lm_dp_eth *t);
+
+/**
  * Receive what has arrived (one burst of up to 32 frames) and return the
  * bundles it completed, at most max.  Expires stale partial bundles.
  */
