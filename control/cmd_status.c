@@ -175,6 +175,15 @@ static const Lamina__StageStats *stage_stats(const lm_record *r,
 	return NULL;
 }
 
+/* Bundles every laminad of r could not send to the next. */
+static uint64_t send_lost(const lm_record *r, Lamina__Reply **replies)
+{
+	uint64_t n = 0;
+	for (int l = 0; l < r->n_laminads; l++)
+		n += replies[l]->stats->send_lost;
+	return n;
+}
+
 static void print_table(const lm_record *r, Lamina__Reply **replies)
 {
 	const lm_rec_laminad *in = &r->laminads[r->stages[0].laminad];
@@ -191,11 +200,20 @@ static void print_table(const lm_record *r, Lamina__Reply **replies)
 	       in->ingress_port, in->st.pid,
 	       in->started ? ", started by this deployment" : "");
 	printf("  requests %llu answered, %llu refused, %.1f requests/s; "
-	       "latency ms p50 %s p90 %s p99 %s\n\n",
+	       "latency ms p50 %s p90 %s p99 %s\n",
 	       (unsigned long long)s->requests, (unsigned long long)s->errors,
 	       up > 0 ? (double)s->requests / up : 0,
 	       ms(e2e.p50, b1, sizeof(b1)), ms(e2e.p90, b2, sizeof(b2)),
 	       ms(e2e.p99, b3, sizeof(b3)));
+	if (r->n_laminads > 1)
+		printf("  across laminads: %llu sent again, %llu duplicate "
+		       "answers dropped, %llu given up; %llu bundles not "
+		       "sent (queue full)\n",
+		       (unsigned long long)s->resent,
+		       (unsigned long long)s->duplicate_answers,
+		       (unsigned long long)s->gave_up,
+		       (unsigned long long)send_lost(r, replies));
+	putchar('\n');
 	printf("%5s  %-12s %-9s %-9s %9s %8s %6s %7s %6s %8s %8s %8s\n",
 	       "stage", "device", "slices", "cores", "batches", "per s",
 	       "busy%", "queue", "errors", "p50 ms", "p90 ms", "p99 ms");
@@ -274,13 +292,18 @@ static void print_json(const lm_record *r, Lamina__Reply **replies)
 	}
 	json_t *doc = json_pack(
 		"{s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:i, s:f, s:I, s:I, "
-		"s:f, s:o, s:o}",
+		"s:f, s:I, s:I, s:I, s:I, s:o, s:o}",
 		"id", r->id, "status", r->status, "plan", r->plan, "model",
 		r->model, "batch", r->batch, "host", in->host, "ingress_port",
 		in->ingress_port, "laminad_pid", in->st.pid, "uptime_s", up,
 		"requests", (json_int_t)s->requests, "errors",
 		(json_int_t)s->errors, "throughput_rps",
-		up > 0 ? (double)s->requests / up : 0.0, "latency_us",
+		up > 0 ? (double)s->requests / up : 0.0, "resent",
+		(json_int_t)s->resent, "duplicate_answers",
+		(json_int_t)s->duplicate_answers, "gave_up",
+		(json_int_t)s->gave_up, "send_lost", (json_int_t)send_lost(r,
+								    replies),
+		"latency_us",
 		pcts_json(pcts_of(s->bucket_us, s->n_bucket_us, s->counts,
 				  s->n_counts)),
 		"stages", stages);

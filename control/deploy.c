@@ -442,7 +442,7 @@ static int find_ports(const lm_deploy_opts *o, const lm_record *r,
 
 static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 		      const struct port *ports, unsigned retry_ms,
-		      lm_error *e)
+		      double period_us, lm_error *e)
 {
 	lm_rec_stage *st = &r->stages[i];
 	lm_rec_laminad *ld = &r->laminads[st->laminad];
@@ -494,6 +494,7 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 			ls.answers_remote = remote && n > 1;
 			ls.answers_memif = memif ? ans_sock : NULL;
 			ls.retry_ms = retry_ms;
+			ls.period_us = (uint32_t)(period_us + 0.5);
 		}
 	}
 	ls.dir = r->model;
@@ -558,7 +559,8 @@ static int deploy_steps(const lm_deploy_opts *o, const lm_plan *p,
 		return rc;
 	for (int i = 0; i < r->n_stages; i++)
 		if ((rc = interrupted(o, e)) ||
-		    (rc = load_stage(o, r, i, ports, retry_ms, e)))
+		    (rc = load_stage(o, r, i, ports, retry_ms,
+				       p->period_us, e)))
 			return rc;
 	/* from the last stage's laminad back to the ingress's, so that each
 	 * laminad's successors serve before it sends them anything */

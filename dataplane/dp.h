@@ -226,6 +226,7 @@ struct lm_dp_keep {
 	uint64_t t_sent;	   /* TSC of the last send */
 	uint32_t ticket;	   /* 0: the slot is free */
 	unsigned tries;
+	unsigned ahead;		   /* requests in flight before it, at send */
 };
 
 struct lm_dp_stage {
@@ -262,8 +263,11 @@ struct lm_dp_deployment {
 	unsigned retry_ms, max_retries; /* retry_ms: the shortest wait */
 	/* answer times of requests sent once (TSC cycles), smoothed as TCP
 	 * smooths round trips (RFC 6298): the wait before a re-send is
-	 * srtt + 4 rttvar, at least retry_ms, doubled per re-send */
+	 * srtt + 4 rttvar, at least retry_ms, doubled per re-send; and at
+	 * least twice the time the requests ahead of it take at the plan's
+	 * predicted period (period_us, 0: unknown) */
 	double srtt, rttvar;
+	unsigned period_us;
 	/* with remote and ingress: every request kept until answered */
 	struct rte_mempool *keep_pool;
 	struct lm_dp_keep *keep;

@@ -156,8 +156,9 @@ static int keep_answered(struct lm_dp_deployment *d,
 		return 0;
 	}
 	struct lm_dp_keep *k = &d->keep[b->keep];
+	uint64_t now = rte_rdtsc();
 	if (k->tries == 0 && k->t_sent) {
-		double rtt = (double)(rte_rdtsc() - k->t_sent);
+		double rtt = (double)(now - k->t_sent);
 		if (d->srtt == 0) {
 			d->srtt = rtt;
 			d->rttvar = rtt / 2;
@@ -171,16 +172,24 @@ static int keep_answered(struct lm_dp_deployment *d,
 	return 1;
 }
 
-/* Cycles to wait for an answer before the next send of a request sent
- * `tries` + 1 times already. */
+/* Cycles to wait for an answer before the next send of request k, sent
+ * k->tries + 1 times already.  Its answer comes after those of the
+ * requests ahead of it: twice their time at the plan's period is always
+ * waited (the answer times of the first requests of a burst say nothing
+ * of the last's, which queue behind them). */
 static uint64_t retry_wait(const struct lm_dp *dp,
-			   const struct lm_dp_deployment *d, unsigned tries)
+			   const struct lm_dp_deployment *d,
+			   const struct lm_dp_keep *k)
 {
+	unsigned tries = k->tries;
 	double floor = (double)dp->tsc_hz / 1000 * d->retry_ms;
 	/* before the first answer, thrice the floor: a first request also
 	 * meets cold caches and first-touch page faults on every stage */
 	double w = d->srtt ? d->srtt + 4 * d->rttvar : 3 * floor;
+	double queue = 2.0 * (k->ahead + 1) * d->period_us *
+		       ((double)dp->tsc_hz / 1e6);
 	w = w > floor ? w : floor;
+	w = w > queue ? w : queue;
 	return (uint64_t)w << (tries < 6 ? tries : 6);
 }
 
@@ -463,6 +472,7 @@ static void on_request(struct lm_dp *dp, struct lm_dp_conn *c)
 		struct lm_dp_keep *k = &c->d->keep[c->keep];
 		memcpy(k->copy, b, sizeof(*b) + c->d->edges[0].layout.bytes);
 		k->t_sent = b->t_in;
+		k->ahead = c->d->n_keep - c->d->n_keep_free - 1;
 		c->keep = -1;
 	}
 	rte_ring_enqueue(c->d->edges[0].ring, b); /* holds the whole pool */
@@ -865,6 +875,7 @@ static int retry_one(struct lm_dp *dp, struct lm_dp_deployment *d,
 	rte_ring_enqueue(d->edges[0].ring, b); /* holds the whole pool */
 	kp->tries++;
 	kp->t_sent = now;
+	kp->ahead = d->n_keep - d->n_keep_free - 1;
 	d->resent++;
 	return 1;
 }
@@ -882,7 +893,7 @@ void lm_dp_ingress_retry(struct lm_dp *dp)
 		for (unsigned k = 0; k < d->n_keep; k++)
 			if (d->keep[k].ticket && d->keep[k].t_sent &&
 			    now - d->keep[k].t_sent >
-				    retry_wait(dp, d, d->keep[k].tries) &&
+				    retry_wait(dp, d, &d->keep[k]) &&
 			    !retry_one(dp, d, k, now))
 				break;
 	}

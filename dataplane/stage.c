@@ -744,6 +744,7 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 	if (r->stage == 0) {
 		d->ingress = 1;
 		d->retry_ms = r->retry_ms ? r->retry_ms : 100;
+		d->period_us = r->period_us;
 		d->max_retries = r->max_retries ? r->max_retries : 8;
 	}
 	d->stages[r->stage] = st;

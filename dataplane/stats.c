@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dp.h"
+#include "transport_eth.h"
 
 double lm_dp_hist_edge(int i)
 {
@@ -63,6 +64,13 @@ int lm_dp_stats_reply(struct lm_dp *dp, struct lm_dp_deployment *d,
 	s->uptime_s = (double)(rte_rdtsc() - d->t_created) /
 		      (double)dp->tsc_hz;
 	s->requests = d->requests;
+	s->resent = d->resent;
+	s->duplicate_answers = d->dup_answers;
+	s->gave_up = d->gave_up;
+	for (unsigned k = 0; k <= d->n_stages; k++)
+		if (d->edges[k].tx)
+			s->send_lost +=
+				lm_dp_eth_get_stats(d->edges[k].tx)->tx_full;
 	s->errors = d->errors;
 	if (hist_fill(&d->e2e, &s->n_bucket_us, &s->bucket_us, &s->n_counts,
 		      &s->counts))

@@ -31,6 +31,8 @@ import numpy as np
 
 from harness import LAMINA, MODELS, SRC, TMP, check, fresh_dir, summary
 
+CLIENT = os.environ.get("LAMINA_CLIENT_TEST")
+
 
 
 def free_ports(n=8):
@@ -189,6 +191,7 @@ def test_digits():
         crash(work, state, plan)
         failed_load(work, state, lamdir, devs)
         two_laminads(work, state, lamdir)
+        wide_over_memif(work, state)
     finally:
         cleanup(state)
 
@@ -322,6 +325,53 @@ def two_laminads(work, state, lamdir):
     check(p.returncode == 0, f"teardown after kill -9 of two laminads: "
           f"{p.stderr}")
     nothing_left(state, pids, "after a crash of two laminads")
+
+
+def wide_over_memif(work, state):
+    """A 3 MB activation between two laminads on this host with 8 requests
+    in flight: the memif ring (2,048 frames, ~6 such bundles) fills and the
+    sender resumes when there is room instead of losing frames, so every
+    answer is right and no bundle is lost on the way (the ingress may
+    still send a request again that waited long in the queue)."""
+    sys.path.insert(0, os.path.join(SRC, "tools"))
+    from bench_edges import export
+    model = os.path.join(work, "wide.onnx")
+    export(model, 3 << 20)
+    lamdir = os.path.join(work, "wide.lam")
+    p = lam("slice", model, "-o", lamdir, "--granularity", "node")
+    if not check(p.returncode == 0, f"slice the wide model: {p.stderr}"):
+        return
+    xs, es = (os.path.join(work, f) for f in ("wide-x.npy", "wide-e.npy"))
+    rows = np.arange(1, 9, dtype=np.float32).reshape(8, 1)
+    np.save(xs, rows)
+    ys = []
+    for i in range(len(rows)):
+        xi, yi = os.path.join(work, "wx.npy"), os.path.join(work, "wy.npy")
+        np.save(xi, rows[i:i + 1])
+        lam("run", model, "--input", xi, "--output", yi)
+        ys.append(np.load(yi))
+    np.save(es, np.concatenate(ys))
+    dep, pids = deploy_started(two_plan(os.path.join(work, "wide.json"),
+                                        lamdir, 2), state, 2)
+    if not dep:
+        return
+    st = json.loads(lam("status", dep, "--json", state=state).stdout)
+    p = subprocess.run([CLIENT, str(st["ingress_port"]), "stress", dep, xs,
+                        es, "4", "400", "8"], capture_output=True,
+                       text=True, timeout=600)
+    check(p.returncode == 0 and "ok 400 requests" in p.stdout,
+          f"400 requests with 3 MB activations over memif, 32 in flight: "
+          f"{p.stdout}{p.stderr}")
+    print("3 MB over memif:", p.stdout.strip().splitlines()[0]
+          if p.stdout else p.stderr)
+    st = json.loads(lam("status", dep, "--json", state=state).stdout)
+    check(st.get("send_lost") == 0 and st.get("gave_up") == 0,
+          f"memif lost nothing: {st.get('send_lost')} bundles not sent, "
+          f"{st.get('gave_up')} requests given up (re-sent as late: "
+          f"{st.get('resent')})")
+    p = lam("teardown", dep, state=state)
+    check(p.returncode == 0, f"teardown: {p.stderr}")
+    nothing_left(state, pids, "after the wide model over memif")
 
 
 def shared(work, state, plan):
