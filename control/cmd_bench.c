@@ -456,7 +456,7 @@ static int time_slices(const struct bench_args *a, json_t *man, int n,
 		       lm_profile_batch *pb, const int *others, int n_others,
 		       int progress, lm_error *e)
 {
-	static struct neighbour nb[MAX_NEIGHBOURS];
+	struct neighbour nb[MAX_NEIGHBOURS];
 	json_t *slices = json_object_get(man, "slices");
 	struct timed joined = { 0 };
 	const lm_node_time *rows;

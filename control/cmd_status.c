@@ -156,21 +156,14 @@ static int fetch(const lm_record *r, Lamina__Reply **replies, lm_error *e)
 	return 0;
 }
 
-/* Stage i's stats among the replies, or NULL.  A laminad numbers the
- * stages it holds from 0 when it holds the whole pipeline, else as in the
- * whole pipeline (deploy.c, load_stage). */
+/* Stage i's stats among the replies (its laminad numbers it i, as the
+ * whole pipeline does), or NULL. */
 static const Lamina__StageStats *stage_stats(const lm_record *r,
 					     Lamina__Reply **replies, int i)
 {
-	int pos = 0;
-	const lm_rec_stage *st = &r->stages[i];
-	for (int j = 0; j < i; j++)
-		pos += r->stages[j].laminad == st->laminad;
-	if (r->n_laminads > 1)
-		pos = i;
-	const Lamina__StatsReply *s = replies[st->laminad]->stats;
+	const Lamina__StatsReply *s = replies[r->stages[i].laminad]->stats;
 	for (size_t k = 0; k < s->n_stages; k++)
-		if ((int)s->stages[k]->stage == pos)
+		if ((int)s->stages[k]->stage == i)
 			return s->stages[k];
 	return NULL;
 }

@@ -450,26 +450,20 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 	Lamina__LoadStageRequest ls = LAMINA__LOAD_STAGE_REQUEST__INIT;
 	Lamina__Reply *rep = NULL;
 	uint32_t cores[LM_REC_MAX_CORES];
-	char next_sock[PATH_MAX], in_sock[PATH_MAX], ans_sock[PATH_MAX];
-	int pos = 0, count = 0, rc;
-	for (int j = 0; j < r->n_stages; j++)
-		if (r->stages[j].laminad == st->laminad) {
-			pos += j < i;
-			count++;
-		}
+	char next_sock[PATH_MAX], in_sock[PATH_MAX];
+	int rc;
 	for (int c = 0; c < st->n_cores; c++)
 		cores[c] = (uint32_t)st->cores[c];
+	/* stages are numbered as in the whole pipeline, on every laminad */
 	ls.deployment = r->id;
-	ls.stage = (uint32_t)pos;
-	ls.n_stages = (uint32_t)count;
+	ls.stage = (uint32_t)i;
+	ls.n_stages = (uint32_t)r->n_stages;
 	if (r->n_laminads > 1) {
-		/* numbered as in the whole pipeline; edges that cross to
-		 * another laminad go over the ports */
+		/* edges that cross to another laminad: memif on this host,
+		 * the ports between hosts */
 		int n = r->n_stages, here = st->laminad;
 		int next = next_laminad(r, i), prev = i ? i - 1 : n - 1;
 		int from = r->stages[prev].laminad;
-		ls.stage = (uint32_t)i;
-		ls.n_stages = (uint32_t)n;
 		if (next != here && same_host(r, here, next)) {
 			if ((rc = memif_path(o, r, i + 1, next_sock,
 					     sizeof(next_sock), e)))
@@ -483,8 +477,7 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 		 * last (edge n) */
 		int remote = from != here, memif = remote &&
 						   same_host(r, from, here);
-		if (memif && (rc = memif_path(o, r, i ? i : n,
-					      i ? in_sock : ans_sock,
+		if (memif && (rc = memif_path(o, r, i ? i : n, in_sock,
 					      sizeof(in_sock), e)))
 			return rc;
 		if (i > 0) {
@@ -492,7 +485,7 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 			ls.input_memif = memif ? in_sock : NULL;
 		} else {
 			ls.answers_remote = remote && n > 1;
-			ls.answers_memif = memif ? ans_sock : NULL;
+			ls.answers_memif = memif ? in_sock : NULL;
 			ls.retry_ms = retry_ms;
 			ls.period_us = (uint32_t)(period_us + 0.5);
 		}

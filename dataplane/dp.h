@@ -142,15 +142,14 @@ int lm_dp_layout_equal(const struct lm_dp_layout *a,
 
 /* ---- stages and deployments ---- */
 
-/* Where a tensor of one slice run lives. */
-enum { LM_DP_IN, LM_DP_OUT, LM_DP_LOCAL };
-
+/* A stage's slices joined into one graph and session: its inputs are
+ * read from the input bundle and its outputs written into the output
+ * bundle, each at its offset in the edge's layout. */
 struct lm_dp_step {
 	lm_graph *graph;
 	lm_session *session;
 	int n_in, n_out;
 	lm_tensor in[LM_DP_MAX_TENSORS], out[LM_DP_MAX_TENSORS];
-	uint8_t in_where[LM_DP_MAX_TENSORS], out_where[LM_DP_MAX_TENSORS];
 	size_t in_off[LM_DP_MAX_TENSORS], out_off[LM_DP_MAX_TENSORS];
 };
 
@@ -166,10 +165,7 @@ struct lm_dp_replica {
 	struct lm_dp_stage *stage;
 	unsigned lcore, cpu;
 	int socket;
-	int n_steps;
-	struct lm_dp_step *steps;
-	void **local; /* stage-local intermediate tensors */
-	int n_local;
+	struct lm_dp_step step;
 	volatile int stop;
 	int busy_poll;
 	/* bundles dequeued but not run when told to stop */

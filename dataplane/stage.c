@@ -11,8 +11,7 @@
  * lm_session_run straight into the bundle taken from the output edge's
  * mempool.  Tensors that only pass through the stage (a skip connection
  * spanning it) are the one copy a stage makes.  Nothing is allocated per
- * request.  (The steps below are general: a step's tensors may also live
- * in stage-local buffers, for graphs run as more than one session.)
+ * request.
  *
  * Edges: edge s feeds stage s (edge 0 is fed by the ingress, edge n_stages
  * feeds the egress).  Stage s makes edge s's mempool when it is loaded, on
@@ -67,24 +66,19 @@ static inline void backoff(int busy_poll, unsigned *empty)
 	nanosleep(&ts, NULL);
 }
 
-/* Run every slice of the stage on one bundle. */
+/* Run the stage on one bundle. */
 static int stage_exec(struct lm_dp_replica *r, uint8_t *in, uint8_t *out)
 {
 	const struct lm_dp_stage *st = r->stage;
-	for (int k = 0; k < r->n_steps; k++) {
-		struct lm_dp_step *s = &r->steps[k];
-		for (int i = 0; i < s->n_in; i++)
-			if (s->in_where[i] != LM_DP_LOCAL)
-				s->in[i].data = (s->in_where[i] == LM_DP_IN
-						 ? in : out) + s->in_off[i];
-		for (int j = 0; j < s->n_out; j++)
-			if (s->out_where[j] == LM_DP_OUT)
-				s->out[j].data = out + s->out_off[j];
-		int rc = lm_session_run(s->session, s->in, s->n_in, s->out,
-					s->n_out, &r->err);
-		if (rc)
-			return rc;
-	}
+	struct lm_dp_step *s = &r->step;
+	for (int i = 0; i < s->n_in; i++)
+		s->in[i].data = in + s->in_off[i];
+	for (int j = 0; j < s->n_out; j++)
+		s->out[j].data = out + s->out_off[j];
+	int rc = lm_session_run(s->session, s->in, s->n_in, s->out, s->n_out,
+				&r->err);
+	if (rc)
+		return rc;
 	for (int c = 0; c < st->n_copies; c++)
 		memcpy(out + st->copies[c].to, in + st->copies[c].from,
 		       st->copies[c].nbytes);
@@ -165,15 +159,6 @@ static int worker_main(void *arg)
 
 /* ---- loading ---- */
 
-/* A tensor produced inside the stage, while loading it. */
-struct produced {
-	const char *name;
-	const lm_value *v;
-	int where;
-	size_t off;
-	void *ptr;
-};
-
 static int same_shape(const lm_value *v, const struct lm_dp_tdesc *d,
 		      const char *file, lm_error *e)
 {
@@ -193,14 +178,8 @@ static void replica_free(struct lm_dp_replica *r)
 {
 	if (!r)
 		return;
-	for (int k = 0; k < r->n_steps; k++) {
-		lm_session_free(r->steps[k].session);
-		lm_graph_free(r->steps[k].graph);
-	}
-	for (int i = 0; i < r->n_local; i++)
-		free(r->local[i]);
-	free(r->local);
-	free(r->steps);
+	lm_session_free(r->step.session);
+	lm_graph_free(r->step.graph);
 	free(r);
 }
 
@@ -240,88 +219,61 @@ static int stage_graph(const struct lm_dp_stage *st,
 	return 0;
 }
 
-/* Make step s's session over graph g (the step owns g from here on), and
- * find where each of its tensors lives. */
-static int load_step(struct lm_dp_replica *r, struct lm_dp_step *s,
-		     lm_graph *g, const char *path, struct produced *made,
-		     int *n_made, int max_made, lm_error *e)
+/* The stage's session over graph g (the step owns g from here on), and
+ * where each of its inputs and outputs sits in the bundles; the tensors
+ * leaving the stage that it does not make pass through it (copies). */
+static int load_step(struct lm_dp_replica *r, lm_graph *g, const char *what,
+		     lm_error *e)
 {
-	const struct lm_dp_stage *st = r->stage;
+	struct lm_dp_stage *st = r->stage;
+	struct lm_dp_step *s = &r->step;
 	int rc;
 	s->graph = g;
 	if (g->n_inputs > LM_DP_MAX_TENSORS || g->n_outputs > LM_DP_MAX_TENSORS)
 		return lm_fail(e, -E2BIG, "%s: more than %d inputs or outputs",
-			       path, LM_DP_MAX_TENSORS);
+			       what, LM_DP_MAX_TENSORS);
 	lm_session_options so = { .threads = 1 };
 	if ((rc = lm_session_create(g, &so, &s->session, e)))
-		return lm_fail_prefix(e, rc, "%s", path);
+		return lm_fail_prefix(e, rc, "%s", what);
 	s->n_in = g->n_inputs;
 	s->n_out = g->n_outputs;
 	for (int i = 0; i < g->n_inputs; i++) {
 		const lm_value *v = &g->values[g->inputs[i]];
-		lm_tensor *t = &s->in[i];
-		lm_tensor_set_shape(t, v->dtype, v->rank, v->dims);
-		t->nbytes = lm_value_bytes(v);
-		int p = *n_made - 1;
-		while (p >= 0 && strcmp(made[p].name, v->name))
-			p--;
-		if (p >= 0) {
-			if (made[p].v->dtype != v->dtype ||
-			    made[p].v->rank != v->rank ||
-			    memcmp(made[p].v->dims, v->dims,
-				   sizeof(v->dims[0]) * (size_t)v->rank))
-				return lm_fail(e, -EINVAL, "%s: input '%s' does "
-					       "not have the shape its slice "
-					       "made", path, v->name);
-			s->in_where[i] = (uint8_t)made[p].where;
-			s->in_off[i] = made[p].off;
-			t->data = made[p].ptr;
-			continue;
-		}
 		int k = lm_dp_layout_find(&st->in, v->name);
 		if (k < 0)
-			return lm_fail(e, -EINVAL, "%s: input '%s' is neither "
-				       "made by an earlier slice of the stage "
-				       "nor carried into it", path, v->name);
-		if ((rc = same_shape(v, &st->in.t[k], path, e)))
+			return lm_fail(e, -EINVAL, "%s: input '%s' is not "
+				       "carried into the stage", what, v->name);
+		if ((rc = same_shape(v, &st->in.t[k], what, e)))
 			return rc;
-		s->in_where[i] = LM_DP_IN;
+		lm_tensor_set_shape(&s->in[i], v->dtype, v->rank, v->dims);
+		s->in[i].nbytes = lm_value_bytes(v);
 		s->in_off[i] = st->in.t[k].offset;
 	}
 	for (int j = 0; j < g->n_outputs; j++) {
 		const lm_value *v = &g->values[g->outputs[j]];
-		lm_tensor *t = &s->out[j];
-		struct produced *m;
-		lm_tensor_set_shape(t, v->dtype, v->rank, v->dims);
-		t->nbytes = lm_value_bytes(v);
-		if (*n_made == max_made)
-			return lm_fail(e, -E2BIG, "%s: too many tensors in one "
-				       "stage", path);
-		m = &made[(*n_made)++];
-		m->name = v->name;
-		m->v = v;
 		int k = lm_dp_layout_find(&st->out, v->name);
-		if (k >= 0) {
-			if ((rc = same_shape(v, &st->out.t[k], path, e)))
-				return rc;
-			s->out_where[j] = LM_DP_OUT;
-			s->out_off[j] = st->out.t[k].offset;
-			m->where = LM_DP_OUT;
-			m->off = s->out_off[j];
-			m->ptr = NULL;
+		if (k < 0 || (rc = same_shape(v, &st->out.t[k], what, e)))
+			return k < 0 ? lm_fail(e, -EINVAL, "%s: output '%s' "
+					       "does not leave the stage",
+					       what, v->name) : rc;
+		lm_tensor_set_shape(&s->out[j], v->dtype, v->rank, v->dims);
+		s->out[j].nbytes = lm_value_bytes(v);
+		s->out_off[j] = st->out.t[k].offset;
+	}
+	if (st->n_replicas)
+		return 0; /* the first replica recorded the copies */
+	for (int i = 0; i < st->out.n; i++) {
+		const struct lm_dp_tdesc *t = &st->out.t[i];
+		int v = lm_graph_find(g, t->name);
+		if (v >= 0 && g->values[v].kind == LM_VAL_NODE)
 			continue;
-		}
-		size_t bytes = (t->nbytes + LM_DP_ALIGN - 1) &
-			       ~(size_t)(LM_DP_ALIGN - 1);
-		void *buf = aligned_alloc(LM_DP_ALIGN, bytes ? bytes
-							    : LM_DP_ALIGN);
-		if (!buf)
-			return lm_fail(e, -ENOMEM, "%s: out of memory", path);
-		r->local[r->n_local++] = buf;
-		t->data = buf;
-		s->out_where[j] = LM_DP_LOCAL;
-		m->where = LM_DP_LOCAL;
-		m->ptr = buf;
+		int k = lm_dp_layout_find(&st->in, t->name);
+		if (k < 0)
+			return lm_fail(e, -EINVAL, "%s: tensor '%s' leaves the "
+				       "stage but nothing in it makes it", what,
+				       t->name);
+		st->copies[st->n_copies++] = (struct lm_dp_copy){
+			st->in.t[k].offset, t->offset, t->nbytes };
 	}
 	return 0;
 }
@@ -331,60 +283,26 @@ static int replica_load(struct lm_dp *dp, struct lm_dp_stage *st,
 			const struct lm_dp_manifest *m, unsigned lcore,
 			struct lm_dp_replica **out, lm_error *e)
 {
-	int n = (int)(st->last - st->first + 1), n_made = 0, rc = 0;
-	int max_made = n * LM_DP_MAX_TENSORS;
 	struct lm_dp_replica *r = aligned_alloc(LM_DP_ALIGN, sizeof(*r));
-	struct produced *made = calloc((size_t)max_made, sizeof(*made));
-	if (r)
-		memset(r, 0, sizeof(*r));
-	if (!r || !made ||
-	    !(r->steps = calloc((size_t)n, sizeof(*r->steps))) ||
-	    !(r->local = calloc((size_t)max_made, sizeof(void *)))) {
-		rc = lm_fail(e, -ENOMEM, "out of memory");
-		goto out;
-	}
+	lm_graph *g = NULL;
+	char what[PATH_MAX + 64];
+	int rc;
+	if (!r)
+		return lm_fail(e, -ENOMEM, "out of memory");
+	memset(r, 0, sizeof(*r));
 	r->stage = st;
 	r->lcore = lcore;
 	r->cpu = dp->lcore[lcore].cpu;
 	r->socket = lm_dp_cpu_node(r->cpu);
-	/* weights, packed kernels and arenas on the worker's node */
-	if (numa_available() >= 0)
-		numa_set_preferred(r->socket);
-	lm_graph *g = NULL;
-	char what[PATH_MAX + 64];
 	snprintf(what, sizeof(what), "%s: slices %u-%u", d->dir, st->first,
 		 st->last);
-	if (!(rc = stage_graph(st, d, m, &g, e))) {
-		r->n_steps = 1;
-		rc = load_step(r, &r->steps[0], g, what, made, &n_made,
-			       max_made, e);
-	}
+	/* weights, packed kernels and the arena on the worker's node */
+	if (numa_available() >= 0)
+		numa_set_preferred(r->socket);
+	if (!(rc = stage_graph(st, d, m, &g, e)))
+		rc = load_step(r, g, what, e);
 	if (numa_available() >= 0)
 		numa_set_localalloc();
-	/* every tensor leaving the stage is made in it or passes through */
-	for (int i = 0; i < st->out.n && !rc; i++) {
-		int p = n_made - 1;
-		while (p >= 0 && strcmp(made[p].name, st->out.t[i].name))
-			p--;
-		if (p >= 0)
-			continue;
-		int k = lm_dp_layout_find(&st->in, st->out.t[i].name);
-		if (k < 0) {
-			rc = lm_fail(e, -EINVAL, "%s: tensor '%s' leaves stage "
-				     "%u but nothing in it makes it", d->dir,
-				     st->out.t[i].name, st->index);
-			break;
-		}
-		if (st->n_replicas == 0) { /* the first replica records it */
-			struct lm_dp_copy *c = &st->copies[st->n_copies];
-			c->from = st->in.t[k].offset;
-			c->to = st->out.t[i].offset;
-			c->nbytes = st->out.t[i].nbytes;
-			st->n_copies++;
-		}
-	}
-out:
-	free(made);
 	if (rc) {
 		replica_free(r);
 		return rc;
@@ -686,12 +604,8 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 			goto fail;
 		st->rep[st->n_replicas++] = rep;
 		dp->lcore[lcores[i]].used = 1;
-		for (int k = 0; k < rep->n_steps; k++) {
-			st->weight_bytes += lm_session_weight_bytes(
-				rep->steps[k].session);
-			st->arena_bytes += lm_session_arena_bytes(
-				rep->steps[k].session);
-		}
+		st->weight_bytes += lm_session_weight_bytes(rep->step.session);
+		st->arena_bytes += lm_session_arena_bytes(rep->step.session);
 	}
 	if ((rc = edge_make(dp, d, r->stage, m, (int)r->first - 1,
 			    st->rep[0]->socket, &st->ring_bytes, e)))

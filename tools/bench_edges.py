@@ -28,32 +28,17 @@ of S bytes on this machine (numpy, median of 50) for scale.  Every
 deployment is torn down, also on failure.  Needs root (DPDK).
 """
 import argparse
-import glob
 import json
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 
+from benchlib import Deployments, die, run, stress_result
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STRESS_OK = re.compile(r"ok (\d+) requests from \d+ clients in ([\d.]+) s")
-
-
-def die(msg):
-    sys.exit(f"bench_edges: {msg}")
-
-
-def run(argv, what, timeout=600):
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if p.returncode != 0:
-        die(f"{what} failed ({p.returncode}): "
-            f"{(p.stderr or p.stdout).strip()}")
-    return p.stdout
 
 
 def export(path, size):
@@ -99,45 +84,18 @@ def memcpy_gbs(size):
     return size / statistics.median(times) / 1e9
 
 
-class Deployer:
-    def __init__(self, args, state):
-        self.args, self.state = args, state
-
-    def lamina(self, *argv, what):
-        return run([self.args.lamina, *argv, "--state-dir", self.state],
-                   what)
-
-    def measure(self, planfile, x, e):
-        dep = self.lamina("deploy", planfile, "-q",
-                          what="lamina deploy").strip()
-        try:
-            st = json.loads(self.lamina("status", dep, "--json",
-                                        what="lamina status"))
-            port = str(st["ingress_port"])
-            a = self.args
-            warm = [a.client, port, "stress", dep, x, e, str(a.clients),
-                    str(4 * a.clients * a.window), str(a.window)]
-            run(warm, "warm-up")
-            out = run([a.client, port, "stress", dep, x, e, str(a.clients),
-                       str(a.requests), str(a.window)], "stress")
-            m = STRESS_OK.search(out)
-            if not m:
-                die(f"stress: unexpected output {out!r}")
-            return int(m.group(1)) / float(m.group(2))
-        finally:
-            self.lamina("teardown", dep, "-q", what="lamina teardown")
-
-    def close(self):
-        """Tear down what a failure left, kill leftover laminads."""
-        for f in glob.glob(os.path.join(self.state, "d-*.json")):
-            subprocess.run([self.args.lamina, "teardown",
-                            os.path.basename(f)[:-5], "--state-dir",
-                            self.state], capture_output=True)
-        for f in glob.glob(os.path.join(self.state, "laminad-*.json")):
-            try:
-                os.kill(json.load(open(f))["pid"], signal.SIGKILL)
-            except (OSError, ValueError, KeyError):
-                pass
+def measure(args, deps, planfile, x, e):
+    """Deploy, warm up, stream, tear down: requests/s."""
+    dep = deps.deploy(planfile)
+    try:
+        port = str(deps.status(dep)["ingress_port"])
+        base = [args.client, port, "stress", dep, x, e, str(args.clients)]
+        run(base + [str(4 * args.clients * args.window), str(args.window)],
+            "warm-up")
+        out = run(base + [str(args.requests), str(args.window)], "stress")
+        return stress_result(out, "stress")["rps"]
+    finally:
+        deps.teardown(dep)
 
 
 def main():
@@ -163,7 +121,8 @@ def main():
           f"{args.requests} requests from {args.clients} clients x "
           f"{args.window} in flight; medians")
     rows = []
-    dep = Deployer(args, state)
+    # each laminad chooses how it polls: two of them share this host
+    deps = Deployments(args.lamina, state, poll=None)
     try:
         for size in sizes:
             model = os.path.join(work, f"edge{size}.onnx")
@@ -194,7 +153,8 @@ def main():
             for r in range(args.rounds):
                 order = ("one", "two") if r % 2 == 0 else ("two", "one")
                 for k in order:
-                    rps = dep.measure(one if k == "one" else two, x, e)
+                    rps = measure(args, deps, one if k == "one" else two,
+                                  x, e)
                     got[k].append(rps)
                     print(f"  {size} bytes, round {r + 1}: "
                           f"{'1 laminad' if k == 'one' else '2 laminads'} "
@@ -202,7 +162,7 @@ def main():
             rows.append((size, statistics.median(got["two"]),
                          statistics.median(got["one"]), memcpy_gbs(size)))
     finally:
-        dep.close()
+        deps.close()
     print(f"\n{'bundle':>10} {'memif bundles/s':>16} {'memif GB/s':>11} "
           f"{'ring bundles/s':>15} {'ring GB/s':>10} {'memcpy GB/s':>12}")
     for size, two, one, mc in rows:

@@ -27,11 +27,9 @@ Every laminad is stopped and the namespaces removed, even on failure.
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,24 +37,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 from netns import Net, pid_alive  # noqa: E402
+from benchlib import die, run, stress_result  # noqa: E402
 
 CTL, LOCAL_CTL = 7790, 7794
-
-
-def die(msg):
-    raise SystemExit(f"bench_hosts: {msg}")
-
-
-def run(argv, what, timeout=900):
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True,
-                           timeout=timeout)
-    except subprocess.TimeoutExpired:
-        die(f"{what} took more than {timeout} s")
-    if p.returncode != 0:
-        die(f"{what} failed ({p.returncode}): "
-            f"{(p.stderr or p.stdout).strip()}")
-    return p.stdout
 
 
 class Laminad:
@@ -120,12 +103,7 @@ def deploy_local(c, dep, lam, n):
 def stress(args, d, dep, x, e, total):
     out = d.client("stress", dep, x, e, args.clients, total, args.window,
                    ingress=True)
-    m = re.search(r"ok (\d+) requests .*: ([\d.]+) requests/s\n"
-                  r"latency_ms p50=([\d.]+) p90=[\d.]+ p99=([\d.]+)", out)
-    if not m:
-        die(f"stress {dep}: unexpected output {out!r}")
-    return {"rps": float(m.group(2)), "p50": float(m.group(3)),
-            "p99": float(m.group(4))}
+    return stress_result(out, f"stress {dep}")
 
 
 def main():
@@ -196,7 +174,7 @@ def main():
                 m = stress(args, ing, dep, x, e, args.requests)
                 res[cfg].append(m)
                 print(f"round {r + 1} {cfg}: {m['rps']:.1f} requests/s, "
-                      f"p50 {m['p50']:.2f} ms, p99 {m['p99']:.2f} ms",
+                      f"p50 {m['p50_ms']:.2f} ms, p99 {m['p99_ms']:.2f} ms",
                       file=sys.stderr, flush=True)
                 for d in ((a, bb) if cfg == "hosts" else (c,)):
                     d.client("teardown", dep)
@@ -216,8 +194,9 @@ def main():
     print("| --- | ---: | ---: | ---: |")
     for cfg, label in (("hosts", "2 stages on 2 hosts (af_packet, veth)"),
                        ("local", "2 stages in 1 laminad (rings)")):
-        print(f"| {label} | {med(cfg, 'rps'):.1f} | {med(cfg, 'p50'):.2f} "
-              f"| {med(cfg, 'p99'):.2f} |")
+        print(f"| {label} | {med(cfg, 'rps'):.1f} | "
+              f"{med(cfg, 'p50_ms'):.2f} "
+              f"| {med(cfg, 'p99_ms'):.2f} |")
     print(f"\nhosts / 1 process throughput: "
           f"{med('hosts', 'rps') / med('local', 'rps'):.2f}")
     return 0

@@ -65,40 +65,16 @@ share the two cpus with the two workers of the 2-stage plan, while the
 1-stage plan leaves them a cpu of their own: the ratio pays for that.
 """
 import argparse
-import glob
 import json
 import os
 import re
-import signal
 import statistics
-import subprocess
-import sys
 import time
 
+from benchlib import Deployments, die, note, run, stress_result
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STRESS_OK = re.compile(r"ok (\d+) requests from \d+ clients in ([\d.]+) s")
-STRESS_LAT = re.compile(r"latency_ms p50=([\d.]+) p90=([\d.]+) p99=([\d.]+)")
 ORT_LAT = re.compile(r"latency_ms median=([\d.]+) p90=([\d.]+) min=([\d.]+)")
-
-
-def die(msg):
-    raise SystemExit(f"bench_pipeline: {msg}")
-
-
-def note(msg):
-    print(msg, file=sys.stderr, flush=True)
-
-
-def run(argv, what, timeout=900):
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True,
-                           timeout=timeout)
-    except subprocess.TimeoutExpired:
-        die(f"{what} took more than {timeout} s")
-    if p.returncode != 0:
-        die(f"{what} failed ({p.returncode}): "
-            f"{(p.stderr or p.stdout).strip()}")
-    return p.stdout
 
 
 def load_average():
@@ -168,81 +144,12 @@ def own_two_stage(base, profile, out):
     return plan
 
 
-# ---- deployments ----
-
-class Deployments:
-    """Deploy, status and teardown in one state folder; tear down
-    everything recorded there on close, then kill a laminad it names that
-    is still alive (only ones this run started live there)."""
-
-    def __init__(self, args, state):
-        self.args, self.state = args, state
-        os.makedirs(state, exist_ok=True)
-
-    def lam(self, *argv, timeout=300):
-        return subprocess.run([self.args.lamina, *argv, "--state-dir",
-                               self.state], capture_output=True, text=True,
-                              timeout=timeout)
-
-    def deploy(self, plan):
-        extra = ["--laminad", self.args.laminad] if self.args.laminad else []
-        p = self.lam("deploy", plan, "--poll", "busy", "--quiet", *extra)
-        dep = p.stdout.strip()
-        if p.returncode != 0 or not dep.startswith("d-"):
-            die(f"deploy {plan}: {p.stderr.strip()}")
-        return dep
-
-    def status(self, dep):
-        p = self.lam("status", dep, "--json")
-        if p.returncode != 0:
-            die(f"status {dep}: {p.stderr.strip()}")
-        return json.loads(p.stdout)
-
-    def teardown(self, dep):
-        p = self.lam("teardown", dep)
-        if p.returncode != 0:
-            note(f"teardown {dep}: {p.stderr.strip()}")
-
-    def pids(self):
-        out = set()
-        for f in glob.glob(os.path.join(self.state, "*.json")):
-            try:
-                with open(f) as fh:
-                    doc = json.load(fh)
-            except (OSError, ValueError):
-                continue
-            if isinstance(doc, dict) and doc.get("pid"):
-                out.add(doc["pid"])
-            for ld in doc.get("laminads", []) if isinstance(doc, dict) \
-                    else []:
-                if ld.get("pid"):
-                    out.add(ld["pid"])
-        return out
-
-    def close(self):
-        pids = self.pids()
-        for f in sorted(glob.glob(os.path.join(self.state, "d-*.json"))):
-            self.teardown(os.path.basename(f)[:-5])
-        for pid in pids:
-            try:
-                with open(f"/proc/{pid}/comm") as fh:
-                    if not fh.read().startswith("laminad"):
-                        continue
-                os.kill(pid, signal.SIGKILL)
-                note(f"killed leftover laminad {pid}")
-            except OSError:
-                pass
-
+# ---- measuring ----
 
 def stress(args, port, dep, x, e, total, clients, window):
     out = run([args.client, str(port), "stress", dep, x, e, str(clients),
                str(total), str(window)], f"stress {dep}", timeout=600)
-    ok, lat = STRESS_OK.search(out), STRESS_LAT.search(out)
-    if not ok or not lat:
-        die(f"stress {dep}: unexpected output {out!r}")
-    n, secs = int(ok.group(1)), float(ok.group(2))
-    return {"rps": n / secs, "p50_ms": float(lat.group(1)),
-            "p99_ms": float(lat.group(3))}
+    return stress_result(out, f"stress {dep}")
 
 
 def measure(args, deps, cfg, x, e):
@@ -432,7 +339,8 @@ def main():
 
     results = {c["name"]: [] for c in cfgs}
     ort = []
-    deps = Deployments(args, os.path.join(work, "state"))
+    deps = Deployments(args.lamina, os.path.join(work, "state"),
+                       args.laminad)
     try:
         for rnd in range(args.rounds):
             order = cfgs if rnd % 2 == 0 else cfgs[::-1]
