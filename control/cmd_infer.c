@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "lamina/client.h"
+#include "lamina/npy.h"
 #include "lamina/runtime.h"
 #include "record.h"
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lamina/npy.h"
 #include "lamina/runtime.h"
 #include "lamina/slicer.h"
 

@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lamina/fsutil.h"
+
 #include "dp.h"
 
 int lm_dp_cpu_node(unsigned cpu)

@@ -4,6 +4,7 @@
  * temporary folder beside the target and renamed into place at the end, so
  * a failure never leaves a partial result.
  */
+#include "lamina/fsutil.h"
 #include "lamina/slicer.h"
 
 #include <errno.h>
@@ -82,20 +83,6 @@ json_t *lm_manifest_build(lm_graph *g, const lm_slicing *s,
 			 "total_flops", total_flops,
 			 "total_param_bytes", (json_int_t)total_params,
 			 "slices", slices);
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-int lm_remove_tree(const char *path)
-{
-	return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS) ? -errno : 0;
 }
 
 /* A folder --force may replace: empty, or an earlier slicing. */

@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "lamina/client.h"
+#include "lamina/npy.h"
 #include "lamina/runtime.h"
 
 #define TIMEOUT_MS 60000

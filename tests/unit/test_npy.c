@@ -1,13 +1,16 @@
 /*
- * test_npy.c: NumPy .npy reading and writing (runtime/npy.c): round trips,
+ * test_npy.c: NumPy .npy reading and writing (common/npy.c): round trips,
  * and one-line refusals of what lamina does not read.
  */
+#include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "lamina/npy.h"
 #include "lamina/runtime.h"
 
 static const char *tmp_path(const char *name)
@@ -108,10 +111,45 @@ TEST(refuses_what_it_cannot_read)
 	remove(p);
 }
 
+/* Issue 13, defect 2: a shape whose element count fits an int64 but whose
+ * bytes (x 4) wrap a size_t to 4 was accepted with 4 data bytes, and a
+ * model with a symbolic dim then ran past the buffer. */
+TEST(refuses_a_shape_whose_bytes_overflow)
+{
+	lm_tensor r;
+	lm_error e;
+	float d[1] = { 1 };
+	const char *p = tmp_path("huge.npy");
+	write_raw(p, "{'descr': '<f4', 'fortran_order': False, "
+		     "'shape': (4611686018427387905,), }\n", d, sizeof(d));
+	CHECK(lm_npy_read(p, &r, &e) == -EINVAL && strstr(e.msg, "too large"));
+	CHECK(r.data == NULL);
+	write_raw(p, "{'descr': '<f8', 'fortran_order': False, "
+		     "'shape': (4294967296, 4294967296), }\n", d, sizeof(d));
+	CHECK(lm_npy_read(p, &r, &e) == -EINVAL);
+	remove(p);
+}
+
+TEST(shape_bytes_is_checked)
+{
+	size_t n = 0;
+	int64_t ok[2] = { 3, 5 }, neg[2] = { 3, -1 };
+	int64_t big[2] = { INT64_MAX, 3 };
+	CHECK_EQ_I64(lm_shape_bytes(LM_DT_FLOAT, 2, ok, &n), 0);
+	CHECK_EQ_I64(n, 60);
+	CHECK_EQ_I64(lm_shape_bytes(LM_DT_FLOAT, 2, neg, &n), -EINVAL);
+	CHECK_EQ_I64(lm_shape_bytes(LM_DT_INT8, 2, big, &n), -EOVERFLOW);
+	CHECK_EQ_I64(lm_shape_bytes(LM_DT_STRING, 2, ok, &n), -EINVAL);
+	CHECK_EQ_I64(lm_shape_bytes(LM_DT_FLOAT, 0, NULL, &n), 0);
+	CHECK_EQ_I64(n, 4);
+}
+
 int main(void)
 {
 	RUN(round_trip_keeps_type_shape_and_data);
 	RUN(reads_what_numpy_writes);
 	RUN(refuses_what_it_cannot_read);
+	RUN(refuses_a_shape_whose_bytes_overflow);
+	RUN(shape_bytes_is_checked);
 	return harness_done();
 }

@@ -80,17 +80,6 @@ int lm_session_profile(const lm_session *s, const lm_node_time **rows);
 int lm_tensor_check(const lm_value *v, const lm_tensor *t, const char *what,
 		    lm_error *e);
 
-/* ---- NumPy .npy files (the CLI's tensor format) ---- */
-
-/**
- * Read an .npy file (format 1.0-3.0, little-endian, C order) into a newly
- * allocated tensor.  Returns 0, -ENOENT, -EINVAL naming what is wrong.
- */
-int lm_npy_read(const char *path, lm_tensor *t, lm_error *e);
-
-/** Write a tensor as .npy (format 1.0). */
-int lm_npy_write(const char *path, const lm_tensor *t, lm_error *e);
-
 #ifdef __cplusplus
 }
 #endif

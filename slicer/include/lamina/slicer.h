@@ -170,9 +170,6 @@ json_t *lm_manifest_build(lm_graph *g, const lm_slicing *s,
 int lm_slice_join(const char *const *paths, int n, int64_t batch,
 		  lm_graph **out, lm_error *e);
 
-/** Remove a folder and everything below it, not following symlinks. */
-int lm_remove_tree(const char *path);
-
 #ifdef __cplusplus
 }
 #endif

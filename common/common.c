@@ -1,6 +1,6 @@
 /*
- * common.c: error messages, element types and plain tensors shared by
- * every lamina module.
+ * common.c: error messages, element types, checked sizes and plain tensors
+ * shared by every lamina module (see lamina/common.h).
  */
 #include "lamina/common.h"
 
@@ -90,6 +90,23 @@ int64_t lm_shape_numel(int rank, const int64_t *dims)
 	return n;
 }
 
+int lm_shape_bytes(lm_dtype dtype, int rank, const int64_t *dims,
+		   size_t *out)
+{
+	size_t n = lm_dtype_size(dtype);
+	if (n == 0 || rank < 0 || rank > LM_MAX_RANK)
+		return -EINVAL;
+	for (int i = 0; i < rank; i++) {
+		if (dims[i] < 0)
+			return -EINVAL;
+		if ((uint64_t)dims[i] > SIZE_MAX ||
+		    lm_size_mul(n, (size_t)dims[i], &n))
+			return -EOVERFLOW;
+	}
+	*out = n;
+	return 0;
+}
+
 void lm_tensor_set_shape(lm_tensor *t, lm_dtype dtype, int rank,
 			 const int64_t *dims)
 {
@@ -106,13 +123,13 @@ void lm_tensor_set_shape(lm_tensor *t, lm_dtype dtype, int rank,
 int lm_tensor_alloc(lm_tensor *t, lm_dtype dtype, int rank,
 		    const int64_t *dims)
 {
-	size_t es = lm_dtype_size(dtype);
-	int64_t n = lm_shape_numel(rank, dims);
+	size_t nbytes;
+	int rc = lm_shape_bytes(dtype, rank, dims, &nbytes);
 	memset(t, 0, sizeof(*t));
-	if (es == 0 || n < 0 || rank > LM_MAX_RANK)
-		return -EINVAL;
+	if (rc)
+		return rc == -EOVERFLOW ? -ENOMEM : rc;
 	lm_tensor_set_shape(t, dtype, rank, dims);
-	t->nbytes = (size_t)n * es;
+	t->nbytes = nbytes;
 	t->data = calloc(1, t->nbytes ? t->nbytes : 1);
 	if (!t->data)
 		return -ENOMEM;

@@ -8,7 +8,7 @@
  * fixed-size types are read; everything in the header and the file size is
  * checked before use.  No Debian package offers this for C, hence this file.
  */
-#include "lamina/runtime.h"
+#include "lamina/npy.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -53,6 +53,7 @@ static int parse_header(const char *path, const char *hdr, lm_tensor *t,
 	const char *s = dict_value(hdr, "shape");
 	lm_dtype dtype = LM_DT_UNDEFINED;
 	int64_t dims[LM_MAX_RANK];
+	char shape_buf[160];
 	int rank = 0;
 
 	if (!d || !f || !s)
@@ -100,9 +101,14 @@ static int parse_header(const char *path, const char *hdr, lm_tensor *t,
 			return lm_fail(e, -EINVAL, "%s: bad shape in .npy "
 				       "header", path);
 	}
-	if (lm_shape_numel(rank, dims) < 0)
-		return lm_fail(e, -EINVAL, "%s: shape too large", path);
+	size_t nbytes;
+	if (lm_shape_bytes(dtype, rank, dims, &nbytes) ||
+	    nbytes > (size_t)INT64_MAX)
+		return lm_fail(e, -EINVAL, "%s: shape (%s) is too large for "
+			       "memory", path, lm_shape_str(rank, dims, shape_buf,
+							    sizeof(shape_buf)));
 	lm_tensor_set_shape(t, dtype, rank, dims);
+	t->nbytes = nbytes;
 	return 0;
 }
 
@@ -146,13 +152,15 @@ int lm_npy_read(const char *path, lm_tensor *t, lm_error *e)
 	rc = parse_header(path, hdr, t, e);
 	if (rc)
 		goto out;
-	size_t nbytes = (size_t)lm_shape_numel(t->rank, t->dims) *
-			lm_dtype_size(t->dtype);
-	if (fseek(f, 0, SEEK_END) != 0 ||
-	    (size_t)ftell(f) != pre_len + hlen + nbytes) {
+	size_t nbytes = t->nbytes;
+	long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+	if (size < 0 || (size_t)size < pre_len + hlen ||
+	    (size_t)size - (pre_len + hlen) != nbytes) {
 		rc = lm_fail(e, -EINVAL, "%s: data is %ld bytes, its shape "
-			     "needs %zu", path, ftell(f) - (long)(pre_len + hlen),
+			     "needs %zu", path,
+			     size < 0 ? -1L : size - (long)(pre_len + hlen),
 			     nbytes);
+		t->nbytes = 0;
 		goto out;
 	}
 	fseek(f, (long)(pre_len + hlen), SEEK_SET);
@@ -197,8 +205,10 @@ int lm_npy_write(const char *path, const lm_tensor *t, lm_error *e)
 	size_t total = ((size_t)n + 10 + 1 + 63) / 64 * 64, hlen = total - 10;
 	memset(hdr + n, ' ', hlen - 1 - (size_t)n);
 	hdr[hlen - 1] = '\n';
-	size_t nbytes = (size_t)lm_shape_numel(t->rank, t->dims) *
-			lm_dtype_size(t->dtype);
+	size_t nbytes;
+	if (lm_shape_bytes(t->dtype, t->rank, t->dims, &nbytes))
+		return lm_fail(e, -EINVAL, "%s: a tensor without a valid shape",
+			       path);
 	FILE *f = fopen(path, "wb");
 	if (!f)
 		return lm_fail(e, -errno, "%s: %s", path, strerror(errno));

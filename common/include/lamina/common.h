@@ -1,6 +1,9 @@
 /*
  * common.h: what every lamina module shares: the error convention, element
- * types and the plain tensor descriptor.
+ * types, checked size arithmetic and the plain tensor descriptor.  It is
+ * the top of common/, the bottom library every other part links (beside
+ * it: npy.h for .npy files, log.h for logging, fsutil.h for files and
+ * folders).
  *
  * Errors: functions that can fail return 0 or a negative errno-style code
  * and, when given an lm_error, leave a one-line message in it naming the
@@ -9,6 +12,7 @@
 #ifndef LAMINA_COMMON_H
 #define LAMINA_COMMON_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,8 +84,33 @@ typedef struct lm_tensor {
 	int owned;
 } lm_tensor;
 
-/** Number of elements of a shape; 1 for rank 0, -1 if any dim is unknown. */
+/** Number of elements of a shape; 1 for rank 0, -1 if any dim is unknown
+ *  or the product does not fit an int64_t. */
 int64_t lm_shape_numel(int rank, const int64_t *dims);
+
+/* ---- checked size arithmetic: every size taken from a file or the wire
+ * goes through these before it is used ---- */
+
+/** *out = a * b; 0, or -EOVERFLOW when it does not fit a size_t. */
+static inline int lm_size_mul(size_t a, size_t b, size_t *out)
+{
+	return __builtin_mul_overflow(a, b, out) ? -EOVERFLOW : 0;
+}
+
+/** *out = a + b; 0, or -EOVERFLOW when it does not fit a size_t. */
+static inline int lm_size_add(size_t a, size_t b, size_t *out)
+{
+	return __builtin_add_overflow(a, b, out) ? -EOVERFLOW : 0;
+}
+
+/**
+ * Bytes of a dense tensor of this type and shape.
+ * @return 0; -EINVAL for a type without a fixed size, a negative (unknown)
+ *         dim or a rank outside 0..LM_MAX_RANK; -EOVERFLOW when the
+ *         product does not fit a size_t.
+ */
+int lm_shape_bytes(lm_dtype dtype, int rank, const int64_t *dims,
+		   size_t *out);
 
 /** Fill t's dims and contiguous strides; leaves data alone. */
 void lm_tensor_set_shape(lm_tensor *t, lm_dtype dtype, int rank,
