@@ -189,10 +189,10 @@ int lm_agent_wait_up(int pid, const char *state_file, const char *host,
 		}
 		if (!lm_laminad_state_load(state_file, st, &ignore) &&
 		    st->pid == pid) {
-			lm_client *c = NULL;
-			if (!lm_client_connect(host, (uint16_t)port, 1000, &c,
+			lm_ctl *c = NULL;
+			if (!lm_ctl_connect(host, (uint16_t)port, 1000, &c,
 					       &ignore)) {
-				lm_client_free(c);
+				lm_ctl_free(c);
 				return 0;
 			}
 		}
@@ -213,13 +213,13 @@ int lm_agent_wait_up(int pid, const char *state_file, const char *host,
 int lm_agent_call(const char *host, int port, int timeout_ms,
 		  Lamina__Request *req, Lamina__Reply **reply, lm_error *e)
 {
-	lm_client *c = NULL;
+	lm_ctl *c = NULL;
 	*reply = NULL;
-	int rc = lm_client_connect(host, (uint16_t)port, timeout_ms, &c, e);
+	int rc = lm_ctl_connect(host, (uint16_t)port, timeout_ms, &c, e);
 	if (rc)
 		return rc;
-	rc = lm_client_call(c, req, reply, e);
-	lm_client_free(c);
+	rc = lm_ctl_call(c, req, reply, e);
+	lm_ctl_free(c);
 	return rc;
 }
 

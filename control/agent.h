@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "ctl.h"
 #include "lamina/client.h"
 #include "record.h"
 
@@ -59,7 +60,7 @@ int lm_agent_wait_up(int pid, const char *state_file, const char *host,
 /**
  * One request on a fresh control connection to host:port.
  * @param reply  the reply (free with lamina__reply__free_unpacked)
- * @return what lm_client_connect and lm_client_call return.
+ * @return what lm_ctl_connect and lm_ctl_call return.
  */
 int lm_agent_call(const char *host, int port, int timeout_ms,
 		  Lamina__Request *req, Lamina__Reply **reply, lm_error *e);

@@ -313,46 +313,20 @@ static int timed_load(const char *path, int batch, struct timed *t,
 	return 0;
 }
 
-/* The slice holding node `name`: slices are searched from `from` on,
- * since the profile lists nodes in model order; -1 when none has it (a
- * node made by fusion keeps its first node's name, so that is rare). */
-static int slice_of(json_t *slices, int n, int from, const char *name)
-{
-	for (int i = from; i < n; i++) {
-		json_t *nodes = json_object_get(json_array_get(slices,
-							       (size_t)i),
-						"nodes"), *v;
-		size_t k;
-		json_array_foreach(nodes, k, v)
-			if (json_is_string(v) &&
-			    !strcmp(json_string_value(v), name))
-				return i;
-	}
-	return -1;
-}
-
 /* The n slices of the folder joined into one graph whose outputs are the
  * model's, with input and output tensors to run it. */
-static int joined_load(const struct bench_args *a, json_t *man, int n,
-		       int batch, struct timed *t, lm_error *e)
+static int joined_load(const struct bench_args *a, const lm_manifest *man,
+		       int n, int batch, struct timed *t, lm_error *e)
 {
-	json_t *slices = json_object_get(man, "slices"), *o;
 	char (*path)[PATH_MAX] = calloc((size_t)n, sizeof(*path));
 	const char **paths = calloc((size_t)n, sizeof(*paths));
 	lm_graph *g = NULL;
-	size_t k;
 	int rc = 0;
 	if (!path || !paths)
 		rc = lm_fail(e, -ENOMEM, "out of memory");
 	for (int i = 0; i < n && !rc; i++) {
-		const char *file = json_string_value(json_object_get(
-			json_array_get(slices, (size_t)i), "file"));
-		if (!file)
-			rc = lm_fail(e, -EINVAL, "%s/manifest.json: slice %d "
-				     "has no file", a->dir, i);
-		else
-			snprintf(path[i], sizeof(path[i]), "%s/%s", a->dir,
-				 file);
+		rc = lm_manifest_slice_path(man, i, path[i], sizeof(path[i]),
+					    e);
 		paths[i] = path[i];
 	}
 	if (!rc)
@@ -362,12 +336,12 @@ static int joined_load(const struct bench_args *a, json_t *man, int n,
 	if (rc)
 		return rc;
 	t->g = g;
-	json_array_foreach(json_object_get(man, "outputs"), k, o) {
-		int v = lm_graph_find(g, json_string_value(json_object_get(
-						 o, "name")) ?: "");
+	for (int k = 0; k < man->n_outputs; k++) {
+		int v = lm_graph_find(g, man->outputs[k].name);
 		if (v < 0 || g->values[v].kind != LM_VAL_NODE)
 			return lm_fail(e, -EINVAL, "%s/manifest.json: output "
-				       "%zu is made by no slice", a->dir, k);
+				       "'%s' is made by no slice", a->dir,
+				       man->outputs[k].name);
 		if (lm_graph_add_output(g, v))
 			return lm_fail(e, -ENOMEM, "out of memory");
 	}
@@ -388,7 +362,7 @@ struct neighbour {
 	pthread_t th;
 	int core, started;
 	const struct bench_args *a;
-	json_t *man;
+	const lm_manifest *man;
 	int n, batch;
 	volatile int ready, stop;
 	int rc;
@@ -452,12 +426,12 @@ static void neighbours_stop(struct neighbour *nb, int count)
  * joined model's time.)  Each slice is also loaded alone, once, for its
  * weight, arena and output bytes.
  */
-static int time_slices(const struct bench_args *a, json_t *man, int n,
+static int time_slices(const struct bench_args *a, const lm_manifest *man,
+		       int n,
 		       lm_profile_batch *pb, const int *others, int n_others,
 		       int progress, lm_error *e)
 {
 	struct neighbour nb[MAX_NEIGHBOURS];
-	json_t *slices = json_object_get(man, "slices");
 	struct timed joined = { 0 };
 	const lm_node_time *rows;
 	double *t = malloc((size_t)n * (size_t)a->repeat * sizeof(double));
@@ -468,24 +442,16 @@ static int time_slices(const struct bench_args *a, json_t *man, int n,
 		goto out;
 	}
 	for (int i = 0; i < n && !rc; i++) {
-		json_t *sl = json_array_get(slices, (size_t)i);
-		const char *file = json_string_value(json_object_get(sl,
-								     "file"));
-		const char *label = json_string_value(json_object_get(sl,
-								      "label"));
 		char path[PATH_MAX];
 		struct timed one = { 0 };
 		if (progress)
 			fprintf(stderr, "\rbench: batch %d, loading slice "
 				"%d/%d ", pb->batch, i + 1, n);
-		if (!file) {
-			rc = lm_fail(e, -EINVAL, "%s/manifest.json: slice %d "
-				     "has no file", a->dir, i);
+		if ((rc = lm_manifest_slice_path(man, i, path, sizeof(path),
+						 e)))
 			break;
-		}
-		snprintf(path, sizeof(path), "%s/%s", a->dir, file);
 		snprintf(pb->slices[i].label, sizeof(pb->slices[i].label),
-			 "%s", label ? label : "");
+			 "%s", man->slices[i].label);
 		rc = timed_load(path, pb->batch, &one, &pb->slices[i], e);
 		timed_free(&one);
 	}
@@ -511,7 +477,9 @@ static int time_slices(const struct bench_args *a, json_t *man, int n,
 		    !(before = calloc((size_t)n_rows + 1, sizeof(double)))))
 		rc = lm_fail(e, -ENOMEM, "out of memory");
 	for (int r = 0, cur = 0; r < n_rows && !rc; r++) {
-		int k = slice_of(slices, n, cur, rows[r].name);
+		/* nodes come in model order; a node made by fusion keeps
+		 * its first node's name, so few are not found */
+		int k = lm_manifest_slice_of_node(man, cur, rows[r].name);
 		owner[r] = cur = k >= 0 ? k : cur;
 	}
 	for (int r = 0; r < a->warmup + a->repeat && !rc; r++) {
@@ -551,40 +519,12 @@ out:
 	return rc;
 }
 
-static json_t *load_manifest(const char *dir)
-{
-	char path[PATH_MAX];
-	json_error_t je;
-	snprintf(path, sizeof(path), "%s/manifest.json", dir);
-	if (access(path, F_OK) != 0) {
-		cli_errorf("bench", "%s: no manifest.json, so no slices (is it "
-			   "a folder written by `lamina slice`?)", dir);
-		return NULL;
-	}
-	json_t *man = json_load_file(path, 0, &je);
-	if (!man)
-		cli_errorf("bench", "%s: %s", path, je.text);
-	else if (!json_array_size(json_object_get(man, "slices"))) {
-		cli_errorf("bench", "%s: no slices (is %s a folder written by "
-			   "`lamina slice`?)", path, dir);
-		json_decref(man);
-		man = NULL;
-	}
-	return man;
-}
-
-static double tensors_bytes(json_t *list)
+/* Bytes of a list of tensors at the manifest's batch. */
+static double tensors_bytes(const lm_mtensor *t, int n)
 {
 	double total = 0;
-	size_t i, k;
-	json_t *t, *d;
-	json_array_foreach(list, i, t) {
-		double n = (double)lm_dtype_size(lm_dtype_from_name(
-			json_string_value(json_object_get(t, "dtype"))));
-		json_array_foreach(json_object_get(t, "shape"), k, d)
-			n *= (double)json_integer_value(d);
-		total += n;
-	}
+	for (int i = 0; i < n; i++)
+		total += (double)t[i].nbytes;
 	return total;
 }
 
@@ -594,12 +534,14 @@ int cmd_bench(int argc, char **argv)
 	lm_devices *devs = NULL;
 	lm_profile *p = NULL;
 	lm_error e;
-	json_t *man = NULL;
+	lm_manifest *man = NULL;
 	int rc = 1;
 	char out[PATH_MAX];
 
-	if (parse_bench(argc, argv, &a) || !(man = load_manifest(a.dir)))
+	if (parse_bench(argc, argv, &a))
 		return 1;
+	if (lm_manifest_load(a.dir, &man, &e))
+		return cli_error("bench", &e);
 	if (a.devices ? lm_devices_load(a.devices, &devs, &e)
 		      : lm_devices_local(&devs, &e)) {
 		cli_error("bench", &e);
@@ -608,8 +550,7 @@ int cmd_bench(int argc, char **argv)
 	int local = local_device(devs, a.device);
 	if (local < 0)
 		goto done;
-	json_t *slices = json_object_get(man, "slices");
-	int n = (int)json_array_size(slices);
+	int n = man->n_slices;
 	if (lm_profile_create(n, &p) ||
 	    lm_profile_add_device(p, devs->dev[local].name) < 0) {
 		cli_errorf("bench", "out of memory");
@@ -649,8 +590,8 @@ int cmd_bench(int argc, char **argv)
 			goto done;
 		}
 		pb->handoff_us = handoff;
-		pb->input_bytes = batch * tensors_bytes(json_object_get(man,
-									"inputs"));
+		pb->input_bytes = batch * tensors_bytes(man->inputs,
+							man->n_inputs);
 		if (time_slices(&a, man, n, pb, others, n_others, progress, &e)) {
 			if (progress)
 				fputc('\n', stderr);
@@ -658,10 +599,8 @@ int cmd_bench(int argc, char **argv)
 			goto done;
 		}
 		for (int i = 0; i + 1 < n; i++)
-			pb->cut_bytes[i] = batch * (double)json_integer_value(
-				json_object_get(json_array_get(slices,
-							       (size_t)i),
-						"cut_bytes"));
+			pb->cut_bytes[i] = batch *
+					   (double)man->slices[i].cut_bytes;
 	}
 	if (progress)
 		fputc('\n', stderr);
@@ -690,7 +629,7 @@ int cmd_bench(int argc, char **argv)
 	}
 	rc = 0;
 done:
-	json_decref(man);
+	lm_manifest_free(man);
 	lm_profile_free(p);
 	lm_devices_free(devs);
 	return rc;

@@ -11,10 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "cli.h"
 #include "lamina/client.h"
+#include "lamina/manifest.h"
 #include "lamina/npy.h"
 #include "lamina/runtime.h"
 #include "record.h"
@@ -109,35 +108,22 @@ static int parse_infer(int argc, char **argv, struct infer_args *a)
 }
 
 /* The model's input and output names (the manifest of the slice folder),
- * borrowed from man. */
-static int model_names(const char *dir, json_t **man, const char **in,
+ * borrowed from *man. */
+static int model_names(const char *dir, lm_manifest **man, const char **in,
 		       int *n_in, const char **out, int *n_out)
 {
-	char path[PATH_MAX + 16];
-	json_error_t je;
-	snprintf(path, sizeof(path), "%s/manifest.json", dir);
-	*man = json_load_file(path, 0, &je);
-	if (!*man)
-		return cli_errorf("infer", "%s: %s", path, je.text);
-	const char *keys[2] = { "inputs", "outputs" };
-	const char **names[2] = { in, out };
-	int *counts[2] = { n_in, n_out };
-	for (int k = 0; k < 2; k++) {
-		json_t *list = json_object_get(*man, keys[k]);
-		if (!json_is_array(list) || !json_array_size(list) ||
-		    json_array_size(list) > MAX_TENSORS)
-			return cli_errorf("infer", "%s: \"%s\" must list 1 to "
-					  "%d tensors", path, keys[k],
-					  MAX_TENSORS);
-		*counts[k] = (int)json_array_size(list);
-		for (int i = 0; i < *counts[k]; i++) {
-			names[k][i] = json_string_value(json_object_get(
-				json_array_get(list, (size_t)i), "name"));
-			if (!names[k][i])
-				return cli_errorf("infer", "%s: %s %d has no "
-						  "name", path, keys[k], i);
-		}
-	}
+	lm_error e;
+	if (lm_manifest_load(dir, man, &e))
+		return cli_error("infer", &e);
+	if ((*man)->n_inputs > MAX_TENSORS || (*man)->n_outputs > MAX_TENSORS)
+		return cli_errorf("infer", "%s: more than %d inputs or outputs",
+				  dir, MAX_TENSORS);
+	*n_in = (*man)->n_inputs;
+	*n_out = (*man)->n_outputs;
+	for (int i = 0; i < *n_in; i++)
+		in[i] = (*man)->inputs[i].name;
+	for (int i = 0; i < *n_out; i++)
+		out[i] = (*man)->outputs[i].name;
 	return 0;
 }
 
@@ -173,7 +159,7 @@ int cmd_infer(int argc, char **argv)
 	int n_in = 0, n_out = 0, got = 0, rc = 1;
 	lm_record *r = NULL;
 	lm_infer *c = NULL;
-	json_t *man = NULL;
+	lm_manifest *man = NULL;
 	double *times = NULL;
 	lm_error e;
 
@@ -277,7 +263,7 @@ out:
 	cli_named_free(a.out, a.n_out);
 	free(times);
 	lm_infer_free(c);
-	json_decref(man);
+	lm_manifest_free(man);
 	lm_record_free(r);
 	return rc;
 }

@@ -13,9 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "cli.h"
+#include "lamina/manifest.h"
 #include "lamina/optimizer.h"
 
 #define MAX_SPEEDS 64
@@ -204,37 +203,26 @@ static int parse_plan(int argc, char **argv, struct plan_args *a)
  */
 static int check_manifest(const char *dir, lm_profile *p)
 {
-	char path[4096];
-	json_error_t je;
-	snprintf(path, sizeof(path), "%s/manifest.json", dir);
-	json_t *man = json_load_file(path, 0, &je);
-	if (!man)
-		return cli_errorf("plan", "%s: %s", path, je.text);
-	json_t *slices = json_object_get(man, "slices");
+	lm_manifest *man = NULL;
+	lm_error e;
 	int rc = 0;
-	if (!json_is_array(slices)) {
-		rc = cli_errorf("plan", "%s: not a lamina manifest (no "
-				"\"slices\" list)", path);
-	} else if (json_array_size(slices) != (size_t)p->n_slices) {
-		rc = cli_errorf("plan", "%s lists %zu slices but the profile "
+	if (lm_manifest_load(dir, &man, &e))
+		return cli_error("plan", &e);
+	if (man->n_slices != p->n_slices) {
+		rc = cli_errorf("plan", "%s lists %d slices but the profile "
 				"has %d: it was measured for another slicing "
-				"(run 'lamina bench' again)", path,
-				json_array_size(slices), p->n_slices);
+				"(run 'lamina bench' again)", dir,
+				man->n_slices, p->n_slices);
 	} else {
 		for (int b = 0; b < p->n_batches; b++)
 			for (int i = 0; i < p->n_slices; i++) {
 				lm_profile_slice *s = &p->batches[b].slices[i];
-				const char *l = json_string_value(
-					json_object_get(json_array_get(
-								slices,
-								(size_t)i),
-							"label"));
-				if (!s->label[0] && l)
+				if (!s->label[0])
 					snprintf(s->label, sizeof(s->label),
-						 "%s", l);
+						 "%s", man->slices[i].label);
 			}
 	}
-	json_decref(man);
+	lm_manifest_free(man);
 	return rc;
 }
 

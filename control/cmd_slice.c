@@ -3,10 +3,12 @@
  *
  * Both load and prepare a model the same way and compute the same slicing;
  * slice writes it, inspect prints it.  inspect also reads a slice folder's
- * manifest.json, so the table always comes from the manifest's JSON form.
+ * manifest.json, so the table always comes from the manifest
+ * (lamina/manifest.h), whichever was given.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,188 +198,168 @@ int cmd_slice(int argc, char **argv)
 	return rc;
 }
 
-static const char *shape_text(json_t *tensors, char *buf, size_t len)
+/* "1x3x224x224, 1x10" for a list of tensors. */
+static const char *shape_text(const lm_mtensor *t, int n, char *buf,
+			      size_t len)
 {
-	size_t off = 0, i;
-	json_t *t;
+	size_t off = 0;
+	char one[96];
 	buf[0] = '\0';
-	json_array_foreach(tensors, i, t) {
-		json_t *shape = json_object_get(t, "shape"), *d;
-		size_t k;
-		off += (size_t)snprintf(buf + off, len - off, "%s",
-					i ? ", " : "");
-		if (json_array_size(shape) == 0)
-			off += (size_t)snprintf(buf + off, len - off,
-						"scalar");
-		json_array_foreach(shape, k, d) {
-			if (off >= len)
-				break;
-			off += (size_t)snprintf(buf + off, len - off, "%s%lld",
-						k ? "x" : "",
-						(long long)json_integer_value(d));
-		}
-		if (off >= len)
-			break;
-	}
+	for (int i = 0; i < n && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s",
+					i ? ", " : "",
+					lm_shape_str(t[i].rank, t[i].dims, one,
+						     sizeof(one)));
 	return buf;
 }
 
-static void print_table(json_t *man)
+/* The model's inputs or outputs, one per line: name, dtype, shape. */
+static void print_tensors(const char *what, const lm_mtensor *t, int n)
 {
-	json_t *slices = json_object_get(man, "slices"), *sl;
-	size_t i;
+	char shape[96];
+	for (int i = 0; i < n; i++)
+		printf("%s %-28s %-8s %s\n", what, t[i].name,
+		       lm_dtype_name(t[i].dtype),
+		       lm_shape_str(t[i].rank, t[i].dims, shape,
+				    sizeof(shape)));
+}
+
+static void print_table(const lm_manifest *man, char **errors)
+{
 	char shape[96], w[32], cut[32], total_w[32];
-	printf("%s: %zu slices, %.3f GFLOPs, %s of weights, opset %lld\n",
-	       json_string_value(json_object_get(man, "source")),
-	       json_array_size(slices),
-	       json_real_value(json_object_get(man, "total_flops")) / 1e9,
-	       lm_bytes_str((double)json_integer_value(
-				 json_object_get(man, "total_param_bytes")),
-			 total_w, sizeof(total_w)),
-	       (long long)json_integer_value(json_object_get(man, "opset")));
-	json_t *arena = json_object_get(man, "arena_bytes");
-	json_t *rterr = json_object_get(man, "runtime_error");
-	if (arena)
+	printf("%s: %d slices, %.3f GFLOPs, %s of weights, opset %d\n",
+	       man->source, man->n_slices, man->total_flops / 1e9,
+	       lm_bytes_str((double)man->total_param_bytes, total_w,
+			    sizeof(total_w)),
+	       man->opset);
+	print_tensors("input ", man->inputs, man->n_inputs);
+	print_tensors("output", man->outputs, man->n_outputs);
+	if (man->arena_bytes >= 0)
 		printf("runtime arena (peak of intermediate tensors in `lamina "
-		       "run`): %s\n", lm_bytes_str((double)json_integer_value(
-					arena), w, sizeof(w)));
-	else if (rterr)
-		printf("runtime: %s\n", json_string_value(rterr));
+		       "run`): %s\n", lm_bytes_str((double)man->arena_bytes, w,
+						   sizeof(w)));
+	else if (errors && errors[man->n_slices])
+		printf("runtime: %s\n", errors[man->n_slices]);
 	printf("%5s  %-24s %-28s %-20s %10s %10s %10s %10s\n", "slice",
 	       "layer", "first node", "output shape", "MFLOPs", "weights",
 	       "cut", "arena");
-	json_array_foreach(slices, i, sl) {
-		json_t *nodes = json_object_get(sl, "nodes");
-		const char *label = json_string_value(
-			json_object_get(sl, "label"));
-		const char *first = json_string_value(
-			json_array_get(nodes, 0));
-		json_int_t cb = json_integer_value(
-			json_object_get(sl, "cut_bytes"));
-		json_t *ab = json_object_get(sl, "arena_bytes");
+	for (int i = 0; i < man->n_slices; i++) {
+		const lm_mslice *sl = &man->slices[i];
 		char ar[32];
-		if (ab)
-			lm_bytes_str((double)json_integer_value(ab), ar,
-				  sizeof(ar));
+		if (sl->arena_bytes >= 0)
+			lm_bytes_str((double)sl->arena_bytes, ar, sizeof(ar));
 		else
 			snprintf(ar, sizeof(ar), "%s",
-				 json_object_get(sl, "runtime_error") ? "n/a"
-								      : "-");
-		printf("%5zu  %-24.24s %-28.28s %-20.20s %10.2f %10s %10s "
+				 errors && errors[i] ? "n/a" : "-");
+		printf("%5d  %-24.24s %-28.28s %-20.20s %10.2f %10s %10s "
 		       "%10s\n",
-		       i, label ? label : "", first ? first : "",
-		       shape_text(json_object_get(sl, "outputs"), shape,
+		       i, sl->label, sl->n_nodes ? sl->nodes[0] : "",
+		       shape_text(sl->outputs, sl->n_outputs, shape,
 				  sizeof(shape)),
-		       json_real_value(json_object_get(sl, "flops")) / 1e6,
-		       lm_bytes_str((double)json_integer_value(
-					 json_object_get(sl, "param_bytes")),
-				 w, sizeof(w)),
-		       i + 1 == json_array_size(slices)
+		       sl->flops / 1e6,
+		       lm_bytes_str((double)sl->param_bytes, w, sizeof(w)),
+		       i + 1 == man->n_slices
 			       ? "-"
-			       : lm_bytes_str((double)cb, cut, sizeof(cut)),
+			       : lm_bytes_str((double)sl->cut_bytes, cut,
+					      sizeof(cut)),
 		       ar);
 	}
+	for (int i = 0; errors && i < man->n_slices; i++)
+		if (errors[i])
+			printf("slice %d: %s\n", i, errors[i]);
 }
 
 /*
  * The runtime's arena for a prepared graph: the peak bytes of intermediate
- * tensors `lamina run` would hold.  Records either "arena_bytes" or, when
- * the runtime cannot execute the graph, "runtime_error" in obj.
+ * tensors `lamina run` would hold; -1 with *error set (malloc'd) when the
+ * runtime cannot execute the graph.
  */
-static void add_arena(json_t *obj, lm_graph *g)
+static int64_t arena_of(lm_graph *g, char **error)
 {
 	lm_session *s;
 	lm_error e;
 	if (lm_session_create(g, NULL, &s, &e) == 0) {
-		json_object_set_new(obj, "arena_bytes",
-				    json_integer((json_int_t)
-						 lm_session_arena_bytes(s)));
+		int64_t n = (int64_t)lm_session_arena_bytes(s);
 		lm_session_free(s);
-	} else {
-		json_object_set_new(obj, "runtime_error", json_string(e.msg));
+		return n;
 	}
+	*error = strdup(e.msg);
+	return -1;
 }
 
 /* Arena of each slice of a folder, from its ONNX file. */
-static void add_slice_arenas(json_t *man, const char *dir)
+static void add_slice_arenas(lm_manifest *man, char **errors)
 {
-	json_t *sl;
-	size_t i;
-	json_array_foreach(json_object_get(man, "slices"), i, sl) {
-		char path[4096];
-		lm_onnx_model *m;
+	for (int i = 0; i < man->n_slices; i++) {
+		char path[PATH_MAX];
+		lm_onnx_model *m = NULL;
 		lm_error e;
-		const char *file = json_string_value(json_object_get(sl,
-								     "file"));
-		if (!file)
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, file);
-		if (lm_onnx_load(path, &m, &e) ||
-		    lm_onnx_prepare(m, NULL, 0, NULL, &e)) {
-			json_object_set_new(sl, "runtime_error",
-					    json_string(e.msg));
-			lm_onnx_free(m);
-			continue;
-		}
-		add_arena(sl, lm_onnx_graph(m));
+		if (lm_manifest_slice_path(man, i, path, sizeof(path), &e) ||
+		    lm_onnx_load(path, &m, &e) ||
+		    lm_onnx_prepare(m, NULL, 0, NULL, &e))
+			errors[i] = strdup(e.msg);
+		else
+			man->slices[i].arena_bytes =
+				arena_of(lm_onnx_graph(m), &errors[i]);
 		lm_onnx_free(m);
 	}
-}
-
-static json_t *read_manifest(const char *dir)
-{
-	char path[4096];
-	json_error_t je;
-	snprintf(path, sizeof(path), "%s/manifest.json", dir);
-	json_t *man = json_load_file(path, 0, &je);
-	if (!man) {
-		cli_errorf("inspect", "%s: %s", path, je.text);
-		return NULL;
-	}
-	if (!json_is_array(json_object_get(man, "slices"))) {
-		cli_errorf("inspect", "%s: not a lamina manifest (no "
-			   "\"slices\" list)", path);
-		json_decref(man);
-		return NULL;
-	}
-	return man;
 }
 
 int cmd_inspect(int argc, char **argv)
 {
 	struct slice_args a;
 	struct stat st;
-	json_t *man;
+	lm_manifest *man = NULL;
 	lm_onnx_model *m = NULL;
 	lm_slicing *s = NULL;
+	lm_error e;
+	char **errors = NULL;
+	int rc = 1;
 	if (parse_args("inspect", argc, argv, &a))
 		return 1;
 	if (stat(a.model, &st) == 0 && S_ISDIR(st.st_mode)) {
-		man = read_manifest(a.model);
-		if (man)
-			add_slice_arenas(man, a.model);
+		if (lm_manifest_load(a.model, &man, &e)) {
+			cli_error("inspect", &e);
+			goto out;
+		}
+		if (!(errors = calloc((size_t)man->n_slices + 1,
+				      sizeof(char *))))
+			goto nomem;
+		add_slice_arenas(man, errors);
 	} else {
 		if (load_and_plan("inspect", &a, &m, &s))
-			return 1;
+			goto out;
 		const char *base = strrchr(a.model, '/');
-		man = lm_manifest_build(lm_onnx_graph(m), s,
-					base ? base + 1 : a.model);
-		if (man)
-			add_arena(man, lm_onnx_graph(m));
-	}
-	if (!man) {
-		lm_slicing_free(s);
-		lm_onnx_free(m);
-		return 1;
+		if (lm_manifest_build(lm_onnx_graph(m), s,
+				      base ? base + 1 : a.model, &man, &e)) {
+			cli_error("inspect", &e);
+			goto out;
+		}
+		if (!(errors = calloc((size_t)man->n_slices + 1,
+				      sizeof(char *))))
+			goto nomem;
+		man->arena_bytes = arena_of(lm_onnx_graph(m),
+					    &errors[man->n_slices]);
 	}
 	if (a.json) {
-		json_dumpf(man, stdout, JSON_INDENT(2));
-		putchar('\n');
+		char *text = lm_manifest_dumps(man);
+		if (!text)
+			goto nomem;
+		puts(text);
+		free(text);
 	} else {
-		print_table(man);
+		print_table(man, errors);
 	}
-	json_decref(man);
+	rc = 0;
+	goto out;
+nomem:
+	cli_errorf("inspect", "out of memory");
+out:
+	for (int i = 0; errors && i <= man->n_slices; i++)
+		free(errors[i]);
+	free(errors);
+	lm_manifest_free(man);
 	lm_slicing_free(s);
 	lm_onnx_free(m);
-	return 0;
+	return rc;
 }

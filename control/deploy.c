@@ -37,11 +37,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "agent.h"
 #include "cli.h"
 #include "deploy.h"
+#include "lamina/manifest.h"
 
 #define say(o_progress, ...)                                                  \
 	do {                                                                  \
@@ -134,24 +133,13 @@ static int is_local(const char *host)
 /* The slice folder: its manifest must list the plan's slices. */
 static int check_model(const char *dir, int n_slices, lm_error *e)
 {
-	char path[PATH_MAX + 16];
-	json_error_t je;
-	snprintf(path, sizeof(path), "%s/manifest.json", dir);
-	json_t *man = json_load_file(path, 0, &je);
-	if (!man && access(path, F_OK))
-		return lm_fail(e, -ENOENT, "%s: not a slice folder (no "
-			       "manifest.json)", dir);
-	if (!man)
-		return lm_fail(e, -EINVAL, "%s: %s", path, je.text);
-	json_t *sl = json_object_get(man, "slices");
-	int rc = 0;
-	if (!json_is_array(sl))
-		rc = lm_fail(e, -EINVAL, "%s: not a lamina manifest", path);
-	else if (json_array_size(sl) != (size_t)n_slices)
-		rc = lm_fail(e, -EINVAL, "%s has %zu slices but the plan "
+	lm_manifest *man = NULL;
+	int rc = lm_manifest_load(dir, &man, e);
+	if (!rc && man->n_slices != n_slices)
+		rc = lm_fail(e, -EINVAL, "%s has %d slices but the plan "
 			     "places %d: it was made for another slicing",
-			     dir, json_array_size(sl), n_slices);
-	json_decref(man);
+			     dir, man->n_slices, n_slices);
+	lm_manifest_free(man);
 	return rc;
 }
 

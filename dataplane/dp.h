@@ -40,8 +40,10 @@
 #include <rte_mempool.h>
 #include <rte_ring.h>
 
+#include "ctl.h"
 #include "lamina/client.h"
 #include "lamina/runtime.h"
+#include "lamina/manifest.h"
 #include "lamina/slicer.h"
 
 #define LM_DP_VERSION "0.1.0"
@@ -111,27 +113,12 @@ struct lm_dp_layout {
 	size_t bytes; /* of the data part of a bundle */
 };
 
-/** A slice folder's manifest, parsed once per LoadStage. */
-struct lm_dp_manifest;
-
-/**
- * Read DIR/manifest.json.  Returns 0, -ENOENT, -EINVAL naming what is
- * wrong.
- */
-int lm_dp_manifest_load(const char *dir, struct lm_dp_manifest **out,
-			lm_error *e);
-void lm_dp_manifest_free(struct lm_dp_manifest *m);
-/** Number of slices. */
-int lm_dp_manifest_slices(const struct lm_dp_manifest *m);
-/** File of slice i, relative to the folder. */
-const char *lm_dp_manifest_file(const struct lm_dp_manifest *m, int i);
-
 /**
  * The tensors crossing the cut after slice k at batch `batch`: the model
  * inputs for k = -1, the model outputs (manifest order) for the last slice,
  * else every tensor produced at or before k and read after it.
  */
-int lm_dp_layout_cut(const struct lm_dp_manifest *m, int k, int64_t batch,
+int lm_dp_layout_cut(const lm_manifest *m, int k, int64_t batch,
 		     struct lm_dp_layout *l, lm_error *e);
 void lm_dp_layout_clear(struct lm_dp_layout *l);
 /** Index of the tensor with this name, or -1. */
@@ -238,7 +225,7 @@ struct lm_dp_stage {
 };
 
 struct lm_dp_deployment {
-	char id[LM_DEPLOYMENT_MAX];
+	char id[LM_WIRE_ID_LEN];
 	uint32_t gen;
 	char dir[PATH_MAX];
 	unsigned batch, n_stages, n_slices;

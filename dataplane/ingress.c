@@ -241,7 +241,7 @@ static void push_error(struct lm_dp_conn *c, uint64_t id, int status,
 		       const char *msg)
 {
 	struct answer *a = push(c);
-	uint32_t magic = LM_INGRESS_MAGIC_ANSWER, n = (uint32_t)strlen(msg);
+	uint32_t magic = LM_WIRE_MAGIC_ANSWER, n = (uint32_t)strlen(msg);
 	if (n > MSG_MAX)
 		n = MSG_MAX;
 	uint32_t len = 8 + 4 + 4 + n;
@@ -259,7 +259,7 @@ static void push_answer(struct lm_dp_conn *c, struct lm_dp_deployment *d,
 			struct lm_dp_bundle *b)
 {
 	struct answer *a = push(c);
-	uint32_t magic = LM_INGRESS_MAGIC_ANSWER;
+	uint32_t magic = LM_WIRE_MAGIC_ANSWER;
 	uint32_t len = (uint32_t)d->answer_bytes;
 	uint32_t n = (uint32_t)d->edges[d->n_stages].layout.n;
 	int32_t st = 0;
@@ -386,24 +386,24 @@ static void refuse(struct lm_dp *dp, struct lm_dp_conn *c, int status,
 static void on_fixed(struct lm_dp *dp, struct lm_dp_conn *c)
 {
 	uint32_t magic = le32(c->hdr), length = le32(c->hdr + 4);
-	char id[LM_DEPLOYMENT_MAX + 1];
-	if (magic != LM_INGRESS_MAGIC_REQUEST || length < AFTER_LENGTH) {
+	char id[LM_WIRE_ID_LEN + 1];
+	if (magic != LM_WIRE_MAGIC_REQUEST || length < AFTER_LENGTH) {
 		lm_dp_log("ingress: connection %d: %s, closing it", c->fd,
-			  magic != LM_INGRESS_MAGIC_REQUEST
+			  magic != LM_WIRE_MAGIC_REQUEST
 				  ? "bad magic" : "length too short");
 		conn_close(dp, c);
 		return;
 	}
 	c->request_id = le64(c->hdr + 8);
-	memcpy(id, c->hdr + 16, LM_DEPLOYMENT_MAX);
-	id[LM_DEPLOYMENT_MAX] = '\0';
+	memcpy(id, c->hdr + 16, LM_WIRE_ID_LEN);
+	id[LM_WIRE_ID_LEN] = '\0';
 	uint32_t n = le32(c->hdr + 48);
 	c->remaining = length - AFTER_LENGTH;
 	c->d = NULL;
-	if (length > LM_INGRESS_MAX_BYTES)
+	if (length > LM_WIRE_MAX_BYTES)
 		return refuse(dp, c, -EMSGSIZE, "request of %u bytes: the "
-			      "limit is %u", length, LM_INGRESS_MAX_BYTES);
-	if (strlen(id) >= LM_DEPLOYMENT_MAX)
+			      "limit is %u", length, LM_WIRE_MAX_BYTES);
+	if (strlen(id) >= LM_WIRE_ID_LEN)
 		return refuse(dp, c, -ENOENT, "deployment id is not "
 			      "NUL-terminated");
 	struct lm_dp_deployment *d = lm_dp_deployment_find(dp, id);

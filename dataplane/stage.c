@@ -187,7 +187,7 @@ static void replica_free(struct lm_dp_replica *r)
  * outputs are the tensors made in it that leave the stage. */
 static int stage_graph(const struct lm_dp_stage *st,
 		       const struct lm_dp_deployment *d,
-		       const struct lm_dp_manifest *m, lm_graph **out,
+		       const lm_manifest *m, lm_graph **out,
 		       lm_error *e)
 {
 	int n = (int)(st->last - st->first + 1), rc = 0;
@@ -197,8 +197,8 @@ static int stage_graph(const struct lm_dp_stage *st,
 	if (!path || !paths)
 		rc = lm_fail(e, -ENOMEM, "out of memory");
 	for (int k = 0; k < n && !rc; k++) {
-		snprintf(path[k], sizeof(path[k]), "%s/%s", d->dir,
-			 lm_dp_manifest_file(m, (int)st->first + k));
+		rc = lm_manifest_slice_path(m, (int)st->first + k, path[k],
+					    sizeof(path[k]), e);
 		paths[k] = path[k];
 	}
 	if (!rc)
@@ -280,7 +280,7 @@ static int load_step(struct lm_dp_replica *r, lm_graph *g, const char *what,
 
 static int replica_load(struct lm_dp *dp, struct lm_dp_stage *st,
 			const struct lm_dp_deployment *d,
-			const struct lm_dp_manifest *m, unsigned lcore,
+			const lm_manifest *m, unsigned lcore,
 			struct lm_dp_replica **out, lm_error *e)
 {
 	struct lm_dp_replica *r = aligned_alloc(LM_DP_ALIGN, sizeof(*r));
@@ -376,7 +376,7 @@ static int pick_lcores(struct lm_dp *dp, const uint32_t *cpus, size_t n,
 
 /* Make an edge's layout and mempool. */
 static int edge_make(struct lm_dp *dp, struct lm_dp_deployment *d, unsigned k,
-		     const struct lm_dp_manifest *m, int cut, int socket,
+		     const lm_manifest *m, int cut, int socket,
 		     uint64_t *bytes, lm_error *e)
 {
 	struct lm_dp_edge *ed = &d->edges[k];
@@ -432,7 +432,7 @@ static void edge_free(struct lm_dp_edge *ed)
 static int valid_id(const char *id)
 {
 	size_t n = id ? strlen(id) : 0;
-	if (n == 0 || n >= LM_DEPLOYMENT_MAX)
+	if (n == 0 || n >= LM_WIRE_ID_LEN)
 		return 0;
 	for (size_t i = 0; i < n; i++)
 		if (!(id[i] >= 'a' && id[i] <= 'z') &&
@@ -447,7 +447,7 @@ struct lm_dp_deployment *lm_dp_deployment_find(struct lm_dp *dp,
 {
 	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
 		if (dp->dep[i] && !strncmp(dp->dep[i]->id, id,
-					   LM_DEPLOYMENT_MAX))
+					   LM_WIRE_ID_LEN))
 			return dp->dep[i];
 	return NULL;
 }
@@ -481,7 +481,7 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 		     Lamina__LoadStageReply *reply, lm_error *e)
 {
 	struct lm_dp_deployment *d;
-	struct lm_dp_manifest *m = NULL;
+	lm_manifest *m = NULL;
 	struct lm_dp_stage *st = NULL;
 	unsigned lcores[LM_DP_MAX_REPLICAS];
 	int rc, created = 0;
@@ -490,7 +490,7 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 		return lm_fail(e, -EINVAL, "deployment id '%.40s' must be 1 to "
 			       "%d letters, digits, '-', '_' or '.'",
 			       r->deployment ? r->deployment : "",
-			       LM_DEPLOYMENT_MAX - 1);
+			       LM_WIRE_ID_LEN - 1);
 	if (r->n_stages < 1 || r->n_stages > LM_DP_MAX_STAGES ||
 	    r->stage >= r->n_stages)
 		return lm_fail(e, -EINVAL, "stage %u of %u: stages must number "
@@ -565,9 +565,9 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 				       "loaded with other neighbours", r->stage,
 				       d->id);
 	}
-	if ((rc = lm_dp_manifest_load(r->dir, &m, e)))
+	if ((rc = lm_manifest_load(r->dir, &m, e)))
 		return rc;
-	int n = lm_dp_manifest_slices(m);
+	int n = m->n_slices;
 	if (r->last >= (unsigned)n) {
 		rc = lm_fail(e, -EINVAL, "slices %u..%u: %s has %d slices",
 			     r->first, r->last, r->dir, n);
@@ -675,13 +675,13 @@ int lm_dp_stage_load(struct lm_dp *dp, const Lamina__LoadStageRequest *r,
 		  "batch %u on %d core(s), first on cpu %u", d->id, r->stage,
 		  r->n_stages, r->first, r->last, r->dir, r->batch,
 		  st->n_replicas, st->rep[0]->cpu);
-	lm_dp_manifest_free(m);
+	lm_manifest_free(m);
 	return 0;
 fail:
 	stage_free(dp, st);
 	if (created)
 		lm_dp_deployment_free(dp, d);
-	lm_dp_manifest_free(m);
+	lm_manifest_free(m);
 	return rc;
 }
 

@@ -1,13 +1,15 @@
 /*
  * slice.c: writing a slicing to a folder: one ONNX model per slice and
- * manifest.json (format in the README).  Everything is written into a
+ * manifest.json (lamina/manifest.h).  Everything is written into a
  * temporary folder beside the target and renamed into place at the end, so
  * a failure never leaves a partial result.
  */
 #include "lamina/fsutil.h"
 #include "lamina/slicer.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
@@ -15,23 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static json_t *tensor_json(const lm_value *v)
-{
-	json_t *shape = json_array();
-	for (int i = 0; i < v->rank; i++)
-		json_array_append_new(shape, json_integer(v->dims[i]));
-	return json_pack("{s:s, s:s, s:o}", "name", v->name, "dtype",
-			 lm_dtype_name(v->dtype), "shape", shape);
-}
-
-static json_t *tensor_list(const lm_graph *g, const int *idx, int n)
-{
-	json_t *a = json_array();
-	for (int i = 0; i < n; i++)
-		json_array_append_new(a, tensor_json(&g->values[idx[i]]));
-	return a;
-}
 
 static int file_digits(int n)
 {
@@ -41,61 +26,120 @@ static int file_digits(int n)
 	return d < 3 ? 3 : d;
 }
 
-json_t *lm_manifest_build(lm_graph *g, const lm_slicing *s,
-			  const char *source)
+static int set_tensors(const lm_graph *g, const int *idx, int n,
+		       lm_mtensor **out, int *count)
 {
-	json_t *slices = json_array();
-	double total_flops = 0;
-	size_t total_params = 0;
-	int digits = file_digits(s->n);
-	for (int i = 0; i < s->n; i++) {
-		const lm_slice *sl = &s->slices[i];
-		char file[64];
-		json_t *nodes = json_array();
-		for (int ni = sl->first_node; ni <= sl->last_node; ni++)
-			json_array_append_new(nodes,
-					      json_string(g->nodes[ni].name));
-		if (snprintf(file, sizeof(file), "slice_%0*d.onnx", digits, i) >=
-		    (int)sizeof(file))
-			file[0] = '\0';
-		json_array_append_new(slices, json_pack(
-			"{s:i, s:s, s:s, s:o, s:o, s:o, s:f, s:I, s:I, s:I}",
-			"index", i, "file", file, "label", sl->label,
-			"inputs", tensor_list(g, sl->inputs, sl->n_inputs),
-			"outputs", tensor_list(g, sl->outputs, sl->n_outputs),
-			"nodes", nodes, "flops", sl->flops,
-			"param_bytes", (json_int_t)sl->param_bytes,
-			"output_bytes", (json_int_t)sl->output_bytes,
-			"cut_bytes", (json_int_t)sl->cut_bytes));
-		total_flops += sl->flops;
-		total_params += sl->param_bytes;
+	*out = calloc((size_t)n + 1, sizeof(**out));
+	if (!*out)
+		return -ENOMEM;
+	*count = 0;
+	for (int i = 0; i < n; i++) {
+		const lm_value *v = &g->values[idx[i]];
+		int rc = lm_mtensor_set(&(*out)[i], v->name, v->dtype,
+					v->rank, v->dims);
+		if (rc)
+			return rc;
+		*count = i + 1;
 	}
-	return json_pack("{s:s, s:i, s:s, s:I, s:I, s:s, s:o, s:o, s:f, s:I, "
-			 "s:o}",
-			 "format", "lamina-slices", "version", 1,
-			 "source", source,
-			 "opset", (json_int_t)g->opset,
-			 "ir_version", (json_int_t)g->ir_version,
-			 "granularity", s->granularity == LM_GRAN_NODE
-						? "node" : "layer",
-			 "inputs", tensor_list(g, g->inputs, g->n_inputs),
-			 "outputs", tensor_list(g, g->outputs, g->n_outputs),
-			 "total_flops", total_flops,
-			 "total_param_bytes", (json_int_t)total_params,
-			 "slices", slices);
+	return 0;
 }
 
-/* A folder --force may replace: empty, or an earlier slicing. */
+int lm_manifest_build(lm_graph *g, const lm_slicing *s, const char *source,
+		      lm_manifest **out, lm_error *e)
+{
+	lm_manifest *m = NULL;
+	int digits = file_digits(s->n), rc = lm_manifest_create(s->n, &m);
+	char file[64];
+	if (!rc && !(m->source = strdup(source)))
+		rc = -ENOMEM;
+	if (!rc) {
+		m->opset = (int)g->opset;
+		m->ir_version = (int)g->ir_version;
+		m->node_granularity = s->granularity == LM_GRAN_NODE;
+		rc = set_tensors(g, g->inputs, g->n_inputs, &m->inputs,
+				 &m->n_inputs);
+	}
+	if (!rc)
+		rc = set_tensors(g, g->outputs, g->n_outputs, &m->outputs,
+				 &m->n_outputs);
+	for (int i = 0; i < s->n && !rc; i++) {
+		const lm_slice *sl = &s->slices[i];
+		lm_mslice *ms = &m->slices[i];
+		snprintf(file, sizeof(file), "slice_%0*d.onnx", digits, i);
+		ms->n_nodes = sl->last_node - sl->first_node + 1;
+		if (!(ms->file = strdup(file)) ||
+		    !(ms->label = strdup(sl->label ? sl->label : "")) ||
+		    !(ms->nodes = calloc((size_t)ms->n_nodes, sizeof(char *)))) {
+			rc = -ENOMEM;
+			break;
+		}
+		for (int k = 0; k < ms->n_nodes && !rc; k++)
+			if (!(ms->nodes[k] = strdup(
+				      g->nodes[sl->first_node + k].name)))
+				rc = -ENOMEM;
+		if (!rc)
+			rc = set_tensors(g, sl->inputs, sl->n_inputs,
+					 &ms->inputs, &ms->n_inputs);
+		if (!rc)
+			rc = set_tensors(g, sl->outputs, sl->n_outputs,
+					 &ms->outputs, &ms->n_outputs);
+		ms->flops = sl->flops;
+		ms->param_bytes = sl->param_bytes;
+		ms->output_bytes = sl->output_bytes;
+		ms->cut_bytes = sl->cut_bytes;
+		m->total_flops += sl->flops;
+		m->total_param_bytes += sl->param_bytes;
+	}
+	if (rc) {
+		lm_manifest_free(m);
+		return rc == -ENOMEM ? lm_fail(e, rc, "out of memory")
+				     : lm_fail(e, rc, "%s: a tensor without a "
+					       "size", source);
+	}
+	*out = m;
+	return 0;
+}
+
+/* Files `lamina bench` and `lamina plan` may leave in a slice folder. */
+static const char *const slicing_extras[] = { "profile.json" };
+
+/* A folder --force may replace: an empty one, or exactly an earlier
+ * slicing: a manifest that loads and regular files it names (and what
+ * bench writes beside them), nothing else. */
 static int replaceable(const char *dir)
 {
-	char p[PATH_MAX];
 	struct stat st;
+	lm_manifest *man = NULL;
 	if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		return 0;
-	snprintf(p, sizeof(p), "%s/manifest.json", dir);
-	if (access(p, F_OK) == 0)
-		return 1;
-	return rmdir(dir) == 0 && mkdir(dir, 0755) == 0;
+	DIR *d = opendir(dir);
+	if (!d)
+		return 0;
+	int ok = 1, empty = 1, slicing;
+	if (lm_manifest_load(dir, &man, NULL) != 0)
+		man = NULL;
+	slicing = man != NULL;
+	struct dirent *de;
+	while (ok && (de = readdir(d))) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		empty = 0;
+		int known = man && !strcmp(de->d_name, LM_MANIFEST_FILE);
+		for (size_t i = 0; man && !known &&
+				   i < sizeof(slicing_extras) /
+					       sizeof(slicing_extras[0]);
+		     i++)
+			known = !strcmp(de->d_name, slicing_extras[i]);
+		for (int i = 0; man && !known && i < man->n_slices; i++)
+			known = !strcmp(de->d_name, man->slices[i].file);
+		if (known && fstatat(dirfd(d), de->d_name, &st,
+				     AT_SYMLINK_NOFOLLOW) == 0)
+			known = S_ISREG(st.st_mode);
+		ok = known;
+	}
+	closedir(d);
+	lm_manifest_free(man);
+	return ok && (slicing || empty);
 }
 
 int lm_slice_write(lm_onnx_model *m, const lm_slicing *s, const char *dir,
@@ -111,8 +155,9 @@ int lm_slice_write(lm_onnx_model *m, const lm_slicing *s, const char *dir,
 		return lm_fail(e, -EEXIST, "%s: already exists (use --force "
 			       "to replace it)", dir);
 	if (exists && !replaceable(dir))
-		return lm_fail(e, -EEXIST, "%s: exists and is not a lamina "
-			       "slice folder; refusing to replace it", dir);
+		return lm_fail(e, -EEXIST, "%s: exists and is not exactly an "
+			       "earlier slicing (other files are in it); "
+			       "refusing to replace it", dir);
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", dir) >=
 	    (int)sizeof(tmp))
 		return lm_fail(e, -ENAMETOOLONG, "%s: path too long", dir);
@@ -132,14 +177,15 @@ int lm_slice_write(lm_onnx_model *m, const lm_slicing *s, const char *dir,
 	}
 	if (!rc) {
 		const char *src = strrchr(lm_onnx_path(m), '/');
-		json_t *man = lm_manifest_build(
-			g, s, src ? src + 1 : lm_onnx_path(m));
-		if (!man ||
-		    snprintf(path, sizeof(path), "%s/manifest.json", tmp) >=
-			    (int)sizeof(path) || json_dump_file(man, path, JSON_INDENT(2)) != 0)
-			rc = lm_fail(e, -EIO, "%s: cannot write manifest.json",
-				     dir);
-		json_decref(man);
+		lm_manifest *man = NULL;
+		rc = lm_manifest_build(g, s, src ? src + 1 : lm_onnx_path(m),
+				       &man, e);
+		if (!rc && snprintf(path, sizeof(path), "%s/%s", tmp,
+				    LM_MANIFEST_FILE) >= (int)sizeof(path))
+			rc = lm_fail(e, -ENAMETOOLONG, "%s: path too long", dir);
+		if (!rc)
+			rc = lm_manifest_save(man, path, e);
+		lm_manifest_free(man);
 	}
 	if (!rc && exists) {
 		snprintf(old, sizeof(old), "%s.old-XXXXXX", dir);

@@ -33,6 +33,7 @@
 
 #include <jansson.h>
 
+#include "ctl.h"
 #include "lamina/client.h"
 #include "lamina/npy.h"
 #include "lamina/runtime.h"
@@ -156,11 +157,11 @@ static void print_reply(const Lamina__Reply *r)
 	}
 }
 
-static int call(lm_client *c, Lamina__Request *q)
+static int call(lm_ctl *c, Lamina__Request *q)
 {
 	Lamina__Reply *r;
 	lm_error e;
-	if (lm_client_call(c, q, &r, &e))
+	if (lm_ctl_call(c, q, &r, &e))
 		return fail(&e);
 	print_reply(r);
 	lamina__reply__free_unpacked(r, NULL);
@@ -197,7 +198,7 @@ static int remote_opts(Lamina__LoadStageRequest *l, char **opts, int n)
 	return 0;
 }
 
-static int load_one(lm_client *c, const char *dep, unsigned stage,
+static int load_one(lm_ctl *c, const char *dep, unsigned stage,
 		    unsigned n_stages, const char *dir, unsigned first,
 		    unsigned last, unsigned batch, uint32_t *cores,
 		    size_t n_cores, char **opts, int n_opts)
@@ -222,10 +223,10 @@ static int load_one(lm_client *c, const char *dep, unsigned stage,
 
 static int control(int argc, char **argv, uint16_t port)
 {
-	lm_client *c;
+	lm_ctl *c;
 	lm_error e;
 	int rc = 1;
-	if (lm_client_connect("127.0.0.1", port, TIMEOUT_MS, &c, &e))
+	if (lm_ctl_connect("127.0.0.1", port, TIMEOUT_MS, &c, &e))
 		return fail(&e);
 	const char *cmd = argv[2], *dep = argc > 3 ? argv[3] : "";
 	Lamina__Request q = LAMINA__REQUEST__INIT;
@@ -292,7 +293,7 @@ static int control(int argc, char **argv, uint16_t port)
 	}
 	rc = call(c, &q);
 out:
-	lm_client_free(c);
+	lm_ctl_free(c);
 	return rc;
 }
 

@@ -73,7 +73,7 @@ def main():
 
     # errors: one line, non-zero exit
     for args, needle in [
-            ((TMP,), "no slices"),
+            ((TMP,), "not a slice folder"),
             ((lam, "--batch", "0"), "--batch"),
             ((lam, "--model-speed", "x=0"), "x=0"),
             ((lam, "--devices", "/nonexistent.json"), "nonexistent"),

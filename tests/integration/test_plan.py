@@ -26,7 +26,8 @@ def write_folder(name, times, weights, cuts, handoff=1.0):
     d = os.path.join(TMP, name)
     os.makedirs(d)
     n = len(weights)
-    man = {"inputs": [], "outputs": [], "slices": [
+    man = {"format": "lamina-slices", "version": 1, "source": "m.onnx",
+           "inputs": [], "outputs": [], "slices": [
         {"index": i, "file": f"slice_{i}.onnx", "inputs": [], "outputs": [],
          "nodes": [f"n{i}"], "flops": 1, "param_bytes": weights[i],
          "output_bytes": cuts[i] if i < n - 1 else 40,
@@ -115,6 +116,22 @@ def main():
     check(p.returncode != 0 and "slice 1" in p.stderr and
           not os.path.exists(os.path.join(TMP, "none.json")),
           f"infeasible names the slice: {p.stderr!r}")
+
+    # a manifest of another format or version is refused, not guessed at
+    for key, value, needle in [("format", "something-else", "format"),
+                               ("version", 99, "version 99")]:
+        bad = write_folder(f"bad-{key}", {"fast": [1, 1], "slow": [1, 1]},
+                           [10, 10], [10])
+        mp = os.path.join(bad, "manifest.json")
+        man = json.load(open(mp))
+        man[key] = value
+        json.dump(man, open(mp, "w"))
+        p = run("plan", bad, "--devices", devs, "--objective", "latency",
+                "-o", os.path.join(TMP, "none.json"))
+        check(p.returncode != 0 and needle in p.stderr and
+              len(p.stderr.strip().splitlines()) == 1 and
+              not os.path.exists(os.path.join(TMP, "none.json")),
+              f"plan refuses a manifest with a wrong {key}: {p.stderr!r}")
 
     for args, needle in [
             ((d, "-o", out), "--objective"),

@@ -310,7 +310,16 @@ def test_cli():
 
     # inspect a model and a folder: same rows, JSON parses
     p = run("inspect", out)
-    rows = [l for l in p.stdout.splitlines()[2:] if l.strip()]
+    lines = p.stdout.splitlines()
+    check(any(l.split()[:4] == ["input", "input", "float32", "1x3x224x224"]
+              for l in lines if l.strip()),
+          f"inspect DIR names the model's input: {p.stdout}")
+    check(any(l.split()[:4] == ["output", "output", "float32", "1x1000"]
+              for l in lines if l.strip()),
+          f"inspect DIR names the model's output: {p.stdout}")
+    header = next(i for i, l in enumerate(lines) if l.split()[:2] ==
+                  ["slice", "layer"])
+    rows = [l for l in lines[header + 1:] if l.strip()]
     check(len(rows) == 4, f"inspect DIR prints 4 rows: {p.stdout}")
     p = run("inspect", model, "--max-slices", "4", "--json")
     j = json.loads(p.stdout)
@@ -326,6 +335,49 @@ def test_cli():
     check(len(man2["slices"]) > 4, "--force replaced the slicing")
     check(not [f for f in os.listdir(os.path.dirname(out))
                if f.startswith("r18.lam.")], "no temporary folders left")
+
+    # --force replaces only exactly an earlier slicing: a folder with a
+    # manifest and files it does not list is left alone (issue 13, 9)
+    keep = fresh("keep.lam")
+    os.makedirs(keep)
+    with open(os.path.join(keep, "manifest.json"), "w") as f:
+        f.write('{"format": "lamina-slices", "version": 1, "slices": []}')
+    with open(os.path.join(keep, "thesis.tex"), "w") as f:
+        f.write("years of work")
+    p = run("slice", model, "-o", keep, "--force", ok=False)
+    check(p.returncode != 0 and "refusing" in p.stderr and
+          os.path.exists(os.path.join(keep, "thesis.tex")),
+          f"--force leaves a folder with other files alone: {p.stderr!r}")
+    fresh("keep.lam2")
+    run("slice", model, "-o", keep + "2", "--max-slices", "2")
+    with open(os.path.join(keep + "2", "notes.txt"), "w") as f:
+        f.write("mine")
+    p = run("slice", model, "-o", keep + "2", "--force", ok=False)
+    check(p.returncode != 0 and
+          os.path.exists(os.path.join(keep + "2", "notes.txt")),
+          f"--force leaves a slicing with an extra file alone: {p.stderr!r}")
+    shutil.rmtree(keep + "2", ignore_errors=True)
+
+    # slice files named by a manifest stay inside its folder (issue 13, 6)
+    esc = fresh("escape.lam")
+    os.makedirs(esc)
+    run("slice", model, "-o", esc + "/m", "--max-slices", "2")
+    mp = os.path.join(esc, "m", "manifest.json")
+    man = json.load(open(mp))
+    good = man["slices"][1]["file"]
+    man["slices"][1]["file"] = "../../../../../../etc/passwd"
+    json.dump(man, open(mp, "w"))
+    p = run("inspect", esc + "/m", ok=False)
+    check(p.returncode != 0 and "file name inside the folder" in p.stderr,
+          f"a slice file outside the folder is refused: {p.stderr!r}")
+    man["slices"][1]["file"] = good
+    json.dump(man, open(mp, "w"))
+    target = os.path.join(esc, "outside.onnx")
+    os.rename(os.path.join(esc, "m", good), target)
+    os.symlink(target, os.path.join(esc, "m", good))
+    p = run("bench", esc + "/m", "--repeat", "1", ok=False)
+    check(p.returncode != 0 and "symlink" in p.stderr,
+          f"a slice file that is a symlink is refused: {p.stderr!r}")
 
     # symbolic dims: default 1 with a note, or fixed by --input-shape
     dyn = os.path.join(MODELS, "dynamic_batch.onnx")

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "ctl.h"
 #include "lamina/client.h"
 
 /* A listening socket on a free loopback port. */
@@ -53,7 +54,7 @@ static void put(uint8_t **p, const void *v, size_t n)
 static size_t good_answer(uint8_t *buf, uint64_t id, uint64_t nbytes)
 {
 	uint8_t *p = buf;
-	uint32_t magic = LM_INGRESS_MAGIC_ANSWER, len = 8 + 4 + 4 + 8 + 16 + 8 +
+	uint32_t magic = LM_WIRE_MAGIC_ANSWER, len = 8 + 4 + 4 + 8 + 16 + 8 +
 							  8, n = 1, dt = 1, rank = 2;
 	int32_t status = 0;
 	int64_t dims[2] = { 1, 2 };
@@ -92,7 +93,7 @@ TEST(request_bytes)
 	uint32_t u;
 	uint64_t q;
 	memcpy(&u, got, 4);
-	CHECK(u == LM_INGRESS_MAGIC_REQUEST);
+	CHECK(u == LM_WIRE_MAGIC_REQUEST);
 	memcpy(&u, got + 4, 4);
 	CHECK_EQ_I64(u, sizeof(got) - 8);
 	memcpy(&q, got + 8, 8);
@@ -138,7 +139,7 @@ TEST(answers)
 	lm_tensor_free(&out[0]);
 	/* a refusal: its status and message, the id still set */
 	uint8_t *p = buf;
-	uint32_t magic = LM_INGRESS_MAGIC_ANSWER, len = 16 + 9, ml = 9;
+	uint32_t magic = LM_WIRE_MAGIC_ANSWER, len = 16 + 9, ml = 9;
 	int32_t st = -EINVAL;
 	uint64_t rid = 6;
 	put(&p, &magic, 4);
@@ -181,7 +182,7 @@ TEST(control_call)
 {
 	uint16_t port;
 	int l = listener(&port), s;
-	lm_client *c = NULL;
+	lm_ctl *c = NULL;
 	lm_error e;
 	Lamina__Request q = LAMINA__REQUEST__INIT;
 	Lamina__DescribeRequest dq = LAMINA__DESCRIBE_REQUEST__INIT;
@@ -190,7 +191,7 @@ TEST(control_call)
 	Lamina__Empty done = LAMINA__EMPTY__INIT;
 	uint8_t sink[256];
 	CHECK(l >= 0);
-	CHECK(lm_client_connect("127.0.0.1", port, 500, &c, &e) == 0);
+	CHECK(lm_ctl_connect("127.0.0.1", port, 500, &c, &e) == 0);
 	CHECK((s = accept(l, NULL, NULL)) >= 0);
 	q.body_case = LAMINA__REQUEST__BODY_DESCRIBE;
 	q.describe = &dq;
@@ -199,7 +200,7 @@ TEST(control_call)
 	r.body_case = LAMINA__REPLY__BODY_DONE;
 	r.done = &done;
 	CHECK(send_reply(s, &r) == 0);
-	CHECK(lm_client_call(c, &q, &got, &e) == 0 && got && got->id == 1);
+	CHECK(lm_ctl_call(c, &q, &got, &e) == 0 && got && got->id == 1);
 	lamina__reply__free_unpacked(got, NULL);
 	/* a refusal carries laminad's code and message */
 	r.id = 2;
@@ -208,22 +209,22 @@ TEST(control_call)
 	err.message = "no deployment 'x'";
 	r.error = &err;
 	CHECK(send_reply(s, &r) == 0);
-	CHECK(lm_client_call(c, &q, &got, &e) == -ENOENT && !got);
+	CHECK(lm_ctl_call(c, &q, &got, &e) == -ENOENT && !got);
 	CHECK(!strcmp(e.msg, "no deployment 'x'"));
 	/* a reply to another request */
 	r.id = 99;
 	r.error = NULL;
 	r.body_case = LAMINA__REPLY__BODY_DONE;
 	CHECK(send_reply(s, &r) == 0);
-	CHECK(lm_client_call(c, &q, &got, &e) == -EPROTO);
+	CHECK(lm_ctl_call(c, &q, &got, &e) == -EPROTO);
 	/* bytes that do not decode, then a length above the limit */
 	CHECK(send(s, "\0\0\0\3\xff\xff\xff", 7, 0) == 7);
-	CHECK(lm_client_call(c, &q, &got, &e) == -EPROTO);
+	CHECK(lm_ctl_call(c, &q, &got, &e) == -EPROTO);
 	CHECK(send(s, "\x7f\0\0\0", 4, 0) == 4);
-	CHECK(lm_client_call(c, &q, &got, &e) == -EPROTO);
+	CHECK(lm_ctl_call(c, &q, &got, &e) == -EPROTO);
 	/* what the client sent: a length-prefixed Request with its id */
 	CHECK(recv(s, sink, 4, 0) == 4 && sink[0] == 0 && sink[3] > 0);
-	lm_client_free(c);
+	lm_ctl_free(c);
 	close(s);
 	close(l);
 }
@@ -232,11 +233,11 @@ TEST(refused_connection)
 {
 	uint16_t port;
 	int l = listener(&port);
-	lm_client *c = NULL;
+	lm_ctl *c = NULL;
 	lm_error e;
 	CHECK(l >= 0);
 	close(l); /* nothing listens there now */
-	CHECK(lm_client_connect("127.0.0.1", port, 500, &c, &e) ==
+	CHECK(lm_ctl_connect("127.0.0.1", port, 500, &c, &e) ==
 	      -ECONNREFUSED);
 	CHECK(strstr(e.msg, "cannot connect") != NULL);
 }

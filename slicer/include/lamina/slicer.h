@@ -14,9 +14,8 @@
 #ifndef LAMINA_SLICER_H
 #define LAMINA_SLICER_H
 
-#include <jansson.h>
-
 #include "lamina/graph.h"
+#include "lamina/manifest.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -150,13 +149,13 @@ int lm_onnx_write_range(lm_onnx_model *m, const lm_slice *s, const char *path,
 			lm_error *e);
 
 /**
- * The manifest of a slicing as JSON (the format manifest.json has): model
- * inputs and outputs, and per slice its file, tensors, nodes and costs.
+ * The manifest of a slicing (lamina/manifest.h): model inputs and
+ * outputs, and per slice its file, tensors, nodes and costs.
  * @param source  the model's file name, recorded in the manifest
- * @return a new reference, or NULL when out of memory.
+ * @return 0, -ENOMEM; free *out with lm_manifest_free.
  */
-json_t *lm_manifest_build(lm_graph *g, const lm_slicing *s,
-			  const char *source);
+int lm_manifest_build(lm_graph *g, const lm_slicing *s, const char *source,
+		      lm_manifest **out, lm_error *e);
 
 /**
  * Load slice files (consecutive slices of one model, in order), prepare

@@ -1,0 +1,154 @@
+/*
+ * manifest.h: DIR/manifest.json, the description of a slice folder that
+ * `lamina slice` writes and that bench, plan, deploy, infer, inspect and
+ * laminad read.  manifest.c is the only code that reads or writes it.
+ *
+ *   {"format": "lamina-slices", "version": 1,
+ *    "source": "resnet18.onnx",        the model the slices came from
+ *    "opset": 13, "ir_version": 7,     the model's, kept by every slice
+ *    "granularity": "layer" | "node",
+ *    "inputs":  [TENSOR...],           the model's, in graph order
+ *    "outputs": [TENSOR...],
+ *    "total_flops": F, "total_param_bytes": B,
+ *    "arena_bytes": B?,                (inspect only) the runtime's arena
+ *    "slices": [{
+ *      "index": i,                     0, 1, ... in order
+ *      "file": "slice_000.onnx",       a plain name inside DIR
+ *      "label": "Conv+Relu",
+ *      "inputs":  [TENSOR...],         what it reads from outside it
+ *      "outputs": [TENSOR...],         what it makes that is read later
+ *      "nodes": ["/conv1/Conv", ...],  the model's nodes it runs
+ *      "flops": F,                     a multiply-add counts 2
+ *      "param_bytes": B,               constants it reads
+ *      "output_bytes": B,              its outputs
+ *      "cut_bytes": B,                 everything alive across the cut
+ *                                      after it (passed-through included)
+ *      "arena_bytes": B?}]}            (inspect only)
+ *   TENSOR := {"name": "x", "dtype": "float32", "shape": [1, 3, 224, 224]}
+ *
+ * Shapes and bytes are those of the batch the model was sliced at (its
+ * own, or what --input-shape gave).  A cut k (between slice k and k + 1)
+ * carries every tensor made at or before k and read after k; k = -1 is
+ * the model's inputs and k = n - 1 its outputs (lm_manifest_cut).
+ *
+ * Everything read is untrusted: the format and version must match, every
+ * field has its type, slice files are plain names inside the folder (no
+ * '/', no ".."), indices run 0..n-1, tensors have known types and shapes
+ * whose bytes fit.
+ */
+#ifndef LAMINA_MANIFEST_H
+#define LAMINA_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lamina/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LM_MANIFEST_FORMAT "lamina-slices"
+#define LM_MANIFEST_VERSION 1
+#define LM_MANIFEST_FILE "manifest.json"
+/** Tensors one slice or one cut may carry (a bound on untrusted lists). */
+#define LM_MANIFEST_MAX_TENSORS 4096
+
+/** A tensor as the manifest names it. */
+typedef struct lm_mtensor {
+	char *name;
+	lm_dtype dtype;
+	int rank;
+	int64_t dims[LM_MAX_RANK];
+	size_t nbytes; /**< of the shape above */
+} lm_mtensor;
+
+typedef struct lm_mslice {
+	char *file;  /**< plain name inside the folder */
+	char *label;
+	int n_inputs, n_outputs, n_nodes;
+	lm_mtensor *inputs, *outputs;
+	char **nodes;
+	double flops;
+	size_t param_bytes, output_bytes, cut_bytes;
+	int64_t arena_bytes; /**< -1: not known (not in the file) */
+} lm_mslice;
+
+typedef struct lm_manifest {
+	char *source;
+	int opset, ir_version;
+	int node_granularity; /**< 1: "node", 0: "layer" */
+	int n_inputs, n_outputs;
+	lm_mtensor *inputs, *outputs;
+	double total_flops;
+	size_t total_param_bytes;
+	int64_t arena_bytes; /**< -1: not known (not in the file) */
+	int n_slices;
+	lm_mslice *slices;
+	char *dir; /**< the folder it was read from; NULL when built */
+} lm_manifest;
+
+/**
+ * Read and check DIR/manifest.json.
+ * @return 0; -ENOENT when DIR has no manifest (the message says DIR is not
+ *         a slice folder); -EINVAL naming the file and the field that is
+ *         wrong (format, version, a file name outside the folder...);
+ *         -ENOMEM.
+ */
+int lm_manifest_load(const char *dir, lm_manifest **out, lm_error *e);
+
+/** An empty manifest with room for n_slices slices (for the slicer). */
+int lm_manifest_create(int n_slices, lm_manifest **out);
+
+/**
+ * Write m as JSON to path (atomically, under a temporary name of its own).
+ * @return 0, -EIO / -errno naming the file, -ENOMEM.
+ */
+int lm_manifest_save(const lm_manifest *m, const char *path, lm_error *e);
+
+/** m as indented JSON text (malloc'd, NUL-terminated), or NULL. */
+char *lm_manifest_dumps(const lm_manifest *m);
+
+/** Free; safe on NULL. */
+void lm_manifest_free(lm_manifest *m);
+
+/**
+ * The path of slice i's file ("DIR/FILE") into buf, after checking that
+ * it is a regular file inside the folder and not a symlink.
+ * @return 0; -ENOENT; -EINVAL when it is a symlink or not a file;
+ *         -ENAMETOOLONG.
+ */
+int lm_manifest_slice_path(const lm_manifest *m, int i, char *buf,
+			   size_t len, lm_error *e);
+
+/**
+ * The tensors crossing cut k (-1 <= k < n_slices): the model's inputs for
+ * k = -1; its outputs (manifest order) for k = n - 1; otherwise the model
+ * inputs still read after k, then every slice output up to k still read
+ * after k (or a model output), in slice order, each once.
+ * @param out  set to a malloc'd array of pointers into m (free())
+ * @return 0; -EINVAL for k out of range; -ENOMEM.
+ */
+int lm_manifest_cut(const lm_manifest *m, int k, const lm_mtensor ***out,
+		    int *n, lm_error *e);
+
+/** Index of the model input called name, or -1. */
+int lm_manifest_input(const lm_manifest *m, const char *name);
+
+/** Index of the model output called name, or -1. */
+int lm_manifest_output(const lm_manifest *m, const char *name);
+
+/** The slice whose nodes include name, searching from slice `from` on;
+ *  -1 when none has it. */
+int lm_manifest_slice_of_node(const lm_manifest *m, int from,
+			      const char *name);
+
+/** Set a tensor's name and shape (bytes computed); 0, -EINVAL, -ENOMEM. */
+int lm_mtensor_set(lm_mtensor *t, const char *name, lm_dtype dtype, int rank,
+		   const int64_t *dims);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
