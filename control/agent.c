@@ -3,10 +3,9 @@
  * clean-up after one that died (see agent.h).
  *
  * A laminad that exits cleanly gives back what it reserved and removes its
- * state file itself; everything here past the kill is for one that could
- * not: the state file says what it took, and only a state file that names
- * the dead process (or a process no longer running) is acted on, so a
- * live laminad's files are never touched.
+ * state file itself; for one that could not, lamina kills the process and
+ * asks `laminad --cleanup`, which knows what its state file means and
+ * acts only when no laminad of that file runs.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -187,8 +186,8 @@ int lm_agent_wait_up(int pid, const char *state_file, const char *host,
 							 : WTERMSIG(status),
 				       line[0] ? ": " : "", line);
 		}
-		if (!lm_laminad_state_load(state_file, st, &ignore) &&
-		    st->pid == pid) {
+		if (!lm_state_load(state_file, st, &ignore) &&
+		    st->pid == pid && st->up) {
 			lm_ctl *c = NULL;
 			if (!lm_ctl_connect(host, (uint16_t)port, 1000, &c,
 					       &ignore)) {
@@ -330,104 +329,11 @@ int lm_agent_wait_exit(int pid, double timeout_s)
 	}
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag,
-			struct FTW *ftw)
+int lm_agent_cleanup(const char *state_dir, int port, int pid,
+		     const char *exe, lm_error *e)
 {
-	(void)sb;
-	(void)ftw;
-	if (flag == FTW_DP)
-		rmdir(path);
-	else
-		unlink(path);
-	return 0;
-}
-
-/* DPDK's run folder of a file prefix (as EAL chooses it). */
-static void dpdk_run_dir(const char *prefix, char *out, size_t len)
-{
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	snprintf(out, len, "%s/dpdk/%s", geteuid() == 0 ? "/var/run"
-					 : xdg ? xdg : "/tmp", prefix);
-}
-
-/* Hugepage files EAL left for prefix ("<prefix>map_N") in every hugetlbfs
- * mount: they hold pages until removed. */
-static void remove_hugefiles(const char *prefix)
-{
-	char pattern[160], path[PATH_MAX];
-	snprintf(pattern, sizeof(pattern), "%smap_", prefix);
-	FILE *m = setmntent("/proc/mounts", "r");
-	if (!m)
-		return;
-	struct mntent *me;
-	while ((me = getmntent(m))) {
-		if (strcmp(me->mnt_type, "hugetlbfs"))
-			continue;
-		DIR *d = opendir(me->mnt_dir);
-		if (!d)
-			continue;
-		struct dirent *de;
-		while ((de = readdir(d)))
-			if (!strncmp(de->d_name, pattern, strlen(pattern))) {
-				snprintf(path, sizeof(path), "%s/%s",
-					 me->mnt_dir, de->d_name);
-				unlink(path);
-			}
-		closedir(d);
-	}
-	endmntent(m);
-}
-
-/* Give back count hugepages of page_kb: lower nr_hugepages by count. */
-static int give_back_hugepages(int page_kb, int count, lm_error *e)
-{
-	char path[128], buf[64];
-	snprintf(path, sizeof(path),
-		 "/sys/kernel/mm/hugepages/hugepages-%dkB/nr_hugepages",
-		 page_kb);
-	if (read_small(path, buf, sizeof(buf)) <= 0)
-		return lm_fail(e, -errno, "%s: %s", path, strerror(errno));
-	long now = strtol(buf, NULL, 10);
-	long want = now > count ? now - count : 0;
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return lm_fail(e, -errno, "cannot give back %d hugepages: %s: "
-			       "%s", count, path, strerror(errno));
-	int ok = fprintf(f, "%ld\n", want) > 0;
-	ok &= fclose(f) == 0;
-	if (!ok)
-		return lm_fail(e, -EIO, "cannot give back %d hugepages: %s",
-			       count, path);
-	return 0;
-}
-
-/* A file laminad names is removed only when it sits beside its state
- * file: a damaged state file must not make us delete anything else. */
-static void remove_beside(const char *state_file, const char *path)
-{
-	size_t n = strrchr(state_file, '/') ? (size_t)(strrchr(state_file,
-							      '/') -
-						      state_file)
-					    : 0;
-	if (path[0] && n && !strncmp(path, state_file, n) && path[n] == '/' &&
-	    !strchr(path + n + 1, '/'))
-		unlink(path);
-}
-
-void lm_agent_log_path(const char *state_file, char *out, size_t len)
-{
-	size_t n = strlen(state_file);
-	if (n > 5 && !strcmp(state_file + n - 5, ".json"))
-		n -= 5;
-	snprintf(out, len, "%.*s.log", (int)n, state_file);
-}
-
-int lm_agent_cleanup(const char *state_file, int pid, lm_error *e)
-{
-	lm_laminad_state st;
-	lm_error ignore;
-	char path[PATH_MAX];
-	int rc = 0;
+	char state_file[PATH_MAX], laminad[PATH_MAX];
+	int rc;
 	if (lm_agent_alive(pid)) {
 		kill(pid, SIGTERM);
 		if (lm_agent_wait_exit(pid, 5)) {
@@ -438,37 +344,36 @@ int lm_agent_cleanup(const char *state_file, int pid, lm_error *e)
 					       pid);
 		}
 	}
-	lm_agent_log_path(state_file, path, sizeof(path));
-	if (lm_laminad_state_load(state_file, &st, &ignore))
-		goto out; /* none (clean exit), or not readable: nothing known */
-	if (st.pid != pid && lm_agent_alive(st.pid))
-		return 0; /* another laminad's, and it runs */
-	if (st.file_prefix[0])
-		remove_hugefiles(st.file_prefix);
-	/* its own mount (maybe inside the run folder): detached first, its
-	 * pages come back once nothing holds them */
-	if (st.huge_count > 0 && st.huge_mount[0]) {
-		if (umount2(st.huge_mount, MNT_DETACH) && errno != EINVAL &&
-		    errno != ENOENT)
-			rc = lm_fail(e, -errno, "cannot unmount %s: %s",
-				     st.huge_mount, strerror(errno));
-		rmdir(st.huge_mount);
+	if (lm_state_path(state_dir, port, state_file, sizeof(state_file)) ||
+	    lm_state_log_path(state_dir, port, laminad, sizeof(laminad)))
+		return lm_fail(e, -ENAMETOOLONG, "%s: path too long",
+			       state_dir);
+	/* its output, which lamina sent there when it started it */
+	unlink(laminad);
+	if (access(state_file, F_OK) != 0)
+		return 0; /* it exited cleanly: nothing was left */
+	if ((rc = lm_agent_find(exe, laminad, sizeof(laminad), e)))
+		return lm_fail_prefix(e, rc, "cannot clean up after laminad "
+				      "pid %d (%s)", pid, state_file);
+	pid_t p = fork();
+	if (p == 0) {
+		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (null >= 0)
+			dup2(null, 0);
+		execl(laminad, laminad, "--cleanup", state_file, (char *)NULL);
+		_exit(127);
 	}
-	if (st.file_prefix[0]) {
-		char dir[PATH_MAX];
-		dpdk_run_dir(st.file_prefix, dir, sizeof(dir));
-		nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
-	}
-	if (st.huge_count > 0) {
-		int r = give_back_hugepages(st.huge_page_kb, st.huge_count,
-					    rc ? NULL : e);
-		if (!rc)
-			rc = r;
-	}
-	remove_beside(state_file, st.log);
-	if (unlink(state_file) && errno != ENOENT && !rc)
-		rc = lm_fail(e, -errno, "%s: %s", state_file, strerror(errno));
-out:
-	unlink(path);
-	return rc;
+	if (p < 0)
+		return lm_fail(e, -errno, "cannot run %s: %s", laminad,
+			       strerror(errno));
+	int status;
+	while (waitpid(p, &status, 0) < 0)
+		if (errno != EINTR)
+			return lm_fail(e, -errno, "waitpid: %s",
+				       strerror(errno));
+	if (!WIFEXITED(status) || WEXITSTATUS(status))
+		return lm_fail(e, -EIO, "laminad --cleanup %s failed (status "
+			       "%d)", state_file,
+			       WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	return 0;
 }

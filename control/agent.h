@@ -1,9 +1,9 @@
 /*
  * agent.h: the control plane's side of laminad, the dataplane service of
  * one device: finding and starting it, one request on its control port,
- * waiting for it to stop, and cleaning up after one that died (what its
- * state file says it reserved: the process, hugepages, its hugetlbfs
- * mount, DPDK's run folder).
+ * waiting for it to stop, and cleaning up after one that died (the
+ * process, then `laminad --cleanup` for what its state file says it
+ * took: lamina knows no DPDK file names).
  */
 #ifndef LAMINA_AGENT_H
 #define LAMINA_AGENT_H
@@ -11,8 +11,8 @@
 #include <stddef.h>
 
 #include "ctl.h"
-#include "lamina/client.h"
 #include "record.h"
+#include "state.h"
 
 /** Reply timeouts: a quick question, start/stop/teardown, and loading a
  * stage's weights. */
@@ -47,8 +47,8 @@ typedef struct lm_agent_spawn_opts {
 int lm_agent_spawn(const lm_agent_spawn_opts *o, int *pid, lm_error *e);
 
 /**
- * Wait until laminad pid (our child) has written state_file and answers on
- * host:port, for at most timeout_s.
+ * Wait until laminad pid (our child) has written state_file saying it is
+ * up and answers on host:port, for at most timeout_s.
  * @param st  filled from the state file
  * @return 0; -ECHILD with the last line of its log when it exited;
  *         -ETIMEDOUT; -EINTR when *stop became set.
@@ -88,17 +88,16 @@ int lm_agent_alive(int pid);
  */
 int lm_agent_wait_exit(int pid, double timeout_s);
 
-/** Where laminad's stdout and stderr go: state_file with .log for .json. */
-void lm_agent_log_path(const char *state_file, char *out, size_t len);
-
 /**
- * Clean up after laminad pid when it will not stop by itself: kill it if
- * it still runs, then, when state_file belongs to pid (its pid field), give
- * back the hugepages it reserved, unmount and remove its hugetlbfs mount,
- * remove DPDK's run folder and hugepage files of its file prefix, its log
- * and the state file.  Always removes the lm_agent_log_path log.  A state file of another laminad is left alone.
- * @return 0; -errno for what could not be undone (the rest is done).
+ * Clean up after the laminad of control port `port` in state folder
+ * state_dir when it will not stop by itself: kill pid if it is still a
+ * running laminad, remove its log (STATE/laminad-PORT.log), then run
+ * `laminad --cleanup STATE/laminad-PORT.json` (exe found as lm_agent_find
+ * does), which gives back what the state file says it took (a state file
+ * whose laminad runs is left alone).
+ * @return 0; -EBUSY when it does not die; -errno from the clean-up.
  */
-int lm_agent_cleanup(const char *state_file, int pid, lm_error *e);
+int lm_agent_cleanup(const char *state_dir, int port, int pid,
+		     const char *exe, lm_error *e);
 
 #endif

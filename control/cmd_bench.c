@@ -601,6 +601,11 @@ int cmd_bench(int argc, char **argv)
 		for (int i = 0; i + 1 < n; i++)
 			pb->cut_bytes[i] = batch *
 					   (double)man->slices[i].cut_bytes;
+		/* boundary k is the cut after slice k - 1: a bundle there as
+		 * laminad lays it out */
+		for (int k = 0; k <= n; k++)
+			pb->bundle_bytes[k] = (double)lm_manifest_bundle_bytes(
+				man, k - 1, batch);
 	}
 	if (progress)
 		fputc('\n', stderr);

@@ -23,6 +23,7 @@ struct plan_args {
 	const char *dir, *out, *profile, *devices;
 	lm_solve_options opt;
 	int have_objective, batch, explain, quiet;
+	const char *stages; /* --stages: evaluate this placement */
 	double headroom;
 	lm_model_speed speeds[MAX_SPEEDS];
 	int n_speeds;
@@ -62,6 +63,11 @@ static const char plan_help[] =
 	"                            exact search, or the heuristic with its\n"
 	"                            bound (default: exact when it takes about\n"
 	"                            a second or less)\n"
+	"      --stages SPEC         no search: this placement, costed and\n"
+	"                            checked as a plan is; SPEC is a comma list\n"
+	"                            of FIRST-LAST[@DEVICE][xCORES] slice\n"
+	"                            ranges (e.g. 0-9,10-20 or 0-9@a,10-20@bx2;\n"
+	"                            default device the first, 1 core)\n"
 	"  -e, --explain             print the stages, their time, memory and\n"
 	"                            transfers, and what limits the plan\n"
 	"  -q, --quiet               print nothing on success\n"
@@ -105,6 +111,7 @@ static int parse_plan(int argc, char **argv, struct plan_args *a)
 		{ "headroom", required_argument, 0, 'r' },
 		{ "model-speed", required_argument, 0, 's' },
 		{ "solver", required_argument, 0, 'S' },
+		{ "stages", required_argument, 0, 'T' },
 		{ "explain", no_argument, 0, 'e' },
 		{ "quiet", no_argument, 0, 'q' },
 		{ "help", no_argument, 0, 'h' },
@@ -174,6 +181,7 @@ static int parse_plan(int argc, char **argv, struct plan_args *a)
 						  "auto, exact or heuristic, "
 						  "not '%s'", optarg);
 			break;
+		case 'T': a->stages = optarg; break;
 		case 'e': a->explain = 1; break;
 		case 'q': a->quiet = 1; break;
 		case 'h':
@@ -188,9 +196,11 @@ static int parse_plan(int argc, char **argv, struct plan_args *a)
 				  "by 'lamina slice' (see 'lamina plan "
 				  "--help')");
 	a->dir = argv[optind];
-	if (!a->have_objective)
+	if (!a->have_objective && !a->stages)
 		return cli_errorf("plan", "missing --objective latency or "
 				  "--objective throughput");
+	if (!a->have_objective)
+		a->opt.objective = LM_PLAN_THROUGHPUT;
 	if (!a->out)
 		return cli_errorf("plan", "missing -o FILE (the plan to "
 				  "write)");
@@ -407,7 +417,9 @@ static void explain(const lm_plan *p, const lm_plan_cost *c,
 		explain_period(p, c);
 	else
 		explain_latency(p, c);
-	if (p->exact)
+	if (p->bound == 0 && !p->exact)
+		printf("%s: not searched\n", p->note);
+	else if (p->exact)
 		printf("exact: no placement within the devices' cores, memory "
 		       "and links does better%s\n",
 		       p->max_stages ? " with this many stages" : "");
@@ -418,6 +430,74 @@ static void explain(const lm_plan *p, const lm_plan_cost *c,
 		printf("heuristic (%s); no plan can pass %.1f requests/s "
 		       "(%.1f%% above this one)\n", p->note, p->bound,
 		       100 * (p->bound / p->throughput_rps - 1));
+}
+
+/* The placement --stages gives, costed as a plan (lm_plan_evaluate). */
+static int given_plan(const char *spec, const lm_devices *devs,
+		      const lm_plan_cost *cost, lm_plan **out)
+{
+	char *copy = strdup(spec), *save = NULL;
+	lm_plan *p = NULL;
+	lm_error e;
+	int n = 1, rc = 0;
+	if (!copy)
+		return cli_errorf("plan", "out of memory");
+	for (const char *c = spec; *c; c++)
+		n += *c == ',';
+	if (lm_plan_create(devs, n, &p)) {
+		free(copy);
+		return cli_errorf("plan", "out of memory");
+	}
+	int i = 0;
+	for (char *t = strtok_r(copy, ",", &save); t && !rc;
+	     t = strtok_r(NULL, ",", &save), i++) {
+		lm_plan_stage *s = &p->stages[i];
+		char dev[LM_NAME_MAX] = "", *x;
+		int first, last, cores = 1, used = 0;
+		if ((x = strrchr(t, 'x')) && strchr(t, '-') < x) {
+			char *end;
+			long r = strtol(x + 1, &end, 10);
+			if (*end || r < 1 || r > 4096) {
+				rc = cli_errorf("plan", "--stages: '%s': cores "
+						"after 'x' must be 1 to 4096",
+						t);
+				break;
+			}
+			cores = (int)r;
+			*x = '\0';
+		}
+		char *at = strchr(t, '@');
+		if (at) {
+			snprintf(dev, sizeof(dev), "%s", at + 1);
+			*at = '\0';
+		}
+		if (sscanf(t, "%d-%d%n", &first, &last, &used) != 2 ||
+		    t[used]) {
+			rc = cli_errorf("plan", "--stages: '%s' is not "
+					"FIRST-LAST[@DEVICE][xCORES]", t);
+			break;
+		}
+		s->device = dev[0] ? lm_devices_find(devs, dev) : 0;
+		if (s->device < 0) {
+			rc = cli_errorf("plan", "--stages: no device '%s'",
+					dev);
+			break;
+		}
+		s->first = first;
+		s->last = last;
+		s->cores = cores;
+	}
+	free(copy);
+	p->n_stages = i;
+	if (!rc && lm_plan_evaluate(cost, p, &e))
+		rc = cli_errorf("plan", "--stages %s: %s", spec, e.msg);
+	if (rc) {
+		lm_plan_free(p);
+		return rc;
+	}
+	snprintf(p->note, sizeof(p->note), "placement given by --stages");
+	*out = p;
+	return 0;
 }
 
 int cmd_plan(int argc, char **argv)
@@ -468,7 +548,11 @@ int cmd_plan(int argc, char **argv)
 		cli_errorf("plan", "%s: %s", a.profile, e.msg);
 		goto out;
 	}
-	if (lm_solve(cost, &a.opt, &plan, &e)) {
+	if (a.stages) {
+		if (given_plan(a.stages, devs, cost, &plan))
+			goto out;
+		plan->objective = a.opt.objective;
+	} else if (lm_solve(cost, &a.opt, &plan, &e)) {
 		cli_error("plan", &e);
 		goto out;
 	}
@@ -494,8 +578,9 @@ int cmd_plan(int argc, char **argv)
 		       used == 1 ? "" : "s",
 		       us_text(plan->latency_us, b1, sizeof(b1)),
 		       plan->throughput_rps, plan->batch,
-		       plan->exact ? "exact" : "heuristic");
-		if (!plan->exact)
+		       a.stages ? "given by --stages"
+		       : plan->exact ? "exact" : "heuristic");
+		if (!plan->exact && !a.stages)
 			printf("  heuristic: %s; bound %s\n", plan->note,
 			       plan->objective == LM_PLAN_LATENCY
 				       ? us_text(plan->bound, b2, sizeof(b2))

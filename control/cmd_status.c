@@ -190,7 +190,7 @@ static void print_table(const lm_record *r, Lamina__Reply **replies)
 	       r->batch, up);
 	printf("  plan    %s\n  model   %s\n", r->plan, r->model);
 	printf("  ingress %s:%d (laminad pid %d%s)\n", in->host,
-	       in->ingress_port, in->st.pid,
+	       in->ingress_port, in->pid,
 	       in->started ? ", started by this deployment" : "");
 	printf("  requests %llu answered, %llu refused, %.1f requests/s; "
 	       "latency ms p50 %s p90 %s p99 %s\n",
@@ -288,7 +288,7 @@ static void print_json(const lm_record *r, Lamina__Reply **replies)
 		"s:f, s:I, s:I, s:I, s:I, s:o, s:o}",
 		"id", r->id, "status", r->status, "plan", r->plan, "model",
 		r->model, "batch", r->batch, "host", in->host, "ingress_port",
-		in->ingress_port, "laminad_pid", in->st.pid, "uptime_s", up,
+		in->ingress_port, "laminad_pid", in->pid, "uptime_s", up,
 		"requests", (json_int_t)s->requests, "errors",
 		(json_int_t)s->errors, "throughput_rps",
 		up > 0 ? (double)s->requests / up : 0.0, "resent",

@@ -10,8 +10,9 @@
  *
  * A plan over several laminads (devices at different addresses or ports)
  * joins them.  Two laminads on this host share an edge through a memif
- * pair of its own: the consumer's laminad listens on a socket in the
- * state folder (STATE/memif-ID-EDGE.sock), the producer's connects to it.
+ * pair of its own: the consumer's laminad listens, the producer's
+ * connects (each names the abstract socket from the deployment id and the
+ * edge number; LoadStage only says which edges are memif).
  * Laminads on different hosts use their ports between laminads (laminad
  * --port, a NIC or a veth): each stage whose neighbour is there is told
  * that laminad's port MAC and IPv4 address (from Describe).  Either way
@@ -144,8 +145,7 @@ static int check_model(const char *dir, int n_slices, lm_error *e)
 }
 
 /* Fill the record's devices, laminads and stages from the plan. */
-static int map_plan(const lm_plan *p, lm_record *r, const char *state_dir,
-		    lm_error *e)
+static int map_plan(const lm_plan *p, lm_record *r, lm_error *e)
 {
 	int rc;
 	for (int i = 0; i < p->devices->n; i++) {
@@ -171,8 +171,6 @@ static int map_plan(const lm_plan *p, lm_record *r, const char *state_dir,
 			lm_rec_laminad *ld = &r->laminads[r->n_laminads++];
 			snprintf(ld->host, sizeof(ld->host), "%s", host);
 			ld->control_port = port;
-			snprintf(ld->state_file, sizeof(ld->state_file),
-				 "%s/laminad-%d.json", state_dir, port);
 		}
 		rd->laminad = l;
 	}
@@ -204,10 +202,10 @@ static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
 				   LM_AGENT_QUICK_MS, &rep, &probe);
 	if (!rc) {
 		ld->started = 0;
-		ld->st.pid = (int)rep->describe->pid;
+		ld->pid = (int)rep->describe->pid;
 		ld->ingress_port = (int)rep->describe->ingress_port;
 		say(o->progress, "laminad '%s' (pid %d) answers on %s:%d",
-		    rep->describe->name, ld->st.pid, ld->host,
+		    rep->describe->name, ld->pid, ld->host,
 		    ld->control_port);
 		lamina__reply__free_unpacked(rep, NULL);
 		return lm_record_save(r, e);
@@ -227,22 +225,28 @@ static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
 	/* Nothing listens.  A state file left there is a dead laminad's:
 	 * clean up after it first (its owner's teardown then finds a file
 	 * that is not its laminad's, or none). */
+	char state_file[PATH_MAX], exe[PATH_MAX], log[PATH_MAX];
+	if (lm_state_path(o->state_dir, ld->control_port, state_file,
+			  sizeof(state_file)) ||
+	    lm_state_log_path(o->state_dir, ld->control_port, log,
+			      sizeof(log)))
+		return lm_fail(e, -ENAMETOOLONG, "%s: path too long",
+			       o->state_dir);
 	lm_laminad_state old;
-	if (!lm_laminad_state_load(ld->state_file, &old, &probe)) {
+	if (!lm_state_load(state_file, &old, &probe)) {
 		if (lm_agent_alive(old.pid))
 			return lm_fail(e, -EBUSY, "laminad pid %d (%s) does "
 				       "not answer on %s:%d", old.pid,
-				       ld->state_file, ld->host,
+				       state_file, ld->host,
 				       ld->control_port);
 		say(o->progress, "cleaning up after laminad pid %d, which "
 		    "died", old.pid);
-		if ((rc = lm_agent_cleanup(ld->state_file, old.pid, e)))
+		if ((rc = lm_agent_cleanup(o->state_dir, ld->control_port,
+					   old.pid, o->laminad, e)))
 			return rc;
 	}
-	char exe[PATH_MAX], log[PATH_MAX];
 	if ((rc = lm_agent_find(o->laminad, exe, sizeof(exe), e)))
 		return rc;
-	lm_agent_log_path(ld->state_file, log, sizeof(log));
 	ld->ingress_port = ld->control_port + 1;
 	ld->started = 1; /* from here on, teardown stops and cleans it */
 	if ((rc = lm_record_save(r, e)))
@@ -256,16 +260,15 @@ static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
 	};
 	say(o->progress, "starting laminad '%s' on %s:%d (log %s)", dev->name,
 	    ld->host, ld->control_port, log);
-	if ((rc = lm_agent_spawn(&so, &ld->st.pid, e)))
+	if ((rc = lm_agent_spawn(&so, &ld->pid, e)))
 		return rc;
 	if ((rc = lm_record_save(r, e)))
 		return rc;
 	lm_laminad_state st;
-	if ((rc = lm_agent_wait_up(ld->st.pid, ld->state_file, ld->host,
+	if ((rc = lm_agent_wait_up(ld->pid, state_file, ld->host,
 				   ld->control_port, 60, log, o->stop, &st,
 				   e)))
 		return rc;
-	ld->st = st;
 	ld->ingress_port = st.ingress_port;
 	say(o->progress, "laminad pid %d is up (ingress port %d%s)", st.pid,
 	    st.ingress_port, st.huge_count ? ", hugepages reserved" : "");
@@ -358,19 +361,6 @@ static int same_host(const lm_record *r, int a, int b)
 	return is_local(r->laminads[a].host) && is_local(r->laminads[b].host);
 }
 
-/* The socket of the memif pair carrying edge k of r. */
-static int memif_path(const lm_deploy_opts *o, const lm_record *r, int k,
-		      char *out, size_t len, lm_error *e)
-{
-	int n = snprintf(out, len, "%s/memif-%s-%d.sock", o->state_dir, r->id,
-			 k);
-	if (n < 0 || (size_t)n >= len || n >= 108) /* sockaddr_un's sun_path */
-		return lm_fail(e, -ENAMETOOLONG, "state folder %s: too long "
-			       "a path for a memif socket in it (at most 107 "
-			       "bytes)", o->state_dir);
-	return 0;
-}
-
 /* A laminad's port to other laminads, from Describe. */
 struct port {
 	char mac[18];
@@ -428,17 +418,46 @@ static int find_ports(const lm_deploy_opts *o, const lm_record *r,
 	return 0;
 }
 
-static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
-		      const struct port *ports, unsigned retry_ms,
-		      double period_us, lm_error *e)
+/* A stage takes no more than the plan charged (5% slack for what the
+ * runtime rounds), or the deployment is refused with the numbers. */
+static int check_memory(const lm_plan_stage *ps, int i,
+			const Lamina__LoadStageReply *lr, lm_error *e)
 {
+	const struct {
+		const char *what;
+		double planned, got;
+	} m[] = {
+		{ "weights", ps->weight_bytes, (double)lr->weight_bytes },
+		{ "arenas", ps->arena_bytes, (double)lr->arena_bytes },
+		{ "edge pools", ps->ring_bytes, (double)lr->ring_bytes },
+	};
+	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++)
+		if (m[k].got > m[k].planned * 1.05) {
+			char a[32], b[32];
+			return lm_fail(e, -ENOSPC, "stage %d takes %s of %s, "
+				       "more than the %s the plan charged "
+				       "(+5%%): plan again with a fresh "
+				       "`lamina bench`", i,
+				       lm_bytes_str(m[k].got, a, sizeof(a)),
+				       m[k].what,
+				       lm_bytes_str(m[k].planned, b,
+						    sizeof(b)));
+		}
+	return 0;
+}
+
+static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
+		      const lm_plan *p, const struct port *ports,
+		      unsigned retry_ms, lm_error *e)
+{
+	const lm_plan_stage *ps = &p->stages[i];
+	double period_us = p->period_us;
 	lm_rec_stage *st = &r->stages[i];
 	lm_rec_laminad *ld = &r->laminads[st->laminad];
 	Lamina__Request req = LAMINA__REQUEST__INIT;
 	Lamina__LoadStageRequest ls = LAMINA__LOAD_STAGE_REQUEST__INIT;
 	Lamina__Reply *rep = NULL;
 	uint32_t cores[LM_REC_MAX_CORES];
-	char next_sock[PATH_MAX], in_sock[PATH_MAX];
 	int rc;
 	for (int c = 0; c < st->n_cores; c++)
 		cores[c] = (uint32_t)st->cores[c];
@@ -453,10 +472,7 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 		int next = next_laminad(r, i), prev = i ? i - 1 : n - 1;
 		int from = r->stages[prev].laminad;
 		if (next != here && same_host(r, here, next)) {
-			if ((rc = memif_path(o, r, i + 1, next_sock,
-					     sizeof(next_sock), e)))
-				return rc;
-			ls.next_memif = next_sock;
+			ls.next_memif = 1;
 		} else if (next != here) {
 			ls.next_mac = (char *)ports[next].mac;
 			ls.next_ip = ports[next].ip;
@@ -465,15 +481,12 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 		 * last (edge n) */
 		int remote = from != here, memif = remote &&
 						   same_host(r, from, here);
-		if (memif && (rc = memif_path(o, r, i ? i : n, in_sock,
-					      sizeof(in_sock), e)))
-			return rc;
 		if (i > 0) {
 			ls.input_remote = remote;
-			ls.input_memif = memif ? in_sock : NULL;
+			ls.input_memif = memif;
 		} else {
 			ls.answers_remote = remote && n > 1;
-			ls.answers_memif = memif ? in_sock : NULL;
+			ls.answers_memif = memif;
 			ls.retry_ms = retry_ms;
 			ls.period_us = (uint32_t)(period_us + 0.5);
 		}
@@ -484,6 +497,11 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 	ls.batch = (uint32_t)r->batch;
 	ls.n_cores = (size_t)st->n_cores;
 	ls.cores = cores;
+	/* the pools, as the plan charged them */
+	ls.in_bundles = (uint32_t)ps->in_bundles;
+	ls.out_bundles = (uint32_t)ps->out_bundles;
+	ls.answers_bundles = (uint32_t)ps->answers_bundles;
+	ls.keep_bundles = i == 0 && ls.answers_remote ? (uint32_t)p->keep : 0;
 	req.body_case = LAMINA__REQUEST__BODY_LOAD_STAGE;
 	req.load_stage = &ls;
 	st->status = LM_STAGE_LOADING;
@@ -502,13 +520,22 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 			for (int c = 0; c < st->n_cores; c++)
 				st->cores[c] = (int)lr->cores[c];
 		}
+		char b3[32];
 		say(o->progress, "stage %d: slices %d-%d on %d core%s "
-		    "(weights %s, rings %s)", i, st->first, st->last,
-		    st->n_cores, st->n_cores == 1 ? "" : "s",
+		    "(weights %s, arenas %s, edge pools %s)", i, st->first,
+		    st->last, st->n_cores, st->n_cores == 1 ? "" : "s",
 		    lm_bytes_str((double)lr->weight_bytes, b1, sizeof(b1)),
+		    lm_bytes_str((double)lr->arena_bytes, b3, sizeof(b3)),
 		    lm_bytes_str((double)lr->ring_bytes, b2, sizeof(b2)));
+		rc = check_memory(ps, i, lr, e);
 	}
 	lamina__reply__free_unpacked(rep, NULL);
+	st->status = LM_STAGE_LOADED;
+	if (rc) {
+		lm_error ignore;
+		lm_record_save(r, &ignore);
+		return rc;
+	}
 	st->status = LM_STAGE_LOADED;
 	return lm_record_save(r, e);
 }
@@ -540,8 +567,7 @@ static int deploy_steps(const lm_deploy_opts *o, const lm_plan *p,
 		return rc;
 	for (int i = 0; i < r->n_stages; i++)
 		if ((rc = interrupted(o, e)) ||
-		    (rc = load_stage(o, r, i, ports, retry_ms,
-				       p->period_us, e)))
+		    (rc = load_stage(o, r, i, p, ports, retry_ms, e)))
 			return rc;
 	/* from the last stage's laminad back to the ingress's, so that each
 	 * laminad's successors serve before it sends them anything */
@@ -590,7 +616,7 @@ int lm_deploy(const lm_deploy_opts *o, lm_record **out, lm_error *e)
 	snprintf(r->plan, sizeof(r->plan), "%s", plan);
 	snprintf(r->model, sizeof(r->model), "%s", model);
 	r->batch = p->batch;
-	if ((rc = map_plan(p, r, o->state_dir, e)))
+	if ((rc = map_plan(p, r, e)))
 		goto out;
 	if ((rc = lm_record_save(r, e)))
 		goto out;
@@ -671,9 +697,7 @@ static int hand_over(const lm_rec_laminad *ld, const char *state_dir,
 		if (!strcmp(ol->host, ld->host) &&
 		    ol->control_port == ld->control_port) {
 			ol->started = 1;
-			ol->st = ld->st;
-			snprintf(ol->state_file, sizeof(ol->state_file), "%s",
-				 ld->state_file);
+			ol->pid = ld->pid;
 		}
 	}
 	rc = lm_record_save(o, e);
@@ -686,32 +710,35 @@ static int stop_laminad(lm_record *r, lm_rec_laminad *ld, int reachable,
 			const char *state_dir, int progress, lm_error *e)
 {
 	char heir[LM_REC_ID_MAX];
-	if (reachable && other_users(r, ld, state_dir, heir, sizeof(heir))) {
+	/* another deployment's record keeps it alive whether or not it
+	 * answers now (one that does not may only be busy or locked out) */
+	if (other_users(r, ld, state_dir, heir, sizeof(heir))) {
 		if (heir[0]) {
 			say(progress, "laminad pid %d stays: %s uses it and "
-			    "stops it when torn down", ld->st.pid, heir);
+			    "stops it when torn down", ld->pid, heir);
 			return hand_over(ld, state_dir, heir, e);
 		}
 		say(progress, "laminad pid %d stays: another deployment uses "
-		    "it", ld->st.pid);
+		    "it", ld->pid);
 		return 0;
 	}
 	if (reachable) {
 		lm_error ignore;
-		say(progress, "stopping laminad pid %d", ld->st.pid);
+		say(progress, "stopping laminad pid %d", ld->pid);
 		/* the answer may be lost as it exits: the exit is what counts */
 		lm_agent_simple(ld->host, ld->control_port,
 				LAMINA__REQUEST__BODY_SHUTDOWN, NULL, &ignore);
-		if (lm_agent_wait_exit(ld->st.pid, 15))
+		if (lm_agent_wait_exit(ld->pid, 15))
 			say(progress, "laminad pid %d did not stop: killing it",
-			    ld->st.pid);
-	} else if (ld->st.pid) {
+			    ld->pid);
+	} else if (ld->pid) {
 		say(progress, "laminad pid %d does not answer: cleaning up "
-		    "after it", ld->st.pid);
+		    "after it", ld->pid);
 	}
-	/* after a clean exit this only removes the log; after a crash it
-	 * kills and gives back what the state file says it held */
-	return lm_agent_cleanup(ld->state_file, ld->st.pid, e);
+	/* after a clean exit there is nothing left; after a crash this
+	 * kills and has laminad give back what its state file says */
+	return lm_agent_cleanup(state_dir, ld->control_port, ld->pid, NULL,
+				e);
 }
 
 /* Whether any stage of r was sent to laminad l. */
@@ -722,19 +749,6 @@ static int sent_any(const lm_record *r, int l)
 		    r->stages[i].status != LM_STAGE_PLANNED)
 			return 1;
 	return 0;
-}
-
-/* memif sockets of r that a laminad which died left in the state folder
- * (a laminad removes its own when it removes the edge). */
-static void remove_sockets(const lm_record *r, const char *state_dir)
-{
-	char pat[PATH_MAX];
-	glob_t g;
-	snprintf(pat, sizeof(pat), "%s/memif-%s-*.sock", state_dir, r->id);
-	if (glob(pat, 0, NULL, &g) == 0)
-		for (size_t i = 0; i < g.gl_pathc; i++)
-			unlink(g.gl_pathv[i]);
-	globfree(&g);
 }
 
 int lm_teardown(lm_record *r, const char *state_dir, int progress,
@@ -780,6 +794,5 @@ int lm_teardown(lm_record *r, const char *state_dir, int progress,
 	}
 	if (first)
 		return first;
-	remove_sockets(r, state_dir);
 	return lm_record_remove(r, e);
 }

@@ -1,7 +1,7 @@
 /*
- * record.c: deployment records and laminad state files (see record.h for
- * the format).  Everything is read through jansson's json_unpack, which
- * checks the types; lengths are checked before anything is copied.
+ * record.c: deployment records (see record.h for the format).  Everything
+ * is read through jansson's json_unpack, which checks the types; lengths
+ * are checked before anything is copied.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,26 +15,8 @@
 
 #include <jansson.h>
 
+#include "lamina/fsutil.h"
 #include "record.h"
-
-/* mkdir -p with mode 0700 for what it creates. */
-static int mkdirs(const char *path)
-{
-	char buf[PATH_MAX];
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return -ENAMETOOLONG;
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0700) && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, 0700) && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 int lm_state_dir(const char *dir, char *out, size_t len, lm_error *e)
 {
@@ -55,7 +37,7 @@ int lm_state_dir(const char *dir, char *out, size_t len, lm_error *e)
 			       "XDG_STATE_HOME or give --state-dir");
 	if (n < 0 || (size_t)n >= len)
 		return lm_fail(e, -ENAMETOOLONG, "state folder path too long");
-	int rc = mkdirs(out);
+	int rc = lm_mkdirs(out, 0700);
 	if (rc)
 		return lm_fail(e, rc, "state folder %s: %s", out, strerror(-rc));
 	/* absolute: laminad is given it, and records name files in it */
@@ -141,19 +123,6 @@ static const char *stage_status_name(lm_stage_status s)
 	       : s == LM_STAGE_LOADING ? "loading" : "planned";
 }
 
-static json_t *state_json(const lm_laminad_state *s)
-{
-	json_t *huge = s->huge_count > 0
-			       ? json_pack("{s:i, s:i, s:s}", "page_kb",
-					   s->huge_page_kb, "count",
-					   s->huge_count, "mount",
-					   s->huge_mount)
-			       : json_null();
-	return json_pack("{s:i, s:s, s:s, s:o}", "pid", s->pid,
-			 "file_prefix", s->file_prefix, "log", s->log,
-			 "hugepages_reserved", huge);
-}
-
 int lm_record_save(const lm_record *r, lm_error *e)
 {
 	json_t *devs = json_array(), *lds = json_array(), *stages = json_array();
@@ -164,13 +133,10 @@ int lm_record_save(const lm_record *r, lm_error *e)
 			r->devices[i].laminad));
 	for (int i = 0; i < r->n_laminads; i++) {
 		const lm_rec_laminad *l = &r->laminads[i];
-		json_t *o = state_json(&l->st);
-		json_object_update_new(o, json_pack(
-			"{s:s, s:i, s:i, s:b, s:s}", "host", l->host,
+		json_array_append_new(lds, json_pack(
+			"{s:s, s:i, s:i, s:b, s:i}", "host", l->host,
 			"control_port", l->control_port, "ingress_port",
-			l->ingress_port, "started", l->started, "state_file",
-			l->state_file));
-		json_array_append_new(lds, o);
+			l->ingress_port, "started", l->started, "pid", l->pid));
 	}
 	for (int i = 0; i < r->n_stages; i++) {
 		const lm_rec_stage *st = &r->stages[i];
@@ -185,37 +151,18 @@ int lm_record_save(const lm_record *r, lm_error *e)
 	}
 	json_t *doc = json_pack(
 		"{s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:o, s:o, s:o}",
-		"format", "lamina-deployment", "version", 1, "id", r->id,
+		"format", "lamina-deployment", "version", 2, "id", r->id,
 		"status", r->status, "plan", r->plan, "model", r->model,
 		"batch", r->batch, "created", r->created, "created_unix",
 		r->created_unix, "devices", devs, "laminads", lds, "stages",
 		stages);
-	if (!doc)
-		return lm_fail(e, -ENOMEM, "out of memory");
-	char tmp[PATH_MAX + 8];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", r->file);
-	int rc = 0;
-	FILE *f = fopen(tmp, "w");
-	if (!f) {
-		rc = lm_fail(e, -errno, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	/* on disk before the rename: the record is what teardown trusts */
-	if (json_dumpf(doc, f, JSON_INDENT(2)) || fputc('\n', f) == EOF ||
-	    fflush(f) || fsync(fileno(f))) {
-		rc = lm_fail(e, -EIO, "%s: cannot write: %s", tmp,
-			     strerror(errno));
-		fclose(f);
-		unlink(tmp);
-		goto out;
-	}
-	fclose(f);
-	if (rename(tmp, r->file)) {
-		rc = lm_fail(e, -errno, "%s: %s", r->file, strerror(errno));
-		unlink(tmp);
-	}
-out:
+	char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
 	json_decref(doc);
+	if (!text)
+		return lm_fail(e, -ENOMEM, "out of memory");
+	/* on disk before the rename: the record is what teardown trusts */
+	int rc = lm_write_atomic(r->file, text, strlen(text), 0600, e);
+	free(text);
 	return rc;
 }
 
@@ -237,84 +184,21 @@ static int copy(char *dst, size_t len, const char *src, const char *field,
 	return 0;
 }
 
-/* The fields of a laminad state file, wherever they are (the file, or a
- * record's copy). */
-static int read_state(json_t *o, lm_laminad_state *s, const char *path,
-		      lm_error *e)
-{
-	const char *prefix = "", *log = "", *mount = "";
-	json_t *huge = NULL, *jlog = NULL;
-	json_error_t je;
-	memset(s, 0, sizeof(*s));
-	if (json_unpack_ex(o, &je, 0, "{s:i, s?s, s?o, s?o}", "pid", &s->pid,
-			   "file_prefix", &prefix, "log", &jlog,
-			   "hugepages_reserved", &huge))
-		return lm_fail(e, -EINVAL, "%s: %s", path, je.text);
-	if (json_is_string(jlog)) /* null: laminad logs to its stderr */
-		log = json_string_value(jlog);
-	if (json_is_object(huge) &&
-	    json_unpack_ex(huge, &je, 0, "{s:i, s:i, s:s}", "page_kb",
-			   &s->huge_page_kb, "count", &s->huge_count, "mount",
-			   &mount))
-		return lm_fail(e, -EINVAL, "%s: hugepages_reserved: %s", path,
-			       je.text);
-	if (s->pid < 0 || s->huge_count < 0 || s->huge_page_kb < 0)
-		return lm_fail(e, -EINVAL, "%s: negative pid or hugepages",
-			       path);
-	/* the prefix names a folder we may remove: no path in it */
-	if (strchr(prefix, '/') || !strcmp(prefix, ".") ||
-	    !strcmp(prefix, ".."))
-		return lm_fail(e, -EINVAL, "%s: bad \"file_prefix\"", path);
-	int rc;
-	if ((rc = copy(s->file_prefix, sizeof(s->file_prefix), prefix,
-		       "file_prefix", path, e)) ||
-	    (rc = copy(s->log, sizeof(s->log), log, "log", path, e)) ||
-	    (rc = copy(s->huge_mount, sizeof(s->huge_mount), mount, "mount",
-		       path, e)))
-		return rc;
-	return 0;
-}
-
-int lm_laminad_state_load(const char *path, lm_laminad_state *s,
-			  lm_error *e)
-{
-	json_error_t je;
-	const char *listen = "";
-	json_t *doc = json_load_file(path, 0, &je);
-	if (!doc) {
-		if (access(path, F_OK))
-			return lm_fail(e, -ENOENT, "%s: no such file", path);
-		return lm_fail(e, -EINVAL, "%s: %s", path, je.text);
-	}
-	int rc = read_state(doc, s, path, e);
-	if (!rc && json_unpack_ex(doc, &je, 0, "{s:i, s:i, s?s}",
-				  "control_port", &s->control_port,
-				  "ingress_port", &s->ingress_port, "listen",
-				  &listen))
-		rc = lm_fail(e, -EINVAL, "%s: %s", path, je.text);
-	if (!rc)
-		rc = copy(s->listen, sizeof(s->listen), listen, "listen", path,
-			  e);
-	json_decref(doc);
-	return rc;
-}
-
 static int read_laminad(json_t *o, lm_rec_laminad *l, const char *path,
 			lm_error *e)
 {
-	const char *host, *state_file;
+	const char *host;
 	json_error_t je;
-	int rc;
-	if (json_unpack_ex(o, &je, 0, "{s:s, s:i, s:i, s:b, s:s}", "host",
+	if (json_unpack_ex(o, &je, 0, "{s:s, s:i, s:i, s:b, s?i}", "host",
 			   &host, "control_port", &l->control_port,
 			   "ingress_port", &l->ingress_port, "started",
-			   &l->started, "state_file", &state_file))
+			   &l->started, "pid", &l->pid))
 		return lm_fail(e, -EINVAL, "%s: laminads: %s", path, je.text);
-	if ((rc = copy(l->host, sizeof(l->host), host, "host", path, e)) ||
-	    (rc = copy(l->state_file, sizeof(l->state_file), state_file,
-		       "state_file", path, e)))
-		return rc;
-	return read_state(o, &l->st, path, e);
+	if (l->control_port < 1 || l->control_port > 65535 ||
+	    l->ingress_port < 0 || l->ingress_port > 65535 || l->pid < 0)
+		return lm_fail(e, -EINVAL, "%s: laminads: a port or pid out of "
+			       "range", path);
+	return copy(l->host, sizeof(l->host), host, "host", path, e);
 }
 
 static int read_stage(json_t *o, lm_record *r, lm_rec_stage *st,

@@ -1,7 +1,7 @@
 /*
  * record.h: deployment records, the control plane's memory of what a
- * deployment did, read by `deploy`, `infer`, `status` and `teardown`; and
- * the state files laminad leaves beside them.
+ * deployment did, read by `deploy`, `infer`, `status` and `teardown`.
+ * record.c is the only code that reads or writes them.
  *
  * One JSON file per deployment, STATE/<id>.json, in the state folder
  * (--state-dir, else $LAMINA_STATE_DIR, else $XDG_STATE_HOME/lamina, else
@@ -9,17 +9,21 @@
  * after every action (a laminad started, a stage loading, loaded, the
  * pipeline started), so `lamina teardown` can undo all of it even when
  * deploy, or laminad, died half-way.  Files are replaced atomically
- * (written beside and renamed).
+ * (written beside under a name of their own and renamed).
  *
- *   {"format": "lamina-deployment", "version": 1, "id", "status",
+ *   {"format": "lamina-deployment", "version": 2, "id", "status",
  *    "plan", "model", "batch", "created", "created_unix",
  *    "devices": [{"name", "address", "laminad"}],
  *    "laminads": [{"host", "control_port", "ingress_port", "started",
- *                  "pid", "state_file", "log", "file_prefix",
- *                  "hugepages_reserved": {"page_kb", "count", "mount"}
- *                                        | null}],
+ *                  "pid"}],
  *    "stages": [{"stage", "device", "laminad", "slices": [first, last],
  *                "replicas", "cores": [...], "status"}]}
+ *
+ * A record names no file: what a laminad took is in its own state file,
+ * STATE/laminad-<control_port>.json (dataplane/state.h), found from the
+ * state folder and the port, and given back by `laminad --cleanup`.  So
+ * a damaged or hostile record cannot make teardown remove anything
+ * outside the state folder.
  */
 #ifndef LAMINA_RECORD_H
 #define LAMINA_RECORD_H
@@ -33,24 +37,12 @@
 #define LM_REC_MAX_LAMINADS 16
 #define LM_REC_MAX_CORES 64 /* replicas of one stage */
 
-/** What a laminad process reserved and named (its state file). */
-typedef struct lm_laminad_state {
-	int pid;
-	int control_port, ingress_port;
-	char listen[LM_ADDR_MAX];
-	char file_prefix[128];
-	int huge_page_kb, huge_count; /**< hugepages it reserved; 0: none */
-	char huge_mount[PATH_MAX];
-	char log[PATH_MAX];
-} lm_laminad_state;
-
 /** A laminad one or more of the plan's devices run on. */
 typedef struct lm_rec_laminad {
 	char host[LM_ADDR_MAX]; /**< numeric address it listens on */
 	int control_port, ingress_port;
-	int started;    /**< 1: this deployment started it and must stop it */
-	char state_file[PATH_MAX]; /**< STATE/laminad-<port>.json */
-	lm_laminad_state st;       /**< last seen; pid 0 while unknown */
+	int started; /**< 1: this deployment started it and must stop it */
+	int pid;     /**< last seen; 0 while unknown */
 } lm_rec_laminad;
 
 typedef enum lm_stage_status {
@@ -135,12 +127,5 @@ int lm_record_list(const char *dir, char (**ids)[LM_REC_ID_MAX], int *n,
 
 /** 1 when id has the shape of a deployment id (no path in it). */
 int lm_record_id_ok(const char *id);
-
-/**
- * Read a laminad state file (STATE/laminad-<port>.json).
- * @return 0; -ENOENT; -EINVAL naming the field.
- */
-int lm_laminad_state_load(const char *path, lm_laminad_state *s,
-			  lm_error *e);
 
 #endif

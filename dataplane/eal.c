@@ -1,20 +1,6 @@
 /*
- * eal.c: what laminad tells DPDK's EAL, so that users never do.
- *
- *  - lcores: lcore 0 is the main lcore (control port, ingress, egress),
- *    allowed on every cpu this process may use; lcores 1.. are worker
- *    slots, LM_DP_LCORES_PER_CPU per worker cpu, each pinned to one cpu
- *    (EAL's --lcores map).  A plan with more stages than cores still runs:
- *    its stages share cpus, and then poll adaptively.
- *  - one --file-prefix per instance (port and pid), --no-pci,
- *    --no-telemetry, and --in-memory (hugepages) or --no-shconf (no
- *    hugepages): several laminads coexist and leave no shared files.
- *  - memory: hugepages when the host has some free on a hugetlbfs mount;
- *    else, as root with --hugepages auto, reserve them (nr_hugepages) and
- *    mount hugetlbfs in laminad's run folder, recorded in the state file
- *    and given back on exit (lamina teardown gives them back after a
- *    crash); else --no-huge.
- *  - NUMA: a worker's node comes from libnuma; stages allocate on it.
+ * eal.c: EAL's arguments, the lcore map, the memory choice and NUMA facts
+ * (what each is and why: eal.h).
  */
 #include <errno.h>
 #include <numa.h>
@@ -25,9 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lamina/fsutil.h"
-
-#include "dp.h"
+#include "eal.h"
+#include "lamina/log.h"
 
 int lm_dp_cpu_node(unsigned cpu)
 {
@@ -74,83 +59,97 @@ bad:
 		       "'%s'", list);
 }
 
-/* Worker cpus and the lcore map. */
-static int lcore_map(struct lm_dp *dp, char *out, size_t len, lm_error *e)
+int lm_dp_lcores_init(const struct lm_dp_eal_opts *o, struct lm_dp_lcores *lc,
+		      lm_error *e)
 {
 	cpu_set_t set;
 	unsigned allowed[LM_DP_MAX_LCORES], n_allowed = 0;
 	int rc;
+	memset(lc, 0, sizeof(*lc));
+	lc->poll = o->poll;
 	if (sched_getaffinity(0, sizeof(set), &set) != 0)
 		return lm_fail(e, -errno, "cannot read the cpu affinity");
 	for (int c = 0; c < CPU_SETSIZE && n_allowed < LM_DP_MAX_LCORES; c++)
 		if (CPU_ISSET(c, &set))
 			allowed[n_allowed++] = (unsigned)c;
-	dp->n_online_cpus = n_allowed;
-	if (dp->cfg.cores) {
-		if ((rc = parse_cpus(dp->cfg.cores, &set, dp->worker_cpus,
-				     &dp->n_worker_cpus, e)))
+	lc->n_online_cpus = n_allowed;
+	if (o->cores) {
+		if ((rc = parse_cpus(o->cores, &set, lc->worker_cpus,
+				     &lc->n_worker_cpus, e)))
 			return rc;
 	} else {
 		/* leave the first cpu to the main lcore and the system when
 		 * there are enough; on small hosts workers may use all */
 		unsigned skip = n_allowed >= 4 ? 1 : 0;
 		for (unsigned i = skip; i < n_allowed; i++)
-			dp->worker_cpus[dp->n_worker_cpus++] = allowed[i];
+			lc->worker_cpus[lc->n_worker_cpus++] = allowed[i];
 	}
-	size_t off = (size_t)snprintf(out, len, "0@(");
-	for (unsigned i = 0; i < n_allowed && off < len; i++)
-		off += (size_t)snprintf(out + off, len - off, "%s%u",
-					i ? "," : "", allowed[i]);
-	off += (size_t)snprintf(out + off, len > off ? len - off : 0, ")");
-	dp->n_lcores = 1;
-	dp->lcore[0].cpu = allowed[0];
+	lc->n = 1;
+	lc->l[0].cpu = allowed[0];
 	for (unsigned k = 0; k < LM_DP_LCORES_PER_CPU; k++)
-		for (unsigned i = 0; i < dp->n_worker_cpus &&
-				     dp->n_lcores < LM_DP_MAX_LCORES; i++) {
-			unsigned l = dp->n_lcores++;
-			dp->lcore[l].cpu = dp->worker_cpus[i];
-			off += (size_t)snprintf(out + off,
-						len > off ? len - off : 0,
-						",%u@%u", l, dp->worker_cpus[i]);
+		for (unsigned i = 0; i < lc->n_worker_cpus &&
+				     lc->n < LM_DP_MAX_LCORES; i++)
+			lc->l[lc->n++].cpu = lc->worker_cpus[i];
+	return 0;
+}
+
+/* EAL's --lcores map: main on every allowed cpu, workers pinned. */
+static int lcore_map(const struct lm_dp_lcores *lc, char *out, size_t len,
+		     lm_error *e)
+{
+	cpu_set_t set;
+	size_t off = (size_t)snprintf(out, len, "0@(");
+	int first = 1;
+	if (sched_getaffinity(0, sizeof(set), &set) != 0)
+		return lm_fail(e, -errno, "cannot read the cpu affinity");
+	for (int c = 0; c < CPU_SETSIZE && off < len; c++)
+		if (CPU_ISSET(c, &set)) {
+			off += (size_t)snprintf(out + off, len - off, "%s%d",
+						first ? "" : ",", c);
+			first = 0;
 		}
+	off += (size_t)snprintf(out + off, len > off ? len - off : 0, ")");
+	for (unsigned l = 1; l < lc->n && off < len; l++)
+		off += (size_t)snprintf(out + off, len - off, ",%u@%u", l,
+					lc->l[l].cpu);
 	if (off >= len)
 		return lm_fail(e, -E2BIG, "too many cpus for the lcore map");
 	return 0;
 }
 
-int lm_dp_poll_busy(const struct lm_dp *dp)
+int lm_dp_poll_busy(const struct lm_dp_lcores *lc)
 {
 	unsigned workers = 0, shared = 0;
-	if (dp->cfg.poll != LM_DP_POLL_AUTO)
-		return dp->cfg.poll == LM_DP_POLL_BUSY;
-	for (unsigned l = 1; l < dp->n_lcores; l++) {
-		if (!dp->lcore[l].used)
+	if (lc->poll != LM_DP_POLL_AUTO)
+		return lc->poll == LM_DP_POLL_BUSY;
+	for (unsigned l = 1; l < lc->n; l++) {
+		if (!lc->l[l].used)
 			continue;
 		workers++;
 		for (unsigned k = 1; k < l; k++)
-			shared |= dp->lcore[k].used &&
-				  dp->lcore[k].cpu == dp->lcore[l].cpu;
+			shared |= lc->l[k].used &&
+				  lc->l[k].cpu == lc->l[l].cpu;
 	}
 	/* busy only with a cpu of its own per worker and one left over for
 	 * the main lcore and everything else on the host */
-	return !shared && workers + 1 < dp->n_online_cpus;
+	return !shared && workers + 1 < lc->n_online_cpus;
 }
 
-int lm_dp_main_spins(const struct lm_dp *dp)
+int lm_dp_main_spins(const struct lm_dp_lcores *lc)
 {
 	unsigned cpus[LM_DP_MAX_LCORES], n = 0;
-	if (!lm_dp_poll_busy(dp))
+	if (!lm_dp_poll_busy(lc))
 		return 0;
-	for (unsigned l = 1; l < dp->n_lcores; l++) {
-		int seen = !dp->lcore[l].used;
+	for (unsigned l = 1; l < lc->n; l++) {
+		int seen = !lc->l[l].used;
 		for (unsigned k = 0; k < n && !seen; k++)
-			seen = cpus[k] == dp->lcore[l].cpu;
+			seen = cpus[k] == lc->l[l].cpu;
 		if (!seen)
-			cpus[n++] = dp->lcore[l].cpu;
+			cpus[n++] = lc->l[l].cpu;
 	}
 	/* the main lcore may run on every allowed cpu: spinning only costs
 	 * nothing when one of them has no worker */
-	return n < dp->n_online_cpus;
+	return n < lc->n_online_cpus;
 }
 
 /* ---- hugepages ---- */
@@ -183,82 +182,15 @@ static int hugetlbfs_mounted(void)
 	return found;
 }
 
-static long read_long(const char *path)
+void lm_dp_eal_run_dir(const char *prefix, char *out, size_t len)
 {
-	FILE *f = fopen(path, "r");
-	long v = -1;
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static int write_long(const char *path, long v)
-{
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return -errno;
-	int rc = fprintf(f, "%ld\n", v) < 0 ? -EIO : 0;
-	if (fclose(f) != 0 && !rc)
-		rc = -errno;
-	return rc;
-}
-
-#define NR_HUGEPAGES "/proc/sys/vm/nr_hugepages"
-
-void lm_dp_hugepages_release(struct lm_dp *dp)
-{
-	if (dp->huge_mount[0]) {
-		umount2(dp->huge_mount, MNT_DETACH);
-		rmdir(dp->huge_mount);
-		dp->huge_mount[0] = '\0';
-	}
-	if (dp->huge_count) {
-		long now = read_long(NR_HUGEPAGES);
-		if (now >= 0)
-			write_long(NR_HUGEPAGES, now > (long)dp->huge_count
-					       ? now - (long)dp->huge_count : 0);
-		lm_dp_log("gave back %u hugepages of %u kB", dp->huge_count,
-			  dp->huge_kb);
-		dp->huge_count = 0;
-	}
-}
-
-/* Reserve hugepages and mount them for this instance; 0 when done. */
-static int hugepages_reserve(struct lm_dp *dp)
-{
-	long kb = meminfo("Hugepagesize");
-	long cur = read_long(NR_HUGEPAGES);
-	if (kb <= 0 || cur < 0 || geteuid() != 0)
-		return -EPERM;
-	long want = (long)dp->cfg.memory_mb * 1024 / kb;
-	if (write_long(NR_HUGEPAGES, cur + want) != 0)
-		return -EPERM;
-	long got = read_long(NR_HUGEPAGES) - cur;
-	dp->huge_kb = (unsigned)kb;
-	dp->huge_count = got > 0 ? (unsigned)got : 0;
-	if (got < want / 2) { /* too fragmented to be worth it */
-		lm_dp_log("hugepages: asked for %ld, got %ld: using --no-huge",
-			  want, got);
-		lm_dp_hugepages_release(dp);
-		return -ENOMEM;
-	}
-	snprintf(dp->huge_mount, sizeof(dp->huge_mount), "%s/laminad-%u.huge",
-		 dp->cfg.state_dir, dp->cfg.control_port);
-	if ((mkdir(dp->huge_mount, 0700) != 0 && errno != EEXIST) ||
-	    mount("nodev", dp->huge_mount, "hugetlbfs", 0, NULL) != 0) {
-		lm_dp_log("hugepages: cannot mount hugetlbfs at %s: %s",
-			  dp->huge_mount, strerror(errno));
-		rmdir(dp->huge_mount);
-		dp->huge_mount[0] = '\0';
-		lm_dp_hugepages_release(dp);
-		return -EPERM;
-	}
-	lm_dp_log("hugepages: reserved %u of %u kB, mounted at %s",
-		  dp->huge_count, dp->huge_kb, dp->huge_mount);
-	return 0;
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	if (geteuid() == 0 || !xdg)
+		snprintf(out, len, "%s/%s",
+			 geteuid() == 0 ? "/var/run/dpdk" : "/tmp/dpdk",
+			 prefix);
+	else
+		snprintf(out, len, "%s/dpdk/%s", xdg, prefix);
 }
 
 /* ---- the argument vector ---- */
@@ -287,33 +219,46 @@ void lm_dp_eal_args_free(int argc, char **argv)
 	free(argv);
 }
 
-int lm_dp_eal_args(struct lm_dp *dp, int *argc, char ***argv, lm_error *e)
+int lm_dp_eal_args(const struct lm_dp_eal_opts *o,
+		   const struct lm_dp_lcores *lc, struct lm_dp_eal *x,
+		   int *argc, char ***argv, lm_error *e)
 {
 	struct args a = { 0, NULL };
-	char lcores[8192], num[32];
+	char lcores[8192], num[32], mount[PATH_MAX];
+	lm_error why;
 	int rc;
-	if ((rc = lcore_map(dp, lcores, sizeof(lcores), e)))
+	if ((rc = lcore_map(lc, lcores, sizeof(lcores), e)))
 		return rc;
-	snprintf(dp->file_prefix, sizeof(dp->file_prefix), "laminad-%u-%d",
-		 dp->cfg.control_port, (int)getpid());
+	snprintf(x->file_prefix, sizeof(x->file_prefix), "laminad-%u-%d",
+		 o->control_port, (int)getpid());
+	lm_dp_eal_run_dir(x->file_prefix, x->run_dir, sizeof(x->run_dir));
 	long free_pages = meminfo("HugePages_Free");
-	if (!dp->cfg.hugepages_auto)
-		dp->hugepages = 0;
-	else if (free_pages > 0 && hugetlbfs_mounted())
-		dp->hugepages = 1;
-	else
-		dp->hugepages = hugepages_reserve(dp) == 0;
+	x->hugepages = 0;
+	if (o->hugepages_auto && free_pages > 0 && hugetlbfs_mounted()) {
+		x->hugepages = 1;
+	} else if (o->hugepages_auto && geteuid() == 0) {
+		snprintf(mount, sizeof(mount), "%s/laminad-%u.huge",
+			 o->state_dir, o->control_port);
+		if (lm_huge_reserve(o->memory_mb, mount, (int)getpid(),
+				    &x->huge, &why) == 0) {
+			x->hugepages = 1;
+			lm_log("hugepages: reserved %u of %u kB, mounted at %s",
+			       x->huge.count, x->huge.page_kb, x->huge.mount);
+		} else {
+			lm_log("%s: running without (--no-huge)", why.msg);
+		}
+	}
 	rc = push(&a, "laminad");
 	rc = rc ?: push(&a, "--lcores");
 	rc = rc ?: push(&a, lcores);
 	rc = rc ?: push(&a, "--main-lcore");
 	rc = rc ?: push(&a, "0");
 	rc = rc ?: push(&a, "--file-prefix");
-	rc = rc ?: push(&a, dp->file_prefix);
+	rc = rc ?: push(&a, x->file_prefix);
 	rc = rc ?: push(&a, "--no-pci");
 	rc = rc ?: push(&a, "--no-telemetry");
-	if (!dp->hugepages) {
-		snprintf(num, sizeof(num), "%u", dp->cfg.memory_mb);
+	if (!x->hugepages) {
+		snprintf(num, sizeof(num), "%u", o->memory_mb);
 		/* --no-huge implies legacy memory, which --in-memory refuses */
 		rc = rc ?: push(&a, "--no-huge");
 		rc = rc ?: push(&a, "--no-shconf");
@@ -322,14 +267,14 @@ int lm_dp_eal_args(struct lm_dp *dp, int *argc, char ***argv, lm_error *e)
 	} else {
 		/* hugepage files unlinked at once: nothing left after a crash */
 		rc = rc ?: push(&a, "--in-memory");
-		if (dp->huge_mount[0]) {
+		if (x->huge.mount[0]) {
 			rc = rc ?: push(&a, "--huge-dir");
-			rc = rc ?: push(&a, dp->huge_mount);
+			rc = rc ?: push(&a, x->huge.mount);
 		}
 	}
 	/* expert arguments last, so they win */
-	if (dp->cfg.eal) {
-		char *copy = strdup(dp->cfg.eal), *save = NULL;
+	if (o->extra) {
+		char *copy = strdup(o->extra), *save = NULL;
 		if (!copy)
 			rc = -ENOMEM;
 		for (char *t = copy ? strtok_r(copy, " \t", &save) : NULL;
@@ -344,10 +289,4 @@ int lm_dp_eal_args(struct lm_dp *dp, int *argc, char ***argv, lm_error *e)
 	*argc = a.argc;
 	*argv = a.argv;
 	return 0;
-}
-
-void lm_dp_eal_rundir_remove(struct lm_dp *dp)
-{
-	if (dp->run_dir[0])
-		lm_remove_tree(dp->run_dir);
 }

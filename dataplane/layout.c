@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dp.h"
+#include "bundle.h"
 
 void lm_dp_layout_clear(struct lm_dp_layout *l)
 {

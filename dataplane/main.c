@@ -1,27 +1,17 @@
 /*
  * main.c: laminad, the dataplane service: options, start-up as a daemon,
- * the state file, and the main lcore's event loop (control port, ingress,
- * egress).  The other files of dataplane/ are described in dp.h.
+ * the state file (state.h), the main lcore's event loop (control port,
+ * ingress, egress, network), and `laminad --cleanup STATE_FILE`, which
+ * gives back what a laminad that died took.  The other files of
+ * dataplane/ are described in dp.h.
  *
- * The state file, STATE/laminad-<control_port>.json, is written once
- * laminad listens and removed on a clean exit (SIGTERM, SIGINT or a
- * Shutdown message).  `lamina teardown` reads it to clean up after a
- * crash.  Its fields:
- *
- *   pid                 laminad's process id
- *   control_port        TCP port of the control protocol (lamina.proto)
- *   ingress_port        TCP port of the inference ingress (client.h)
- *   listen              the address both ports listen on
- *   file_prefix         DPDK's --file-prefix: EAL's run folder is
- *                       /var/run/dpdk/<file_prefix> (root) or
- *                       $XDG_RUNTIME_DIR/dpdk/<file_prefix>
- *   run_dir             that folder, as EAL reported it
- *   hugepages_reserved  null, or the hugepages laminad reserved itself:
- *                       {"page_kb", "count", "mount"}: to give back, write
- *                       nr_hugepages minus count to
- *                       /proc/sys/vm/nr_hugepages (the pool of page_kb),
- *                       unmount and remove `mount`
- *   log                 laminad's log file, or null (stderr)
+ * Start-up order, so that an interruption at any point leaves nothing
+ * behind that the state file does not name: write the state file
+ * ("starting": pid, ports, DPDK's file prefix and run folder), reserve
+ * hugepages (recorded under the pid in the machine's ledger, huge.h) and
+ * write the state file again with them, start EAL, listen, and write it
+ * a last time ("up").  It is removed on a clean exit (SIGTERM, SIGINT or a
+ * Shutdown message), after everything is given back.
  *
  * Without --foreground laminad forks: the parent returns once the child
  * listens (exit 0, one line on stdout) or failed (exit 1, the reason on
@@ -37,19 +27,29 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <stddef.h>
 #include <sys/eventfd.h>
+#include <sys/un.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <jansson.h>
+#include <dirent.h>
+#include <mntent.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
 #include <rte_log.h>
 
+#include "ctl.h"
 #include "dp.h"
+#include "lamina/fsutil.h"
+#include "lamina/log.h"
+#include "state.h"
 
 void openblas_set_num_threads(int num_threads);
 
@@ -102,6 +102,12 @@ static const char help[] =
 	"stderr with\n"
 	"                       --foreground)\n"
 	"  --foreground         stay in the foreground\n"
+	"  --cleanup FILE       give back what the dead laminad of state file "
+	"FILE took\n"
+	"                       (hugepages, its mount, DPDK's run folder), "
+	"remove its\n"
+	"                       log and FILE; refused while it runs\n"
+	"  --version            print the version\n"
 	"  -h, --help           this text\n";
 
 /* Set from signal handlers: the one global laminad keeps. */
@@ -110,22 +116,6 @@ static volatile sig_atomic_t stop_signal;
 static void on_signal(int sig)
 {
 	stop_signal = sig;
-}
-
-void lm_dp_log(const char *fmt, ...)
-{
-	FILE *f = rte_log_get_stream();
-	char ts[32];
-	time_t t = time(NULL);
-	struct tm tm;
-	va_list ap;
-	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", localtime_r(&t, &tm));
-	fprintf(f, "%s laminad[%d]: ", ts, (int)getpid());
-	va_start(ap, fmt);
-	vfprintf(f, fmt, ap);
-	va_end(ap);
-	fputc('\n', f);
-	fflush(f);
 }
 
 static int port_arg(const char *opt, const char *v, uint16_t *out)
@@ -142,7 +132,7 @@ static int port_arg(const char *opt, const char *v, uint16_t *out)
 }
 
 /* --fault dup=PPM,swap=PPM (either may be left out): per million frames. */
-static int fault_arg(const char *v, struct lm_dp_config *c)
+static int fault_arg(const char *v, struct lm_dp_net_opts *c)
 {
 	char buf[64], *save = NULL;
 	if (strlen(v) >= sizeof(buf))
@@ -167,11 +157,12 @@ static int fault_arg(const char *v, struct lm_dp_config *c)
 	return 0;
 }
 
-static int parse(int argc, char **argv, struct lm_dp_config *c)
+static int parse(int argc, char **argv, struct lm_dp_config *c,
+		 const char **cleanup)
 {
 	enum { O_CTL = 256, O_ING, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
 	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU,
-	       O_FAULT };
+	       O_FAULT, O_CLEANUP, O_VERSION };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
@@ -189,16 +180,19 @@ static int parse(int argc, char **argv, struct lm_dp_config *c)
 		{ "port-ip", required_argument, 0, O_PORT_IP },
 		{ "mtu", required_argument, 0, O_MTU },
 		{ "fault", required_argument, 0, O_FAULT },
+		{ "cleanup", required_argument, 0, O_CLEANUP },
+		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
 	int o, idx = 0, ingress_set = 0;
 	memset(c, 0, sizeof(*c));
+	*cleanup = NULL;
 	c->control_port = LM_CONTROL_PORT;
 	c->listen = "127.0.0.1";
-	c->hugepages_auto = 1;
-	c->memory_mb = 1024;
-	c->mtu = 9000;
+	c->eal.hugepages_auto = 1;
+	c->eal.memory_mb = 1024;
+	c->net.mtu = 9000;
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, ":h", opts, &idx)) != -1) {
 		char *end;
@@ -215,43 +209,47 @@ static int parse(int argc, char **argv, struct lm_dp_config *c)
 			break;
 		case O_LISTEN: c->listen = optarg; break;
 		case O_NAME: c->name = optarg; break;
-		case O_CORES: c->cores = optarg; break;
-		case O_EAL: c->eal = optarg; break;
+		case O_CORES: c->eal.cores = optarg; break;
+		case O_EAL: c->eal.extra = optarg; break;
 		case O_STATE: c->state_dir = optarg; break;
 		case O_LOG: c->log = optarg; break;
 		case O_FG: c->foreground = 1; break;
-		case O_PORT: c->port_iface = optarg; break;
-		case O_PORT_IP: c->port_ip = optarg; break;
+		case O_PORT: c->net.iface = optarg; break;
+		case O_PORT_IP: c->net.ip = optarg; break;
+		case O_CLEANUP: *cleanup = optarg; break;
+		case O_VERSION:
+			printf("laminad %s\n", LM_DP_VERSION);
+			exit(0);
 		case O_MTU:
 			v = strtol(optarg, &end, 10);
 			if (*end || v < 576 || v > 9600)
 				goto bad_value;
-			c->mtu = (unsigned)v;
+			c->net.mtu = (unsigned)v;
 			break;
 		case O_FAULT:
-			if (fault_arg(optarg, c))
+			if (fault_arg(optarg, &c->net))
 				goto bad_value;
 			break;
 		case O_POLL:
 			if (!strcmp(optarg, "busy"))
-				c->poll = LM_DP_POLL_BUSY;
+				c->eal.poll = LM_DP_POLL_BUSY;
 			else if (!strcmp(optarg, "adaptive"))
-				c->poll = LM_DP_POLL_ADAPTIVE;
+				c->eal.poll = LM_DP_POLL_ADAPTIVE;
 			else if (!strcmp(optarg, "auto"))
-				c->poll = LM_DP_POLL_AUTO;
+				c->eal.poll = LM_DP_POLL_AUTO;
 			else
 				goto bad_value;
 			break;
 		case O_HUGE:
 			if (strcmp(optarg, "auto") && strcmp(optarg, "no"))
 				goto bad_value;
-			c->hugepages_auto = !strcmp(optarg, "auto");
+			c->eal.hugepages_auto = !strcmp(optarg, "auto");
 			break;
 		case O_MEM:
 			v = strtol(optarg, &end, 10);
 			if (*end || v < 64 || v > (1L << 20))
 				goto bad_value;
-			c->memory_mb = (unsigned)v;
+			c->eal.memory_mb = (unsigned)v;
 			break;
 		case 'h':
 			fputs(help, stdout);
@@ -276,34 +274,20 @@ bad_value:
 			argv[optind]);
 		return -EINVAL;
 	}
-	if ((c->fault_dup_ppm || c->fault_swap_ppm) && !c->port_iface) {
+	if ((c->net.fault_dup_ppm || c->net.fault_swap_ppm) && !c->net.iface) {
 		fprintf(stderr, "laminad: --fault applies to the frames of "
 			"--port, which is not given\n");
 		return -EINVAL;
 	}
 	if (!ingress_set)
 		c->ingress_port = (uint16_t)(c->control_port + 1);
+	c->eal.control_port = c->control_port;
 	if (c->ingress_port == c->control_port) {
 		fprintf(stderr, "laminad: the control and ingress ports must "
 			"differ\n");
 		return -EINVAL;
 	}
 	return 0;
-}
-
-/* mkdir -p */
-static int make_dirs(const char *path)
-{
-	char p[PATH_MAX];
-	snprintf(p, sizeof(p), "%s", path);
-	for (char *s = p + 1; *s; s++)
-		if (*s == '/') {
-			*s = '\0';
-			if (mkdir(p, 0755) != 0 && errno != EEXIST)
-				return -errno;
-			*s = '/';
-		}
-	return mkdir(p, 0755) != 0 && errno != EEXIST ? -errno : 0;
 }
 
 static const char *default_state_dir(char *buf, size_t len)
@@ -348,35 +332,25 @@ static int listen_on(const char *addr, uint16_t port, lm_error *e)
 	return fd;
 }
 
-static int write_state(struct lm_dp *dp, lm_error *e)
+/* The state file as this process's state stands ("up" once it listens). */
+static int write_state(struct lm_dp *dp, int up, lm_error *e)
 {
-	char tmp[PATH_MAX + 8];
-	json_t *huge = dp->huge_count
-		? json_pack("{s:I, s:I, s:s}", "page_kb",
-			    (json_int_t)dp->huge_kb, "count",
-			    (json_int_t)dp->huge_count, "mount",
-			    dp->huge_mount)
-		: json_null();
-	json_t *j = json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:o, s:o}",
-			      "pid", (json_int_t)getpid(),
-			      "control_port", (json_int_t)dp->cfg.control_port,
-			      "ingress_port", (json_int_t)dp->cfg.ingress_port,
-			      "listen", dp->cfg.listen,
-			      "file_prefix", dp->file_prefix,
-			      "run_dir", dp->run_dir,
-			      "hugepages_reserved", huge,
-			      "log", dp->log_path[0]
-					     ? json_string(dp->log_path)
-					     : json_null());
-	snprintf(tmp, sizeof(tmp), "%s.tmp", dp->state_file);
-	if (!j || json_dump_file(j, tmp, JSON_INDENT(2)) != 0 ||
-	    rename(tmp, dp->state_file) != 0) {
-		json_decref(j);
-		unlink(tmp);
-		return lm_fail(e, -EIO, "cannot write %s", dp->state_file);
-	}
-	json_decref(j);
-	return 0;
+	lm_laminad_state st;
+	memset(&st, 0, sizeof(st));
+	st.pid = (int)getpid();
+	st.up = up;
+	st.control_port = dp->cfg.control_port;
+	st.ingress_port = dp->cfg.ingress_port;
+	snprintf(st.listen, sizeof(st.listen), "%s", dp->cfg.listen);
+	snprintf(st.file_prefix, sizeof(st.file_prefix), "%s",
+		 dp->eal.file_prefix);
+	snprintf(st.run_dir, sizeof(st.run_dir), "%s", dp->eal.run_dir);
+	st.huge_page_kb = dp->eal.huge.page_kb;
+	st.huge_count = dp->eal.huge.count;
+	snprintf(st.huge_mount, sizeof(st.huge_mount), "%s",
+		 dp->eal.huge.mount);
+	snprintf(st.log, sizeof(st.log), "%s", dp->log_path);
+	return lm_state_save(dp->state_file, &st, e);
 }
 
 static int add_fd(struct lm_dp *dp, int fd, int kind)
@@ -386,90 +360,102 @@ static int add_fd(struct lm_dp *dp, int fd, int kind)
 	return epoll_ctl(dp->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* One round of epoll events. */
+static void events(struct lm_dp *dp, struct epoll_event *ev, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint32_t kind = (uint32_t)(ev[i].data.u64 >> 32);
+		int slot = (int)(uint32_t)ev[i].data.u64;
+		switch (kind) {
+		case LM_DP_EV_CTL_LISTEN:
+			lm_dp_control_accept(dp);
+			break;
+		case LM_DP_EV_ING_LISTEN:
+			lm_dp_front_accept(&dp->front, dp->ing_fd,
+					   LM_DP_EV_ING);
+			break;
+		case LM_DP_EV_CTL:
+			lm_dp_control_event(dp, slot, ev[i].events);
+			break;
+		case LM_DP_EV_ING:
+			lm_dp_front_event(&dp->front, slot, ev[i].events);
+			break;
+		case LM_DP_EV_BELL: {
+			uint64_t rung;
+			ssize_t r = read(dp->bell.fd, &rung, sizeof(rung));
+			(void)r;
+			break;
+		}
+		}
+	}
+}
+
+/* Wait for events the way the load allows (see loop). */
+static int wait_events(struct lm_dp *dp, struct epoll_event *ev, int max,
+		       int polling, int spin, int net, unsigned empty)
+{
+	if (!polling)
+		return epoll_wait(dp->epfd, ev, max, 100);
+	if (spin)
+		return epoll_wait(dp->epfd, ev, max, 0);
+	if (!net && !dp->front.n_blocked) {
+		int n;
+		/* asleep until an answer rings (or a request comes); an
+		 * answer handed on before the flag was seen is found by this
+		 * last look.  M1 pairs with a worker's B1 (bundle.h). */
+		__atomic_store_n(&dp->bell.sleeping, 1, __ATOMIC_RELAXED);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* M1 */
+		n = lm_dp_front_egress(&dp->front) > 0
+			    ? 0 : epoll_wait(dp->epfd, ev, max, 100);
+		__atomic_store_n(&dp->bell.sleeping, 0, __ATOMIC_RELAXED);
+		return n;
+	}
+	long us = 10L << (empty < 7 ? empty : 7);
+	struct timespec ts = { 0, (us > 1000 ? 1000 : us) * 1000 };
+	return epoll_pwait2(dp->epfd, ev, max, &ts, NULL);
+}
+
 /*
  * The main lcore's loop: control and ingress sockets through epoll, the
  * last edge of every deployment by polling while requests are in the
  * pipeline.  Between polls it spins when lm_dp_main_spins says it costs no
  * worker anything.  Otherwise, while only answers are awaited, it sleeps in
  * epoll until the last stage rings its doorbell (struct lm_dp_bell) after
- * handing it one; while a port to other laminads must be polled (no
- * wake-up comes from it), it waits with a timeout doubling from 10 us to
- * 1 ms while nothing happens.  On a host whose every cpu holds a
- * busy-polling worker, spinning here, even briefly after each event (a
- * request arrives in dozens of socket reads), took a fifth of a worker's
- * cpu, and each wake-up is a context switch away from a worker: the
- * doorbell makes it one per answer (the doubling alone: ~13 per ResNet-18
- * request on two busy cpus).
+ * handing it one; while the network must be polled (no wake-up comes from
+ * it), it waits with a timeout doubling from 10 us to 1 ms while nothing
+ * happens.  On a host whose every cpu holds a busy-polling worker,
+ * spinning here, even briefly after each event (a request arrives in
+ * dozens of socket reads), took a fifth of a worker's cpu, and each
+ * wake-up is a context switch away from a worker: the doorbell makes it
+ * one per answer (the doubling alone: ~13 per ResNet-18 request on two
+ * busy cpus).
  */
 static void loop(struct lm_dp *dp)
 {
 	struct epoll_event ev[64];
 	unsigned empty = 0;
-	int spin = lm_dp_main_spins(dp);
+	int spin = lm_dp_main_spins(&dp->lc);
 	while (!dp->quit && !stop_signal) {
 		/* while requests are in the pipeline, poll the last edge;
-		 * while a deployment crosses laminads, the port too */
-		int polling = dp->inflight > 0 || lm_dp_net_active(dp), n;
-		if (!polling) {
-			n = epoll_wait(dp->epfd, ev, 64, 100);
-		} else if (spin) {
-			n = epoll_wait(dp->epfd, ev, 64, 0);
-		} else if (!lm_dp_net_active(dp) && !dp->n_blocked) {
-			/* asleep until an answer rings (or a request comes);
-			 * an answer handed on before the flag was seen is
-			 * found by this last look */
-			__atomic_store_n(&dp->bell.sleeping, 1,
-					 __ATOMIC_RELAXED);
-			__atomic_thread_fence(__ATOMIC_SEQ_CST);
-			n = lm_dp_egress_poll(dp) > 0
-				    ? 0 : epoll_wait(dp->epfd, ev, 64, 100);
-			__atomic_store_n(&dp->bell.sleeping, 0,
-					 __ATOMIC_RELAXED);
-		} else {
-			long us = 10L << (empty < 7 ? empty : 7);
-			struct timespec ts = { 0, (us > 1000 ? 1000 : us)
-						      * 1000 };
-			n = epoll_pwait2(dp->epfd, ev, 64, &ts, NULL);
-		}
-		for (int i = 0; i < n; i++) {
-			uint32_t kind = (uint32_t)(ev[i].data.u64 >> 32);
-			int slot = (int)(uint32_t)ev[i].data.u64;
-			switch (kind) {
-			case LM_DP_EV_CTL_LISTEN:
-				lm_dp_control_accept(dp);
-				break;
-			case LM_DP_EV_ING_LISTEN:
-				lm_dp_ingress_accept(dp);
-				break;
-			case LM_DP_EV_CTL:
-				lm_dp_control_event(dp, slot, ev[i].events);
-				break;
-			case LM_DP_EV_ING:
-				lm_dp_ingress_event(dp, slot, ev[i].events);
-				break;
-			case LM_DP_EV_BELL: {
-				uint64_t rung;
-				ssize_t r = read(dp->bell.fd, &rung,
-						 sizeof(rung));
-				(void)r;
-				break;
-			}
-			}
-		}
-		int got = lm_dp_net_poll(dp);
-		got += lm_dp_egress_poll(dp);
-		lm_dp_ingress_retry(dp);
-		if (dp->n_blocked)
-			lm_dp_ingress_unblock(dp);
+		 * while a deployment crosses laminads, the network too */
+		int net = lm_dp_net_active(dp->net, &dp->deps);
+		int polling = dp->front.inflight > 0 || net;
+		int n = wait_events(dp, ev, 64, polling, spin, net, empty);
+		events(dp, ev, n);
+		int got = lm_dp_net_poll(dp->net, &dp->deps);
+		got += lm_dp_front_egress(&dp->front);
+		lm_dp_front_retry(&dp->front);
+		if (dp->front.n_blocked)
+			lm_dp_front_unblock(&dp->front);
 		if (n > 0) /* a control message may have changed the stages */
-			spin = lm_dp_main_spins(dp);
+			spin = lm_dp_main_spins(&dp->lc);
 		if (n > 0 || got > 0 || !polling)
 			empty = 0;
 		else if (empty < 7)
 			empty++;
 	}
 	if (stop_signal)
-		lm_dp_log("signal %d: shutting down", (int)stop_signal);
+		lm_log("signal %d: shutting down", (int)stop_signal);
 }
 
 /* Tell the waiting parent how start-up went, then stop telling. */
@@ -520,37 +506,185 @@ static int daemonize(int *notify_fd)
 	return 0;
 }
 
+/* ---- laminad --cleanup STATE_FILE ---- */
+
+/* 1 when pid runs (not a zombie) and is a laminad. */
+static int laminad_alive(int pid)
+{
+	char path[64], buf[64];
+	if (pid <= 0 || pid == (int)getpid())
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	FILE *f = fopen(path, "r");
+	char stat[512] = "";
+	if (!f)
+		return 0;
+	if (!fgets(stat, sizeof(stat), f))
+		stat[0] = '\0';
+	fclose(f);
+	const char *paren = strrchr(stat, ')');
+	if (!paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X')
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "r");
+	int yes = f && fgets(buf, sizeof(buf), f) &&
+		  !strncmp(buf, "laminad", 7);
+	if (f)
+		fclose(f);
+	return yes;
+}
+
+/* Hugepage files EAL left for prefix ("<prefix>map_N") in every hugetlbfs
+ * mount: they hold pages until removed. */
+static void remove_hugefiles(const char *prefix)
+{
+	char pattern[96], path[PATH_MAX];
+	snprintf(pattern, sizeof(pattern), "%smap_", prefix);
+	FILE *m = setmntent("/proc/mounts", "r");
+	struct mntent *me;
+	while (m && (me = getmntent(m))) {
+		if (strcmp(me->mnt_type, "hugetlbfs"))
+			continue;
+		DIR *d = opendir(me->mnt_dir);
+		struct dirent *de;
+		while (d && (de = readdir(d)))
+			if (!strncmp(de->d_name, pattern, strlen(pattern)) &&
+			    snprintf(path, sizeof(path), "%s/%s", me->mnt_dir,
+				     de->d_name) < (int)sizeof(path))
+				unlink(path);
+		if (d)
+			closedir(d);
+	}
+	if (m)
+		endmntent(m);
+}
+
+/* A file prefix this laminad could have made: laminad-PORT-PID. */
+static int prefix_ok(const char *p, int port, int pid)
+{
+	char want[64];
+	snprintf(want, sizeof(want), "laminad-%d-%d", port, pid);
+	return !strcmp(p, want);
+}
+
+/*
+ * Give back what the laminad of state file `path` took, when it no longer
+ * runs.  Every path acted on is checked first: the run folder must be
+ * EAL's for the prefix laminad-PORT-PID of the file, the mount and the log
+ * must lie in the state file's folder, and the hugepages given back are
+ * those the machine's ledger holds for that pid.
+ */
+static int cleanup(const char *path)
+{
+	lm_laminad_state st;
+	lm_error e;
+	char dir[PATH_MAX - 64], run[PATH_MAX], mount[PATH_MAX];
+	int rc = lm_state_load(path, &st, &e);
+	if (rc == -ENOENT)
+		return 0; /* a clean exit removed it: nothing to do */
+	if (rc) {
+		fprintf(stderr, "laminad --cleanup: %s\n", e.msg);
+		return 1;
+	}
+	if (laminad_alive(st.pid)) {
+		fprintf(stderr, "laminad --cleanup: laminad pid %d still runs "
+			"(%s): stop it first\n", st.pid, path);
+		return 1;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (prefix_ok(st.file_prefix, st.control_port, st.pid)) {
+		remove_hugefiles(st.file_prefix);
+		lm_dp_eal_run_dir(st.file_prefix, run, sizeof(run));
+		lm_remove_tree(run);
+	}
+	/* the mount laminad makes for its own pages, recorded or not (it
+	 * may have died between mounting and writing the file) */
+	struct lm_huge h = { .page_kb = st.huge_page_kb,
+			     .count = st.huge_count };
+	snprintf(mount, sizeof(mount), "%s/laminad-%d.huge", dir,
+		 st.control_port);
+	if (!st.huge_mount[0] || !strcmp(st.huge_mount, mount))
+		snprintf(h.mount, sizeof(h.mount), "%s", mount);
+	rc = lm_huge_release(&h, st.pid, &e);
+	if (rc)
+		fprintf(stderr, "laminad --cleanup: %s\n", e.msg);
+	if (st.log[0] && lm_path_in(dir, st.log))
+		unlink(st.log);
+	unlink(path);
+	return rc ? 1 : 0;
+}
+
+/* One laminad per control port and network namespace: an abstract unix
+ * socket named after the port, bound for laminad's life (the kernel
+ * releases it when the process ends, however it ends; no file).  Taken
+ * before anything else, so a second laminad on the port reserves
+ * nothing. */
+static int port_lock(const struct lm_dp *dp)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	int n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1,
+			 "lamina-laminad-%u", dp->cfg.control_port);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		fprintf(stderr, "laminad: socket: %s\n", strerror(errno));
+		return -1;
+	}
+	if (bind(fd, (struct sockaddr *)&a,
+		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
+			     (size_t)n)) != 0) {
+		fprintf(stderr, "laminad: another laminad runs on control port "
+			"%u\n", dp->cfg.control_port);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int main(int argc, char **argv)
 {
 	struct lm_dp dp;
 	lm_error e = { "" };
 	char state_dir[PATH_MAX], msg[PATH_MAX * 2 + 512];
-	int notify_fd = -1, rc = 1, eal_argc = 0, eal_up = 0;
+	const char *cleanup_file;
+	int notify_fd = -1, rc = 1, eal_argc = 0, eal_up = 0, lock;
 	char **eal_argv = NULL;
 	FILE *log = NULL;
 
 	memset(&dp, 0, sizeof(dp));
 	dp.epfd = dp.ctl_fd = dp.ing_fd = dp.bell.fd = -1;
-	if (parse(argc, argv, &dp.cfg))
+	if (parse(argc, argv, &dp.cfg, &cleanup_file))
 		return 2;
+	if (cleanup_file)
+		return cleanup(cleanup_file);
 	if (!dp.cfg.state_dir)
 		dp.cfg.state_dir = default_state_dir(state_dir,
 						     sizeof(state_dir));
-	if (make_dirs(dp.cfg.state_dir) != 0) {
+	dp.cfg.eal.state_dir = dp.cfg.state_dir;
+	if ((rc = lm_mkdirs(dp.cfg.state_dir, 0700)) != 0) {
 		fprintf(stderr, "laminad: cannot create the state folder %s: "
-			"%s\n", dp.cfg.state_dir, strerror(errno));
+			"%s\n", dp.cfg.state_dir, strerror(-rc));
 		return 1;
 	}
-	snprintf(dp.state_file, sizeof(dp.state_file), "%s/laminad-%u.json",
-		 dp.cfg.state_dir, dp.cfg.control_port);
+	rc = 1;
+	if (lm_state_path(dp.cfg.state_dir, dp.cfg.control_port,
+			  dp.state_file, sizeof(dp.state_file))) {
+		fprintf(stderr, "laminad: state folder path too long\n");
+		return 1;
+	}
+	if ((lock = port_lock(&dp)) < 0)
+		return 1;
 	if (dp.cfg.log || !dp.cfg.foreground) {
 		if (dp.cfg.log)
 			snprintf(dp.log_path, sizeof(dp.log_path), "%s",
 				 dp.cfg.log);
 		else
-			snprintf(dp.log_path, sizeof(dp.log_path),
-				 "%s/laminad-%u.log", dp.cfg.state_dir,
-				 dp.cfg.control_port);
+			lm_state_log_path(dp.cfg.state_dir, dp.cfg.control_port,
+					  dp.log_path, sizeof(dp.log_path));
 		if (!(log = fopen(dp.log_path, "a"))) {
 			fprintf(stderr, "laminad: cannot open the log %s: %s\n",
 				dp.log_path, strerror(errno));
@@ -558,24 +692,16 @@ int main(int argc, char **argv)
 		}
 		setvbuf(log, NULL, _IOLBF, 0);
 	}
-	if (access(dp.state_file, F_OK) == 0) {
-		/* a live laminad on this port would also fail to bind; a
-		 * dead one's file is replaced below */
-		json_t *old = json_load_file(dp.state_file, 0, NULL);
-		pid_t pid = (pid_t)json_integer_value(json_object_get(old,
-								      "pid"));
-		json_decref(old);
-		if (pid > 0 && kill(pid, 0) == 0) {
-			fprintf(stderr, "laminad: another laminad (pid %d) runs "
-				"on control port %u (%s)\n", (int)pid,
-				dp.cfg.control_port, dp.state_file);
-			return 1;
-		}
-	}
+	/* a state file left here is a dead laminad's (the lock says none
+	 * runs): give back what it took before taking anything */
+	if (access(dp.state_file, F_OK) == 0 && cleanup(dp.state_file) != 0)
+		fprintf(stderr, "laminad: could not clean up after the laminad "
+			"of %s; going on\n", dp.state_file);
 	if (!dp.cfg.foreground && daemonize(&notify_fd) != 0) {
 		fprintf(stderr, "laminad: cannot start in the background\n");
 		return 1;
 	}
+	lm_log_open(log, "laminad");
 	if (log) {
 		rte_openlog_stream(log);
 		if (!dp.cfg.foreground) {
@@ -598,7 +724,16 @@ int main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (lm_dp_eal_args(&dp, &eal_argc, &eal_argv, &e))
+	/* the state file names what will be taken before it is taken */
+	snprintf(dp.eal.file_prefix, sizeof(dp.eal.file_prefix),
+		 "laminad-%u-%d", dp.cfg.control_port, (int)getpid());
+	lm_dp_eal_run_dir(dp.eal.file_prefix, dp.eal.run_dir,
+			  sizeof(dp.eal.run_dir));
+	if (lm_dp_lcores_init(&dp.cfg.eal, &dp.lc, &e) ||
+	    write_state(&dp, 0, &e) ||
+	    lm_dp_eal_args(&dp.cfg.eal, &dp.lc, &dp.eal, &eal_argc, &eal_argv,
+			   &e) ||
+	    write_state(&dp, 0, &e))
 		goto fail;
 	{
 		char line[2048];
@@ -606,17 +741,8 @@ int main(int argc, char **argv)
 		for (int i = 0; i < eal_argc && off < sizeof(line); i++)
 			off += (size_t)snprintf(line + off, sizeof(line) - off,
 						" %s", eal_argv[i]);
-		lm_dp_log("starting: EAL%s", line);
+		lm_log("starting: EAL%s", line);
 	}
-	/* where EAL makes its run folder, to remove it even if init fails */
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	if (geteuid() == 0 || !xdg)
-		snprintf(dp.run_dir, sizeof(dp.run_dir), "%s/%s",
-			 geteuid() == 0 ? "/var/run/dpdk" : "/tmp/dpdk",
-			 dp.file_prefix);
-	else
-		snprintf(dp.run_dir, sizeof(dp.run_dir), "%s/dpdk/%s", xdg,
-			 dp.file_prefix);
 	/* rte_eal_init permutes argv: keep our copy for freeing */
 	char **argv_copy = malloc((size_t)(eal_argc + 1) * sizeof(char *));
 	if (!argv_copy) {
@@ -633,27 +759,29 @@ int main(int argc, char **argv)
 	}
 	free(argv_copy);
 	eal_up = 1;
-	snprintf(dp.run_dir, sizeof(dp.run_dir), "%s",
+	snprintf(dp.eal.run_dir, sizeof(dp.eal.run_dir), "%s",
 		 rte_eal_get_runtime_dir());
 	dp.tsc_hz = rte_get_tsc_hz();
 	dp.cycles_per_us = (double)dp.tsc_hz / 1e6;
 	dp.t_start = rte_rdtsc();
-	if (lm_dp_ingress_init(&dp, &e))
+	if ((dp.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+		lm_fail(&e, -errno, "epoll: %s", strerror(errno));
 		goto fail;
-	if (dp.cfg.port_iface && lm_dp_net_open(&dp, &e))
+	}
+	if (lm_dp_front_init(&dp.front, dp.epfd, &dp.deps, dp.tsc_hz, &e) ||
+	    lm_dp_net_open(&dp.cfg.net, dp.tsc_hz, &dp.net, &e))
 		goto fail;
 	if ((dp.ctl_fd = listen_on(dp.cfg.listen, dp.cfg.control_port, &e)) < 0 ||
 	    (dp.ing_fd = listen_on(dp.cfg.listen, dp.cfg.ingress_port, &e)) < 0)
 		goto fail;
-	if ((dp.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-	    (dp.bell.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+	if ((dp.bell.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
 	    add_fd(&dp, dp.ctl_fd, LM_DP_EV_CTL_LISTEN) ||
 	    add_fd(&dp, dp.ing_fd, LM_DP_EV_ING_LISTEN) ||
 	    add_fd(&dp, dp.bell.fd, LM_DP_EV_BELL)) {
 		lm_fail(&e, -errno, "epoll: %s", strerror(errno));
 		goto fail;
 	}
-	if (write_state(&dp, &e))
+	if (write_state(&dp, 1, &e))
 		goto fail;
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
@@ -663,26 +791,26 @@ int main(int argc, char **argv)
 	snprintf(msg, sizeof(msg), "ok laminad %s: pid %d, control %s:%u, "
 		 "ingress %s:%u, %u worker cpu(s), %s, log %s\n", dp.name,
 		 (int)getpid(), dp.cfg.listen, dp.cfg.control_port,
-		 dp.cfg.listen, dp.cfg.ingress_port, dp.n_worker_cpus,
-		 dp.hugepages ? "hugepages" : "no hugepages",
+		 dp.cfg.listen, dp.cfg.ingress_port, dp.lc.n_worker_cpus,
+		 dp.eal.hugepages ? "hugepages" : "no hugepages",
 		 dp.log_path[0] ? dp.log_path : "stderr");
-	lm_dp_log("%.*s", (int)strlen(msg + 3) - 1, msg + 3);
+	lm_log("%.*s", (int)strlen(msg + 3) - 1, msg + 3);
 	notify(&notify_fd, msg);
 	loop(&dp);
 	rc = 0;
 	goto out;
 fail:
-	lm_dp_log("cannot start: %s", e.msg);
+	lm_log("cannot start: %s", e.msg);
 	snprintf(msg, sizeof(msg), "laminad: %s\n", e.msg);
 	if (dp.cfg.foreground && log)
 		fputs(msg, stderr);
 	notify(&notify_fd, msg);
 out:
 	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
-		lm_dp_deployment_free(&dp, dp.dep[i]);
+		lm_dp_teardown(&dp, dp.deps.d[i]);
 	lm_dp_control_close_all(&dp);
-	lm_dp_ingress_close_all(&dp);
-	lm_dp_net_close(&dp);
+	lm_dp_front_close(&dp.front);
+	lm_dp_net_close(dp.net);
 	if (dp.bell.fd >= 0)
 		close(dp.bell.fd);
 	if (dp.ctl_fd >= 0)
@@ -691,18 +819,21 @@ out:
 		close(dp.ing_fd);
 	if (dp.epfd >= 0)
 		close(dp.epfd);
-	if (rc == 0)
-		unlink(dp.state_file);
 	if (eal_up)
 		rte_eal_cleanup();
-	lm_dp_eal_rundir_remove(&dp);
-	lm_dp_hugepages_release(&dp);
+	lm_remove_tree(dp.eal.run_dir);
+	lm_huge_release(&dp.eal.huge, (int)getpid(), NULL);
 	lm_dp_eal_args_free(eal_argc, eal_argv);
+	/* everything is given back: the file no longer has anything to say
+	 * (after a failed start too: nothing is left to clean up) */
+	unlink(dp.state_file);
 	if (rc == 0)
-		lm_dp_log("exited cleanly");
+		lm_log("exited cleanly");
 	if (log) {
 		rte_openlog_stream(NULL);
+		lm_log_open(NULL, NULL);
 		fclose(log);
 	}
+	close(lock);
 	return rc;
 }

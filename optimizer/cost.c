@@ -23,7 +23,9 @@ struct lm_plan_cost {
 	double headroom;
 	double *pre;    /* per device, n + 1 prefix sums of slice times */
 	double *bound;  /* n + 1: bytes crossing boundary k */
+	double *bundle; /* n + 1: one bundle at boundary k, as allocated */
 	double *pmem;   /* n + 1: prefix sums of weight + arena bytes */
+	double *pw;     /* n + 1: prefix sums of weight bytes */
 	double *pbnd;   /* n + 2: prefix sums of bound[] */
 	double *limit;  /* per device */
 };
@@ -34,7 +36,9 @@ void lm_plan_cost_free(lm_plan_cost *c)
 		return;
 	free(c->pre);
 	free(c->bound);
+	free(c->bundle);
 	free(c->pmem);
+	free(c->pw);
 	free(c->pbnd);
 	free(c->limit);
 	free(c);
@@ -85,10 +89,13 @@ int lm_plan_cost_create(const lm_devices *d, const lm_profile *p, int batch,
 	c->headroom = headroom;
 	c->pre = malloc((size_t)d->n * (size_t)(n + 1) * sizeof(double));
 	c->bound = malloc((size_t)(n + 1) * sizeof(double));
+	c->bundle = malloc((size_t)(n + 1) * sizeof(double));
 	c->pmem = malloc((size_t)(n + 1) * sizeof(double));
+	c->pw = malloc((size_t)(n + 1) * sizeof(double));
 	c->pbnd = malloc((size_t)(n + 2) * sizeof(double));
 	c->limit = malloc((size_t)d->n * sizeof(double));
-	if (!c->pre || !c->bound || !c->pmem || !c->pbnd || !c->limit) {
+	if (!c->pre || !c->bound || !c->bundle || !c->pmem || !c->pw ||
+	    !c->pbnd || !c->limit) {
 		lm_plan_cost_free(c);
 		return lm_fail(e, -ENOMEM, "out of memory");
 	}
@@ -105,10 +112,16 @@ int lm_plan_cost_create(const lm_devices *d, const lm_profile *p, int batch,
 	for (int k = 1; k < n; k++)
 		c->bound[k] = c->b->cut_bytes[k - 1];
 	c->bound[n] = c->b->slices[n - 1].output_bytes;
-	c->pmem[0] = 0;
-	for (int s = 0; s < n; s++)
+	for (int k = 0; k <= n; k++)
+		c->bundle[k] = c->b->bundle_bytes && c->b->bundle_bytes[k] >= 0
+				       ? c->b->bundle_bytes[k]
+				       : c->bound[k] + LM_PLAN_BUNDLE_OVERHEAD;
+	c->pmem[0] = c->pw[0] = 0;
+	for (int s = 0; s < n; s++) {
 		c->pmem[s + 1] = c->pmem[s] + c->b->slices[s].weight_bytes +
 				 c->b->slices[s].arena_bytes;
+		c->pw[s + 1] = c->pw[s] + c->b->slices[s].weight_bytes;
+	}
 	c->pbnd[0] = 0;
 	for (int k = 0; k <= n; k++)
 		c->pbnd[k + 1] = c->pbnd[k] + c->bound[k];
@@ -147,17 +160,40 @@ double lm_plan_cost_boundary_bytes(const lm_plan_cost *c, int k)
 	return c->bound[k];
 }
 
+double lm_plan_cost_bundle_bytes(const lm_plan_cost *c, int k)
+{
+	return c->bundle[k];
+}
+
+/* Weights of one replica of [first, last]. */
+static double weights_of(const lm_plan_cost *c, int first, int last)
+{
+	return c->pw[last + 1] - c->pw[first];
+}
+
+/* Weights and arena of one replica of [first, last]: the slices' own,
+ * and the tensors of its inner cuts, which the joined session holds. */
+static double replica_session(const lm_plan_cost *c, int first, int last)
+{
+	return (c->pmem[last + 1] - c->pmem[first]) +
+	       (c->pbnd[last + 1] - c->pbnd[first + 1]);
+}
+
 double lm_plan_cost_stage_memory(const lm_plan_cost *c, int first, int last,
 				 int r)
 {
-	double replica = (c->pmem[last + 1] - c->pmem[first]) +
-			 (c->pbnd[last + 2] - c->pbnd[first]);
-	return r * replica + LM_PLAN_RING_DEPTH * c->bound[first];
+	double holds = c->bundle[first] + c->bundle[last + 1];
+	return r * (replica_session(c, first, last) + holds) +
+	       LM_PLAN_RING_DEPTH * c->bundle[first];
 }
 
-double lm_plan_cost_run_end(const lm_plan_cost *c, int last)
+double lm_plan_cost_run_end(const lm_plan_cost *c, int first, int last)
 {
-	return LM_PLAN_RING_DEPTH * c->bound[last + 1];
+	double m = LM_PLAN_RING_DEPTH * c->bundle[last + 1];
+	if (first == 0 && last < c->n - 1) /* the ingress of several */
+		m += LM_PLAN_RING_DEPTH * c->bundle[c->n] +
+		     LM_PLAN_KEEP * c->bundle[0];
+	return m;
 }
 
 double lm_plan_cost_memory_limit(const lm_plan_cost *c, int dev)
@@ -177,8 +213,10 @@ int lm_plan_cost_transfer(const lm_plan_cost *c, int from, int to, int last,
 		return -1;
 	/* gbps is 1e9 bit/s: bytes * 8 / (gbps * 1e9) s, in us */
 	double wire = c->bound[last + 1] * 8.0 / (l->gbps * 1e3);
-	*occupancy_us = wire;
 	*latency_us = l->latency_us + wire;
+	/* the edge's queue keeps LM_PLAN_RING_DEPTH bundles going: a link
+	 * whose latency they do not cover holds the pipeline back */
+	*occupancy_us = fmax(wire, *latency_us / LM_PLAN_RING_DEPTH);
 	return 0;
 }
 
@@ -289,16 +327,39 @@ int lm_plan_evaluate(const lm_plan_cost *c, lm_plan *p, lm_error *e)
 	p->period_us = 0;
 	p->bottleneck = 0;
 	p->bottleneck_xfer = 0;
+	int several = 0, run_first = 0;
+	for (int i = 1; i < p->n_stages; i++)
+		several |= p->stages[i].device != p->stages[0].device;
+	p->keep = several ? LM_PLAN_KEEP : 0;
 	for (int i = 0; i < p->n_stages; i++) {
 		lm_plan_stage *s = &p->stages[i];
+		int first_of_run = i == 0 ||
+				   p->stages[i - 1].device != s->device;
 		int last_of_run = i + 1 == p->n_stages ||
 				  p->stages[i + 1].device != s->device;
+		if (first_of_run)
+			run_first = s->first;
 		s->time_us = lm_plan_cost_time(c, s->device, s->first, s->last);
 		s->period_us = s->time_us / s->cores;
 		s->memory_bytes = lm_plan_cost_stage_memory(c, s->first,
 							    s->last, s->cores);
 		if (last_of_run)
-			s->memory_bytes += lm_plan_cost_run_end(c, s->last);
+			s->memory_bytes += lm_plan_cost_run_end(c, run_first,
+								s->last);
+		/* what laminad allocates when it loads this stage */
+		s->weight_bytes = s->cores * weights_of(c, s->first, s->last);
+		s->arena_bytes = s->cores * (replica_session(c, s->first,
+							     s->last) -
+					     weights_of(c, s->first, s->last));
+		s->in_bundles = lm_plan_edge_bundles(
+			first_of_run ? 0 : p->stages[i - 1].cores, s->cores);
+		s->out_bundles = last_of_run ? lm_plan_edge_bundles(s->cores, 0)
+					     : 0;
+		s->answers_bundles = i == 0 && several
+					     ? lm_plan_edge_bundles(0, 0) : 0;
+		s->ring_bytes = s->in_bundles * c->bundle[s->first] +
+				s->out_bundles * c->bundle[s->last + 1] +
+				s->answers_bundles * c->bundle[c->n];
 		s->in_bytes = c->bound[s->first];
 		s->out_bytes = c->bound[s->last + 1];
 		p->memory_used[s->device] += s->memory_bytes;

@@ -25,7 +25,7 @@ int lm_plan_save(const lm_plan *p, const char *path, lm_error *e)
 	json_t *doc = json_object(), *devs = json_array(), *stages = json_array();
 	json_t *pred = json_object(), *solver = json_object();
 	json_object_set_new(doc, "format", json_string("lamina-plan"));
-	json_object_set_new(doc, "version", json_integer(1));
+	json_object_set_new(doc, "version", json_integer(2));
 	if (p->model[0])
 		json_object_set_new(doc, "model", json_string(p->model));
 	json_object_set_new(doc, "objective",
@@ -41,6 +41,7 @@ int lm_plan_save(const lm_plan *p, const char *path, lm_error *e)
 	json_object_set_new(doc, "headroom_pct", json_real(p->headroom * 100));
 	json_object_set_new(doc, "slices", json_integer(p->n_slices));
 	json_object_set_new(doc, "ring_depth", json_integer(LM_PLAN_RING_DEPTH));
+	json_object_set_new(doc, "keep", json_integer(p->keep));
 	for (int i = 0; i < p->devices->n; i++) {
 		const lm_device *d = &p->devices->dev[i];
 		json_t *o = json_object();
@@ -69,6 +70,14 @@ int lm_plan_save(const lm_plan *p, const char *path, lm_error *e)
 		json_object_set_new(o, "predicted_us", json_real(s->time_us));
 		json_object_set_new(o, "period_us", json_real(s->period_us));
 		json_object_set_new(o, "memory_bytes", jbytes(s->memory_bytes));
+		json_object_set_new(o, "weight_bytes", jbytes(s->weight_bytes));
+		json_object_set_new(o, "arena_bytes", jbytes(s->arena_bytes));
+		json_object_set_new(o, "ring_bytes", jbytes(s->ring_bytes));
+		json_object_set_new(o, "in_bundles", json_integer(s->in_bundles));
+		json_object_set_new(o, "out_bundles",
+				    json_integer(s->out_bundles));
+		json_object_set_new(o, "answers_bundles",
+				    json_integer(s->answers_bundles));
 		json_object_set_new(o, "input_bytes", jbytes(s->in_bytes));
 		json_object_set_new(o, "output_bytes", jbytes(s->out_bytes));
 		if (s->xfer != LM_XFER_NONE)
@@ -169,11 +178,29 @@ static int read_stage(const json_t *o, lm_plan *p, int i, const char *path,
 	if ((rc = jv_int(o, "cores", 1, 1, 4096, &v, where, e)))
 		return rc;
 	s->cores = (int)v;
+	/* the pools laminad makes for this stage, as the plan charged them */
+	if ((rc = jv_int(o, "in_bundles", 1, 1, 4096, &v, where, e)))
+		return rc;
+	s->in_bundles = (int)v;
+	v = 0;
+	if ((rc = jv_int(o, "out_bundles", 1, 0, 4096, &v, where, e)))
+		return rc;
+	s->out_bundles = (int)v;
+	v = 0;
+	if ((rc = jv_int(o, "answers_bundles", 1, 0, 4096, &v, where, e)))
+		return rc;
+	s->answers_bundles = (int)v;
 	if ((rc = jv_number(o, "predicted_us", 0, 0, 1e15, &s->time_us, where,
 			    e)) ||
 	    (rc = jv_number(o, "period_us", 0, 0, 1e15, &s->period_us, where,
 			    e)) ||
 	    (rc = jv_number(o, "memory_bytes", 0, 0, 1e18, &s->memory_bytes,
+			    where, e)) ||
+	    (rc = jv_number(o, "weight_bytes", 1, 0, 1e18, &s->weight_bytes,
+			    where, e)) ||
+	    (rc = jv_number(o, "arena_bytes", 1, 0, 1e18, &s->arena_bytes,
+			    where, e)) ||
+	    (rc = jv_number(o, "ring_bytes", 1, 0, 1e18, &s->ring_bytes,
 			    where, e)) ||
 	    (rc = jv_number(o, "input_bytes", 0, 0, 1e18, &s->in_bytes, where,
 			    e)) ||
@@ -212,9 +239,11 @@ static int read_plan(json_t *doc, lm_plan **out, const char *path,
 			       "'%s')", path, format);
 	if ((rc = jv_int(doc, "version", 1, 1, 1000, &version, path, e)))
 		return rc;
-	if (version != 1)
-		return lm_fail(e, -EINVAL, "%s: plan version %lld (this lamina "
-			       "reads version 1)", path, version);
+	if (version != 2)
+		return lm_fail(e, -EINVAL, "%s: plan version %lld; this lamina "
+			       "reads version 2, which states the memory of "
+			       "every stage (run `lamina plan` again)", path,
+			       version);
 	if ((rc = jv_string(doc, "objective", 1, obj, sizeof(obj), path, e)))
 		return rc;
 	if (strcmp(obj, "latency") && strcmp(obj, "throughput"))
@@ -269,6 +298,10 @@ static int read_plan(json_t *doc, lm_plan **out, const char *path,
 	    (rc = jv_number(doc, "headroom_pct", 0, 0, 99.999, &pct, path, e)))
 		goto fail;
 	p->headroom = pct / 100;
+	v = 0;
+	if ((rc = jv_int(doc, "keep", 0, 0, 1 << 20, &v, path, e)))
+		goto fail;
+	p->keep = (int)v;
 	for (int i = 0; i < p->n_stages; i++)
 		if ((rc = read_stage(json_array_get(js, (size_t)i), p, i, path,
 				     e)))

@@ -44,6 +44,7 @@ static void free_batch(lm_profile_batch *b, int n_slices)
 			free(b->slices[i].time_us);
 	free(b->slices);
 	free(b->cut_bytes);
+	free(b->bundle_bytes);
 }
 
 void lm_profile_free(lm_profile *p)
@@ -125,10 +126,13 @@ lm_profile_batch *lm_profile_add_batch(lm_profile *p, int batch)
 	b->batch = batch;
 	b->slices = calloc((size_t)p->n_slices, sizeof(*b->slices));
 	b->cut_bytes = calloc((size_t)p->n_slices, sizeof(double));
-	if (!b->slices || !b->cut_bytes) {
+	b->bundle_bytes = malloc(((size_t)p->n_slices + 1) * sizeof(double));
+	if (!b->slices || !b->cut_bytes || !b->bundle_bytes) {
 		free_batch(b, 0);
 		return NULL;
 	}
+	for (int k = 0; k <= p->n_slices; k++)
+		b->bundle_bytes[k] = -1;
 	for (int i = 0; i < p->n_slices; i++) {
 		size_t nd = p->n_devices ? (size_t)p->n_devices : 1;
 		b->slices[i].time_us = malloc(nd * sizeof(double));
@@ -199,7 +203,8 @@ static int read_batch(const json_t *o, lm_profile *p, int i,
 {
 	static const char *const known[] = { "batch", "input_bytes",
 					     "handoff_us", "slices",
-					     "cut_bytes", NULL };
+					     "cut_bytes", "bundle_bytes",
+					     NULL };
 	char where[4200];
 	long long batch = 0;
 	int rc;
@@ -242,6 +247,23 @@ static int read_batch(const json_t *o, lm_profile *p, int i,
 			return lm_fail(e, -EINVAL, "%s: \"cut_bytes\"[%d] must "
 				       "be a byte count", where, k);
 		b->cut_bytes[k] = x;
+	}
+	json_t *bundles = json_object_get(o, "bundle_bytes");
+	if (!bundles)
+		return 0; /* an older profile: the cost model estimates */
+	if (!json_is_array(bundles) ||
+	    json_array_size(bundles) != (size_t)p->n_slices + 1)
+		return lm_fail(e, -EINVAL, "%s: \"bundle_bytes\" must list %d "
+			       "numbers, one per boundary", where,
+			       p->n_slices + 1);
+	for (int k = 0; k <= p->n_slices; k++) {
+		json_t *v = json_array_get(bundles, (size_t)k);
+		double x = json_number_value(v);
+		if (!json_is_number(v) || !isfinite(x) || x < 0 ||
+		    x > LM_BYTES_MAX)
+			return lm_fail(e, -EINVAL, "%s: \"bundle_bytes\"[%d] "
+				       "must be a byte count", where, k);
+		b->bundle_bytes[k] = x;
 	}
 	return 0;
 }
@@ -444,6 +466,17 @@ int lm_profile_save(const lm_profile *p, const char *path, lm_error *e)
 				cuts, json_integer((json_int_t)pb->cut_bytes[k]));
 		json_object_set_new(o, "slices", slices);
 		json_object_set_new(o, "cut_bytes", cuts);
+		int measured = 1;
+		for (int k = 0; k <= p->n_slices; k++)
+			measured &= pb->bundle_bytes[k] >= 0;
+		if (measured) {
+			json_t *bb = json_array();
+			for (int k = 0; k <= p->n_slices; k++)
+				json_array_append_new(
+					bb, json_integer((json_int_t)
+							 pb->bundle_bytes[k]));
+			json_object_set_new(o, "bundle_bytes", bb);
+		}
 		json_array_append_new(batches, o);
 	}
 	json_object_set_new(doc, "batches", batches);

@@ -372,10 +372,10 @@ static void split_dp(struct solver *s, int c, int a, int bmax)
 }
 
 /* The split of a..b with the fewest stages (then least memory), or -1. */
-static int split_best(const struct solver *s, int c, int b)
+static int split_best(const struct solver *s, int c, int a, int b)
 {
 	const struct lablist *l = &s->ll[b + 1];
-	double end = lm_plan_cost_run_end(s->c, b);
+	double end = lm_plan_cost_run_end(s->c, a, b);
 	int best = -1;
 	for (int i = 0; i < l->n; i++) {
 		const struct label *x = &l->v[i];
@@ -422,7 +422,7 @@ static void gen_segs(struct solver *s, int c, int a)
 			break;
 		}
 		if (lm_plan_cost_stage_memory(s->c, a, b, r) +
-			    lm_plan_cost_run_end(s->c, b) <=
+			    lm_plan_cost_run_end(s->c, a, b) <=
 		    k->limit)
 			s->mark[b] = 2;
 		else if (r > 1 && split_ok) {
@@ -438,7 +438,7 @@ static void gen_segs(struct solver *s, int c, int a)
 			cost[cnt] = s->mark_t[b];
 			m[cnt++] = 1;
 		} else if (s->mark[b] == 1) {
-			int j = split_best(s, c, b);
+			int j = split_best(s, c, a, b);
 			if (j < 0)
 				continue;
 			int st = s->ll[b + 1].v[j].stages;
@@ -1074,7 +1074,8 @@ static int make_plan(struct solver *s, const struct outcome *o, lm_plan **out,
 		int rr = reps(t, s->T, k->cores);
 		if (rr <= k->cores &&
 		    lm_plan_cost_stage_memory(s->c, r->first, r->last, rr) +
-				    lm_plan_cost_run_end(s->c, r->last) <=
+				    lm_plan_cost_run_end(s->c, r->first,
+							 r->last) <=
 			    k->limit) {
 			p->stages[ns++] = (lm_plan_stage){ .device = dev,
 							   .first = r->first,
@@ -1083,7 +1084,7 @@ static int make_plan(struct solver *s, const struct outcome *o, lm_plan **out,
 			continue;
 		}
 		split_dp(s, r->cls, r->first, r->last);
-		int j = split_best(s, r->cls, r->last);
+		int j = split_best(s, r->cls, r->first, r->last);
 		if (j < 0 || s->oom) {
 			lm_plan_free(p);
 			return lm_fail(e, -EFAULT, "internal error: slices "
@@ -1438,7 +1439,7 @@ static int fail_slice(struct solver *s, lm_error *e)
 			for (int z = i; z < n; z++) {
 				double m = lm_plan_cost_stage_memory(s->c, a, z,
 								     1) +
-					   lm_plan_cost_run_end(s->c, z);
+					   lm_plan_cost_run_end(s->c, a, z);
 				if (m < need)
 					need = m;
 			}
@@ -1547,7 +1548,7 @@ static int fail_reason(struct solver *s, const struct space *sp,
 	for (int i = 0; i < s->n; i++)
 		need += lm_plan_cost_stage_memory(s->c, i, i, 1) -
 			LM_PLAN_RING_DEPTH *
-				lm_plan_cost_boundary_bytes(s->c, i);
+				lm_plan_cost_bundle_bytes(s->c, i);
 	for (int i = 0; i < s->d->n; i++)
 		have += lm_plan_cost_memory_limit(s->c, i);
 	return lm_fail(e, -ENOSPC, "no placement fits: the model needs "

@@ -5,6 +5,7 @@
 #include "lamina/manifest.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,10 +25,16 @@ struct rd {
 	lm_error *e;
 };
 
-static int bad(struct rd *r, const char *fmt, const char *what)
+static int bad(struct rd *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int bad(struct rd *r, const char *fmt, ...)
 {
 	char msg[256];
-	snprintf(msg, sizeof(msg), fmt, what);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
 	return lm_fail(r->e, -EINVAL, "%s: %s", r->path, msg);
 }
 
@@ -487,6 +494,29 @@ int lm_manifest_cut(const lm_manifest *m, int k, const lm_mtensor ***out,
 #undef ADD
 	*out = t;
 	return 0;
+}
+
+size_t lm_manifest_bundle_bytes(const lm_manifest *m, int k, int64_t batch)
+{
+	const lm_mtensor **t = NULL;
+	int n = 0;
+	size_t total = LM_BUNDLE_POOL_HEAD + LM_BUNDLE_HEAD;
+	if (batch < 1 || lm_manifest_cut(m, k, &t, &n, NULL))
+		return 0;
+	for (int i = 0; i < n && total; i++) {
+		int64_t dims[LM_MAX_RANK];
+		size_t b;
+		memcpy(dims, t[i]->dims, sizeof(dims[0]) * (size_t)t[i]->rank);
+		if (t[i]->rank > 0)
+			dims[0] = batch;
+		if (lm_shape_bytes(t[i]->dtype, t[i]->rank, dims, &b) ||
+		    lm_size_add(b, LM_BUNDLE_ALIGN - 1, &b) ||
+		    lm_size_add(total, b & ~(size_t)(LM_BUNDLE_ALIGN - 1),
+				&total))
+			total = 0;
+	}
+	free(t);
+	return total;
 }
 
 int lm_manifest_input(const lm_manifest *m, const char *name)

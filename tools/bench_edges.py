@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from benchlib import Deployments, die, run, stress_result
+from benchlib import Deployments, die, plan_doc, run, stress_result
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,9 +67,7 @@ def plan(path, lamdir, port, two):
     stages = [{"device": names[0], "slices": [0, 0], "cores": 1},
               {"device": names[-1], "slices": [1, 1], "cores": 1}]
     with open(path, "w") as f:
-        json.dump({"format": "lamina-plan", "version": 1, "model": lamdir,
-                   "objective": "throughput", "batch": 1, "slices": 2,
-                   "devices": devs, "stages": stages}, f)
+        json.dump(plan_doc(lamdir, 1, 2, devs, stages), f)
     return path
 
 

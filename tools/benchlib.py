@@ -1,9 +1,10 @@
-"""What the Python benchmarks in tools/ share: running a step or dying
-with one line, reading lamina-client-test's stress output, and lamina's
+"""What the Python benchmarks in tools/ (and the integration tests)
+share: running a step or dying with one line, plans written by hand,
+reading lamina-client-test's stress output, and lamina's
 deployments in a state folder of the benchmark's own, torn down (and
 their laminads killed) whatever happens.
 
-    from benchlib import Deployments, die, note, run, stress_result
+    from benchlib import Deployments, die, note, plan_doc, run, stress_result
 """
 import glob
 import json
@@ -36,6 +37,35 @@ def run(argv, what, timeout=900):
         die(f"{what} failed ({p.returncode}): "
             f"{(p.stderr or p.stdout).strip()}")
     return p.stdout
+
+
+RING_DEPTH = 4  # LM_PLAN_RING_DEPTH (optimizer.h)
+KEEP = 4 * RING_DEPTH  # LM_PLAN_KEEP
+
+
+def plan_doc(model, batch, n_slices, devices, stages, objective="throughput"):
+    """A plan.json (version 2) written by hand: devices as devices.json
+    has them, stages as [{"device", "slices", "cores"}].  The pools laminad
+    is told to make are those `lamina plan` would state (optimizer.h:
+    RING_DEPTH bundles plus one per replica at each end on the device);
+    the memory per stage is left unbounded (2^40 bytes), since a hand plan
+    has no profile: deploy's check against it cannot fail."""
+    out = []
+    several = len({s["device"] for s in stages}) > 1
+    for i, s in enumerate(stages):
+        first = i == 0 or stages[i - 1]["device"] != s["device"]
+        last = i + 1 == len(stages) or stages[i + 1]["device"] != s["device"]
+        prev = 0 if first else stages[i - 1]["cores"]
+        out.append(dict(s, weight_bytes=1 << 40, arena_bytes=1 << 40,
+                        ring_bytes=1 << 40,
+                        in_bundles=RING_DEPTH + prev + s["cores"],
+                        out_bundles=RING_DEPTH + s["cores"] if last else 0,
+                        answers_bundles=RING_DEPTH if i == 0 and several
+                        else 0))
+    return {"format": "lamina-plan", "version": 2, "model": model,
+            "objective": objective, "batch": batch, "slices": n_slices,
+            "keep": KEEP if several else 0, "devices": devices,
+            "stages": out}
 
 
 def stress_result(out, what):

@@ -11,6 +11,7 @@ A failed check does not stop the test, so one run shows every failure.
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 LAMINA = os.environ["LAMINA"]
@@ -19,6 +20,10 @@ MODELS = os.environ.get("LAMINA_MODELS", "")
 BAD = os.environ.get("LAMINA_BAD", "")
 ORT = os.environ.get("LAMINA_ORT", "")
 TMP = os.environ["LAMINA_TMP"]
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "tools"))
+from benchlib import plan_doc  # noqa: E402  (hand-written plans)
 
 failures = []
 notes = []

@@ -94,7 +94,8 @@ static void print_reply(const Lamina__Reply *r)
 			json_array_append_new(deps,
 					      json_string(d->deployments[i]));
 		print_json(json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:b, s:s, "
-				     "s:i, s:o, s:s, s:I, s:i}", "name",
+				     "s:i, s:o, s:s, s:I, s:i, s:I, s:I}",
+				     "name",
 				     d->name, "version",
 				     d->version, "pid", d->pid, "worker_cores",
 				     u32_list(d->worker_cores,
@@ -106,7 +107,9 @@ static void print_reply(const Lamina__Reply *r)
 				     d->ingress_port, "deployments", deps,
 				     "port_mac", d->port_mac, "port_ip",
 				     (json_int_t)d->port_ip, "port_mtu",
-				     d->port_mtu));
+				     d->port_mtu, "heap_bytes",
+				     (json_int_t)d->heap_bytes, "dpdk_bytes",
+				     (json_int_t)d->dpdk_bytes));
 		break;
 	}
 	case LAMINA__REPLY__BODY_LOAD_STAGE:
@@ -168,13 +171,26 @@ static int call(lm_ctl *c, Lamina__Request *q)
 	return 0;
 }
 
-/* The remote fields of load-one: next=MAC@IP, input=remote,
- * answers=remote, retry=MS, retries=N. */
+/* The remote and memory fields of load-one: next=MAC@IP, input=remote,
+ * answers=remote, retry=MS, retries=N, bundles=IN,OUT,ANSWERS,KEEP (as a
+ * plan would give them; default 6, 6, 4, 16). */
 static int remote_opts(Lamina__LoadStageRequest *l, char **opts, int n)
 {
+	l->in_bundles = l->out_bundles = 6;
+	l->answers_bundles = 4;
+	l->keep_bundles = 16;
 	for (int i = 0; i < n; i++) {
 		char *at;
 		struct in_addr a;
+		unsigned b[4];
+		if (sscanf(opts[i], "bundles=%u,%u,%u,%u", &b[0], &b[1], &b[2],
+			   &b[3]) == 4) {
+			l->in_bundles = b[0];
+			l->out_bundles = b[1];
+			l->answers_bundles = b[2];
+			l->keep_bundles = b[3];
+			continue;
+		}
 		if (!strncmp(opts[i], "next=", 5) &&
 		    (at = strchr(opts[i], '@')) &&
 		    inet_pton(AF_INET, at + 1, &a) == 1) {

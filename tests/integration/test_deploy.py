@@ -10,6 +10,10 @@
                                    edges over memif pairs)
     test_deploy.py errors          what a user meets: bad plans, remote
                                    devices, unknown ids, no laminad
+    test_deploy.py memory          ResNet-18 in 2 stages, benched and
+                                   planned: laminad's memory grows by what
+                                   the plan charged (within 10%); a plan
+                                   charging less is refused at deploy
     test_deploy.py model NAME      NAME (from LAMINA_MODELS) in 1-, 2- and
                                    4-stage plans at batch 1 and 8: outputs
                                    bitwise equal to lamina run of the model
@@ -29,7 +33,8 @@ import time
 
 import numpy as np
 
-from harness import LAMINA, MODELS, SRC, TMP, check, fresh_dir, summary
+from harness import (LAMINA, MODELS, SRC, TMP, check, fresh_dir, plan_doc,
+                     summary)
 
 CLIENT = os.environ.get("LAMINA_CLIENT_TEST")
 
@@ -123,13 +128,11 @@ def write_plan(path, model_dir, n_slices, cuts, batch, port):
     bounds = [0] + [c + 1 for c in cuts] + [n_slices]
     stages = [{"device": "local", "slices": [bounds[i], bounds[i + 1] - 1],
                "cores": 1} for i in range(len(bounds) - 1)]
-    json.dump({"format": "lamina-plan", "version": 1, "model": model_dir,
-               "objective": "throughput", "batch": batch,
-               "slices": n_slices,
-               "devices": [{"name": "local", "address": f"127.0.0.1:{port}",
-                            "numa_node": 0, "cores": max(4, len(stages)),
-                            "memory_bytes": 4 << 30}],
-               "stages": stages}, open(path, "w"))
+    json.dump(plan_doc(model_dir, batch, n_slices,
+                       [{"name": "local", "address": f"127.0.0.1:{port}",
+                         "numa_node": 0, "cores": max(4, len(stages)),
+                         "memory_bytes": 4 << 30}], stages),
+              open(path, "w"))
     return path
 
 
@@ -259,37 +262,44 @@ def flow(work, state, model, plan):
 
 def two_plan(path, lamdir, n):
     """Stage 0 (slice 0) on laminad a, the rest on laminad b, both here."""
-    json.dump({"format": "lamina-plan", "version": 1, "model": lamdir,
-               "objective": "throughput", "batch": 1, "slices": n,
-               "devices": [{"name": d, "address": f"127.0.0.1:{port}",
-                            "numa_node": 0, "cores": 1,
-                            "memory_bytes": 1 << 30}
-                           for d, port in (("a", PORT + 4), ("b", PORT + 6))],
-               "stages": [{"device": "a", "slices": [0, 0], "cores": 1},
-                          {"device": "b", "slices": [1, n - 1],
-                           "cores": 1}]}, open(path, "w"))
+    json.dump(plan_doc(lamdir, 1, n,
+                       [{"name": d, "address": f"127.0.0.1:{port}",
+                         "numa_node": 0, "cores": 1, "memory_bytes": 1 << 30}
+                        for d, port in (("a", PORT + 4), ("b", PORT + 6))],
+                       [{"device": "a", "slices": [0, 0], "cores": 1},
+                        {"device": "b", "slices": [1, n - 1], "cores": 1}]),
+              open(path, "w"))
     return path
 
 
-def sockets(state, dep):
-    return sorted(os.path.basename(f) for f in
-                  glob.glob(os.path.join(state, f"memif-{dep}-*.sock")))
+def sockets(dep):
+    """The abstract memif sockets of deployment dep (/proc/net/unix lists
+    them with a leading '@'): no file is made for them."""
+    names = set()
+    with open("/proc/net/unix") as f:
+        for line in f:
+            path = line.split()[-1] if len(line.split()) > 7 else ""
+            if path.startswith(f"@lamina-memif-{dep}-"):
+                names.add(path[1:])
+    return sorted(names)
 
 
 def two_laminads(work, state, lamdir):
     """Two laminads on this host, which deploy starts: stage 0 in one, the
-    rest in the other, the tensors and the answers over memif pairs whose
-    sockets are in the state folder; teardown removes them, also after
-    both laminads were killed with -9."""
+    rest in the other, the tensors and the answers over memif pairs on
+    abstract sockets (no file in the state folder or anywhere); teardown
+    leaves nothing, also after both laminads were killed with -9."""
     n = len(json.load(open(os.path.join(lamdir, "manifest.json")))["slices"])
     plan = two_plan(os.path.join(work, "two.json"), lamdir, n)
     dep, pids = deploy_started(plan, state, 2)
     if not dep:
         return
-    socks = sockets(state, dep)
-    check(socks == [f"memif-{dep}-1.sock", f"memif-{dep}-2.sock"],
+    socks = sockets(dep)
+    check(socks == [f"lamina-memif-{dep}-e1", f"lamina-memif-{dep}-e2"],
           f"a memif socket for the edge between them and one for the "
           f"answers: {socks}")
+    check(not [f for f in os.listdir(state) if f.endswith(".sock")],
+          "no socket file in the state folder")
     samples = np.load(os.path.join(SRC, "models", "digits_samples.npy"))
     for i in range(len(samples)):
         x, y = os.path.join(work, f"x{i}.npy"), os.path.join(work,
@@ -313,14 +323,15 @@ def two_laminads(work, state, lamdir):
     p = lam("teardown", dep, state=state)
     check(p.returncode == 0, f"teardown of two laminads: {p.stderr}")
     nothing_left(state, pids, "after teardown of two laminads")
-    # killed: the servers' sockets stay behind until teardown
+    check(not sockets(dep), "no memif socket after teardown")
+    # killed: abstract sockets go with their processes
     dep, pids = deploy_started(plan, state, 2)
     if not dep:
         return
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
-    check(len(sockets(state, dep)) == 2, "sockets left by killed laminads")
+    check(not sockets(dep), "no memif socket left by killed laminads")
     p = lam("teardown", dep, state=state)
     check(p.returncode == 0, f"teardown after kill -9 of two laminads: "
           f"{p.stderr}")
@@ -472,13 +483,13 @@ def test_errors():
                                                             + cmd),
                   f"{cmd} --help")
         remote = os.path.join(work, "remote.json")
-        json.dump({"format": "lamina-plan", "version": 1, "model": lamdir,
-                   "objective": "latency", "batch": 1, "slices": n,
-                   "devices": [{"name": "far", "address": "192.0.2.7",
-                                "numa_node": 0, "cores": 1,
-                                "memory_bytes": 1 << 30}],
-                   "stages": [{"device": "far", "slices": [0, n - 1],
-                               "cores": 1}]}, open(remote, "w"))
+        json.dump(plan_doc(lamdir, 1, n,
+                           [{"name": "far", "address": "192.0.2.7",
+                             "numa_node": 0, "cores": 1,
+                             "memory_bytes": 1 << 30}],
+                           [{"device": "far", "slices": [0, n - 1],
+                             "cores": 1}], objective="latency"),
+                  open(remote, "w"))
         old = os.path.join(work, "old.json")
         doc = json.load(open(write_plan(old, lamdir, n, [], 1, PORT + 4)))
         del doc["model"]
@@ -568,6 +579,93 @@ def test_model(name):
         cleanup(state)
 
 
+# ---- the memory a plan promises is the memory laminad takes ----
+
+LAMINAD = os.environ.get("LAMINAD")
+
+
+def describe(port):
+    p = subprocess.run([CLIENT, str(port), "describe"], capture_output=True,
+                       text=True, timeout=60)
+    return json.loads(p.stdout) if p.returncode == 0 else None
+
+
+def laminad_memory(port):
+    d = describe(port)
+    return d["heap_bytes"] + d["dpdk_bytes"] if d else None
+
+
+def test_memory():
+    """ResNet-18 in 2 stages, benched and planned by lamina: laminad's
+    memory (its heap and DPDK's) grows by the plan's memory_bytes, within
+    10%; a plan that charges less than a stage takes is refused at deploy
+    with the numbers, and nothing of it stays loaded."""
+    work = fresh_dir("deploy-memory")
+    state = os.path.join(work, "state")
+    os.makedirs(state)
+    lamdir = os.path.join(work, "r18.lam")
+    for args in (("slice", os.path.join(MODELS, "resnet18.onnx"), "-o",
+                  lamdir),
+                 ("bench", lamdir, "--repeat", "2", "--neighbours", "0")):
+        p = lam(*args)
+        if not check(p.returncode == 0, f"{args[0]}: {p.stderr}"):
+            return
+    n = len(json.load(open(os.path.join(lamdir, "manifest.json")))["slices"])
+    devs = devices_json(os.path.join(work, "devices.json"), PORT, cores=2)
+    plan = os.path.join(work, "plan.json")
+    p = lam("plan", lamdir, "--devices", devs, "--stages",
+            f"0-{n // 2 - 1},{n // 2}-{n - 1}", "-o", plan, "-q")
+    if not check(p.returncode == 0, f"plan --stages: {p.stderr}"):
+        return
+    doc = json.load(open(plan))
+    planned = sum(s["memory_bytes"] for s in doc["stages"])
+    ld = subprocess.Popen([LAMINAD, "--control-port", str(PORT),
+                           "--state-dir", state, "--foreground", "--log",
+                           os.path.join(work, "laminad.log")])
+    try:
+        before = None
+        for _ in range(200):
+            before = laminad_memory(PORT)
+            if before is not None:
+                break
+            time.sleep(0.1)
+        if not check(before is not None, "laminad answers describe"):
+            return
+        dep = deploy(plan, state)
+        if not dep:
+            return
+        after = laminad_memory(PORT)
+        grown = after - before
+        print(f"laminad grew by {grown / 2**20:.1f} MiB; the plan charged "
+              f"{planned / 2**20:.1f} MiB (ratio {grown / planned:.3f})")
+        check(abs(grown / planned - 1) <= 0.10,
+              f"laminad's memory grew by {grown} bytes, the plan charged "
+              f"{planned}: not within 10%")
+        check(lam("teardown", dep, state=state).returncode == 0,
+              "teardown")
+        # a plan charging half of a stage's weights is refused
+        doc["stages"][1]["weight_bytes"] /= 2
+        json.dump(doc, open(plan, "w"))
+        p = lam("deploy", plan, state=state)
+        check(p.returncode != 0 and "stage 1 takes" in p.stderr and
+              "of weights, more than the" in p.stderr,
+              f"deploy refuses a stage above its plan: {p.stderr!r}")
+        d = describe(PORT)
+        check(d is not None and not d["deployments"] and
+              not d["busy_cores"], f"nothing of it stays loaded: {d}")
+        check(not [f for f in os.listdir(state) if f.startswith("d-")],
+              "no record left of the refused deployment")
+    finally:
+        subprocess.run([CLIENT, str(PORT), "shutdown"], capture_output=True,
+                       timeout=60)
+        try:
+            ld.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            ld.kill()
+            ld.wait()
+        cleanup(state)
+
+
 def main():
     os.makedirs(TMP, exist_ok=True)
     what = sys.argv[1:]
@@ -575,10 +673,13 @@ def main():
         test_digits()
     elif what == ["errors"]:
         test_errors()
+    elif what == ["memory"]:
+        test_memory()
     elif len(what) == 2 and what[0] == "model":
         test_model(what[1])
     else:
-        raise SystemExit("usage: test_deploy.py digits|errors|model NAME")
+        raise SystemExit("usage: test_deploy.py digits|errors|memory|"
+                         "model NAME")
     return summary()
 
 

@@ -218,12 +218,13 @@ static void front_add(struct front *f, double lat, double per)
 	f->v[f->n++] = (struct pt){ lat, per };
 }
 
-static void bf_stages(struct bf *b, int pos, int dev, double lat, double per,
-		      int ns);
+static void bf_stages(struct bf *b, int run0, int pos, int dev, double lat,
+		      double per, int ns);
 
-/* Runs from pos on dev, having arrived with latency lat and period per. */
-static void bf_stages(struct bf *b, int pos, int dev, double lat, double per,
-		      int ns)
+/* Stages from pos on dev (whose run began at run0), having arrived with
+ * latency lat and period per. */
+static void bf_stages(struct bf *b, int run0, int pos, int dev, double lat,
+		      double per, int ns)
 {
 	const lm_devices *d = lm_plan_cost_devices(b->c);
 	double limit = lm_plan_cost_memory_limit(b->c, dev);
@@ -239,18 +240,20 @@ static void bf_stages(struct bf *b, int pos, int dev, double lat, double per,
 			b->mem_used[dev] += m;
 			if (e + 1 == b->n) {
 				if (b->mem_used[dev] +
-					    lm_plan_cost_run_end(b->c, e) <=
+					    lm_plan_cost_run_end(b->c, run0,
+								 e) <=
 				    limit) {
 					front_add(&b->f[ns + 1], l2, p2);
 					b->plans++;
 				}
 			} else {
 				/* another stage on this device */
-				bf_stages(b, e + 1, dev, l2 + b->h,
+				bf_stages(b, run0, e + 1, dev, l2 + b->h,
 					  fmax(p2, b->h), ns + 1);
 				/* or on to another device */
 				if (b->mem_used[dev] +
-					    lm_plan_cost_run_end(b->c, e) <=
+					    lm_plan_cost_run_end(b->c, run0,
+								 e) <=
 				    limit)
 					for (int x = 0; x < b->N; x++) {
 						double xl, xo;
@@ -260,8 +263,9 @@ static void bf_stages(struct bf *b, int pos, int dev, double lat, double per,
 							    &xl, &xo))
 							continue;
 						b->taken[x] = 1;
-						bf_stages(b, e + 1, x, l2 + xl,
-							  fmax(p2, xo), ns + 1);
+						bf_stages(b, e + 1, e + 1, x,
+							  l2 + xl, fmax(p2, xo),
+							  ns + 1);
 						b->taken[x] = 0;
 					}
 			}
@@ -280,7 +284,7 @@ static void brute_force(struct bf *b, const lm_plan_cost *c)
 	b->h = lm_plan_cost_batch(c)->handoff_us;
 	for (int x = 0; x < b->N; x++) {
 		b->taken[x] = 1;
-		bf_stages(b, 0, x, 0, 0, 0);
+		bf_stages(b, 0, 0, x, 0, 0, 0);
 		b->taken[x] = 0;
 	}
 }
@@ -342,25 +346,44 @@ static int plan_fits(const struct inst *in, const lm_plan *p, int K)
 	int cores[8] = { 0 };
 	if (K > 0 && p->n_stages > K)
 		return 0;
+	/* what laminad allocates: per replica weights, arena and the inner
+	 * cuts (its session's), and every edge's pool of bundles */
+#define BYTES(k) ((k) == 0 ? b->input_bytes                                \
+		  : (k) == n ? b->slices[n - 1].output_bytes                  \
+			     : b->cut_bytes[(k) - 1])
+#define BUNDLE(k) (BYTES(k) + LM_PLAN_BUNDLE_OVERHEAD)
+	int several = 0;
+	for (int i = 1; i < p->n_stages; i++)
+		several |= p->stages[i].device != p->stages[0].device;
 	for (int i = 0; i < p->n_stages; i++) {
 		const lm_plan_stage *s = &p->stages[i];
+		int first = i == 0 || p->stages[i - 1].device != s->device;
+		int last = i + 1 == p->n_stages ||
+			   p->stages[i + 1].device != s->device;
 		double rep = 0;
 		for (int k = s->first; k <= s->last; k++)
 			rep += b->slices[k].weight_bytes +
 			       b->slices[k].arena_bytes;
-		for (int k = s->first; k <= s->last + 1; k++)
-			rep += k == 0 ? b->input_bytes
-			       : k == n ? b->slices[n - 1].output_bytes
-					: b->cut_bytes[k - 1];
-		double in_b = s->first ? b->cut_bytes[s->first - 1]
-				       : b->input_bytes;
-		double out_b = s->last + 1 < n ? b->cut_bytes[s->last]
-					       : b->slices[n - 1].output_bytes;
-		mem[s->device] += s->cores * rep + LM_PLAN_RING_DEPTH * in_b;
-		if (i + 1 == p->n_stages || p->stages[i + 1].device != s->device)
-			mem[s->device] += LM_PLAN_RING_DEPTH * out_b;
+		for (int k = s->first + 1; k <= s->last; k++)
+			rep += BYTES(k);
+		mem[s->device] += s->cores * rep;
+		/* its input edge's pool, on its device: shared with the stage
+		 * before when that is here too (counted there) */
+		int prev = first ? 0 : p->stages[i - 1].cores;
+		mem[s->device] += (first ? lm_plan_edge_bundles(0, s->cores)
+				   : lm_plan_edge_bundles(prev, s->cores) -
+					     prev) * BUNDLE(s->first);
+		/* the pool of its output edge: the next stage's when it is
+		 * here (its part counted here), else its own queue */
+		mem[s->device] += (last ? lm_plan_edge_bundles(s->cores, 0)
+				   : s->cores) * BUNDLE(s->last + 1);
+		if (i == 0 && several)
+			mem[s->device] += LM_PLAN_RING_DEPTH * BUNDLE(n) +
+					  LM_PLAN_KEEP * BUNDLE(0);
 		cores[s->device] += s->cores;
 	}
+#undef BUNDLE
+#undef BYTES
 	for (int k = 0; k < in->d->n; k++)
 		if (mem[k] > floor(in->d->dev[k].memory_bytes *
 				   (1 - in->headroom)) ||
@@ -749,17 +772,28 @@ TEST(cost_model_by_hand)
 	/* batch 8: times 80, 160, 240 on local, half that on b */
 	CHECK(lm_plan_cost_time(c, 0, 0, 2) == 480 &&
 	      lm_plan_cost_time(c, 1, 1, 2) == 200);
-	/* one replica of slices 0-1: weights 3000 + arenas 160 + bundles
-	 * in 800, between 400, out 960; ring of 4 inputs */
+	/* one replica of slices 0-1: weights 3000 + arenas 160 + the inner
+	 * cut 400 (in its session), the bundles in (800) and out (960) it
+	 * holds; a queue of 4 inputs.  A bundle is its bytes plus
+	 * LM_PLAN_BUNDLE_OVERHEAD when the profile does not say. */
+	const double O = LM_PLAN_BUNDLE_OVERHEAD;
 	CHECK(lm_plan_cost_stage_memory(c, 0, 1, 1) ==
-	      3000 + 160 + 800 + 400 + 960 + 4 * 800);
+	      3000 + 160 + 400 + (800 + O) + (960 + O) + 4 * (800 + O));
 	CHECK(lm_plan_cost_stage_memory(c, 0, 1, 3) ==
-	      3 * (3000 + 160 + 800 + 400 + 960) + 4 * 800);
-	CHECK(lm_plan_cost_run_end(c, 2) == 4 * 1200.0);
+	      3 * (3000 + 160 + 400 + (800 + O) + (960 + O)) +
+		      4 * (800 + O));
+	CHECK(lm_plan_cost_run_end(c, 0, 2) == 4 * (1200 + O));
+	/* the first device of several also holds the answers' queue and
+	 * the kept requests */
+	CHECK(lm_plan_cost_run_end(c, 0, 1) ==
+	      4 * (960 + O) + 4 * (1200 + O) + LM_PLAN_KEEP * (800 + O));
+	CHECK(lm_plan_cost_run_end(c, 1, 1) == 4 * (960 + O));
 	CHECK(lm_plan_cost_memory_limit(c, 1) == 5e4);
 	double lat, occ;
 	CHECK(lm_plan_cost_transfer(c, 0, 1, 1, &lat, &occ) == 0);
-	CHECK(fabs(occ - 0.96) < 1e-12 && fabs(lat - 10.96) < 1e-12);
+	/* busy 0.96 us on the wire, but the 4 queued bundles cover only
+	 * 4 periods of its 10.96 us latency */
+	CHECK(fabs(occ - 10.96 / 4) < 1e-12 && fabs(lat - 10.96) < 1e-12);
 	CHECK(lm_plan_cost_transfer(c, 0, 0, 1, &lat, &occ) == 0 &&
 	      lat == 1.5 && occ == 1.5);
 	/* set_link sets one direction (the reader mirrors, not the cost) */
@@ -782,10 +816,25 @@ TEST(cost_model_by_hand)
 	CHECK(plan->stages[1].xfer == LM_XFER_LINK &&
 	      plan->stages[0].xfer == LM_XFER_RING);
 	CHECK(fabs(plan->throughput_rps - 8e6 / 160) < 1e-9);
-	/* b's memory: weights 3000, arena 80, bundles in 960 out 1200 once,
-	 * ring 4 x 960 in, 4 x 1200 out */
-	CHECK(plan->memory_used[1] ==
-	      3000 + 80 + 960 + 1200 + 4 * 960 + 4 * 1200);
+	/* b's memory: weights 3000, arena 80, bundles in 960 out 1200 held,
+	 * queues of 4 in and 4 out */
+	CHECK(plan->memory_used[1] == 3000 + 80 + (960 + O) + (1200 + O) +
+					      4 * (960 + O) + 4 * (1200 + O));
+	/* what laminad makes for stage 2: its input pool (4 + 1) and its
+	 * egress pool (4 + 1), weights and arena of its replica */
+	CHECK(plan->stages[2].in_bundles == 5 &&
+	      plan->stages[2].out_bundles == 5);
+	CHECK(plan->stages[2].ring_bytes == 5 * (960 + O) + 5 * (1200 + O));
+	CHECK(plan->stages[2].weight_bytes == 3000 &&
+	      plan->stages[2].arena_bytes == 80);
+	/* stage 1 shares its input pool with stage 0 (2 replicas) and sends
+	 * to b; stage 0 keeps requests for a plan over two devices */
+	CHECK(plan->stages[1].in_bundles == 4 + 2 + 1 &&
+	      plan->stages[1].out_bundles == 5 &&
+	      plan->stages[0].in_bundles == 4 + 2 &&
+	      plan->stages[0].out_bundles == 0 &&
+	      plan->stages[0].answers_bundles == 4 && plan->keep ==
+	      LM_PLAN_KEEP);
 
 	/* broken plans */
 	plan->stages[2].device = 0;
@@ -881,17 +930,18 @@ TEST(infeasible_reasons)
 	snprintf(d->dev[0].name, LM_NAME_MAX, "local");
 	snprintf(d->dev[1].name, LM_NAME_MAX, "b");
 	d->dev[0].cores = d->dev[1].cores = 1;
-	/* slice 2 (3000 weight bytes) fits nowhere */
-	d->dev[0].memory_bytes = d->dev[1].memory_bytes = 4000;
-	p->batches[0].slices[2].weight_bytes = 9000;
+	/* slice 2 (20000 weight bytes) fits nowhere */
+	d->dev[0].memory_bytes = d->dev[1].memory_bytes = 14000;
+	p->batches[0].slices[2].weight_bytes = 20000;
 	CHECK(lm_plan_cost_create(d, p, 1, 0.1, &c, &e) == 0);
 	CHECK(lm_solve(c, &o, &plan, &e) == -ENOSPC && !plan);
 	CHECK(strstr(e.msg, "slice 2 (L2) fits on no device") &&
-	      strstr(e.msg, "'local'") && strstr(e.msg, "3.5 KiB free"));
+	      strstr(e.msg, "'local'") && strstr(e.msg, "12.3 KiB free"));
 	lm_plan_cost_free(c);
-	/* each slice fits somewhere, but the devices have no link */
-	p->batches[0].slices[2].weight_bytes = 2000;
-	d->dev[0].memory_bytes = d->dev[1].memory_bytes = 6000;
+	/* each slice fits somewhere, but the devices have no link: slices
+	 * 0-1 with the first device's kept requests on one, slice 2 (8000
+	 * bytes of weights) on the other, not all on one */
+	p->batches[0].slices[2].weight_bytes = 8000;
 	CHECK(lm_plan_cost_create(d, p, 1, 0, &c, &e) == 0);
 	CHECK(lm_solve(c, &o, &plan, &e) == -ENOSPC);
 	CHECK(strstr(e.msg, "no placement fits") && strstr(e.msg, "link"));
@@ -945,29 +995,53 @@ TEST(plan_json_round_trip)
 		      q->stages[i].cores == p->stages[i].cores);
 		CHECK(close_to(q->stages[i].time_us, p->stages[i].time_us) &&
 		      q->stages[i].xfer == p->stages[i].xfer);
+		/* what laminad is told to allocate survives the file */
+		CHECK(q->stages[i].in_bundles == p->stages[i].in_bundles &&
+		      q->stages[i].out_bundles == p->stages[i].out_bundles &&
+		      q->stages[i].answers_bundles ==
+			      p->stages[i].answers_bundles &&
+		      close_to(q->stages[i].ring_bytes,
+			       p->stages[i].ring_bytes) &&
+		      close_to(q->stages[i].weight_bytes,
+			       p->stages[i].weight_bytes));
 	}
 	CHECK(close_to(q->latency_us, p->latency_us) &&
 	      close_to(q->throughput_rps, p->throughput_rps));
 	/* the checks on reading: a device holding two runs */
 	lm_plan_free(q);
 	q = NULL;
-	write_file(path, "{\"format\": \"lamina-plan\", \"version\": 1, "
+#define STAGE(dev, a, b)                                                   \
+	"{\"device\": \"" dev "\", \"slices\": [" #a ", " #b "], "            \
+	"\"cores\": 1, \"weight_bytes\": 1, \"arena_bytes\": 1, "          \
+	"\"ring_bytes\": 1, \"in_bundles\": 5, \"out_bundles\": 5, "       \
+	"\"answers_bundles\": 0}"
+	write_file(path, "{\"format\": \"lamina-plan\", \"version\": 2, "
 			 "\"objective\": \"latency\", \"batch\": 1, "
 			 "\"slices\": 3, \"devices\": [{\"name\": \"a\", "
 			 "\"cores\": 2, \"memory_bytes\": 1}, {\"name\": \"b\", "
 			 "\"cores\": 1, \"memory_bytes\": 1}], \"stages\": ["
-			 "{\"device\": \"a\", \"slices\": [0, 0], \"cores\": 1},"
-			 "{\"device\": \"b\", \"slices\": [1, 1], \"cores\": 1},"
-			 "{\"device\": \"a\", \"slices\": [2, 2], \"cores\": 1}]}");
+			 STAGE("a", 0, 0) "," STAGE("b", 1, 1) ","
+			 STAGE("a", 2, 2) "]}");
 	CHECK(lm_plan_load(path, &q, &e) == -EINVAL &&
 	      strstr(e.msg, "earlier run"));
-	write_file(path, "{\"format\": \"lamina-plan\", \"version\": 1, "
+	write_file(path, "{\"format\": \"lamina-plan\", \"version\": 2, "
 			 "\"objective\": \"latency\", \"batch\": 1, "
 			 "\"slices\": 3, \"devices\": [{\"name\": \"a\", "
 			 "\"cores\": 2, \"memory_bytes\": 1}], \"stages\": ["
-			 "{\"device\": \"a\", \"slices\": [0, 1], \"cores\": 1}]}");
+			 STAGE("a", 0, 1) "]}");
 	CHECK(lm_plan_load(path, &q, &e) == -EINVAL &&
 	      strstr(e.msg, "end at slice 1 of 3"));
+	/* a plan without the memory of its stages (version 1) */
+	write_file(path, "{\"format\": \"lamina-plan\", \"version\": 1, "
+			 "\"objective\": \"latency\", \"batch\": 1, "
+			 "\"slices\": 1, \"devices\": [{\"name\": \"a\", "
+			 "\"cores\": 2, \"memory_bytes\": 1}], \"stages\": ["
+			 "{\"device\": \"a\", \"slices\": [0, 0], "
+			 "\"cores\": 1}]}");
+	CHECK(lm_plan_load(path, &q, &e) == -EINVAL &&
+	      strstr(e.msg, "plan version 1") &&
+	      strstr(e.msg, "lamina plan` again"));
+#undef STAGE
 	lm_plan_free(p);
 	inst_free(&in);
 }

@@ -26,21 +26,34 @@
  * - Transfers between consecutive stages: on one device a ring handoff
  *   (profile's handoff_us, latency and occupancy); between devices the
  *   link's latency plus bytes / bandwidth.  A missing link means the two
- *   devices cannot talk.  For throughput a link is busy only for bytes /
- *   bandwidth per batch: its latency overlaps the next batch (the rings
- *   keep LM_PLAN_RING_DEPTH bundles in flight).
- * - Memory of a stage [a, b] with r replicas:
- *     r x (weights + arenas of a..b + every bundle it reads, passes
- *          between its slices or writes: cut bytes of boundaries a..b+1)
- *     + LM_PLAN_RING_DEPTH x its input bundle (the ring it polls)
- *   and the last stage of a device's run adds LM_PLAN_RING_DEPTH x its
- *   output bundle (the transmit queue to the next device, or the egress).
- *   Each replica has its own session, so weights are counted per replica.
- *   A device's stages must fit memory_bytes x (1 - headroom).
+ *   devices cannot talk.  For throughput a link is busy for bytes /
+ *   bandwidth per batch, and at least for (latency + that) /
+ *   LM_PLAN_RING_DEPTH: its latency overlaps the next batches only as far
+ *   as the LM_PLAN_RING_DEPTH bundles queued on each edge reach.
+ * - Memory is what laminad allocates, and the plan states it: weights and
+ *   an arena per replica (each replica has its own session), and a pool of
+ *   bundles per edge.  Edge k's pool holds LM_PLAN_RING_DEPTH bundles plus
+ *   one per replica of the stages at its ends on that device
+ *   (lm_plan_edge_bundles); an edge between devices has a pool on each.
+ *   Charged per stage [a, b] with r replicas:
+ *     r x (weights + arenas of a..b + cut bytes of its inner cuts, which
+ *          its joined session holds in its arena)
+ *     + r x (bundle at a + bundle at b+1: what each replica holds while
+ *            it runs) + LM_PLAN_RING_DEPTH x bundle at a (its queue)
+ *   and the last stage of a device's run adds LM_PLAN_RING_DEPTH x the
+ *   bundle after it (the queue to the next device, or to the egress).  In
+ *   a plan over several devices the first device, the ingress, also holds
+ *   the answers' queue (LM_PLAN_RING_DEPTH bundles) and the copies of
+ *   LM_PLAN_KEEP requests kept until answered.  Bundle bytes are the
+ *   profile's (header and alignment included).  A device's stages must fit
+ *   memory_bytes x (1 - headroom).
  * - Latency of a plan: one batch end to end, the sum of stage times and
  *   transfers (moving the model's input in and its output out is not
  *   counted).  Period: the largest of stage time / r and transfer
- *   occupancies; throughput = batch / period requests per second.
+ *   occupancies; throughput = batch / period samples (inferences) per
+ *   second.  Over several devices the ingress keeps at most LM_PLAN_KEEP
+ *   requests in flight, so a plan whose latency exceeds LM_PLAN_KEEP
+ *   periods runs slower than predicted (`lamina plan` says so).
  * - Objectives: latency (lowest latency; among those, the highest
  *   throughput); throughput (highest throughput; among those, the lowest
  *   latency); throughput within a latency budget; all with an optional cap
@@ -58,8 +71,29 @@
 extern "C" {
 #endif
 
-/** Bundles queued on each ring (and on each transmit queue). */
+/** Bundles queued on each edge beyond those its stages' replicas hold. */
 #define LM_PLAN_RING_DEPTH 4
+
+/** Requests the ingress of a plan over several devices keeps (a copy of
+ *  each) until answered: at most this many are in flight. */
+#define LM_PLAN_KEEP (4 * LM_PLAN_RING_DEPTH)
+
+/** Bytes a bundle takes beyond its tensors when a profile does not say
+ *  (profiles written before bundle_bytes): header, pool header and one
+ *  tensor's alignment. */
+#define LM_PLAN_BUNDLE_OVERHEAD 192
+
+/**
+ * Bundles in the pool of an edge on one device: the queue plus one per
+ * replica of the stages at its ends there (prod and cons replicas; 0 for
+ * an end on another device, or the ingress, egress or network).  The one
+ * place this is decided: the plan states the result per stage, laminad
+ * allocates exactly it.
+ */
+static inline int lm_plan_edge_bundles(int prod, int cons)
+{
+	return LM_PLAN_RING_DEPTH + prod + cons;
+}
 
 /** Longest device name, address or slice label, with its NUL. */
 #define LM_NAME_MAX 64
@@ -148,6 +182,9 @@ typedef struct lm_profile_batch {
 	double handoff_us;  /**< one bundle through a ring on one device */
 	lm_profile_slice *slices; /**< n_slices */
 	double *cut_bytes;  /**< n_slices - 1: crossing the cut after slice i */
+	/** n_slices + 1: one bundle at boundary k (0: the input, n: the
+	 *  output) as laminad allocates it; < 0 when not measured */
+	double *bundle_bytes;
 } lm_profile_batch;
 
 typedef struct lm_profile {
@@ -192,7 +229,10 @@ int lm_profile_find_batch(const lm_profile *p, int batch);
  *                 "slices": [{"index", "label", "weight_bytes",
  *                             "arena_bytes", "output_bytes",
  *                             "time_us": {DEVICE: t}}],
- *                 "cut_bytes": [N - 1 numbers]}]}
+ *                 "cut_bytes": [N - 1 numbers],
+ *                 "bundle_bytes": [N + 1 numbers]?}]}
+ * (bundle_bytes: one bundle at each boundary as laminad allocates it;
+ * older profiles lack it and get LM_PLAN_BUNDLE_OVERHEAD on the bytes)
  * Every listed device has a time for every slice of every batch.
  * @return 0; -ENOENT/-EACCES; -EINVAL naming the file and the field.
  */
@@ -248,7 +288,14 @@ typedef struct lm_plan_stage {
 	/* predictions (lm_plan_evaluate) */
 	double time_us;      /**< one batch through one replica */
 	double period_us;    /**< time_us / cores */
-	double memory_bytes; /**< on its device, rings included */
+	double memory_bytes; /**< charged to its device (see the top) */
+	/* what laminad allocates when it loads the stage: weights and arenas
+	 * of its replicas, and the pools of the edges it makes (its input
+	 * edge, its output edge when that leaves the device or is the
+	 * egress, and at stage 0 of a plan over several devices the answers'
+	 * edge) with in_bundles, out_bundles, answers_bundles bundles */
+	double weight_bytes, arena_bytes, ring_bytes;
+	int in_bundles, out_bundles, answers_bundles;
 	double in_bytes, out_bytes; /**< bundles received and handed on */
 	lm_xfer_kind xfer;
 	double xfer_us;           /**< to the next stage */
@@ -272,6 +319,7 @@ typedef struct lm_plan {
 	int *cores_used;      /**< per device */
 	int bottleneck;       /**< stage whose period or transfer sets period */
 	int bottleneck_xfer;  /**< 1: the transfer after that stage */
+	int keep;             /**< requests the ingress keeps; 0: one device */
 	/* how it was found (lm_solve) */
 	int exact;            /**< 1: optimal for the model */
 	double bound;         /**< best possible objective value: latency_us
@@ -292,11 +340,13 @@ void lm_plan_free(lm_plan *p);
  * Write plan.json:
  *   {"format": "lamina-plan", "version": 1, "model"?, "objective", "batch",
  *    "latency_budget_us"?, "max_stages"?, "headroom_pct", "slices",
- *    "ring_depth", "devices": [{"name", "address", "numa_node", "cores",
- *    "memory_bytes", "cores_used", "memory_used_bytes",
+ *    "ring_depth", "keep", "devices": [{"name", "address", "numa_node",
+ *    "cores", "memory_bytes", "cores_used", "memory_used_bytes",
  *    "memory_limit_bytes"}],
  *    "stages": [{"device", "slices": [first, last], "cores",
  *                "predicted_us", "period_us", "memory_bytes",
+ *                "weight_bytes", "arena_bytes", "ring_bytes",
+ *                "in_bundles", "out_bundles", "answers_bundles",
  *                "input_bytes", "output_bytes",
  *                "next": {"kind": "ring"|"link", "latency_us",
  *                         "occupancy_us"}}],
@@ -355,8 +405,15 @@ double lm_plan_cost_boundary_bytes(const lm_plan_cost *c, int k);
 double lm_plan_cost_stage_memory(const lm_plan_cost *c, int first, int last,
 				 int r);
 
-/** Memory the last stage of a device's run adds after slice last. */
-double lm_plan_cost_run_end(const lm_plan_cost *c, int last);
+/**
+ * Memory the last stage of a device's run [first, last] adds: the queue
+ * after it, and for the first run of a plan over several devices
+ * (first == 0, last < n - 1) the answers' queue and the kept requests.
+ */
+double lm_plan_cost_run_end(const lm_plan_cost *c, int first, int last);
+
+/** One bundle at boundary k, as laminad allocates it. */
+double lm_plan_cost_bundle_bytes(const lm_plan_cost *c, int k);
 
 /** memory_bytes x (1 - headroom) of device dev. */
 double lm_plan_cost_memory_limit(const lm_plan_cost *c, int dev);

@@ -132,6 +132,25 @@ int lm_manifest_slice_path(const lm_manifest *m, int i, char *buf,
 int lm_manifest_cut(const lm_manifest *m, int k, const lm_mtensor ***out,
 		    int *n, lm_error *e);
 
+/*
+ * The dataplane's bundle, the unit tensors cross an edge in: a header of
+ * LM_BUNDLE_HEAD bytes, then each tensor of the cut at an offset aligned
+ * to LM_BUNDLE_ALIGN, its leading dim the batch; a pool adds
+ * LM_BUNDLE_POOL_HEAD bytes per bundle.  laminad lays bundles out so
+ * (dataplane/bundle.h checks the header) and `lamina bench` records these
+ * sizes in the profile, so the planner charges what laminad allocates.
+ */
+#define LM_BUNDLE_HEAD 64
+#define LM_BUNDLE_ALIGN 64
+#define LM_BUNDLE_POOL_HEAD 64
+
+/**
+ * Bytes one bundle of cut k takes in laminad's pool at batch `batch`:
+ * LM_BUNDLE_POOL_HEAD + LM_BUNDLE_HEAD + each tensor rounded up to
+ * LM_BUNDLE_ALIGN.  0 when k is out of range or a size overflows.
+ */
+size_t lm_manifest_bundle_bytes(const lm_manifest *m, int k, int64_t batch);
+
 /** Index of the model input called name, or -1. */
 int lm_manifest_input(const lm_manifest *m, const char *name);
 
