@@ -48,15 +48,14 @@ void cli_named_free(cli_named_file *f, int n)
 int cli_resolve(const char *cmd, const char *const *names, int n,
 		const cli_named_file *f, const char *what)
 {
+	char list[512] = "";
+	size_t off = 0;
+	for (int i = 0; i < n && off < sizeof(list); i++)
+		off += (size_t)snprintf(list + off, sizeof(list) - off,
+					"%s'%s'", i ? ", " : "", names[i]);
 	if (!f->name) {
 		if (n == 1)
 			return 0;
-		char list[512] = "";
-		size_t off = 0;
-		for (int i = 0; i < n && off < sizeof(list); i++)
-			off += (size_t)snprintf(list + off, sizeof(list) - off,
-						"%s%s", i ? ", " : "",
-						names[i]);
 		cli_errorf(cmd, "the model has %d %ss (%s): name them, as "
 			   "--%s NAME=%s", n, what, list, what, f->path);
 		return -1;
@@ -64,7 +63,9 @@ int cli_resolve(const char *cmd, const char *const *names, int n,
 	for (int i = 0; i < n; i++)
 		if (!strcmp(names[i], f->name))
 			return i;
-	cli_errorf(cmd, "the model has no %s '%s'", what, f->name);
+	cli_errorf(cmd, "the model has no %s '%s'; its %s%s %s: %s", what,
+		   f->name, what, n == 1 ? "" : "s", n == 1 ? "is" : "are",
+		   list);
 	return -1;
 }
 

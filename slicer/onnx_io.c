@@ -920,6 +920,7 @@ int lm_onnx_prepare(lm_onnx_model *m, const lm_input_shape *shapes,
 		for (int i = 0; i < val->rank; i++)
 			val->dims[i] = shapes[s].dims[i];
 	}
+	const lm_value *first = NULL; /* the first input given dims of 1 */
 	for (int i = 0; i < g->n_inputs; i++) {
 		lm_value *v = &g->values[g->inputs[i]];
 		if (v->rank < 0)
@@ -930,14 +931,28 @@ int lm_onnx_prepare(lm_onnx_model *m, const lm_input_shape *shapes,
 			if (v->dims[d] < 0) {
 				v->dims[d] = 1;
 				nd++;
+				first = first ? first : v;
 			}
 	}
 	if (defaulted)
 		*defaulted = nd;
 	rc = lm_graph_fold_constants(g, e);
-	if (rc < 0)
-		return lm_fail_prefix(e, rc, "%s", m->path);
-	rc = lm_graph_infer_shapes(g, e);
+	if (rc >= 0)
+		rc = lm_graph_infer_shapes(g, e);
+	if (rc < 0 && first && e) {
+		/* the error may well come from the assumed dims: say so */
+		char shape[96];
+		lm_fail_prefix(e, rc, "%s", m->path);
+		size_t len = strlen(e->msg);
+		snprintf(e->msg + len, sizeof(e->msg) - len,
+			 " (its symbolic input dims were taken as 1, input "
+			 "'%s' as %s: give the real shape with --input-shape "
+			 "%s=D0,D1,...)", first->name,
+			 lm_shape_str(first->rank, first->dims, shape,
+				      sizeof(shape)),
+			 first->name);
+		return rc;
+	}
 	if (rc < 0)
 		return lm_fail_prefix(e, rc, "%s", m->path);
 	return 0;

@@ -1260,11 +1260,12 @@ def test_errors():
     # names that are not the model's
     expect_error(lamina("run", model, *good_args, "--output",
                         f"ghost={out}"), "unknown output name",
-                 needles=("ghost",))
+                 needles=("ghost", "its output is: 'y'"))
     f = os.path.join(work, "good.npy")
     np.save(f, r.f(1, 3, 8, 8))
     expect_error(lamina("run", model, "--input", f"ghost={f}"),
-                 "unknown input name", needles=("ghost",))
+                 "unknown input name", needles=("ghost",
+                                                "its input is: 'image'"))
     # a missing --input
     expect_error(lamina("run", model, "--output", out), "missing --input",
                  any_of=("image", "--input"))

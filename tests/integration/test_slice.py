@@ -282,6 +282,27 @@ def test_errors():
         else:
             expect_error(path, "'mystery'", "custom_undeclared.lam")
 
+    # symbolic spatial dims taken as 1 make the convolution impossible:
+    # the error says what was assumed and how to give the real shape
+    w = helper.make_tensor("w", TensorProto.FLOAT, [8, 3, 3, 3],
+                           [0.1] * 216)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                      [1, 3, "h", "w"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    g = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"],
+                                            kernel_shape=[3, 3])],
+                          "symbolic_hw", [x], [y], [w])
+    path = fresh("errors/symbolic_hw.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[
+        helper.make_opsetid("", 13)]), path)
+    expect_error(path, "symbolic input dims were taken as 1, input 'x' "
+                 "as 1x3x1x1: give the real shape with --input-shape x=",
+                 "symbolic_hw.lam")
+    p = run("slice", path, "-o", fresh("errors/symbolic_hw_ok.lam"),
+            "--input-shape", "x=1,3,16,16", ok=False)
+    check(p.returncode == 0, f"... and slices with --input-shape: "
+          f"{p.stderr!r}")
+
 
 def test_cli():
     p = run("--help")
