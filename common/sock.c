@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -76,6 +77,36 @@ int lm_sock_connect(const char *host, uint16_t port, int timeout_ms, int *out,
 			       port, rc == -ETIMEDOUT ? "timed out"
 						     : strerror(-rc));
 	return 0;
+}
+
+int lm_sock_accept(int lfd)
+{
+	static int spare = -2;
+	if (spare == -2)
+		spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd >= 0)
+		return fd;
+	if (errno == EWOULDBLOCK)
+		return -EAGAIN;
+	if ((errno == EMFILE || errno == ENFILE) && spare >= 0) {
+		close(spare);
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+		spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		return -EMFILE;
+	}
+	return -errno;
+}
+
+void lm_sock_raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 int lm_sock_read(int fd, void *buf, size_t n, int timeout_ms,

@@ -7,7 +7,11 @@
  * asks `laminad --cleanup`, which knows what its state file means and
  * acts only when no laminad of that file runs.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -99,8 +103,10 @@ int lm_agent_spawn(const lm_agent_spawn_opts *o, int *pid, lm_error *e)
 	argv[n++] = o->name;
 	argv[n++] = "--state-dir";
 	argv[n++] = o->state_dir;
-	/* we detach it ourselves, and its stderr is the log */
+	/* we detach it ourselves, and its stderr is the log; lamina stops
+	 * it when no deployment uses it */
 	argv[n++] = "--foreground";
+	argv[n++] = "--managed";
 	if (o->poll) {
 		argv[n++] = "--poll";
 		argv[n++] = o->poll;
@@ -327,6 +333,47 @@ int lm_agent_wait_exit(int pid, double timeout_s)
 			return -ETIMEDOUT;
 		sleep_ms(20);
 	}
+}
+
+int lm_agent_is_local(const char *host)
+{
+	struct in_addr v4;
+	struct in6_addr v6;
+	if (inet_pton(AF_INET, host, &v4) == 1 &&
+	    (ntohl(v4.s_addr) >> 24) == 127)
+		return 1;
+	if (inet_pton(AF_INET6, host, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6))
+		return 1;
+	struct ifaddrs *ifs, *i;
+	int found = 0;
+	if (getifaddrs(&ifs))
+		return 0;
+	for (i = ifs; i && !found; i = i->ifa_next) {
+		char buf[LM_ADDR_MAX];
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+				     i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		socklen_t sl = i->ifa_addr->sa_family == AF_INET
+				       ? sizeof(struct sockaddr_in)
+				       : sizeof(struct sockaddr_in6);
+		if (!getnameinfo(i->ifa_addr, sl, buf, sizeof(buf), NULL, 0,
+				 NI_NUMERICHOST))
+			found = !strcmp(buf, host);
+	}
+	freeifaddrs(ifs);
+	return found;
+}
+
+int lm_agent_up(const lm_rec_laminad *ld)
+{
+	Lamina__Reply *rep = NULL;
+	lm_error ignore;
+	if (lm_agent_is_local(ld->host) && ld->pid)
+		return lm_agent_alive(ld->pid);
+	if (lm_agent_describe(ld->host, ld->control_port, 1000, &rep, &ignore))
+		return 0;
+	lamina__reply__free_unpacked(rep, NULL);
+	return 1;
 }
 
 int lm_agent_cleanup(const char *state_dir, int port, int pid,

@@ -79,6 +79,16 @@ int lm_agent_describe(const char *host, int port, int timeout_ms,
 int lm_agent_simple(const char *host, int port, int body,
 		    const char *deployment, lm_error *e);
 
+/** 1 when numeric address host is this machine: loopback or one of its
+ *  interfaces' addresses. */
+int lm_agent_is_local(const char *host);
+
+/**
+ * Whether the laminad of a record still runs: on this host its pid must
+ * be a running laminad; elsewhere it must answer describe.  0 or 1.
+ */
+int lm_agent_up(const lm_rec_laminad *ld);
+
 /** 1 when pid runs (not a zombie) and is a laminad. */
 int lm_agent_alive(int pid);
 

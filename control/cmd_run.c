@@ -214,12 +214,14 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	if (a.batch && lm_graph_check_batch(g, a.batch, &e)) {
+		lm_fail_prefix(&e, -EINVAL, "%s", a.model);
 		cli_error("run", &e);
 		goto out;
 	}
 	lm_session_options so = { .threads = a.threads,
 				  .profile = a.profile };
 	if (lm_session_create(g, &so, &s, &e)) {
+		lm_fail_prefix(&e, -EINVAL, "%s", a.model);
 		cli_error("run", &e);
 		goto out;
 	}

@@ -142,9 +142,11 @@ static int load_and_plan(const char *cmd, const struct slice_args *a,
 	int defaulted = 0;
 	*m = NULL;
 	*s = NULL;
+	int rc = 0;
 	if (lm_onnx_load(a->model, m, &e) ||
 	    lm_onnx_prepare(*m, a->shapes, a->n_shapes, &defaulted, &e) ||
-	    lm_slice_plan(lm_onnx_graph(*m), &a->opt, s, &e)) {
+	    ((rc = lm_slice_plan(lm_onnx_graph(*m), &a->opt, s, &e)) &&
+	     lm_fail_prefix(&e, rc, "%s", a->model))) {
 		lm_onnx_free(*m);
 		*m = NULL;
 		return cli_error(cmd, &e);

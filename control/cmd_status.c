@@ -23,7 +23,9 @@ static const char status_help[] =
 	"Show deployment ID: its stages, their cores, requests per second over\n"
 	"its uptime, queue depths and latency percentiles (p50, p90, p99 of\n"
 	"the end-to-end time at the ingress and of each stage's run time).\n"
-	"Without ID, list the deployments recorded in the state folder.\n"
+	"Without ID, list the deployments recorded in the state folder, each\n"
+	"running, down (a laminad of it is gone: 'lamina teardown ID' cleans\n"
+	"up), or as far as deploy or teardown got.\n"
 	"\n"
 	"options:\n"
 	"  -j, --json            print JSON instead of a table\n"
@@ -114,15 +116,22 @@ static int list_deployments(const char *state, int as_json)
 			fprintf(stderr, "lamina status: %s\n", e.msg);
 			continue;
 		}
+		/* a record says what was done; whether it still runs is
+		 * the laminads' to say */
+		const char *status = r->status;
+		for (int l = 0; !strcmp(r->status, "running") &&
+				l < r->n_laminads; l++)
+			if (!lm_agent_up(&r->laminads[l]))
+				status = "down";
 		if (as_json)
 			json_array_append_new(arr, json_pack(
 				"{s:s, s:s, s:s, s:s, s:i, s:i}", "id", r->id,
-				"status", r->status, "created", r->created,
+				"status", status, "created", r->created,
 				"plan", r->plan, "batch", r->batch, "stages",
 				r->n_stages));
 		else
 			printf("%s  %-12s %s  %d stage%s at batch %d  %s\n",
-			       r->id, r->status, r->created, r->n_stages,
+			       r->id, status, r->created, r->n_stages,
 			       r->n_stages == 1 ? "" : "s", r->batch, r->plan);
 		lm_record_free(r);
 	}

@@ -36,6 +36,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -96,37 +98,6 @@ static int parse_address(const lm_device *d, char *host, size_t len,
 		return lm_fail(e, -EINVAL, "device '%s': address '%s': %s",
 			       d->name, name, gai_strerror(g));
 	return 0;
-}
-
-/* 1 when numeric address host is this machine: loopback or one of its
- * interfaces' addresses. */
-static int is_local(const char *host)
-{
-	struct in_addr v4;
-	struct in6_addr v6;
-	if (inet_pton(AF_INET, host, &v4) == 1 &&
-	    (ntohl(v4.s_addr) >> 24) == 127)
-		return 1;
-	if (inet_pton(AF_INET6, host, &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6))
-		return 1;
-	struct ifaddrs *ifs, *i;
-	int found = 0;
-	if (getifaddrs(&ifs))
-		return 0;
-	for (i = ifs; i && !found; i = i->ifa_next) {
-		char buf[LM_ADDR_MAX];
-		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
-				     i->ifa_addr->sa_family != AF_INET6))
-			continue;
-		socklen_t sl = i->ifa_addr->sa_family == AF_INET
-				       ? sizeof(struct sockaddr_in)
-				       : sizeof(struct sockaddr_in6);
-		if (!getnameinfo(i->ifa_addr, sl, buf, sizeof(buf), NULL, 0,
-				 NI_NUMERICHOST))
-			found = !strcmp(buf, host);
-	}
-	freeifaddrs(ifs);
-	return found;
 }
 
 /* ---- deploy ---- */
@@ -191,9 +162,46 @@ static int map_plan(const lm_plan *p, lm_record *r, lm_error *e)
 	return 0;
 }
 
-/* Make sure laminad l of r answers: found running, or started by us. */
+/*
+ * The state folder's lock (flock on the folder itself: no file to leave
+ * behind).  Held while a laminad is found or started, and while teardown
+ * decides to stop one and stops it, so that two lamina processes never
+ * start two laminads on one port, nor does one stop a laminad another is
+ * just taking into use.  -errno (-EINTR on a signal) or an fd to close.
+ */
+static int state_lock(const char *state_dir, lm_error *e)
+{
+	int fd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return lm_fail(e, -errno, "%s: %s", state_dir, strerror(errno));
+	if (flock(fd, LOCK_EX) != 0) {
+		int rc = -errno;
+		close(fd);
+		return lm_fail(e, rc, rc == -EINTR ? "interrupted"
+			       : "cannot lock %s: %s", state_dir,
+			       strerror(-rc));
+	}
+	return fd;
+}
+
+static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
+			 const lm_device *dev, lm_error *e);
+
 static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
 		    const lm_device *dev, lm_error *e)
+{
+	int lock = state_lock(o->state_dir, e);
+	if (lock < 0)
+		return lock;
+	int rc = find_or_start(o, r, l, dev, e);
+	close(lock);
+	return rc;
+}
+
+/* Make sure laminad l of r answers: found running, or started by us (the
+ * state folder is locked). */
+static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
+			 const lm_device *dev, lm_error *e)
 {
 	lm_rec_laminad *ld = &r->laminads[l];
 	Lamina__Reply *rep = NULL;
@@ -210,7 +218,7 @@ static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
 		lamina__reply__free_unpacked(rep, NULL);
 		return lm_record_save(r, e);
 	}
-	if (!is_local(ld->host))
+	if (!lm_agent_is_local(ld->host))
 		return lm_fail(e, rc, "device '%s' is not on this host and no "
 			       "laminad answers at %s:%d (%s); lamina starts "
 			       "laminads on this host only: start one there "
@@ -282,8 +290,8 @@ static int taken_here(const lm_record *r, int l, uint32_t c)
 {
 	for (int i = 0; i < r->n_stages; i++) {
 		const lm_rec_stage *st = &r->stages[i];
-		if (st->laminad >= l || !is_local(r->laminads[st->laminad].host)
-		    || !is_local(r->laminads[l].host))
+		if (st->laminad >= l || !lm_agent_is_local(r->laminads[st->laminad].host)
+		    || !lm_agent_is_local(r->laminads[l].host))
 			continue;
 		for (int k = 0; k < st->n_cores; k++)
 			if ((uint32_t)st->cores[k] == c)
@@ -358,7 +366,7 @@ out:
  * goes over a memif pair. */
 static int same_host(const lm_record *r, int a, int b)
 {
-	return is_local(r->laminads[a].host) && is_local(r->laminads[b].host);
+	return lm_agent_is_local(r->laminads[a].host) && lm_agent_is_local(r->laminads[b].host);
 }
 
 /* A laminad's port to other laminads, from Describe. */
@@ -646,99 +654,38 @@ out:
 
 /* ---- teardown ---- */
 
-/* Other deployments that use laminad ld: those it names, and records in
- * the state folder that point at it (one may be deploying right now).
- * Returns how many; the first recorded one (if any) in heir. */
-static int other_users(const lm_record *r, const lm_rec_laminad *ld,
-		       const char *state_dir, char *heir, size_t len)
+/* Records in the state folder, other than r's, that use laminad ld: one
+ * deploying or running, or one tearing down that still has stages there
+ * (one whose stages left it is no user); the first one's id in who. */
+static int recorded_users(const lm_record *r, const lm_rec_laminad *ld,
+			  const char *state_dir, char *who, size_t len)
 {
-	Lamina__Reply *rep = NULL;
 	char (*ids)[LM_REC_ID_MAX] = NULL;
 	lm_error ignore;
 	int n_ids = 0, users = 0;
-	heir[0] = '\0';
-	if (!lm_agent_describe(ld->host, ld->control_port, LM_AGENT_QUICK_MS,
-			       &rep, &ignore)) {
-		for (size_t i = 0; i < rep->describe->n_deployments; i++)
-			users += strcmp(rep->describe->deployments[i], r->id) != 0;
-		lamina__reply__free_unpacked(rep, NULL);
-	}
+	who[0] = '\0';
 	lm_record_list(state_dir, &ids, &n_ids, &ignore);
 	for (int i = 0; i < n_ids; i++) {
 		lm_record *o = NULL;
 		if (!strcmp(ids[i], r->id) ||
 		    lm_record_load(state_dir, ids[i], &o, &ignore))
 			continue;
-		for (int l = 0; l < o->n_laminads; l++)
-			if (!strcmp(o->laminads[l].host, ld->host) &&
-			    o->laminads[l].control_port == ld->control_port) {
-				if (!heir[0]) {
-					snprintf(heir, len, "%s", o->id);
-					users += users == 0;
-				}
-				break;
-			}
+		for (int l = 0; l < o->n_laminads; l++) {
+			if (strcmp(o->laminads[l].host, ld->host) ||
+			    o->laminads[l].control_port != ld->control_port)
+				continue;
+			int uses = strcmp(o->status, "tearing-down") != 0;
+			for (int k = 0; k < o->n_stages && !uses; k++)
+				uses = o->stages[k].laminad == l &&
+				       o->stages[k].status != LM_STAGE_PLANNED;
+			if (uses && !users++)
+				snprintf(who, len, "%s", o->id);
+			break;
+		}
 		lm_record_free(o);
 	}
 	free(ids);
 	return users;
-}
-
-/* Hand laminad ld (ours to stop) to deployment heir, which uses it too. */
-static int hand_over(const lm_rec_laminad *ld, const char *state_dir,
-		     const char *heir, lm_error *e)
-{
-	lm_record *o = NULL;
-	int rc = lm_record_load(state_dir, heir, &o, e);
-	if (rc)
-		return rc;
-	for (int l = 0; l < o->n_laminads; l++) {
-		lm_rec_laminad *ol = &o->laminads[l];
-		if (!strcmp(ol->host, ld->host) &&
-		    ol->control_port == ld->control_port) {
-			ol->started = 1;
-			ol->pid = ld->pid;
-		}
-	}
-	rc = lm_record_save(o, e);
-	lm_record_free(o);
-	return rc;
-}
-
-/* Stop laminad ld, which this deployment started. */
-static int stop_laminad(lm_record *r, lm_rec_laminad *ld, int reachable,
-			const char *state_dir, int progress, lm_error *e)
-{
-	char heir[LM_REC_ID_MAX];
-	/* another deployment's record keeps it alive whether or not it
-	 * answers now (one that does not may only be busy or locked out) */
-	if (other_users(r, ld, state_dir, heir, sizeof(heir))) {
-		if (heir[0]) {
-			say(progress, "laminad pid %d stays: %s uses it and "
-			    "stops it when torn down", ld->pid, heir);
-			return hand_over(ld, state_dir, heir, e);
-		}
-		say(progress, "laminad pid %d stays: another deployment uses "
-		    "it", ld->pid);
-		return 0;
-	}
-	if (reachable) {
-		lm_error ignore;
-		say(progress, "stopping laminad pid %d", ld->pid);
-		/* the answer may be lost as it exits: the exit is what counts */
-		lm_agent_simple(ld->host, ld->control_port,
-				LAMINA__REQUEST__BODY_SHUTDOWN, NULL, &ignore);
-		if (lm_agent_wait_exit(ld->pid, 15))
-			say(progress, "laminad pid %d did not stop: killing it",
-			    ld->pid);
-	} else if (ld->pid) {
-		say(progress, "laminad pid %d does not answer: cleaning up "
-		    "after it", ld->pid);
-	}
-	/* after a clean exit there is nothing left; after a crash this
-	 * kills and has laminad give back what its state file says */
-	return lm_agent_cleanup(state_dir, ld->control_port, ld->pid, NULL,
-				e);
 }
 
 /* Whether any stage of r was sent to laminad l. */
@@ -751,35 +698,148 @@ static int sent_any(const lm_record *r, int l)
 	return 0;
 }
 
+/*
+ * After r's stages left laminad ld (which answers): stop it when lamina
+ * started it (it says it is managed) and nothing else uses it: no
+ * deployment loaded in it and no other record naming it.  Under the state
+ * folder's lock, so no deploy takes it into use meanwhile.
+ */
+static int stop_if_unused(const lm_record *r, lm_rec_laminad *ld,
+			  const char *state_dir, int progress, lm_error *e)
+{
+	Lamina__Reply *rep = NULL;
+	char who[LM_REC_ID_MAX];
+	lm_error ignore;
+	int lock = state_lock(state_dir, e), rc = 0;
+	if (lock < 0)
+		return lock;
+	if (lm_agent_describe(ld->host, ld->control_port, LM_AGENT_QUICK_MS,
+			      &rep, &ignore) == 0) {
+		const Lamina__DescribeReply *d = rep->describe;
+		int loaded = 0;
+		for (size_t i = 0; i < d->n_deployments; i++)
+			loaded += strcmp(d->deployments[i], r->id) != 0;
+		int managed = d->managed;
+		int pid = (int)d->pid;
+		lamina__reply__free_unpacked(rep, NULL);
+		if (!managed)
+			goto out; /* someone started it by hand: theirs */
+		if (loaded || recorded_users(r, ld, state_dir, who,
+					     sizeof(who))) {
+			say(progress, "laminad pid %d stays: %s uses it", pid,
+			    loaded ? "another deployment" : who);
+			goto out;
+		}
+		say(progress, "stopping laminad pid %d", pid);
+		/* the answer may be lost as it exits: the exit is what counts */
+		lm_agent_simple(ld->host, ld->control_port,
+				LAMINA__REQUEST__BODY_SHUTDOWN, NULL, &ignore);
+		if (lm_agent_wait_exit(pid, 15))
+			say(progress, "laminad pid %d did not stop: killing it",
+			    pid);
+		if (lm_agent_is_local(ld->host))
+			rc = lm_agent_cleanup(state_dir, ld->control_port, pid,
+					      NULL, e);
+	}
+out:
+	close(lock);
+	return rc;
+}
+
+/*
+ * Laminad ld of r does not answer.  On this host: a process that died is
+ * cleaned up after (`laminad --cleanup`: its stages went with it); one
+ * that runs but does not answer (stopped, hung) is killed and cleaned up
+ * after only when this deployment started it and no other record names
+ * it, and otherwise left, with an error (its stages of r may still be
+ * loaded: a later teardown finishes).  On another host nothing can be
+ * done from here.
+ */
+static int unreachable(const lm_record *r, int l, const char *state_dir,
+		       int progress, lm_error *e)
+{
+	const lm_rec_laminad *ld = &r->laminads[l];
+	char who[LM_REC_ID_MAX];
+	int rc = 0;
+	if (!lm_agent_is_local(ld->host))
+		return sent_any(r, l) && ld->pid
+			       ? lm_fail(e, -EHOSTUNREACH, "laminad at %s:%d "
+					 "does not answer; stages of %s may "
+					 "still be loaded there", ld->host,
+					 ld->control_port, r->id)
+			       : 0;
+	int lock = state_lock(state_dir, e);
+	if (lock < 0)
+		return lock;
+	if (ld->pid && lm_agent_alive(ld->pid)) {
+		if (recorded_users(r, ld, state_dir, who, sizeof(who)) ||
+		    !ld->started)
+			rc = lm_fail(e, -EBUSY, "laminad pid %d at %s:%d runs "
+				     "but does not answer%s%s; stages of %s "
+				     "may still be loaded: run 'lamina "
+				     "teardown %s' again when it answers",
+				     ld->pid, ld->host, ld->control_port,
+				     who[0] ? ", and " : "", who[0] ? who : "",
+				     r->id, r->id);
+		if (!rc) {
+			say(progress, "laminad pid %d does not answer: "
+			    "stopping it", ld->pid);
+			rc = lm_agent_cleanup(state_dir, ld->control_port,
+					      ld->pid, NULL, e);
+		}
+	} else {
+		if (ld->pid)
+			say(progress, "laminad pid %d is gone: cleaning up "
+			    "after it", ld->pid);
+		rc = lm_agent_cleanup(state_dir, ld->control_port, ld->pid,
+				      NULL, e);
+	}
+	close(lock);
+	return rc;
+}
+
 int lm_teardown(lm_record *r, const char *state_dir, int progress,
 		lm_error *e)
 {
 	int first = 0;
 	lm_error err;
+	/* best effort: a full state file system must not stop the undo
+	 * (the record is removed at the end, which needs no room) */
 	snprintf(r->status, sizeof(r->status), "tearing-down");
-	if ((first = lm_record_save(r, &err)))
-		*e = err;
+	lm_record_save(r, &err);
 	for (int l = 0; l < r->n_laminads; l++) {
 		lm_rec_laminad *ld = &r->laminads[l];
-		int rc = lm_agent_simple(ld->host, ld->control_port,
-					 LAMINA__REQUEST__BODY_TEARDOWN, r->id,
-					 &err);
-		int reachable = rc == 0 || rc == -ENOENT;
-		if (reachable) {
-			say(progress, "stages of %s removed from %s:%d", r->id,
-			    ld->host, ld->control_port);
-			rc = 0;
-		} else if (rc == -ECONNREFUSED || ld->started ||
-			   !sent_any(r, l)) {
-			rc = 0; /* gone (its stages with it), or never used */
+		Lamina__Reply *probe = NULL;
+		/* a quick question first: a laminad that does not answer it
+		 * (dead, stopped, cut off) is not waited on for a minute */
+		int rc = lm_agent_describe(ld->host, ld->control_port,
+					   LM_AGENT_QUICK_MS, &probe, &err);
+		if (probe)
+			lamina__reply__free_unpacked(probe, NULL);
+		if (!rc) {
+			rc = lm_agent_simple(ld->host, ld->control_port,
+					     LAMINA__REQUEST__BODY_TEARDOWN,
+					     r->id, &err);
+			if (!rc) {
+				say(progress, "stages of %s removed from "
+				    "%s:%d", r->id, ld->host,
+				    ld->control_port);
+				/* on disk before anyone decides whether the
+				 * laminad is still used */
+				for (int i = 0; i < r->n_stages; i++)
+					if (r->stages[i].laminad == l)
+						r->stages[i].status =
+							LM_STAGE_PLANNED;
+				lm_record_save(r, &err);
+				rc = stop_if_unused(r, ld, state_dir, progress,
+						    &err);
+			} else {
+				lm_fail_prefix(&err, rc, "laminad at %s:%d",
+					       ld->host, ld->control_port);
+			}
 		} else {
-			/* someone else's laminad, there but not answering */
-			lm_fail_prefix(&err, rc, "laminad at %s:%d", ld->host,
-				       ld->control_port);
+			rc = unreachable(r, l, state_dir, progress, &err);
 		}
-		if (!rc && ld->started)
-			rc = stop_laminad(r, ld, reachable, state_dir,
-					  progress, &err);
 		if (rc) {
 			if (!first)
 				*e = err;
@@ -790,6 +850,7 @@ int lm_teardown(lm_record *r, const char *state_dir, int progress,
 			if (r->stages[i].laminad == l)
 				r->stages[i].status = LM_STAGE_PLANNED;
 		ld->started = 0;
+		ld->pid = 0;
 		lm_record_save(r, &err);
 	}
 	if (first)

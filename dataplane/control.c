@@ -12,6 +12,12 @@
  * connection, after its error reply, since the stream cannot be followed
  * past it.  Requests run to completion on the loop: loading a large stage
  * pauses the ingress for as long as it takes.
+ *
+ * No client can lock the port: a connection that has not completed a
+ * message for CTL_IDLE_MS is closed, a new connection to a full table
+ * takes the slot of the one idle longest, and what connections buffer is
+ * bounded, each by one message and all together by CTL_BUDGET (beyond it
+ * the connection that wants more is told and closed).
  */
 #include <errno.h>
 #include <numa.h>
@@ -22,20 +28,25 @@
 #include <unistd.h>
 
 #include <rte_cycles.h>
-#include <rte_ether.h>
 #include <rte_lcore.h>
 
 #include "ctl.h"
+#include "decode.h"
 #include "dp.h"
 #include "lamina/log.h"
+#include "lamina/sock.h"
 #include "stats.h"
 
 #define MAX_CTLS LM_DP_MAX_CTLS
+#define CTL_IDLE_MS 10000	 /* without a complete message */
+#define CTL_BUDGET (64u << 20) /* input buffered by every connection */
+#define CTL_CHUNK 65536	 /* a connection's first buffer */
 
 struct lm_dp_ctl {
 	int fd;
 	uint32_t events;
 	int closing;
+	uint64_t t_active; /* ms: accepted, or last complete message */
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t *out;
@@ -48,25 +59,63 @@ static void ctl_close(struct lm_dp *dp, int slot)
 	if (!c)
 		return;
 	close(c->fd);
+	dp->ctl_buffered -= c->in_cap;
 	free(c->in);
 	free(c->out);
 	free(c);
 	dp->ctls[slot] = NULL;
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The slot of the connection idle the longest, to give to a new one. */
+static int evict_slot(struct lm_dp *dp)
+{
+	int oldest = 0;
+	for (int i = 1; i < MAX_CTLS; i++)
+		if (dp->ctls[i]->t_active < dp->ctls[oldest]->t_active)
+			oldest = i;
+	lm_log("control: every connection is taken; closing the one idle "
+	       "longest (%llu ms)",
+	       (unsigned long long)(now_ms() - dp->ctls[oldest]->t_active));
+	ctl_close(dp, oldest);
+	return oldest;
+}
+
+void lm_dp_control_sweep(struct lm_dp *dp)
+{
+	uint64_t now = now_ms();
+	for (int i = 0; i < MAX_CTLS; i++)
+		if (dp->ctls[i] && now - dp->ctls[i]->t_active > CTL_IDLE_MS) {
+			lm_log("control: connection idle for %u s, closing it",
+			       CTL_IDLE_MS / 1000);
+			ctl_close(dp, i);
+		}
+}
+
 int lm_dp_control_accept(struct lm_dp *dp)
 {
 	for (;;) {
-		int fd = accept4(dp->ctl_fd, NULL, NULL,
-				 SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = lm_sock_accept(dp->ctl_fd);
+		if (fd == -EMFILE) {
+			lm_log("control: out of file descriptors, a connection "
+			       "refused");
+			continue;
+		}
 		if (fd < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? 0
-								       : -errno;
+			return fd == -EAGAIN ? 0 : fd;
 		int slot = -1;
 		for (int i = 0; i < MAX_CTLS && slot < 0; i++)
 			if (!dp->ctls[i])
 				slot = i;
-		struct lm_dp_ctl *c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+		if (slot < 0)
+			slot = evict_slot(dp);
+		struct lm_dp_ctl *c = calloc(1, sizeof(*c));
 		struct epoll_event ev = {
 			.events = EPOLLIN,
 			.data.u64 = LM_DP_EV(LM_DP_EV_CTL, slot),
@@ -79,6 +128,7 @@ int lm_dp_control_accept(struct lm_dp *dp)
 		}
 		c->fd = fd;
 		c->events = EPOLLIN;
+		c->t_active = now_ms();
 		dp->ctls[slot] = c;
 	}
 }
@@ -184,6 +234,7 @@ static int describe(struct lm_dp *dp, Lamina__DescribeReply *r, lm_error *e)
 	r->port_mac = (char *)(mac ? mac : "");
 	r->port_mtu = mtu;
 	lm_dp_memory(&r->heap_bytes, &r->dpdk_bytes);
+	r->managed = dp->cfg.managed;
 	const struct lm_dp_lcores *lc = &dp->lc;
 	r->worker_cores = calloc(lc->n_worker_cpus + 1, sizeof(uint32_t));
 	r->busy_cores = calloc(lc->n_worker_cpus + 1, sizeof(uint32_t));
@@ -236,106 +287,6 @@ static int describe(struct lm_dp *dp, Lamina__DescribeReply *r, lm_error *e)
 nomem:
 	describe_free(r);
 	return lm_fail(e, -ENOMEM, "out of memory");
-}
-
-/* ---- LoadStage: protobuf in, a checked spec out ---- */
-
-static int bundles_ok(uint32_t n)
-{
-	return n >= 1 && n <= LM_DP_MAX_BUNDLES;
-}
-
-/* Decode and check a LoadStage: every field a stage spec holds is
- * validated here, so nothing past this function sees protobuf or an
- * unchecked value. */
-static int decode_load(const Lamina__LoadStageRequest *r,
-		       struct lm_dp_stage_spec *s, lm_error *e)
-{
-	struct rte_ether_addr mac;
-	memset(s, 0, sizeof(*s));
-	if (!lm_dp_id_ok(r->deployment))
-		return lm_fail(e, -EINVAL, "deployment id '%.40s' must be 1 to "
-			       "%d letters, digits, '-', '_' or '.'",
-			       r->deployment ? r->deployment : "",
-			       LM_WIRE_ID_LEN - 1);
-	snprintf(s->deployment, sizeof(s->deployment), "%s", r->deployment);
-	if (r->n_stages < 1 || r->n_stages > LM_DP_MAX_STAGES ||
-	    r->stage >= r->n_stages)
-		return lm_fail(e, -EINVAL, "stage %u of %u: stages must number "
-			       "1 to %d", r->stage, r->n_stages,
-			       LM_DP_MAX_STAGES);
-	s->stage = r->stage;
-	s->n_stages = r->n_stages;
-	if (r->batch < 1 || r->batch > 4096)
-		return lm_fail(e, -EINVAL, "batch %u: must be 1 to 4096",
-			       r->batch);
-	s->batch = r->batch;
-	if (!r->dir || r->dir[0] != '/' || strlen(r->dir) >= sizeof(s->dir))
-		return lm_fail(e, -EINVAL, "slice folder '%.200s' must be an "
-			       "absolute path", r->dir ? r->dir : "");
-	snprintf(s->dir, sizeof(s->dir), "%s", r->dir);
-	if (r->first > r->last)
-		return lm_fail(e, -EINVAL, "slices %u..%u: first is after "
-			       "last", r->first, r->last);
-	s->first = r->first;
-	s->last = r->last;
-	if (r->n_cores > LM_DP_MAX_REPLICAS)
-		return lm_fail(e, -EINVAL, "%zu replicas: at most %d",
-			       r->n_cores, LM_DP_MAX_REPLICAS);
-	s->n_cores = (unsigned)r->n_cores;
-	for (size_t i = 0; i < r->n_cores; i++)
-		s->cores[i] = r->cores[i];
-	/* memory, as the plan charged it */
-	int makes_out = (r->next_mac && r->next_mac[0]) || r->next_memif ||
-			r->stage + 1 == r->n_stages;
-	if (!bundles_ok(r->in_bundles) ||
-	    (makes_out && !bundles_ok(r->out_bundles)) ||
-	    (r->answers_remote && (!bundles_ok(r->answers_bundles) ||
-				   !bundles_ok(r->keep_bundles))))
-		return lm_fail(e, -EINVAL, "stage %u: bundles per edge (in %u, "
-			       "out %u, answers %u, kept %u) must be 1 to %d "
-			       "as the plan charged them", r->stage,
-			       r->in_bundles, r->out_bundles,
-			       r->answers_bundles, r->keep_bundles,
-			       LM_DP_MAX_BUNDLES);
-	s->in_bundles = r->in_bundles;
-	s->out_bundles = r->out_bundles;
-	s->answers_bundles = r->answers_bundles;
-	s->keep_bundles = r->keep_bundles;
-	/* topology */
-	int next_port = r->next_mac && r->next_mac[0];
-	if (next_port && r->next_memif)
-		return lm_fail(e, -EINVAL, "stage %u: its output goes over the "
-			       "port or a memif, not both", r->stage);
-	if ((r->input_memif && !r->input_remote) ||
-	    (r->answers_memif && !r->answers_remote))
-		return lm_fail(e, -EINVAL, "stage %u: a memif for an edge that "
-			       "is not remote", r->stage);
-	if (next_port && (rte_ether_unformat_addr(r->next_mac, &mac) ||
-			  !r->next_ip))
-		return lm_fail(e, -EINVAL, "stage %u: next laminad's port "
-			       "'%.40s' needs a MAC aa:bb:cc:dd:ee:ff and an "
-			       "IPv4 address", r->stage, r->next_mac);
-	if (r->input_remote && r->stage == 0)
-		return lm_fail(e, -EINVAL, "stage 0 takes its input from the "
-			       "ingress, not another laminad");
-	if (r->answers_remote && (r->stage != 0 || r->n_stages < 2))
-		return lm_fail(e, -EINVAL, "stage %u: only stage 0 of several "
-			       "takes answers from another laminad", r->stage);
-	s->next = next_port ? LM_DP_PORT
-		  : r->next_memif ? LM_DP_MEMIF : LM_DP_LOCAL;
-	if (next_port) {
-		memcpy(s->next_mac, mac.addr_bytes, 6);
-		s->next_ip = r->next_ip;
-	}
-	s->input = !r->input_remote ? LM_DP_LOCAL
-		   : r->input_memif ? LM_DP_MEMIF : LM_DP_PORT;
-	s->answers = !r->answers_remote ? LM_DP_LOCAL
-		     : r->answers_memif ? LM_DP_MEMIF : LM_DP_PORT;
-	s->retry_ms = r->retry_ms;
-	s->max_retries = r->max_retries;
-	s->period_us = r->period_us;
-	return 0;
 }
 
 /* ---- stats: a plain struct out as a StatsReply ---- */
@@ -467,7 +418,7 @@ static int load_stage(struct lm_dp *dp, const Lamina__LoadStageRequest *q,
 {
 	struct lm_dp_stage_spec spec;
 	struct lm_dp_loaded got;
-	int rc = decode_load(q, &spec, e);
+	int rc = lm_dp_spec_decode(q, &spec, e);
 	if (rc || (rc = lm_dp_load(dp, &spec, &got, e)))
 		return rc;
 	memcpy(cores, got.cores, sizeof(got.cores));
@@ -598,9 +549,47 @@ static void ctl_parse(struct lm_dp *dp, struct lm_dp_ctl *c)
 			handle(dp, c, q);
 		lamina__request__free_unpacked(q, NULL);
 		off += 4 + n;
+		c->t_active = now_ms();
 	}
 	memmove(c->in, c->in + off, c->in_len - off);
 	c->in_len -= off;
+}
+
+/* A last reply before the connection closes: one try, without waiting. */
+static void ctl_flush_now(struct lm_dp_ctl *c)
+{
+	if (c->out_len > c->out_off) {
+		ssize_t w = send(c->fd, c->out + c->out_off,
+				 c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)w;
+	}
+}
+
+/* Room for more input: twice the buffer, never more than one message of
+ * the largest size, nor past the budget of every connection's buffers.
+ * 0 when there is none (a reply says why; the caller closes). */
+static int grow(struct lm_dp *dp, struct lm_dp_ctl *c)
+{
+	size_t cap = c->in_cap ? c->in_cap * 2 : CTL_CHUNK;
+	size_t most = LM_CTL_FRAME_HEAD + (size_t)LM_CONTROL_MAX_BYTES;
+	if (cap > most)
+		cap = most;
+	if (cap <= c->in_cap) /* a message this long was refused already */
+		return 0;
+	if (dp->ctl_buffered - c->in_cap + cap > CTL_BUDGET) {
+		refuse(c, -ENOBUFS, "laminad is receiving other large control "
+		       "messages; try again");
+		ctl_flush_now(c);
+		return 0;
+	}
+	uint8_t *p = realloc(c->in, cap);
+	if (!p)
+		return 0;
+	dp->ctl_buffered += cap - c->in_cap;
+	c->in = p;
+	c->in_cap = cap;
+	return 1;
 }
 
 void lm_dp_control_event(struct lm_dp *dp, int slot, uint32_t events)
@@ -610,16 +599,9 @@ void lm_dp_control_event(struct lm_dp *dp, int slot, uint32_t events)
 		return;
 	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		for (;;) {
-			if (c->in_cap - c->in_len < 4096) {
-				size_t cap = c->in_cap ? c->in_cap * 2 : 65536;
-				uint8_t *p = cap <= 4 * (size_t)LM_CONTROL_MAX_BYTES
-						     ? realloc(c->in, cap) : NULL;
-				if (!p) {
-					ctl_close(dp, slot);
-					return;
-				}
-				c->in = p;
-				c->in_cap = cap;
+			if (c->in_cap - c->in_len < 4096 && !grow(dp, c)) {
+				ctl_close(dp, slot);
+				return;
 			}
 			ssize_t r = recv(c->fd, c->in + c->in_len,
 					 c->in_cap - c->in_len, MSG_DONTWAIT);

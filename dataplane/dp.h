@@ -44,7 +44,7 @@
 struct lm_dp_config {
 	uint16_t control_port, ingress_port;
 	const char *listen, *name, *state_dir, *log;
-	int foreground;
+	int foreground, managed;
 	struct lm_dp_eal_opts eal;
 	struct lm_dp_net_opts net;
 };
@@ -63,6 +63,7 @@ struct lm_dp {
 	struct lm_dp_front front;
 	struct lm_dp_net *net;
 	struct lm_dp_ctl *ctls[LM_DP_MAX_CTLS];
+	size_t ctl_buffered; /* input buffers of every control connection */
 	uint64_t tsc_hz, t_start;
 	double cycles_per_us;
 	int quit;
@@ -104,5 +105,7 @@ int lm_dp_control_accept(struct lm_dp *dp);
 void lm_dp_control_event(struct lm_dp *dp, int slot, uint32_t events);
 /** Flush last replies and close every control connection. */
 void lm_dp_control_close_all(struct lm_dp *dp);
+/** Close control connections idle too long (call about every second). */
+void lm_dp_control_sweep(struct lm_dp *dp);
 
 #endif

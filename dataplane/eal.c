@@ -239,8 +239,8 @@ int lm_dp_eal_args(const struct lm_dp_eal_opts *o,
 	} else if (o->hugepages_auto && geteuid() == 0) {
 		snprintf(mount, sizeof(mount), "%s/laminad-%u.huge",
 			 o->state_dir, o->control_port);
-		if (lm_huge_reserve(o->memory_mb, mount, (int)getpid(),
-				    &x->huge, &why) == 0) {
+		if (lm_huge_reserve(o->memory_mb, mount, &x->huge, &why) ==
+		    0) {
 			x->hugepages = 1;
 			lm_log("hugepages: reserved %u of %u kB, mounted at %s",
 			       x->huge.count, x->huge.page_kb, x->huge.mount);

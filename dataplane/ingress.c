@@ -14,17 +14,21 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_ring.h>
 
 #include "lamina/log.h"
+#include "lamina/sock.h"
 #include "lamina/wire.h"
 #include "pipeline.h"
 
 #define RBUF (64u << 10)
 #define MSG_MAX 200
+#define ING_IDLE_MS 60000  /* nothing in flight, nothing being read */
+#define ING_STALL_MS 5000  /* a request half read, no byte since */
 
 enum { RX_FIXED, RX_WAIT, RX_THDR, RX_DATA, RX_SKIP };
 
@@ -40,6 +44,7 @@ struct lm_dp_conn {
 	int fd;
 	uint32_t gen, events, kind;
 	int blocked, rd_closed;
+	uint64_t t_active; /* ms: accepted, or the last byte read or sent */
 	/* receiving */
 	int state;
 	uint8_t *rbuf;
@@ -58,6 +63,13 @@ struct lm_dp_conn {
 	struct answer q[LM_DP_CONN_WINDOW];
 	unsigned qhead, qn, inflight;
 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
 
 static void set_events(struct lm_dp_front *f, struct lm_dp_conn *c)
 {
@@ -214,6 +226,7 @@ static void conn_tx(struct lm_dp_front *f, struct lm_dp_conn *c)
 			conn_close(f, c);
 			return;
 		}
+		c->t_active = now_ms();
 		size_t left = (size_t)w;
 		while (c->qn) {
 			struct answer *a = &c->q[c->qhead];
@@ -381,6 +394,7 @@ static int staged(struct lm_dp_front *f, struct lm_dp_conn *c)
 	ssize_t r = recv(c->fd, c->rbuf, RBUF, MSG_DONTWAIT);
 	if (r > 0) {
 		c->rlen = (size_t)r;
+		c->t_active = now_ms();
 		return 1;
 	}
 	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
@@ -497,6 +511,7 @@ static void conn_rx(struct lm_dp_front *f, struct lm_dp_conn *c)
 				c->dst += r;
 				c->dneed -= (size_t)r;
 				c->remaining -= (size_t)r;
+				c->t_active = now_ms();
 			}
 			if (c->dneed)
 				break;
@@ -543,20 +558,76 @@ int lm_dp_front_init(struct lm_dp_front *f, int epfd,
 	return 0;
 }
 
+/* A connection with nothing open: no request being read, in flight or
+ * answered but unsent. */
+static int conn_idle(const struct lm_dp_conn *c)
+{
+	return c->fd >= 0 && c->state == RX_FIXED && !c->hlen &&
+	       !c->inflight && !c->qn;
+}
+
+/* The slot of the idle connection quiet the longest, closed for a new
+ * one; -1 when every connection has something open. */
+static int evict_idle(struct lm_dp_front *f)
+{
+	int oldest = -1;
+	for (int i = 0; i < LM_DP_MAX_CONNS; i++)
+		if (conn_idle(&f->conns[i]) &&
+		    (oldest < 0 ||
+		     f->conns[i].t_active < f->conns[oldest].t_active))
+			oldest = i;
+	if (oldest >= 0) {
+		lm_log("ingress: every connection is taken; closing the one "
+		       "idle longest");
+		conn_close(f, &f->conns[oldest]);
+	}
+	return oldest;
+}
+
+void lm_dp_front_sweep(struct lm_dp_front *f)
+{
+	uint64_t now = now_ms();
+	for (int i = 0; i < LM_DP_MAX_CONNS; i++) {
+		struct lm_dp_conn *c = &f->conns[i];
+		if (c->fd < 0)
+			continue;
+		int partial = c->state != RX_FIXED || c->hlen;
+		if (conn_idle(c) && now - c->t_active > ING_IDLE_MS) {
+			conn_close(f, c);
+		} else if (partial && !c->blocked &&
+			   now - c->t_active > ING_STALL_MS) {
+			/* it holds a bundle of a small pool: a client that
+			 * stops mid-request must not starve the others */
+			lm_log("ingress: connection %d sent half a request and "
+			       "nothing for %u s, closing it", c->fd,
+			       ING_STALL_MS / 1000);
+			conn_close(f, c);
+		}
+	}
+}
+
 int lm_dp_front_accept(struct lm_dp_front *f, int lfd, uint32_t kind)
 {
 	for (;;) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = lm_sock_accept(lfd);
+		if (fd == -EMFILE) {
+			if (f->refused++ % 1000 == 0)
+				lm_log("ingress: out of file descriptors, a "
+				       "connection refused");
+			continue;
+		}
 		if (fd < 0)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? 0
-								       : -errno;
+			return fd == -EAGAIN ? 0 : fd;
 		int slot = -1, one = 1;
 		for (int i = 0; i < LM_DP_MAX_CONNS && slot < 0; i++)
 			if (f->conns[i].fd < 0)
 				slot = i;
+		if (slot < 0)
+			slot = evict_idle(f);
 		struct lm_dp_conn *c = slot >= 0 ? &f->conns[slot] : NULL;
 		if (!c || !(c->rbuf = malloc(RBUF))) {
-			lm_log("ingress: no room for another connection");
+			lm_log("ingress: no room for another connection (every "
+			       "one has requests open)");
 			close(fd);
 			continue;
 		}
@@ -569,6 +640,7 @@ int lm_dp_front_accept(struct lm_dp_front *f, int lfd, uint32_t kind)
 		c->fd = fd;
 		c->kind = kind;
 		c->keep = -1;
+		c->t_active = now_ms();
 		c->hneed = LM_WIRE_REQ_HEAD;
 		c->events = EPOLLIN;
 		struct epoll_event ev = {

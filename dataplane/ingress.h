@@ -96,6 +96,13 @@ void lm_dp_front_unblock(struct lm_dp_front *f);
 /** Re-send what waited too long for its answer; give up after the
  *  deployment's retries (deployments that cross laminads only). */
 void lm_dp_front_retry(struct lm_dp_front *f);
+/**
+ * Close connections that hold the table or a bundle for nothing: idle (no
+ * request open) for a minute, or stalled for 5 s half-way through a
+ * request (call about every second).  A new connection to a full table
+ * takes the slot of the idle one quiet the longest.
+ */
+void lm_dp_front_sweep(struct lm_dp_front *f);
 
 /**
  * Make the ingress's part of d (d->ing) when its stage 0 is loaded here,

@@ -8,8 +8,8 @@
  * Start-up order, so that an interruption at any point leaves nothing
  * behind that the state file does not name: write the state file
  * ("starting": pid, ports, DPDK's file prefix and run folder), reserve
- * hugepages (recorded under the pid in the machine's ledger, huge.h) and
- * write the state file again with them, start EAL, listen, and write it
+ * hugepages (under a lock on nr_hugepages, huge.h) and write the state
+ * file again with them at once, start EAL, listen, and write it
  * a last time ("up").  It is removed on a clean exit (SIGTERM, SIGINT or a
  * Shutdown message), after everything is given back.
  *
@@ -49,6 +49,7 @@
 #include "dp.h"
 #include "lamina/fsutil.h"
 #include "lamina/log.h"
+#include "lamina/sock.h"
 #include "state.h"
 
 void openblas_set_num_threads(int num_threads);
@@ -102,6 +103,11 @@ static const char help[] =
 	"stderr with\n"
 	"                       --foreground)\n"
 	"  --foreground         stay in the foreground\n"
+	"  --managed            started by `lamina deploy`: lamina stops it "
+	"when no\n"
+	"                       deployment uses it (a laminad started by hand "
+	"is never\n"
+	"                       stopped by lamina)\n"
 	"  --cleanup FILE       give back what the dead laminad of state file "
 	"FILE took\n"
 	"                       (hugepages, its mount, DPDK's run folder), "
@@ -162,7 +168,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 {
 	enum { O_CTL = 256, O_ING, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
 	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU,
-	       O_FAULT, O_CLEANUP, O_VERSION };
+	       O_FAULT, O_CLEANUP, O_VERSION, O_MANAGED };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
@@ -181,6 +187,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		{ "mtu", required_argument, 0, O_MTU },
 		{ "fault", required_argument, 0, O_FAULT },
 		{ "cleanup", required_argument, 0, O_CLEANUP },
+		{ "managed", no_argument, 0, O_MANAGED },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -217,6 +224,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		case O_PORT: c->net.iface = optarg; break;
 		case O_PORT_IP: c->net.ip = optarg; break;
 		case O_CLEANUP: *cleanup = optarg; break;
+		case O_MANAGED: c->managed = 1; break;
 		case O_VERSION:
 			printf("laminad %s\n", LM_DP_VERSION);
 			exit(0);
@@ -435,6 +443,7 @@ static void loop(struct lm_dp *dp)
 	struct epoll_event ev[64];
 	unsigned empty = 0;
 	int spin = lm_dp_main_spins(&dp->lc);
+	uint64_t t_sweep = rte_rdtsc();
 	while (!dp->quit && !stop_signal) {
 		/* while requests are in the pipeline, poll the last edge;
 		 * while a deployment crosses laminads, the network too */
@@ -447,6 +456,12 @@ static void loop(struct lm_dp *dp)
 		lm_dp_front_retry(&dp->front);
 		if (dp->front.n_blocked)
 			lm_dp_front_unblock(&dp->front);
+		if (rte_rdtsc() - t_sweep > dp->tsc_hz) {
+			/* connections that hold slots or bundles idly */
+			lm_dp_control_sweep(dp);
+			lm_dp_front_sweep(&dp->front);
+			t_sweep = rte_rdtsc();
+		}
 		if (n > 0) /* a control message may have changed the stages */
 			spin = lm_dp_main_spins(&dp->lc);
 		if (n > 0 || got > 0 || !polling)
@@ -572,7 +587,7 @@ static int prefix_ok(const char *p, int port, int pid)
  * runs.  Every path acted on is checked first: the run folder must be
  * EAL's for the prefix laminad-PORT-PID of the file, the mount and the log
  * must lie in the state file's folder, and the hugepages given back are
- * those the machine's ledger holds for that pid.
+ * the count the file records.
  */
 static int cleanup(const char *path)
 {
@@ -610,11 +625,14 @@ static int cleanup(const char *path)
 		 st.control_port);
 	if (!st.huge_mount[0] || !strcmp(st.huge_mount, mount))
 		snprintf(h.mount, sizeof(h.mount), "%s", mount);
-	rc = lm_huge_release(&h, st.pid, &e);
+	rc = lm_huge_release(&h, &e);
 	if (rc)
 		fprintf(stderr, "laminad --cleanup: %s\n", e.msg);
 	if (st.log[0] && lm_path_in(dir, st.log))
 		unlink(st.log);
+	/* where its output goes when lamina starts it (no --log) */
+	if (!lm_state_log_path(dir, st.control_port, run, sizeof(run)))
+		unlink(run);
 	unlink(path);
 	return rc ? 1 : 0;
 }
@@ -661,6 +679,8 @@ int main(int argc, char **argv)
 		return 2;
 	if (cleanup_file)
 		return cleanup(cleanup_file);
+	/* connections are descriptors: as many as the system allows */
+	lm_sock_raise_nofile();
 	if (!dp.cfg.state_dir)
 		dp.cfg.state_dir = default_state_dir(state_dir,
 						     sizeof(state_dir));
@@ -822,7 +842,7 @@ out:
 	if (eal_up)
 		rte_eal_cleanup();
 	lm_remove_tree(dp.eal.run_dir);
-	lm_huge_release(&dp.eal.huge, (int)getpid(), NULL);
+	lm_huge_release(&dp.eal.huge, NULL);
 	lm_dp_eal_args_free(eal_argc, eal_argv);
 	/* everything is given back: the file no longer has anything to say
 	 * (after a failed start too: nothing is left to clean up) */

@@ -7,6 +7,19 @@
 #include <malloc.h>
 #include <stdlib.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LM_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define LM_ASAN 1
+#endif
+#ifdef LM_ASAN
+/* AddressSanitizer replaces malloc: its allocator keeps the count */
+#include <sanitizer/allocator_interface.h>
+#endif
+
 #include <rte_cycles.h>
 #include <rte_malloc.h>
 
@@ -97,9 +110,13 @@ void lm_dp_teardown(struct lm_dp *dp, struct lm_dp_deployment *d)
 
 void lm_dp_memory(uint64_t *heap, uint64_t *dpdk)
 {
-	struct mallinfo2 mi = mallinfo2();
 	struct rte_malloc_socket_stats st;
+#ifdef LM_ASAN
+	*heap = (uint64_t)__sanitizer_get_current_allocated_bytes();
+#else
+	struct mallinfo2 mi = mallinfo2();
 	*heap = (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
+#endif
 	*dpdk = 0;
 	for (int s = 0; s < RTE_MAX_NUMA_NODES; s++)
 		if (rte_malloc_get_socket_stats(s, &st) == 0)

@@ -1,6 +1,6 @@
 /*
  * spec.h: one stage to load, as laminad's control port decoded and
- * validated it from a LoadStage message (control.c).  Nothing past the
+ * validated it from a LoadStage message (decode.c).  Nothing past the
  * control port sees protobuf: the pipeline, the network and the ingress
  * are configured from this plain struct, whose every field is already
  * checked (ids are plain names, slice ranges ordered, counts bounded,

@@ -404,7 +404,8 @@ int lm_graph_sort(lm_graph *g, lm_error *e)
 		sorted[i] = g->nodes[order[i]];
 		pos[order[i]] = i;
 	}
-	memcpy(g->nodes, sorted, (size_t)g->n_nodes * sizeof(lm_node));
+	if (g->n_nodes) /* nodes and sorted are NULL in an empty graph */
+		memcpy(g->nodes, sorted, (size_t)g->n_nodes * sizeof(lm_node));
 	rc = lm_graph_index(g);
 	if (rc)
 		rc = lm_fail(e, rc, "out of memory");

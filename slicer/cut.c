@@ -42,32 +42,41 @@ static int joins_layer(lm_graph *g, int ni, int layer_first, int run_last)
 	return reads_layer;
 }
 
-/* Last node of the run of elementwise/reshape nodes starting at ni. */
-static int follower_run(lm_graph *g, int ni)
+/* Per node, the last node of the run of elementwise/reshape nodes that
+ * starts at it (ni - 1 when ni is not one): one pass from the end, so
+ * grouping is linear in the nodes however long the runs. */
+static int *follower_runs(lm_graph *g)
 {
-	int last = ni - 1;
-	while (last + 1 < g->n_nodes) {
-		const lm_node *n = &g->nodes[last + 1];
+	int *end = malloc(((size_t)g->n_nodes + 1) * sizeof(int));
+	if (!end)
+		return NULL;
+	for (int ni = g->n_nodes - 1; ni >= 0; ni--) {
+		const lm_node *n = &g->nodes[ni];
 		const lm_op *op = lm_op_find(n->domain, n->op_type);
-		if (!op || !(op->flags & (LM_OP_ELEMENTWISE | LM_OP_RESHAPE)))
-			break;
-		last++;
+		int follows = op &&
+			      (op->flags & (LM_OP_ELEMENTWISE | LM_OP_RESHAPE));
+		end[ni] = !follows ? ni - 1
+			  : ni + 1 < g->n_nodes && end[ni + 1] > ni ? end[ni + 1]
+								      : ni;
 	}
-	return last;
+	return end;
 }
 
 static int group_layers(lm_graph *g, lm_granularity gran, struct span *out)
 {
-	int n = 0;
+	int n = 0, *end = follower_runs(g);
+	if (!end)
+		return -ENOMEM;
 	for (int ni = 0; ni < g->n_nodes; ni++) {
 		if (gran == LM_GRAN_LAYER && n > 0 &&
-		    joins_layer(g, ni, out[n - 1].first, follower_run(g, ni))) {
+		    joins_layer(g, ni, out[n - 1].first, end[ni])) {
 			out[n - 1].last = ni;
 			continue;
 		}
 		out[n].first = out[n].last = ni;
 		n++;
 	}
+	free(end);
 	return n;
 }
 
@@ -231,6 +240,10 @@ int lm_slice_plan(lm_graph *g, const lm_slice_options *o, lm_slicing **out,
 	}
 	int nl = group_layers(g, o->granularity, layers);
 	int ns = nl;
+	if (nl < 0) {
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+		goto out;
+	}
 	if (o->max_slices > 0 && o->max_slices < nl) {
 		for (int l = 0; l < nl; l++)
 			for (int ni = layers[l].first; ni <= layers[l].last;

@@ -390,7 +390,13 @@ static int type_from_valueinfo(lm_value *v, const Onnx__ValueInfoProto *vi,
 		v->dim_param[i] = NULL;
 		if (d->value_case ==
 			    ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
-		    d->dim_value >= 0)
+		    d->dim_value < 0)
+			return lm_fail(e, -EINVAL, "'%s' declares dim %d as %lld: "
+				       "a dim is a size or a name, never "
+				       "negative", vi->name, i,
+				       (long long)d->dim_value);
+		if (d->value_case ==
+			    ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
 			v->dims[i] = d->dim_value;
 		else if (d->value_case ==
 				 ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&

@@ -106,13 +106,19 @@ def alive(pid):
 
 
 def cleanup(state):
-    """Tear down whatever is recorded in state, then kill leftovers."""
+    """Tear down whatever is recorded in state, then kill leftovers and
+    have laminad give back what they held."""
     pids = laminad_pids(state)
     for f in records(state):
         lam("teardown", os.path.basename(f)[:-5], state=state, timeout=120)
     for pid in pids:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+    time.sleep(0.1)
+    laminad = os.environ.get("LAMINAD")
+    for f in glob.glob(os.path.join(state, "laminad-*.json")):
+        if laminad:  # what a killed laminad held: hugepages, run folder
+            subprocess.run([laminad, "--cleanup", f], capture_output=True)
 
 
 def devices_json(path, port, cores=4, address="127.0.0.1"):
@@ -386,7 +392,8 @@ def wide_over_memif(work, state):
 
 
 def shared(work, state, plan):
-    """Two deployments on one laminad: it stops with the last of them."""
+    """Two deployments on one laminad lamina started: it stops with the
+    last of them (whichever started it)."""
     a = deploy(plan, state)
     b = deploy(plan, state)
     if not a or not b:
@@ -398,9 +405,6 @@ def shared(work, state, plan):
     p = lam("teardown", a, state=state)
     check(p.returncode == 0 and all(alive(x) for x in pids),
           f"teardown of the first leaves laminad to the second: {p.stderr}")
-    rb = json.load(open(os.path.join(state, b + ".json")))
-    check(rb["laminads"][0]["started"],
-          "the second deployment now stops laminad")
     x, y = os.path.join(work, "x0.npy"), os.path.join(work, "shared.npy")
     p = lam("infer", b, "--input", x, "--output", y, state=state)
     check(p.returncode == 0 and same_bytes(y, os.path.join(work, "r0.npy")),

@@ -40,6 +40,20 @@ int lm_sock_read(int fd, void *buf, size_t n, int timeout_ms,
 int lm_sock_writev(int fd, struct iovec *iov, int n, const char *peer,
 		   lm_error *e);
 
+/**
+ * Accept one connection on non-blocking listening socket lfd (the new
+ * socket non-blocking, close-on-exec).  When the process is out of file
+ * descriptors the connection is accepted on a descriptor kept spare for
+ * it and closed at once, so that a full table never leaves the listening
+ * socket readable forever (a busy loop).
+ * @return the new fd; -EAGAIN when none is pending; -EMFILE when one was
+ *         refused for lack of descriptors; other -errno.
+ */
+int lm_sock_accept(int lfd);
+
+/** Raise this process's open-file limit to its hard limit. */
+void lm_sock_raise_nofile(void);
+
 #ifdef __cplusplus
 }
 #endif
