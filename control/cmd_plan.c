@@ -365,6 +365,22 @@ static void explain_latency(const lm_plan *p, const lm_plan_cost *c)
 	}
 }
 
+/* Over several devices the ingress keeps at most p->keep requests in
+ * flight: a plan whose latency spans more periods than that runs slower
+ * than predicted (optimizer.h). */
+static void warn_keep(const lm_plan *p)
+{
+	char b1[32];
+	if (p->keep && p->latency_us > p->keep * p->period_us)
+		printf("note: one batch takes %s end to end, %.1f periods, and "
+		       "the ingress keeps at most %d requests in flight across "
+		       "devices: expect at most %.1f inferences/s, not %.1f\n",
+		       us_text(p->latency_us, b1, sizeof(b1)),
+		       p->latency_us / p->period_us, p->keep,
+		       p->keep * p->batch * 1e6 / p->latency_us,
+		       p->throughput_rps);
+}
+
 static void explain(const lm_plan *p, const lm_plan_cost *c,
 		    const char *dir)
 {
@@ -417,6 +433,7 @@ static void explain(const lm_plan *p, const lm_plan_cost *c,
 		explain_period(p, c);
 	else
 		explain_latency(p, c);
+	warn_keep(p);
 	if (p->bound == 0 && !p->exact)
 		printf("%s: not searched\n", p->note);
 	else if (p->exact)
@@ -580,6 +597,7 @@ int cmd_plan(int argc, char **argv)
 		       plan->throughput_rps, plan->batch,
 		       a.stages ? "given by --stages"
 		       : plan->exact ? "exact" : "heuristic");
+		warn_keep(plan);
 		if (!plan->exact && !a.stages)
 			printf("  heuristic: %s; bound %s\n", plan->note,
 			       plan->objective == LM_PLAN_LATENCY

@@ -113,9 +113,9 @@ int lm_dp_ingress_create(struct lm_dp_deployment *d,
 
 /**
  * At d's start: format the answer heads and, when its pipeline crosses
- * laminads, make reliable delivery (d->rel) with one kept copy per edge-0
- * bundle.  Idempotent.
- * @return 0; -ENOMEM.
+ * laminads, make reliable delivery (d->rel) with the kept copies stage 0's
+ * LoadStage asked for (keep_bundles, the plan's keep).  Idempotent.
+ * @return 0; -EINVAL when none were asked for; -ENOMEM.
  */
 int lm_dp_ingress_start(struct lm_dp_front *f, struct lm_dp_deployment *d,
 			lm_error *e);

@@ -1,6 +1,6 @@
 /*
  * bench_solver.c: how long the placement solver takes on large synthetic
- * instances (a benchmark, not a test; figures in the README).
+ * instances (a benchmark, not a test; figures in docs/performance.md).
  *
  *   200 slices on 8 distinct devices       (exact; target under 1 s)
  *   1000 slices on 64 devices in 4 classes (target under 1 s)

@@ -6,7 +6,7 @@ Run by meson with Debian's python3 (it has the onnx package):
     test_slice.py errors           every bad input gets a clean one-line error
     test_slice.py cli              options, --help, inspect, --force
 
-The contract (README, "Slice folders"): manifest.json lists every slice with
+The contract (docs/formats.md, "manifest.json"; slicer/include/lamina/manifest.h): manifest.json lists every slice with
 its file, inputs, outputs, nodes and costs; every slice file is a valid ONNX
 model with the source's opset and IR version whose inputs and outputs are the
 manifest's, in order, with value_info for every intermediate tensor; slices

@@ -13,7 +13,7 @@
  *   lm_plan_free(), lm_plan_cost_free(), lm_profile_free(),
  *   lm_devices_free()
  *
- * The model (README, "Placement"):
+ * The model (docs/placement.md has it with examples):
  *
  * - A slice range [a, b] is a *stage*; it runs on one device with r worker
  *   cores, each a replica running the whole range (requests are spread over
@@ -338,7 +338,7 @@ void lm_plan_free(lm_plan *p);
 
 /**
  * Write plan.json:
- *   {"format": "lamina-plan", "version": 1, "model"?, "objective", "batch",
+ *   {"format": "lamina-plan", "version": 2, "model"?, "objective", "batch",
  *    "latency_budget_us"?, "max_stages"?, "headroom_pct", "slices",
  *    "ring_depth", "keep", "devices": [{"name", "address", "numa_node",
  *    "cores", "memory_bytes", "cores_used", "memory_used_bytes",
