@@ -20,7 +20,10 @@ static const char deploy_help[] =
 	"laminad of each device at its address (HOST[:PORT], control port\n"
 	"7700 by default) or start one, load every stage on its worker cores,\n"
 	"start serving, and print the deployment id for `lamina infer`,\n"
-	"`lamina status` and `lamina teardown`.  Every action is recorded in\n"
+	"`lamina status` and `lamina teardown` (and, on stderr, where it\n"
+	"serves: the Open Inference Protocol over HTTP, docs/serving.md).\n"
+	"Requests of 1 to the plan's batch samples are gathered into the\n"
+	"plan's batch (dynamic batching).  Every action is recorded in\n"
 	"the state folder first; on failure everything done is undone.\n"
 	"laminads on other hosts must be running (laminad --listen ADDR\n"
 	"--port IFACE); stages on different laminads pass tensors through\n"
@@ -29,6 +32,14 @@ static const char deploy_help[] =
 	"options:\n"
 	"  -m, --model DIR            the slice folder (default: the one the\n"
 	"                             plan names)\n"
+	"  -n, --name NAME            the name clients use (HTTP's model name;\n"
+	"                             default: the model file's stem, with -2,\n"
+	"                             -3... when its laminad serves that name)\n"
+	"      --max-queue-delay-us N the longest a batch waits for requests\n"
+	"                             to fill it (default: the plan's period)\n"
+	"      --max-queue N          requests waiting beyond which new ones\n"
+	"                             are refused at once (HTTP 503; default\n"
+	"                             32 per batch row, at least 256)\n"
 	"  -s, --state-dir DIR        deployment records (default\n"
 	"                             $LAMINA_STATE_DIR, $XDG_STATE_HOME/lamina\n"
 	"                             or ~/.local/state/lamina)\n"
@@ -43,14 +54,18 @@ static const char deploy_help[] =
 	"  -h, --help                 this text\n";
 
 static const char teardown_help[] =
-	"usage: lamina teardown ID [--state-dir DIR]\n"
+	"usage: lamina teardown ID [--drain-timeout S] [--state-dir DIR]\n"
 	"\n"
-	"Undo deployment ID: remove its stages from every laminad, stop a\n"
+	"Undo deployment ID: refuse new requests and answer those admitted\n"
+	"(for at most --drain-timeout seconds, default 30; what is left is\n"
+	"answered with an error), remove its stages from every laminad, stop a\n"
 	"laminad it started (unless another deployment uses it), give back\n"
 	"what a laminad that died had reserved (hugepages, DPDK files), and\n"
 	"remove the record.  Running it again does nothing.\n"
 	"\n"
 	"options:\n"
+	"  -d, --drain-timeout S the longest wait for admitted requests "
+	"(0: none)\n"
 	"  -s, --state-dir DIR   deployment records (see 'lamina deploy "
 	"--help')\n"
 	"  -q, --quiet           no progress on stderr\n"
@@ -66,15 +81,38 @@ static void on_signal(int sig)
 
 /* The options of both commands (teardown has only state_dir and quiet). */
 struct common {
-	const char *state_dir, *model, *laminad, *poll, *hugepages;
+	const char *state_dir, *model, *laminad, *poll, *hugepages, *name;
+	long max_delay_us, max_queue;
+	double drain_s;
 	int quiet;
 };
+
+/* A deployment name: 1 to 31 letters, digits, '-', '_' or '.' (as
+ * laminad takes it). */
+static int name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	return n >= 1 && n < LM_REC_ID_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789-_.") == n;
+}
+
+/* A whole number in [lo, hi]; -1 when it is not one. */
+static long number(const char *s, long lo, long hi)
+{
+	char *end;
+	long v = strtol(s, &end, 10);
+	return *s && !*end && v >= lo && v <= hi ? v : -1;
+}
 
 static int parse(const char *cmd, const char *help, int deploy, int argc,
 		 char **argv, struct common *a, const char **arg)
 {
 	static const struct option deploy_opts[] = {
 		{ "model", required_argument, 0, 'm' },
+		{ "name", required_argument, 0, 'n' },
+		{ "max-queue-delay-us", required_argument, 0, 'D' },
+		{ "max-queue", required_argument, 0, 'Q' },
 		{ "state-dir", required_argument, 0, 's' },
 		{ "laminad", required_argument, 0, 'l' },
 		{ "poll", required_argument, 0, 'p' },
@@ -84,6 +122,7 @@ static int parse(const char *cmd, const char *help, int deploy, int argc,
 		{ 0, 0, 0, 0 },
 	};
 	static const struct option teardown_opts[] = {
+		{ "drain-timeout", required_argument, 0, 'd' },
 		{ "state-dir", required_argument, 0, 's' },
 		{ "quiet", no_argument, 0, 'q' },
 		{ "help", no_argument, 0, 'h' },
@@ -91,13 +130,45 @@ static int parse(const char *cmd, const char *help, int deploy, int argc,
 	};
 	int c;
 	memset(a, 0, sizeof(*a));
+	a->max_delay_us = -1;
+	a->drain_s = LM_DRAIN_S;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, deploy ? ":m:s:l:p:H:qh" : ":s:qh",
+	while ((c = getopt_long(argc, argv, deploy ? ":m:n:D:Q:s:l:p:H:qh"
+						   : ":d:s:qh",
 				deploy ? deploy_opts : teardown_opts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'm': a->model = optarg; break;
+		case 'n':
+			if (!name_ok(optarg))
+				return cli_errorf(cmd, "--name '%s': 1 to 31 "
+						  "letters, digits, '-', '_' "
+						  "or '.'", optarg);
+			a->name = optarg;
+			break;
+		case 'D':
+			if ((a->max_delay_us = number(optarg, 0, 10000000)) < 0)
+				return cli_errorf(cmd, "--max-queue-delay-us "
+						  "must be 0 to 10000000, not "
+						  "'%s'", optarg);
+			break;
+		case 'Q':
+			if ((a->max_queue = number(optarg, 1, 1000000)) < 0)
+				return cli_errorf(cmd, "--max-queue must be 1 "
+						  "to 1000000, not '%s'",
+						  optarg);
+			break;
+		case 'd': {
+			char *end;
+			a->drain_s = strtod(optarg, &end);
+			if (!*optarg || *end || !(a->drain_s >= 0) ||
+			    a->drain_s > 86400)
+				return cli_errorf(cmd, "--drain-timeout must be "
+						  "seconds, 0 to 86400, not "
+						  "'%s'", optarg);
+			break;
+		}
 		case 's': a->state_dir = optarg; break;
 		case 'l': a->laminad = optarg; break;
 		case 'p':
@@ -149,7 +220,8 @@ int cmd_deploy(int argc, char **argv)
 		.plan = plan, .model = a.model, .state_dir = state,
 		.laminad = a.laminad, .poll = a.poll,
 		.hugepages = a.hugepages, .progress = !a.quiet && isatty(2),
-		.stop = &stop_flag,
+		.stop = &stop_flag, .name = a.name,
+		.max_delay_us = a.max_delay_us, .max_queue = a.max_queue,
 	};
 	int rc = lm_deploy(&o, &r, &e);
 	sigaction(SIGINT, &old[0], NULL);
@@ -158,6 +230,20 @@ int cmd_deploy(int argc, char **argv)
 	if (rc)
 		return cli_error("deploy", &e);
 	printf("%s\n", r->id);
+	if (!a.quiet) {
+		const lm_rec_laminad *in = &r->laminads[r->stages[0].laminad];
+		char url[512];
+		if (lm_record_http_url(r, url, sizeof(url)))
+			fprintf(stderr, "lamina deploy: %s serves '%s' at %s "
+				"(Open Inference Protocol), and at %s:%d "
+				"(lm_client)\n", r->id, r->name, url, in->host,
+				in->ingress_port);
+		else
+			fprintf(stderr, "lamina deploy: %s serves '%s' at "
+				"%s:%d (lm_client; its laminad has no HTTP "
+				"front)\n", r->id, r->name, in->host,
+				in->ingress_port);
+	}
 	lm_record_free(r);
 	return 0;
 }
@@ -182,7 +268,7 @@ int cmd_teardown(int argc, char **argv)
 	}
 	if (rc)
 		return cli_error("teardown", &e);
-	rc = lm_teardown(r, state, !a.quiet && isatty(2), &e);
+	rc = lm_teardown(r, state, !a.quiet && isatty(2), a.drain_s, &e);
 	if (rc) {
 		lm_fail_prefix(&e, rc, "%s", id);
 		cli_error("teardown", &e);

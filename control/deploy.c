@@ -38,6 +38,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -103,7 +104,30 @@ static int parse_address(const lm_device *d, char *host, size_t len,
 /* ---- deploy ---- */
 
 /* The slice folder: its manifest must list the plan's slices. */
-static int check_model(const char *dir, int n_slices, lm_error *e)
+/* The name clients use by default: the model file's stem, in the
+ * letters a name may have ('-' for the others), room left for "-NN". */
+static void default_name(const lm_manifest *man, const char *dir, char *out,
+			 size_t len)
+{
+	const char *src = man->source && man->source[0] ? man->source : dir;
+	const char *base = strrchr(src, '/');
+	base = base && base[1] ? base + 1 : src;
+	size_t n = strcspn(base, "."), k = 0;
+	if (!n)
+		n = strlen(base);
+	for (size_t i = 0; i < n && k + 1 < len && k < LM_REC_ID_MAX - 5; i++) {
+		char c = base[i];
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			 (c >= '0' && c <= '9') || c == '-' || c == '_';
+		out[k++] = ok ? c : '-';
+	}
+	out[k] = '\0';
+	if (!k)
+		snprintf(out, len, "model");
+}
+
+static int check_model(const char *dir, int n_slices, char *name,
+		       size_t name_len, lm_error *e)
 {
 	lm_manifest *man = NULL;
 	int rc = lm_manifest_load(dir, &man, e);
@@ -111,6 +135,8 @@ static int check_model(const char *dir, int n_slices, lm_error *e)
 		rc = lm_fail(e, -EINVAL, "%s has %d slices but the plan "
 			     "places %d: it was made for another slicing",
 			     dir, man->n_slices, n_slices);
+	if (!rc)
+		default_name(man, dir, name, name_len);
 	lm_manifest_free(man);
 	return rc;
 }
@@ -212,6 +238,7 @@ static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
 		ld->started = 0;
 		ld->pid = (int)rep->describe->pid;
 		ld->ingress_port = (int)rep->describe->ingress_port;
+		ld->http_port = (int)rep->describe->http_port;
 		say(o->progress, "laminad '%s' (pid %d) answers on %s:%d",
 		    rep->describe->name, ld->pid, ld->host,
 		    ld->control_port);
@@ -278,8 +305,14 @@ static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
 				   e)))
 		return rc;
 	ld->ingress_port = st.ingress_port;
-	say(o->progress, "laminad pid %d is up (ingress port %d%s)", st.pid,
-	    st.ingress_port, st.huge_count ? ", hugepages reserved" : "");
+	if (!lm_agent_describe(ld->host, ld->control_port, LM_AGENT_QUICK_MS,
+			       &rep, &probe)) {
+		ld->http_port = (int)rep->describe->http_port;
+		lamina__reply__free_unpacked(rep, NULL);
+	}
+	say(o->progress, "laminad pid %d is up (ingress port %d, http port "
+	    "%d%s)", st.pid, st.ingress_port, ld->http_port,
+	    st.huge_count ? ", hugepages reserved" : "");
 	return lm_record_save(r, e);
 }
 
@@ -510,13 +543,34 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 	ls.out_bundles = (uint32_t)ps->out_bundles;
 	ls.answers_bundles = (uint32_t)ps->answers_bundles;
 	ls.keep_bundles = i == 0 && ls.answers_remote ? (uint32_t)p->keep : 0;
+	if (i == 0) {
+		/* serving: the name, and how long a batch waits to fill (the
+		 * plan's period: a batch's worth of requests comes in one
+		 * period at the throughput planned) */
+		ls.name = r->name;
+		ls.max_delay_us = o->max_delay_us >= 0
+			? (uint32_t)o->max_delay_us
+			: (uint32_t)(period_us > 1 ? period_us + 0.5 : 1);
+		ls.max_queue = (uint32_t)o->max_queue;
+	}
 	req.body_case = LAMINA__REQUEST__BODY_LOAD_STAGE;
 	req.load_stage = &ls;
 	st->status = LM_STAGE_LOADING;
 	if ((rc = lm_record_save(r, e)))
 		return rc;
-	rc = lm_agent_call(ld->host, ld->control_port, LM_AGENT_LOAD_MS, &req,
-			   &rep, e);
+	char base[LM_REC_ID_MAX - 4]; /* room for "-NN" */
+	snprintf(base, sizeof(base), "%.27s", r->name);
+	for (int k = 2;; k++) {
+		rc = lm_agent_call(ld->host, ld->control_port,
+				   LM_AGENT_LOAD_MS, &req, &rep, e);
+		/* a name taken on that laminad: the next free one, unless
+		 * the user chose it */
+		if (rc != -EEXIST || i != 0 || o->name || k > 99)
+			break;
+		snprintf(r->name, sizeof(r->name), "%s-%d", base, k);
+		if ((rc = lm_record_save(r, e)))
+			return rc;
+	}
 	if (rc)
 		return lm_fail_prefix(e, rc, "stage %d (slices %d-%d)", i,
 				      st->first, st->last);
@@ -600,7 +654,7 @@ int lm_deploy(const lm_deploy_opts *o, lm_record **out, lm_error *e)
 {
 	lm_plan *p = NULL;
 	lm_record *r = NULL;
-	char model[PATH_MAX], plan[PATH_MAX];
+	char model[PATH_MAX], plan[PATH_MAX], name[LM_REC_ID_MAX];
 	int rc;
 	*out = NULL;
 	if ((rc = lm_plan_load(o->plan, &p, e)))
@@ -617,12 +671,16 @@ int lm_deploy(const lm_deploy_opts *o, lm_record **out, lm_error *e)
 		rc = lm_fail(e, -errno, "%s: %s", bad, strerror(errno));
 		goto out;
 	}
-	if ((rc = check_model(model, p->n_slices, e)) ||
+	if ((rc = check_model(model, p->n_slices, name, sizeof(name), e)) ||
 	    (rc = lm_record_create(o->state_dir, p->devices->n, p->n_stages,
 				   &r, e)))
 		goto out;
 	snprintf(r->plan, sizeof(r->plan), "%s", plan);
 	snprintf(r->model, sizeof(r->model), "%s", model);
+	if (o->name)
+		snprintf(r->name, sizeof(r->name), "%s", o->name);
+	else
+		snprintf(r->name, sizeof(r->name), "%s", name);
 	r->batch = p->batch;
 	if ((rc = map_plan(p, r, e)))
 		goto out;
@@ -636,7 +694,7 @@ int lm_deploy(const lm_deploy_opts *o, lm_record **out, lm_error *e)
 		snprintf(r->status, sizeof(r->status), "failed");
 		lm_record_save(r, &undo);
 		say(o->progress, "undoing what was done");
-		if (lm_teardown(r, o->state_dir, o->progress, &undo)) {
+		if (lm_teardown(r, o->state_dir, o->progress, 0, &undo)) {
 			char msg[sizeof(e->msg)];
 			snprintf(msg, sizeof(msg), "%s", e->msg);
 			lm_fail(e, rc, "%s; undoing it failed too (%s): run "
@@ -798,8 +856,48 @@ static int unreachable(const lm_record *r, int l, const char *state_dir,
 	return rc;
 }
 
+/* Ask the ingress's laminad to stop admitting r's requests and answer the
+ * admitted ones; wait for that, at most drain_s.  Best effort: a laminad
+ * that does not answer has nothing to drain. */
+static void drain(const lm_record *r, int progress, double drain_s)
+{
+	const lm_rec_laminad *ld = &r->laminads[r->stages[0].laminad];
+	Lamina__Request req = LAMINA__REQUEST__INIT;
+	Lamina__DrainRequest dr = LAMINA__DRAIN_REQUEST__INIT;
+	struct timespec t0, now, nap = { 0, 10 * 1000000 };
+	unsigned said = 0;
+	lm_error ignore;
+	dr.deployment = (char *)r->id;
+	req.body_case = LAMINA__REQUEST__BODY_DRAIN;
+	req.drain = &dr;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		Lamina__Reply *rep = NULL;
+		if (lm_agent_call(ld->host, ld->control_port, LM_AGENT_QUICK_MS,
+				  &req, &rep, &ignore))
+			return; /* gone, or an older laminad */
+		unsigned pending = rep->body_case == LAMINA__REPLY__BODY_DRAIN
+					   ? rep->drain->pending : 0;
+		lamina__reply__free_unpacked(rep, NULL);
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		double s = (double)(now.tv_sec - t0.tv_sec) +
+			   (double)(now.tv_nsec - t0.tv_nsec) * 1e-9;
+		if (!pending)
+			return;
+		if (s >= drain_s) {
+			say(progress, "%u request(s) still unanswered after "
+			    "%.0f s: they are cancelled", pending, drain_s);
+			return;
+		}
+		if (!said++)
+			say(progress, "answering the %u request(s) admitted",
+			    pending);
+		nanosleep(&nap, NULL);
+	}
+}
+
 int lm_teardown(lm_record *r, const char *state_dir, int progress,
-		lm_error *e)
+		double drain_s, lm_error *e)
 {
 	int first = 0;
 	lm_error err;
@@ -807,6 +905,9 @@ int lm_teardown(lm_record *r, const char *state_dir, int progress,
 	 * (the record is removed at the end, which needs no room) */
 	snprintf(r->status, sizeof(r->status), "tearing-down");
 	lm_record_save(r, &err);
+	if (drain_s > 0 && r->n_stages > 0 &&
+	    r->stages[0].status == LM_STAGE_LOADED)
+		drain(r, progress, drain_s);
 	for (int l = 0; l < r->n_laminads; l++) {
 		lm_rec_laminad *ld = &r->laminads[l];
 		Lamina__Reply *probe = NULL;

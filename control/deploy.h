@@ -16,6 +16,12 @@ typedef struct lm_deploy_opts {
 	const char *laminad;   /**< executable; NULL: lm_agent_find */
 	const char *poll;      /**< for a laminad we start: busy|adaptive */
 	const char *hugepages; /**< for a laminad we start: auto|no */
+	const char *name;      /**< clients' name; NULL: the model's stem
+				    (made unique on its laminad) */
+	long max_delay_us;     /**< a batch's wait to fill; -1: the plan's
+				    period */
+	long max_queue;        /**< requests queued at most; 0: laminad's
+				    default */
 	int progress;          /**< print what is done on stderr */
 	volatile int *stop;    /**< set (by a signal) to give up and undo */
 } lm_deploy_opts;
@@ -32,8 +38,12 @@ typedef struct lm_deploy_opts {
  */
 int lm_deploy(const lm_deploy_opts *o, lm_record **out, lm_error *e);
 
+#define LM_DRAIN_S 30.0 /* teardown's default wait for admitted requests */
+
 /**
- * Undo deployment r: tear its stages down on every laminad, stop a laminad
+ * Undo deployment r: let its ingress answer what it admitted (for at most
+ * drain_s seconds; new requests are refused meanwhile), tear its stages
+ * down on every laminad, stop a laminad
  * it started (unless another deployment uses it: that one then owns it),
  * clean up after one that died, and remove the record.  Best effort: on
  * failure it goes on with the rest and keeps the record for another try.
@@ -41,6 +51,6 @@ int lm_deploy(const lm_deploy_opts *o, lm_record **out, lm_error *e);
  * @return 0; the first error.
  */
 int lm_teardown(lm_record *r, const char *state_dir, int progress,
-		lm_error *e);
+		double drain_s, lm_error *e);
 
 #endif

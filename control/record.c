@@ -134,9 +134,10 @@ int lm_record_save(const lm_record *r, lm_error *e)
 	for (int i = 0; i < r->n_laminads; i++) {
 		const lm_rec_laminad *l = &r->laminads[i];
 		json_array_append_new(lds, json_pack(
-			"{s:s, s:i, s:i, s:b, s:i}", "host", l->host,
+			"{s:s, s:i, s:i, s:i, s:b, s:i}", "host", l->host,
 			"control_port", l->control_port, "ingress_port",
-			l->ingress_port, "started", l->started, "pid", l->pid));
+			l->ingress_port, "http_port", l->http_port, "started",
+			l->started, "pid", l->pid));
 	}
 	for (int i = 0; i < r->n_stages; i++) {
 		const lm_rec_stage *st = &r->stages[i];
@@ -150,8 +151,10 @@ int lm_record_save(const lm_record *r, lm_error *e)
 			cores, "status", stage_status_name(st->status)));
 	}
 	json_t *doc = json_pack(
-		"{s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:o, s:o, s:o}",
+		"{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:f, s:o, s:o, "
+		"s:o}",
 		"format", "lamina-deployment", "version", 2, "id", r->id,
+		"name", r->name[0] ? r->name : r->id,
 		"status", r->status, "plan", r->plan, "model", r->model,
 		"batch", r->batch, "created", r->created, "created_unix",
 		r->created_unix, "devices", devs, "laminads", lds, "stages",
@@ -164,6 +167,20 @@ int lm_record_save(const lm_record *r, lm_error *e)
 	int rc = lm_write_atomic(r->file, text, strlen(text), 0600, e);
 	free(text);
 	return rc;
+}
+
+int lm_record_http_url(const lm_record *r, char *buf, size_t len)
+{
+	const lm_rec_laminad *in =
+		r->n_stages ? &r->laminads[r->stages[0].laminad] : NULL;
+	buf[0] = '\0';
+	if (!in || !in->http_port)
+		return 0;
+	int v6 = strchr(in->host, ':') != NULL;
+	snprintf(buf, len, "http://%s%s%s:%d/v2/models/%s", v6 ? "[" : "",
+		 in->host, v6 ? "]" : "", in->http_port,
+		 r->name[0] ? r->name : r->id);
+	return 1;
 }
 
 int lm_record_remove(const lm_record *r, lm_error *e)
@@ -189,13 +206,15 @@ static int read_laminad(json_t *o, lm_rec_laminad *l, const char *path,
 {
 	const char *host;
 	json_error_t je;
-	if (json_unpack_ex(o, &je, 0, "{s:s, s:i, s:i, s:b, s?i}", "host",
+	if (json_unpack_ex(o, &je, 0, "{s:s, s:i, s:i, s?i, s:b, s?i}", "host",
 			   &host, "control_port", &l->control_port,
-			   "ingress_port", &l->ingress_port, "started",
-			   &l->started, "pid", &l->pid))
+			   "ingress_port", &l->ingress_port, "http_port",
+			   &l->http_port, "started", &l->started, "pid",
+			   &l->pid))
 		return lm_fail(e, -EINVAL, "%s: laminads: %s", path, je.text);
 	if (l->control_port < 1 || l->control_port > 65535 ||
-	    l->ingress_port < 0 || l->ingress_port > 65535 || l->pid < 0)
+	    l->ingress_port < 0 || l->ingress_port > 65535 ||
+	    l->http_port < 0 || l->http_port > 65535 || l->pid < 0)
 		return lm_fail(e, -EINVAL, "%s: laminads: a port or pid out of "
 			       "range", path);
 	return copy(l->host, sizeof(l->host), host, "host", path, e);
@@ -230,7 +249,7 @@ int lm_record_load(const char *dir, const char *id, lm_record **out,
 		   lm_error *e)
 {
 	char path[PATH_MAX];
-	const char *fmt, *rid, *status, *plan, *model, *created;
+	const char *fmt, *rid, *status, *plan, *model, *created, *dname = NULL;
 	json_t *devs, *lds, *stages;
 	json_error_t je;
 	int rc, batch;
@@ -248,8 +267,9 @@ int lm_record_load(const char *dir, const char *id, lm_record **out,
 		return lm_fail(e, -EINVAL, "%s: %s", path, je.text);
 	}
 	if (json_unpack_ex(doc, &je, 0,
-			   "{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:F, s:o, "
-			   "s:o, s:o}", "format", &fmt, "id", &rid, "status",
+			   "{s:s, s:s, s?s, s:s, s:s, s:s, s:i, s:s, s:F, s:o, "
+			   "s:o, s:o}", "format", &fmt, "id", &rid, "name",
+			   &dname, "status",
 			   &status, "plan", &plan, "model", &model, "batch",
 			   &batch, "created", &created, "created_unix",
 			   &created_unix, "devices", &devs, "laminads", &lds,
@@ -277,7 +297,9 @@ int lm_record_load(const char *dir, const char *id, lm_record **out,
 	r->batch = batch;
 	r->created_unix = created_unix;
 	r->n_laminads = (int)json_array_size(lds);
-	if ((rc = copy(r->status, sizeof(r->status), status, "status", path,
+	if ((rc = copy(r->name, sizeof(r->name), dname ? dname : id, "name", path,
+		       e)) ||
+	    (rc = copy(r->status, sizeof(r->status), status, "status", path,
 		       e)) ||
 	    (rc = copy(r->plan, sizeof(r->plan), plan, "plan", path, e)) ||
 	    (rc = copy(r->model, sizeof(r->model), model, "model", path, e)) ||

@@ -11,11 +11,11 @@
  * deploy, or laminad, died half-way.  Files are replaced atomically
  * (written beside under a name of their own and renamed).
  *
- *   {"format": "lamina-deployment", "version": 2, "id", "status",
+ *   {"format": "lamina-deployment", "version": 2, "id", "name", "status",
  *    "plan", "model", "batch", "created", "created_unix",
  *    "devices": [{"name", "address", "laminad"}],
- *    "laminads": [{"host", "control_port", "ingress_port", "started",
- *                  "pid"}],
+ *    "laminads": [{"host", "control_port", "ingress_port", "http_port",
+ *                  "started", "pid"}],
  *    "stages": [{"stage", "device", "laminad", "slices": [first, last],
  *                "replicas", "cores": [...], "status"}]}
  *
@@ -41,6 +41,7 @@
 typedef struct lm_rec_laminad {
 	char host[LM_ADDR_MAX]; /**< numeric address it listens on */
 	int control_port, ingress_port;
+	int http_port; /**< its HTTP front; 0: none (or not known) */
 	int started; /**< 1: this deployment started it and must stop it */
 	int pid;     /**< last seen; 0 while unknown */
 } lm_rec_laminad;
@@ -69,6 +70,7 @@ typedef struct lm_rec_device {
 
 typedef struct lm_record {
 	char id[LM_REC_ID_MAX];
+	char name[LM_REC_ID_MAX]; /**< clients' name for it (HTTP's model) */
 	char file[PATH_MAX];   /**< where it is saved */
 	char status[32];       /**< deploying, running, failed, tearing-down */
 	char plan[PATH_MAX];
@@ -116,6 +118,13 @@ int lm_record_remove(const lm_record *r, lm_error *e);
 
 /** Free; safe on NULL. */
 void lm_record_free(lm_record *r);
+
+/**
+ * The URL of r's model on its ingress laminad's HTTP front,
+ * "http://HOST:PORT/v2/models/NAME".
+ * @return 1; 0 (and "") when that laminad has no HTTP front.
+ */
+int lm_record_http_url(const lm_record *r, char *buf, size_t len);
 
 /**
  * Ids of the deployments recorded in dir, sorted.

@@ -27,13 +27,15 @@
 
 struct lm_dp_bundle {
 	uint64_t request_id;
-	uint64_t conn;       /* ingress connection: slot | generation << 32 */
+	uint64_t conn;       /* the ingress's flight: slot | generation << 32
+				(queue.h) */
 	uint64_t t_in;       /* TSC when the ingress enqueued it */
 	uint32_t deployment; /* generation of the deployment */
 	int32_t status;      /* 0, or the negative errno a stage failed with */
 	/* across laminads: the ingress's slot for the request and the
 	 * ticket of this send (reliable.h) */
 	uint32_t keep, ticket;
+	uint32_t rows; /* samples in it (the rest of the batch is padding) */
 } __attribute__((aligned(LM_DP_ALIGN)));
 
 /* the layout lamina bench measures and the planner charges (manifest.h) */

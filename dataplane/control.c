@@ -216,6 +216,7 @@ static void describe_free(Lamina__DescribeReply *r)
 	free(r->worker_cores);
 	free(r->busy_cores);
 	free(r->deployments);
+	free(r->names);
 }
 
 static int describe(struct lm_dp *dp, Lamina__DescribeReply *r, lm_error *e)
@@ -228,6 +229,7 @@ static int describe(struct lm_dp *dp, Lamina__DescribeReply *r, lm_error *e)
 	r->poll = lm_dp_poll_busy(&dp->lc) ? (char *)"busy"
 					    : (char *)"adaptive";
 	r->ingress_port = dp->cfg.ingress_port;
+	r->http_port = dp->http_port;
 	const char *mac;
 	unsigned mtu;
 	lm_dp_net_port(dp->net, &mac, &r->port_ip, &mtu);
@@ -239,9 +241,11 @@ static int describe(struct lm_dp *dp, Lamina__DescribeReply *r, lm_error *e)
 	r->worker_cores = calloc(lc->n_worker_cpus + 1, sizeof(uint32_t));
 	r->busy_cores = calloc(lc->n_worker_cpus + 1, sizeof(uint32_t));
 	r->deployments = calloc(LM_DP_MAX_DEPLOYMENTS, sizeof(char *));
+	r->names = calloc(LM_DP_MAX_DEPLOYMENTS, sizeof(char *));
 	int nodes = numa_available() >= 0 ? numa_max_node() + 1 : 1;
 	r->numa = calloc((size_t)nodes, sizeof(*r->numa));
-	if (!r->worker_cores || !r->busy_cores || !r->deployments || !r->numa)
+	if (!r->worker_cores || !r->busy_cores || !r->deployments ||
+	    !r->names || !r->numa)
 		goto nomem;
 	for (unsigned i = 0; i < lc->n_worker_cpus; i++) {
 		unsigned cpu = lc->worker_cpus[i];
@@ -253,8 +257,10 @@ static int describe(struct lm_dp *dp, Lamina__DescribeReply *r, lm_error *e)
 			r->busy_cores[r->n_busy_cores++] = cpu;
 	}
 	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
-		if (dp->deps.d[i])
+		if (dp->deps.d[i]) {
 			r->deployments[r->n_deployments++] = dp->deps.d[i]->id;
+			r->names[r->n_names++] = dp->deps.d[i]->name;
+		}
 	for (int n = 0; n < nodes; n++) {
 		Lamina__NumaNode *node = calloc(1, sizeof(*node));
 		char path[256];
@@ -325,7 +331,58 @@ struct stats_box {
 	struct lm_dp_stats s;
 	double edges[LM_DP_HIST_BUCKETS];
 	uint64_t counts[LM_DP_HIST_BUCKETS];
+	uint64_t queue[LM_DP_HIST_BUCKETS], compute[LM_DP_HIST_BUCKETS];
+	char *kinds[LM_DP_ERR_KINDS];
+	uint64_t errors[LM_DP_ERR_KINDS];
+	uint64_t rows[LM_DP_MAX_BATCH_HIST];
 };
+
+/* The ingress's part of the reply (zeros where stage 0 is elsewhere). */
+static void ingress_encode(struct stats_box *b, const char *name)
+{
+	Lamina__StatsReply *r = &b->r;
+	const struct lm_dp_ingress_stats *g = &b->s.ing;
+	if (!b->s.ingress)
+		return;
+	r->name = (char *)name;
+	r->requests = g->requests;
+	r->samples = g->samples;
+	r->batches = g->batches;
+	for (int k = 0; k < LM_DP_ERR_KINDS; k++) {
+		b->kinds[k] = (char *)lm_dp_err_kind((enum lm_dp_err)k);
+		b->errors[k] = g->errors[k];
+		r->errors += g->errors[k];
+	}
+	r->error_kinds = b->kinds;
+	r->error_counts = b->errors;
+	r->n_error_kinds = r->n_error_counts = LM_DP_ERR_KINDS;
+	unsigned n = g->batch < LM_DP_MAX_BATCH_HIST ? g->batch
+						     : LM_DP_MAX_BATCH_HIST;
+	memcpy(b->rows, g->batch_rows + 1, n * sizeof(b->rows[0]));
+	r->batch_rows = b->rows;
+	r->n_batch_rows = n;
+	r->queue_depth = g->queue_depth;
+	r->in_flight = g->in_flight;
+	r->batch = g->batch;
+	r->max_queue = g->max_queue;
+	r->max_delay_us = g->max_delay_us;
+	r->bucket_us = b->edges;
+	r->counts = b->counts;
+	hist_set(&g->e2e, b->edges, b->counts, &r->n_bucket_us, &r->n_counts);
+	for (int i = 0; i < LM_DP_HIST_BUCKETS; i++) {
+		b->queue[i] = g->queue.counts[i];
+		b->compute[i] = g->compute.counts[i];
+	}
+	r->queue_counts = b->queue;
+	r->compute_counts = b->compute;
+	r->n_queue_counts = r->n_compute_counts = LM_DP_HIST_BUCKETS;
+	r->queue_sum_us = g->queue.sum_us;
+	r->compute_sum_us = g->compute.sum_us;
+	r->e2e_sum_us = g->e2e.sum_us;
+	r->recent_s = g->recent_s;
+	r->recent_requests = g->recent_requests;
+	r->recent_samples = g->recent_samples;
+}
 
 static int stats_encode(struct lm_dp *dp, const struct lm_dp_deployment *d,
 			Lamina__StatsReply **out, lm_error *e)
@@ -339,16 +396,12 @@ static int stats_encode(struct lm_dp *dp, const struct lm_dp_deployment *d,
 	r->deployment = (char *)d->id;
 	r->tsc_hz = b->s.tsc_hz;
 	r->uptime_s = b->s.uptime_s;
-	r->requests = b->s.requests;
-	r->errors = b->s.errors;
+	ingress_encode(b, d->name);
+	r->http_port = dp->http_port;
 	r->resent = b->s.resent;
 	r->duplicate_answers = b->s.dup_answers;
 	r->gave_up = b->s.gave_up;
 	r->send_lost = b->s.send_lost;
-	r->bucket_us = b->edges;
-	r->counts = b->counts;
-	hist_set(&b->s.e2e, b->edges, b->counts, &r->n_bucket_us,
-		 &r->n_counts);
 	r->stages = calloc(b->s.n_stages + 1, sizeof(*r->stages));
 	if (!r->stages) {
 		free(b);
@@ -371,6 +424,7 @@ static int stats_encode(struct lm_dp *dp, const struct lm_dp_deployment *d,
 		o->cores = sb->cores;
 		o->n_cores = t->n_cores;
 		o->requests = t->requests;
+		o->samples = t->samples;
 		o->errors = t->errors;
 		o->busy_cycles = t->busy_cycles;
 		o->idle_cycles = t->idle_cycles;
@@ -397,6 +451,7 @@ static const char *body_name(int c)
 	case LAMINA__REQUEST__BODY_STATS: return "stats";
 	case LAMINA__REQUEST__BODY_TEARDOWN: return "teardown";
 	case LAMINA__REQUEST__BODY_SHUTDOWN: return "shutdown";
+	case LAMINA__REQUEST__BODY_DRAIN: return "drain";
 	default: return "unknown";
 	}
 }
@@ -438,6 +493,7 @@ static void handle(struct lm_dp *dp, struct lm_dp_ctl *c,
 	Lamina__Empty done = LAMINA__EMPTY__INIT;
 	Lamina__DescribeReply desc;
 	Lamina__LoadStageReply load = LAMINA__LOAD_STAGE_REPLY__INIT;
+	Lamina__DrainReply drain = LAMINA__DRAIN_REPLY__INIT;
 	Lamina__StatsReply *stats = NULL;
 	struct lm_dp_deployment *d;
 	uint32_t cores[LM_DP_MAX_REPLICAS];
@@ -485,6 +541,13 @@ static void handle(struct lm_dp *dp, struct lm_dp_ctl *c,
 			lm_log("deployment %s: teardown", d->id);
 			lm_dp_teardown(dp, d);
 		}
+		break;
+	case LAMINA__REQUEST__BODY_DRAIN:
+		/* an unknown deployment has nothing to answer */
+		if ((d = lm_dp_find(&dp->deps, q->drain->deployment)))
+			drain.pending = lm_dp_queue_drain(&dp->serve, d);
+		r.body_case = LAMINA__REPLY__BODY_DRAIN;
+		r.drain = &drain;
 		break;
 	case LAMINA__REQUEST__BODY_SHUTDOWN:
 		lm_log("control: shutdown requested");

@@ -103,6 +103,18 @@ int lm_dp_spec_decode(const Lamina__LoadStageRequest *r,
 	s->retry_ms = r->retry_ms;
 	s->max_retries = r->max_retries;
 	s->period_us = r->period_us;
+	if (r->name && r->name[0] && !lm_dp_id_ok(r->name))
+		return lm_fail(e, -EINVAL, "deployment name '%.40s' must be 1 "
+			       "to %d letters, digits, '-', '_' or '.'",
+			       r->name, LM_WIRE_ID_LEN - 1);
+	snprintf(s->name, sizeof(s->name), "%s",
+		 r->name && r->name[0] ? r->name : r->deployment);
+	if (r->max_delay_us > 10000000 || r->max_queue > 1000000)
+		return lm_fail(e, -EINVAL, "max_delay_us %u (at most 10 s) or "
+			       "max_queue %u (at most 1000000) out of range",
+			       r->max_delay_us, r->max_queue);
+	s->max_delay_us = r->max_delay_us;
+	s->max_queue = r->max_queue;
 	return 0;
 }
 

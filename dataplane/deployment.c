@@ -32,6 +32,22 @@ struct lm_dp_deployment *lm_dp_find(struct lm_dp_deployments *t,
 	return NULL;
 }
 
+struct lm_dp_deployment *lm_dp_find_served(struct lm_dp_deployments *t,
+					   const char *name)
+{
+	struct lm_dp_deployment *by_id = NULL;
+	for (int i = 0; name && i < LM_DP_MAX_DEPLOYMENTS; i++) {
+		struct lm_dp_deployment *d = t->d[i];
+		if (!d || !d->ing)
+			continue;
+		if (!strncmp(d->name, name, LM_WIRE_ID_LEN))
+			return d;
+		if (!strncmp(d->id, name, LM_WIRE_ID_LEN))
+			by_id = d;
+	}
+	return by_id;
+}
+
 struct lm_dp_deployment *lm_dp_find_key(struct lm_dp_deployments *t,
 					uint32_t key)
 {

@@ -23,6 +23,8 @@ struct lm_dp_ingress;
 
 struct lm_dp_deployment {
 	char id[LM_WIRE_ID_LEN];
+	char name[LM_WIRE_ID_LEN];   /* clients' name for it (stage 0's
+					laminad; "" elsewhere) */
 	uint32_t gen; /* unique in this laminad's life: bundles carry it */
 	uint32_t key; /* frames between laminads carry it (frame.h) */
 	struct lm_pipeline *pipe;
@@ -44,6 +46,11 @@ int lm_dp_id_ok(const char *id);
 /** The deployment with this id, or NULL. */
 struct lm_dp_deployment *lm_dp_find(struct lm_dp_deployments *t,
 				    const char *id);
+
+/** The deployment clients call `name` (its name, else its id) that
+ *  takes requests here (its stage 0 is here), or NULL. */
+struct lm_dp_deployment *lm_dp_find_served(struct lm_dp_deployments *t,
+					   const char *name);
 
 /** The deployment whose frames carry key, or NULL. */
 struct lm_dp_deployment *lm_dp_find_key(struct lm_dp_deployments *t,

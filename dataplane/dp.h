@@ -12,10 +12,14 @@
  *   state.[ch]           laminad's state file (lamina links it too)
  *   pipeline.[ch]        stages and edges; worker.c, the worker loop
  *   deployment.[ch]      a deployment's parts, and the table of them
- *   ingress.[ch]         the ingress port's connections, answers,
- *                        telemetry and re-sends
+ *   queue.[ch]           the ingress's core: admission, dynamic
+ *                        batching, flights, answers, re-sends, drain
+ *   ingress.[ch]         its binary TCP front (lamina/wire.h)
+ *   oip.[ch]             the Open Inference Protocol's JSON
+ *   http.[ch]            its HTTP front (libmicrohttpd)
  *   net.[ch]             edges to other laminads (port and memif)
  *   stats.[ch]           a deployment's telemetry as a plain struct
+ *   metrics.c            all of it in the Prometheus text format
  *   service.c            load, start, stop, tear down: the parts in order
  *   control.c            the control port: protobuf in, plain specs out
  *   main.c               options, start-up, the state file, the loop
@@ -33,16 +37,23 @@
 #include "bundle.h"
 #include "deployment.h"
 #include "eal.h"
+#include "http.h"
 #include "ingress.h"
 #include "net.h"
 #include "pipeline.h"
+#include "queue.h"
 #include "spec.h"
 
 #define LM_DP_VERSION "0.2.0"
 #define LM_DP_MAX_CTLS 64
 
+#define LM_DP_HTTP_PORT 8000 /* Triton's; the next free one when taken */
+#define LM_DP_HTTP_TRIES 100
+
 struct lm_dp_config {
 	uint16_t control_port, ingress_port;
+	uint16_t http_port; /* 0: no HTTP front */
+	int http_auto;	    /* not given: the first free from 8000 */
 	const char *listen, *name, *state_dir, *log;
 	int foreground, managed;
 	struct lm_dp_eal_opts eal;
@@ -60,7 +71,10 @@ struct lm_dp {
 	int epfd, ctl_fd, ing_fd;
 	struct lm_dp_bell bell;
 	struct lm_dp_deployments deps;
-	struct lm_dp_front front;
+	struct lm_dp_serve serve; /* the ingress's queues */
+	struct lm_dp_front front; /* its TCP front */
+	struct lm_dp_http *http;  /* its HTTP front, or NULL */
+	uint16_t http_port;	  /* 0: none */
 	struct lm_dp_net *net;
 	struct lm_dp_ctl *ctls[LM_DP_MAX_CTLS];
 	size_t ctl_buffered; /* input buffers of every control connection */
@@ -71,7 +85,7 @@ struct lm_dp {
 
 /* epoll user data kinds (ingress.h's LM_DP_EV packs kind and slot) */
 enum { LM_DP_EV_CTL_LISTEN = 1, LM_DP_EV_ING_LISTEN, LM_DP_EV_CTL,
-       LM_DP_EV_ING, LM_DP_EV_BELL };
+       LM_DP_EV_ING, LM_DP_EV_BELL, LM_DP_EV_HTTP };
 
 /* service.c */
 /**
@@ -97,6 +111,11 @@ void lm_dp_teardown(struct lm_dp *dp, struct lm_dp_deployment *d);
 
 /** Bytes laminad holds: its heap and DPDK's. */
 void lm_dp_memory(uint64_t *heap, uint64_t *dpdk);
+
+/* metrics.c */
+/** Every deployment's telemetry in the Prometheus text format (ctx: the
+ *  struct lm_dp); malloc'd, NULL when out of memory. */
+char *lm_dp_metrics(void *ctx, size_t *len);
 
 /* control.c */
 /** Accept every pending control connection. */

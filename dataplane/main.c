@@ -65,7 +65,10 @@ static const char help[] =
 	"  --control-port N     control protocol port (default 7700)\n"
 	"  --ingress-port N     inference ingress port (default: control "
 	"port + 1)\n"
-	"  --listen ADDR        address of both ports (default 127.0.0.1)\n"
+	"  --http-port N        the HTTP front, the Open Inference Protocol "
+	"(default:\n"
+	"                       the first free port from 8000; 0: none)\n"
+	"  --listen ADDR        address of every port (default 127.0.0.1)\n"
 	"  --name NAME          device name reported by describe (default: "
 	"host name)\n"
 	"  --cores LIST         cpus worker stages may use, e.g. 1-3 (default:"
@@ -167,12 +170,13 @@ static int fault_arg(const char *v, struct lm_dp_net_opts *c)
 static int parse(int argc, char **argv, struct lm_dp_config *c,
 		 const char **cleanup)
 {
-	enum { O_CTL = 256, O_ING, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
+	enum { O_CTL = 256, O_ING, O_HTTP, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
 	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU,
 	       O_FAULT, O_CLEANUP, O_VERSION, O_MANAGED };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
+		{ "http-port", required_argument, 0, O_HTTP },
 		{ "listen", required_argument, 0, O_LISTEN },
 		{ "name", required_argument, 0, O_NAME },
 		{ "cores", required_argument, 0, O_CORES },
@@ -197,6 +201,8 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 	memset(c, 0, sizeof(*c));
 	*cleanup = NULL;
 	c->control_port = LM_CONTROL_PORT;
+	c->http_port = LM_DP_HTTP_PORT;
+	c->http_auto = 1;
 	c->listen = "127.0.0.1";
 	c->eal.hugepages_auto = 1;
 	c->eal.memory_mb = 1024;
@@ -214,6 +220,13 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 						: &c->ingress_port))
 				return -EINVAL;
 			ingress_set |= o == O_ING;
+			break;
+		case O_HTTP:
+			v = strtol(optarg, &end, 10);
+			if (*end || !*optarg || v < 0 || v > 65535)
+				goto bad_value;
+			c->http_port = (uint16_t)v;
+			c->http_auto = 0;
 			break;
 		case O_LISTEN: c->listen = optarg; break;
 		case O_NAME: c->name = optarg; break;
@@ -311,7 +324,8 @@ static const char *default_state_dir(char *buf, size_t len)
 	return buf;
 }
 
-static int listen_on(const char *addr, uint16_t port, lm_error *e)
+/* A listening TCP socket; -errno (-EINVAL: the address, in e). */
+static int tcp_listen(const char *addr, uint16_t port, lm_error *e)
 {
 	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
 				  .ai_socktype = SOCK_STREAM }, *res;
@@ -335,10 +349,47 @@ static int listen_on(const char *addr, uint16_t port, lm_error *e)
 		fd = -errno;
 	}
 	freeaddrinfo(res);
-	if (fd < 0)
+	return fd;
+}
+
+static int listen_on(const char *addr, uint16_t port, lm_error *e)
+{
+	int fd = tcp_listen(addr, port, e);
+	if (fd < 0 && fd != -EINVAL)
 		return lm_fail(e, fd, "cannot listen on %s port %u: %s", addr,
 			       port, strerror(-fd));
 	return fd;
+}
+
+/* The HTTP front's socket: the port asked for, or the first free one
+ * from it.  -1 with no error when there is to be none. */
+static int listen_http(struct lm_dp *dp, lm_error *e)
+{
+	const struct lm_dp_config *c = &dp->cfg;
+	unsigned tries = c->http_auto ? LM_DP_HTTP_TRIES : 1;
+	if (!c->http_port)
+		return -1;
+	for (unsigned k = 0; k < tries && c->http_port + k <= 65535; k++) {
+		uint16_t port = (uint16_t)(c->http_port + k);
+		if (port == c->control_port || port == c->ingress_port)
+			continue;
+		int fd = tcp_listen(c->listen, port, e);
+		if (fd >= 0) {
+			dp->http_port = port;
+			return fd;
+		}
+		if (fd == -EINVAL)
+			return fd;
+		if (fd != -EADDRINUSE)
+			return lm_fail(e, fd, "cannot listen on %s port %u: %s",
+				       c->listen, port, strerror(-fd));
+	}
+	if (c->http_auto)
+		return lm_fail(e, -EADDRINUSE, "no free HTTP port from %u to "
+			       "%u (--http-port)", c->http_port,
+			       c->http_port + tries - 1);
+	return lm_fail(e, -EADDRINUSE, "HTTP port %u is taken (--http-port)",
+		       c->http_port);
 }
 
 /* The state file as this process's state stands ("up" once it listens). */
@@ -389,6 +440,9 @@ static void events(struct lm_dp *dp, struct epoll_event *ev, int n)
 		case LM_DP_EV_ING:
 			lm_dp_front_event(&dp->front, slot, ev[i].events);
 			break;
+		case LM_DP_EV_HTTP:
+			lm_dp_http_run(dp->http);
+			break;
 		case LM_DP_EV_BELL: {
 			uint64_t rung;
 			ssize_t r = read(dp->bell.fd, &rung, sizeof(rung));
@@ -399,28 +453,40 @@ static void events(struct lm_dp *dp, struct epoll_event *ev, int n)
 	}
 }
 
-/* Wait for events the way the load allows (see loop). */
+/* Wait for events the way the load allows (see loop); `due` is the
+ * microseconds until the queue's next timer (a batch's delay). */
 static int wait_events(struct lm_dp *dp, struct epoll_event *ev, int max,
-		       int polling, int spin, int net, unsigned empty)
+		       int polling, int spin, int net, unsigned empty,
+		       unsigned due)
 {
-	if (!polling)
+	struct timespec ts = { 0, 0 };
+	if (!polling && due >= 100000)
 		return epoll_wait(dp->epfd, ev, max, 100);
 	if (spin)
 		return epoll_wait(dp->epfd, ev, max, 0);
-	if (!net && !dp->front.n_blocked) {
+	if (polling && !net && !dp->serve.waiting) {
 		int n;
-		/* asleep until an answer rings (or a request comes); an
-		 * answer handed on before the flag was seen is found by this
-		 * last look.  M1 pairs with a worker's B1 (bundle.h). */
+		/* asleep until an answer rings (or a request comes, or the
+		 * delay of a batch ends); an answer handed on before the flag
+		 * was seen is found by this last look.  M1 pairs with a
+		 * worker's B1 (bundle.h). */
+		ts.tv_sec = due / 1000000;
+		ts.tv_nsec = (long)(due % 1000000) * 1000;
 		__atomic_store_n(&dp->bell.sleeping, 1, __ATOMIC_RELAXED);
 		__atomic_thread_fence(__ATOMIC_SEQ_CST); /* M1 */
-		n = lm_dp_front_egress(&dp->front) > 0
-			    ? 0 : epoll_wait(dp->epfd, ev, max, 100);
+		n = lm_dp_serve_egress(&dp->serve) > 0
+			    ? 0 : epoll_pwait2(dp->epfd, ev, max, &ts, NULL);
 		__atomic_store_n(&dp->bell.sleeping, 0, __ATOMIC_RELAXED);
 		return n;
 	}
+	/* the network gives no wake-up, nor does a bundle coming free for
+	 * requests that wait: look again soon */
 	long us = 10L << (empty < 7 ? empty : 7);
-	struct timespec ts = { 0, (us > 1000 ? 1000 : us) * 1000 };
+	if (us > 1000)
+		us = 1000;
+	if ((unsigned long)us > due)
+		us = (long)due;
+	ts.tv_nsec = us * 1000;
 	return epoll_pwait2(dp->epfd, ev, max, &ts, NULL);
 }
 
@@ -439,28 +505,60 @@ static int wait_events(struct lm_dp *dp, struct epoll_event *ev, int max,
  * one per answer (the doubling alone: ~13 per ResNet-18 request on two
  * busy cpus).
  */
+#define DRAIN_S 5
+
+/* Requests admitted and not yet answered, every deployment. */
+static unsigned pending(const struct lm_dp *dp)
+{
+	unsigned n = 0;
+	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
+		if (dp->deps.d[i])
+			n += lm_dp_queue_pending(dp->deps.d[i]);
+	return n;
+}
+
 static void loop(struct lm_dp *dp)
 {
 	struct epoll_event ev[64];
 	unsigned empty = 0;
 	int spin = lm_dp_main_spins(&dp->lc);
-	uint64_t t_sweep = rte_rdtsc();
-	while (!dp->quit && !stop_signal) {
+	uint64_t t_sweep = rte_rdtsc(), t_drain = 0;
+	for (;;) {
+		/* going: answer what was admitted, for at most DRAIN_S */
+		if ((dp->quit || stop_signal) && !t_drain) {
+			t_drain = rte_rdtsc();
+			for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
+				if (dp->deps.d[i])
+					lm_dp_queue_drain(&dp->serve,
+							  dp->deps.d[i]);
+		}
+		if (t_drain && (!pending(dp) ||
+				rte_rdtsc() - t_drain > DRAIN_S * dp->tsc_hz))
+			break;
 		/* while requests are in the pipeline, poll the last edge;
 		 * while a deployment crosses laminads, the network too */
 		int net = lm_dp_net_active(dp->net, &dp->deps);
-		int polling = dp->front.inflight > 0 || net;
-		int n = wait_events(dp, ev, 64, polling, spin, net, empty);
+		int polling = dp->serve.inflight > 0 || net ||
+			      dp->serve.waiting;
+		unsigned due = dp->serve.gathering
+				       ? lm_dp_serve_next_us(&dp->serve, 100000)
+				       : 100000;
+		due = lm_dp_http_next_us(dp->http, due);
+		int n = wait_events(dp, ev, 64, polling, spin, net, empty,
+				    due);
 		events(dp, ev, n);
 		int got = lm_dp_net_poll(dp->net, &dp->deps);
-		got += lm_dp_front_egress(&dp->front);
-		lm_dp_front_retry(&dp->front);
-		if (dp->front.n_blocked)
-			lm_dp_front_unblock(&dp->front);
+		got += lm_dp_serve_egress(&dp->serve);
+		lm_dp_serve_tick(&dp->serve);
+		lm_dp_front_flush(&dp->front);
+		if (dp->http && !lm_dp_http_next_us(dp->http, 1))
+			lm_dp_http_run(dp->http);
 		if (rte_rdtsc() - t_sweep > dp->tsc_hz) {
-			/* connections that hold slots or bundles idly */
+			/* connections that hold slots or bundles idly, and
+			 * libmicrohttpd's timeouts */
 			lm_dp_control_sweep(dp);
 			lm_dp_front_sweep(&dp->front);
+			lm_dp_http_run(dp->http);
 			t_sweep = rte_rdtsc();
 		}
 		if (n > 0) /* a control message may have changed the stages */
@@ -789,11 +887,20 @@ int main(int argc, char **argv)
 		lm_fail(&e, -errno, "epoll: %s", strerror(errno));
 		goto fail;
 	}
-	if (lm_dp_front_init(&dp.front, dp.epfd, &dp.deps, dp.tsc_hz, &e) ||
+	lm_dp_serve_init(&dp.serve, &dp.deps, dp.tsc_hz);
+	if (lm_dp_front_init(&dp.front, dp.epfd, &dp.serve, &e) ||
 	    lm_dp_net_open(&dp.cfg.net, dp.tsc_hz, &dp.net, &e))
 		goto fail;
 	if ((dp.ctl_fd = listen_on(dp.cfg.listen, dp.cfg.control_port, &e)) < 0 ||
 	    (dp.ing_fd = listen_on(dp.cfg.listen, dp.cfg.ingress_port, &e)) < 0)
+		goto fail;
+	int http_fd = listen_http(&dp, &e);
+	if (http_fd < 0 && dp.cfg.http_port)
+		goto fail;
+	if (http_fd >= 0 &&
+	    lm_dp_http_open(http_fd, dp.epfd, LM_DP_EV(LM_DP_EV_HTTP, 0),
+			    &dp.serve, LM_DP_VERSION, lm_dp_metrics, &dp,
+			    &dp.http, &e))
 		goto fail;
 	if ((dp.bell.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
 	    add_fd(&dp, dp.ctl_fd, LM_DP_EV_CTL_LISTEN) ||
@@ -809,10 +916,14 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	pthread_sigmask(SIG_UNBLOCK, &sigs, NULL);
+	char http[64] = "no http";
+	if (dp.http)
+		snprintf(http, sizeof(http), "http %s:%u", dp.cfg.listen,
+			 dp.http_port);
 	snprintf(msg, sizeof(msg), "ok laminad %s: pid %d, control %s:%u, "
-		 "ingress %s:%u, %u worker cpu(s), %s, log %s\n", dp.name,
+		 "ingress %s:%u, %s, %u worker cpu(s), %s, log %s\n", dp.name,
 		 (int)getpid(), dp.cfg.listen, dp.cfg.control_port,
-		 dp.cfg.listen, dp.cfg.ingress_port, dp.lc.n_worker_cpus,
+		 dp.cfg.listen, dp.cfg.ingress_port, http, dp.lc.n_worker_cpus,
 		 dp.eal.hugepages ? "hugepages" : "no hugepages",
 		 dp.log_path[0] ? dp.log_path : "stderr");
 	lm_log("%.*s", (int)strlen(msg + 3) - 1, msg + 3);
@@ -830,7 +941,10 @@ out:
 	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
 		lm_dp_teardown(&dp, dp.deps.d[i]);
 	lm_dp_control_close_all(&dp);
+	lm_dp_front_flush(&dp.front); /* the last answers, as far as they go */
 	lm_dp_front_close(&dp.front);
+	lm_dp_http_close(dp.http);
+	lm_dp_serve_close(&dp.serve);
 	lm_dp_net_close(dp.net);
 	if (dp.bell.fd >= 0)
 		close(dp.bell.fd);

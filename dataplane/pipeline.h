@@ -80,7 +80,7 @@ struct lm_dp_replica {
 	struct lm_dp_bundle *held[LM_DP_BURST];
 	unsigned n_held;
 	/* telemetry */
-	volatile uint64_t requests, errors, busy_cycles, idle_cycles;
+	volatile uint64_t requests, samples, errors, busy_cycles, idle_cycles;
 	struct lm_dp_hist hist;
 	lm_error err;
 } __attribute__((aligned(LM_DP_ALIGN)));

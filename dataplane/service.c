@@ -30,7 +30,13 @@ int lm_dp_load(struct lm_dp *dp, const struct lm_dp_stage_spec *s,
 	       struct lm_dp_loaded *out, lm_error *e)
 {
 	struct lm_dp_deployment *d = lm_dp_find(&dp->deps, s->deployment);
+	struct lm_dp_deployment *other = s->stage == 0
+		? lm_dp_find_served(&dp->deps, s->name) : NULL;
 	int rc, created = 0;
+	if (other && other != d)
+		return lm_fail(e, -EEXIST, "this laminad already serves a "
+			       "deployment called '%s' (%s): choose another "
+			       "name", s->name, other->id);
 	if (!d) {
 		rc = lm_dp_deployment_add(&dp->deps, s->deployment,
 					  rte_rdtsc(), &d);
@@ -49,8 +55,10 @@ int lm_dp_load(struct lm_dp *dp, const struct lm_dp_stage_spec *s,
 	if ((rc = lm_pipeline_load(d->pipe, s, &dp->lc, out, e)))
 		goto fail;
 	if ((rc = lm_dp_net_link(dp->net, d, s, e)) ||
-	    (s->stage == 0 && (rc = lm_dp_ingress_create(d, s, e))))
+	    (s->stage == 0 && (rc = lm_dp_queue_create(d, s, e))))
 		goto fail;
+	if (s->stage == 0)
+		snprintf(d->name, sizeof(d->name), "%s", s->name);
 	return 0;
 fail:
 	/* a deployment made for this stage goes with it; an older one keeps
@@ -66,7 +74,7 @@ int lm_dp_start(struct lm_dp *dp, struct lm_dp_deployment *d, lm_error *e)
 	if (d->pipe->started)
 		return 0;
 	if ((rc = lm_dp_net_start(dp->net, d, e)) ||
-	    (rc = lm_dp_ingress_start(&dp->front, d, e)) ||
+	    (rc = lm_dp_queue_start(&dp->serve, d, e)) ||
 	    (rc = lm_pipeline_start(d->pipe, &dp->bell,
 				    lm_dp_poll_busy(&dp->lc), e)))
 		return rc;
@@ -100,9 +108,9 @@ void lm_dp_teardown(struct lm_dp *dp, struct lm_dp_deployment *d)
 	lm_dp_stop(dp, d);
 	/* answers first (they read the pipeline's pools), then the links
 	 * (reassembly may hold bundles of the pools), then the pools */
-	lm_dp_front_cancel(&dp->front, d);
+	lm_dp_queue_cancel(&dp->serve, d);
 	lm_dp_net_forget(dp->net, d);
-	lm_dp_ingress_free(d);
+	lm_dp_queue_free(d);
 	lm_pipeline_free(d->pipe, &dp->lc);
 	d->pipe = NULL;
 	lm_dp_deployment_remove(&dp->deps, d);

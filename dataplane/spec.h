@@ -49,6 +49,9 @@ struct lm_dp_stage_spec {
 	/* stage 0 with answers from elsewhere: the re-send policy
 	 * (reliable.h) */
 	unsigned retry_ms, max_retries, period_us;
+	/* stage 0: serving (queue.h); name "" is the id */
+	char name[LM_WIRE_ID_LEN];
+	unsigned max_delay_us, max_queue;
 };
 
 #endif

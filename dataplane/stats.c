@@ -7,7 +7,6 @@
 
 #include <rte_ring.h>
 
-#include "ingress.h"
 #include "net.h"
 #include "pipeline.h"
 
@@ -17,13 +16,11 @@ void lm_dp_stats_read(const struct lm_dp_deployment *d, uint64_t now,
 	const struct lm_pipeline *p = d->pipe;
 	memset(s, 0, sizeof(*s));
 	memcpy(s->id, d->id, sizeof(s->id));
+	memcpy(s->name, d->name, sizeof(s->name));
 	s->tsc_hz = tsc_hz;
 	s->uptime_s = (double)(now - d->t_created) / (double)tsc_hz;
-	if (d->ing) {
-		s->requests = d->ing->requests;
-		s->errors = d->ing->errors;
-		s->e2e = d->ing->e2e;
-	}
+	s->ingress = d->ing != NULL;
+	lm_dp_ingress_read(d, &s->ing);
 	if (d->rel) {
 		const lm_rel_stats *r = lm_rel_get_stats(d->rel);
 		s->resent = r->resent;
@@ -44,6 +41,7 @@ void lm_dp_stats_read(const struct lm_dp_deployment *d, uint64_t now,
 			const struct lm_dp_replica *r = st->rep[i];
 			o->cores[i] = r->cpu;
 			o->requests += r->requests;
+			o->samples += r->samples;
 			o->errors += r->errors;
 			o->busy_cycles += r->busy_cycles;
 			o->idle_cycles += r->idle_cycles;

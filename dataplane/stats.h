@@ -11,6 +11,7 @@
 
 #include "bundle.h"
 #include "deployment.h"
+#include "queue.h"
 #include "spec.h"
 
 struct lm_dp_stage_stats {
@@ -18,6 +19,7 @@ struct lm_dp_stage_stats {
 	unsigned n_cores;
 	uint32_t cores[LM_DP_MAX_REPLICAS];
 	uint64_t requests;    /* bundles it ran */
+	uint64_t samples;     /* live samples in them */
 	uint64_t errors;
 	uint64_t busy_cycles; /* TSC cycles running the stage */
 	uint64_t idle_cycles; /* TSC cycles polling empty or asleep */
@@ -26,11 +28,11 @@ struct lm_dp_stage_stats {
 };
 
 struct lm_dp_stats {
-	char id[LM_WIRE_ID_LEN];
+	char id[LM_WIRE_ID_LEN], name[LM_WIRE_ID_LEN];
 	uint64_t tsc_hz;
 	double uptime_s;
-	uint64_t requests, errors; /* answered / refused by the ingress */
-	struct lm_dp_hist e2e;	   /* at the ingress */
+	int ingress; /* stage 0 is here: `ing` holds its telemetry */
+	struct lm_dp_ingress_stats ing;
 	/* across laminads: re-sends, second answers dropped, given up,
 	 * bundles this laminad could not send */
 	uint64_t resent, dup_answers, gave_up, send_lost;

@@ -71,6 +71,7 @@ static int run_one(struct lm_dp_replica *r, struct lm_dp_bundle *b)
 			r->errors++;
 		}
 		r->requests++;
+		r->samples += b->rows;
 	}
 	rte_mempool_put(st->in_edge->pool, b);
 	while (rte_ring_enqueue(st->out_edge->ring, o) != 0)
