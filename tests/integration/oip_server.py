@@ -282,7 +282,11 @@ def encode_response(model, y, wanted, req_id, nested):
         doc["outputs"].append(obj)
         if raw is not None:
             raws.append(raw)
-    head = json.dumps(doc).encode()
+    try:
+        head = json.dumps(doc, allow_nan=False).encode()
+    except ValueError:
+        raise BadRequest(400, "an output holds NaN or infinity, which JSON "
+                         "cannot carry; ask for binary_data") from None
     if not raws:
         return {"Content-Type": "application/json"}, head
     return ({"Content-Type": "application/octet-stream",
@@ -366,6 +370,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # headers and body go out in two writes: without this, Nagle's
+        # algorithm and the client's delayed ACK hold the body 40 ms
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY,
+                                   1)
         st = self.server.stats
         with self.server.lock:
             st["connections"] += 1
@@ -500,8 +508,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if isinstance(delay, (int, float)) and 0 < delay <= 10000:
             time.sleep(delay / 1000)
         y = run_model(model, x)
-        headers, out = encode_response(model, y, wanted, req_id,
-                                       bool(params.get("test_nested")))
+        try:
+            headers, out = encode_response(model, y, wanted, req_id,
+                                           bool(params.get("test_nested")))
+        except BadRequest as e:
+            return self._error(e.status, str(e), "infer")
         self._send(200, headers, out, "infer")
 
     def _misbehave(self, mode, body):
