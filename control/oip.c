@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,10 @@ static int put_data(FILE *f, const lm_tensor *t)
 		}
 		if (d != d || d - d != 0)
 			return -EINVAL;
+		if (d == 0 && signbit(d)) { /* "-0" would read as integer 0 */
+			fputs("-0.0", f);
+			continue;
+		}
 		/* 9 digits bring a float back exactly, 17 a double */
 		fprintf(f, t->dtype == LM_DT_DOUBLE ? "%.17g" : "%.9g", d);
 	}
@@ -576,9 +581,12 @@ int oip_answer_read(const char *body, size_t len, long long json_len,
 		return lm_fail(e, -EPROTO, "the answer is empty");
 	root = json_loadb(body, jlen, JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return lm_fail(e, -EPROTO, "the answer is not JSON (%s)",
+		return lm_fail(e, -EPROTO, "the answer is not JSON (%s)%s",
 			       one_line(je.text, strlen(je.text), buf,
-					sizeof(buf)));
+					sizeof(buf)),
+			       strstr(je.text, "too big integer") ?
+			       "; integers past 2^63-1 are read in binary "
+			       "only: leave out --json" : "");
 	outs = json_object_get(root, "outputs");
 	if (!json_is_object(root) || !json_is_array(outs)) {
 		rc = lm_fail(e, -EPROTO, "the answer has no \"outputs\" list");

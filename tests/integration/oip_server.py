@@ -126,13 +126,11 @@ def run_model(name, x):
         return {"upper": np.array([v.upper() for v in s], dtype=object),
                 "length": np.array([len(v) for v in s], dtype=np.int64)}
     v = x["x"]
-    if v.dtype == np.bool_:
-        y = np.logical_not(v)
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):
-            y = (v * v.dtype.type(2) + v.dtype.type(1)).astype(v.dtype)
-    return {"y": y, "echo": v.copy(),
-            "total": v.astype(np.float64).sum(axis=1)}
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = np.logical_not(v) if v.dtype == np.bool_ else \
+            (v * v.dtype.type(2) + v.dtype.type(1)).astype(v.dtype)
+        return {"y": y, "echo": v.copy(),
+                "total": v.astype(np.float64).sum(axis=1)}
 
 
 # ---- tensors in and out ----
@@ -566,6 +564,11 @@ class OipServer:
         self.thread.start()
 
     def reset_stats(self):
+        """Zero the counts, once requests still running (a slow answer
+        whose client gave up) are done."""
+        deadline = time.monotonic() + 10
+        while self.stats["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self.httpd.lock:
             for k in ("connections", "requests", "max_in_flight"):
                 self.stats[k] = 0
