@@ -5,7 +5,7 @@ Triton, KServe.  Standard library and numpy only.
     import numpy as np
     from lamina_client import Client
     with Client("http://127.0.0.1:8000") as c:
-        y = c.infer("digits", {"input": np.zeros((1, 64), np.float32)})
+        y = c.infer("digits", {"image": np.zeros((1, 1, 8, 8), "f4")})
         print({name: a.shape for name, a in y.items()})
 
 Tensors travel as Triton's binary tensor data extension by default (a

@@ -158,6 +158,16 @@ def python_health(srv):
         check([i["name"] for i in md["inputs"]] == ["a", "b"] and
               md["outputs"][0]["datatype"] == "FP64",
               f"python model_metadata: {md}")
+        check(c.model_metadata("pair", version="1")["name"] == "pair" and
+              c.is_model_ready("pair", version="1") and
+              not c.is_model_ready("pair", version="2"),
+              "python: versions/1 of pair, no versions/2")
+        x = np.ones((1, 4), np.float32)
+        check_answer("python infer of versions/1", x,
+                     c.infer("affine_fp32", {"x": x}, version="1"))
+        expect_error("python infer of versions/2",
+                     lambda: c.infer("affine_fp32", {"x": x}, version="2"),
+                     404, "no version 2")
         try:
             c.model_metadata("nope")
             check(False, "python model_metadata of an unknown model")
