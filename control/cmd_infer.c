@@ -1,9 +1,16 @@
 /*
- * cmd_infer.c: `lamina infer`, one inference through a running
- * deployment: the inputs (NumPy files) go to the ingress of its first
- * stage's laminad, the answer's tensors are written as NumPy files.  The
- * model's input and output names come from the slice folder's manifest;
- * arguments are matched to them as `lamina run` does.
+ * cmd_infer.c: `lamina infer`, one inference, two ways:
+ *   - through a running deployment (`lamina infer ID`): the inputs (NumPy
+ *     files) go to the ingress of its first stage's laminad over lamina's
+ *     binary TCP protocol (lamina/client.h); the model's input and output
+ *     names come from the slice folder's manifest;
+ *   - to any Open Inference Protocol server (`lamina infer --url URL
+ *     NAME`: laminad's HTTP front, Triton, KServe) over HTTP, with the
+ *     binary tensor data extension or JSON tensors (oip.h, oip_http.h);
+ *     names come from the model's metadata when an argument leaves one
+ *     out.
+ * Either way arguments are matched to names as `lamina run` does and the
+ * answer's tensors are written as NumPy files.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,29 +23,48 @@
 #include "lamina/manifest.h"
 #include "lamina/npy.h"
 #include "lamina/runtime.h"
+#include "oip.h"
+#include "oip_http.h"
 #include "record.h"
 
 #define MAX_TENSORS 64
 
 struct infer_args {
-	const char *id, *state_dir;
+	const char *id, *state_dir, *url;
 	cli_named_file in[MAX_TENSORS], out[MAX_TENSORS];
-	int n_in, n_out, repeat, timeout_s;
+	oip_param params[MAX_TENSORS];
+	int n_in, n_out, n_params, repeat, timeout_s, json;
 };
 
 static const char infer_help[] =
 	"usage: lamina infer ID --input [NAME=]FILE.npy ... "
 	"[--output [NAME=]FILE.npy ...]\n"
-	"                    [--repeat R] [--state-dir DIR]\n"
+	"                    [--repeat R] [--timeout S] [--state-dir DIR]\n"
+	"       lamina infer --url URL MODEL --input [NAME=]FILE.npy ... "
+	"[--output ...]\n"
+	"                    [--json] [--parameter KEY=VALUE ...] "
+	"[--repeat R] [--timeout S]\n"
 	"\n"
-	"Send one request to deployment ID (see `lamina deploy`) and save its\n"
-	"answer.  Inputs are the model's, at the plan's batch size; NAME may\n"
-	"be left out when the model has one input (output).  Without\n"
-	"--output the outputs' shapes are printed.\n"
+	"Send one request and save its answer.  NAME may be left out when the\n"
+	"model has one input (output).  Without --output the outputs' types\n"
+	"and shapes are printed.\n"
+	"\n"
+	"With ID, the request goes to deployment ID (see `lamina deploy`), to\n"
+	"its first laminad's ingress; inputs are the model's, at the plan's\n"
+	"batch size.\n"
+	"\n"
+	"With --url, it goes to MODEL on an Open Inference Protocol server\n"
+	"(KServe v2 / Triton HTTP: laminad's HTTP front, where MODEL is the\n"
+	"deployment's name, Triton, KServe): POST URL/v2/models/MODEL/infer,\n"
+	"tensors in Triton's binary tensor data extension (or JSON with\n"
+	"--json), datatypes from the .npy files (bool, (u)int8..64, float16,\n"
+	"float32, float64).  Names left out are looked up in the model's\n"
+	"metadata (GET URL/v2/models/MODEL).\n"
 	"\n"
 	"options:\n"
 	"  -i, --input [NAME=]FILE.npy   a model input (NumPy .npy)\n"
-	"  -o, --output [NAME=]FILE.npy  where to save a model output\n"
+	"  -o, --output [NAME=]FILE.npy  where to save a model output (with\n"
+	"                                --url: only these are asked for)\n"
 	"  -r, --repeat R                send it R more times, one at a time, "
 	"and\n"
 	"                                print 'latency_ms median=X p90=Y "
@@ -47,6 +73,15 @@ static const char infer_help[] =
 	"(default 60)\n"
 	"  -s, --state-dir DIR           deployment records (see 'lamina "
 	"deploy --help')\n"
+	"  -u, --url URL                 an OIP server, e.g. "
+	"http://127.0.0.1:8000\n"
+	"  -j, --json                    with --url: tensors as JSON arrays\n"
+	"  -p, --parameter KEY=VALUE     with --url: a request parameter "
+	"(VALUE a\n"
+	"                                number, true, false, else a string),"
+	" e.g.\n"
+	"                                timeout=500000 (microseconds, as "
+	"Triton)\n"
 	"  -h, --help                    this text\n";
 
 static int parse_infer(int argc, char **argv, struct infer_args *a)
@@ -57,6 +92,9 @@ static int parse_infer(int argc, char **argv, struct infer_args *a)
 		{ "repeat", required_argument, 0, 'r' },
 		{ "timeout", required_argument, 0, 't' },
 		{ "state-dir", required_argument, 0, 's' },
+		{ "url", required_argument, 0, 'u' },
+		{ "json", no_argument, 0, 'j' },
+		{ "parameter", required_argument, 0, 'p' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -65,8 +103,8 @@ static int parse_infer(int argc, char **argv, struct infer_args *a)
 	a->timeout_s = 60;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":i:o:r:t:s:h", opts, NULL)) !=
-	       -1) {
+	while ((c = getopt_long(argc, argv, ":i:o:r:t:s:u:jp:h", opts,
+				NULL)) != -1) {
 		switch (c) {
 		case 'i':
 			if (cli_add_named("infer", "--input", optarg, a->in,
@@ -91,6 +129,21 @@ static int parse_infer(int argc, char **argv, struct infer_args *a)
 			break;
 		}
 		case 's': a->state_dir = optarg; break;
+		case 'u': a->url = optarg; break;
+		case 'j': a->json = 1; break;
+		case 'p': {
+			char *eq = strchr(optarg, '=');
+			if (!eq || eq == optarg)
+				return cli_errorf("infer", "--parameter takes "
+						  "KEY=VALUE, not '%s'", optarg);
+			if (a->n_params == MAX_TENSORS)
+				return cli_errorf("infer", "too many "
+						  "--parameter options");
+			*eq = 0; /* argv is ours to cut */
+			a->params[a->n_params++] = (oip_param){ optarg,
+								eq + 1 };
+			break;
+		}
 		case 'h':
 			fputs(infer_help, stdout);
 			exit(0);
@@ -99,11 +152,18 @@ static int parse_infer(int argc, char **argv, struct infer_args *a)
 		}
 	}
 	if (optind != argc - 1)
-		return cli_errorf("infer", "expected one deployment ID (see "
-				  "'lamina infer --help')");
+		return cli_errorf("infer", "expected one %s (see 'lamina infer "
+				  "--help')", a->url ? "model name after --url"
+						     : "deployment ID");
 	a->id = argv[optind];
 	if (!a->n_in)
 		return cli_errorf("infer", "no --input given");
+	if (a->url && a->state_dir)
+		return cli_errorf("infer", "--state-dir is for a deployment "
+				  "ID, not with --url");
+	if (!a->url && (a->json || a->n_params))
+		return cli_errorf("infer", "--json and --parameter go with "
+				  "--url");
 	return 0;
 }
 
@@ -150,6 +210,214 @@ static int round_trip(lm_infer *c, const char *id, uint64_t rid,
 	return 0;
 }
 
+/* ---- --url: an Open Inference Protocol server ---- */
+
+/* Everything one `lamina infer --url` holds; oip_free releases it. */
+struct oip_run {
+	oip_conn *c;
+	oip_model model;
+	char *infer_path;
+	const char *in_names[MAX_TENSORS], *out_names[MAX_TENSORS];
+	lm_tensor in[MAX_TENSORS];
+	int n_in, have_meta;
+};
+
+static void oip_free(struct oip_run *o)
+{
+	for (int i = 0; i < o->n_in; i++)
+		lm_tensor_free(&o->in[i]);
+	oip_model_free(&o->model);
+	free(o->infer_path);
+	oip_close(o->c);
+}
+
+/* The error of an answer whose status is not 200: the server's text. */
+static int http_status(const oip_conn *c, const char *path,
+		       const oip_reply *r, lm_error *e)
+{
+	char text[320];
+	if (r->status == 200)
+		return 0;
+	return lm_fail(e, -EIO, "%s%s: HTTP %ld: %s", oip_url(c), path,
+		       r->status, oip_error_text(r->body, r->len, text,
+						 sizeof(text)));
+}
+
+/* The model's input and output names, from its metadata. */
+static int oip_metadata(struct oip_run *o, const char *model, lm_error *e)
+{
+	oip_reply r;
+	char *path = oip_model_path(model, "");
+	if (!path)
+		return lm_fail(e, -ENOMEM, "out of memory");
+	int rc = oip_get(o->c, path, &r, e);
+	if (!rc && !(rc = http_status(o->c, path, &r, e)) &&
+	    (rc = oip_model_read(r.body, r.len, &o->model, e)))
+		lm_fail_prefix(e, rc, "%s%s", oip_url(o->c), path);
+	if (!rc && (o->model.n_in > MAX_TENSORS ||
+		    o->model.n_out > MAX_TENSORS))
+		rc = lm_fail(e, -EPROTO, "%s%s: more than %d inputs or outputs",
+			     oip_url(o->c), path, MAX_TENSORS);
+	o->have_meta = !rc;
+	oip_reply_free(&r);
+	free(path);
+	return rc;
+}
+
+/* Names of the --input (what "input") or --output arguments: as given,
+ * or resolved against the model's names when metadata was read. */
+static int oip_names(struct oip_run *o, const cli_named_file *f, int n,
+		     const char *what, const char **names)
+{
+	int meta = o->have_meta;
+	char **model = !strcmp(what, "input") ? o->model.in : o->model.out;
+	int n_model = !strcmp(what, "input") ? o->model.n_in : o->model.n_out;
+	for (int i = 0; i < n; i++) {
+		int k = 0;
+		if (meta && (k = cli_resolve("infer",
+					     (const char *const *)model,
+					     n_model, &f[i], what)) < 0)
+			return -1;
+		names[i] = meta ? model[k] : f[i].name;
+		for (int j = 0; j < i; j++)
+			if (!strcmp(names[j], names[i]))
+				return cli_errorf("infer", "%s '%s' is given "
+						  "twice", what, names[i]);
+	}
+	if (!meta || strcmp(what, "input"))
+		return 0;
+	for (int k = 0; k < n_model; k++) {
+		int given = 0;
+		for (int i = 0; i < n && !given; i++)
+			given = !strcmp(names[i], model[k]);
+		if (!given)
+			return cli_errorf("infer", "no --input for the model's "
+					  "input '%s'", model[k]);
+	}
+	return 0;
+}
+
+/* One request and its answer: the request is written with id, sent,
+ * and the answer read into *ans. */
+static int oip_round_trip(struct oip_run *o, const struct infer_args *a,
+			  unsigned long id, oip_answer *ans, lm_error *e)
+{
+	char idbuf[24];
+	char *body = NULL;
+	size_t len, json_len;
+	oip_reply r = { 0 };
+	snprintf(idbuf, sizeof(idbuf), "%lu", id);
+	oip_request q = {
+		.id = idbuf, .params = a->params, .n_params = a->n_params,
+		.in_names = o->in_names, .in = o->in, .n_in = o->n_in,
+		.out_names = o->out_names, .n_out = a->n_out,
+		.binary = !a->json,
+	};
+	int rc = oip_request_write(&q, &body, &len, &json_len, e);
+	if (!rc)
+		rc = oip_post(o->c, o->infer_path, body, len, json_len, &r, e);
+	if (!rc)
+		rc = http_status(o->c, o->infer_path, &r, e);
+	if (!rc && (rc = oip_answer_read(r.body, r.len, r.json_len, idbuf,
+					 o->out_names, a->n_out, ans, e)))
+		lm_fail_prefix(e, rc, "%s%s", oip_url(o->c), o->infer_path);
+	oip_reply_free(&r);
+	free(body);
+	return rc;
+}
+
+static int save_outputs(const struct infer_args *a, struct oip_run *o,
+			const oip_answer *ans)
+{
+	char shape[128];
+	lm_error e;
+	for (int i = 0; i < a->n_out; i++) {
+		int k = 0;
+		while (strcmp(ans->names[k], o->out_names[i]))
+			k++; /* oip_answer_read checked it is there */
+		if (lm_npy_write(a->out[i].path, &ans->t[k], &e))
+			return cli_error("infer", &e);
+	}
+	if (!a->n_out)
+		for (int k = 0; k < ans->n; k++) {
+			char nm[80];
+			snprintf(nm, sizeof(nm), "%s", ans->names[k]);
+			for (char *p = nm; *p; p++)
+				if ((unsigned char)*p < 0x20)
+					*p = '?';
+			printf("%s: %s %s\n", nm, lm_dtype_name(ans->t[k].dtype),
+			       lm_shape_str(ans->t[k].rank, ans->t[k].dims,
+					    shape, sizeof(shape)));
+		}
+	return 0;
+}
+
+static int infer_oip(const struct infer_args *a)
+{
+	struct oip_run o = { 0 };
+	oip_answer ans = { 0 };
+	double *times = NULL;
+	int rc = 1, need_meta = 0;
+	lm_error e;
+
+	for (int i = 0; i < a->n_in; i++)
+		need_meta |= !a->in[i].name;
+	for (int i = 0; i < a->n_out; i++)
+		need_meta |= !a->out[i].name;
+	if (!(o.infer_path = oip_model_path(a->id, "/infer"))) {
+		cli_errorf("infer", "out of memory");
+		goto out;
+	}
+	if (oip_connect(a->url, a->timeout_s, &o.c, &e) ||
+	    (need_meta && oip_metadata(&o, a->id, &e))) {
+		cli_error("infer", &e);
+		goto out;
+	}
+	if (oip_names(&o, a->in, a->n_in, "input", o.in_names) ||
+	    oip_names(&o, a->out, a->n_out, "output", o.out_names))
+		goto out;
+	for (; o.n_in < a->n_in; o.n_in++)
+		if (lm_npy_read(a->in[o.n_in].path, &o.in[o.n_in], &e)) {
+			cli_error("infer", &e);
+			goto out;
+		}
+	if (oip_round_trip(&o, a, 1, &ans, &e)) {
+		cli_error("infer", &e);
+		goto out;
+	}
+	if (save_outputs(a, &o, &ans))
+		goto out;
+	if (a->repeat) {
+		if (!(times = malloc((size_t)a->repeat * sizeof(double)))) {
+			cli_errorf("infer", "out of memory");
+			goto out;
+		}
+		double t_all = cli_now();
+		for (int k = 0; k < a->repeat; k++) {
+			oip_answer more = { 0 };
+			double t0 = cli_now();
+			int r = oip_round_trip(&o, a, 2 + (unsigned long)k,
+					       &more, &e);
+			times[k] = (cli_now() - t0) * 1e3;
+			oip_answer_free(&more);
+			if (r) {
+				cli_error("infer", &e);
+				goto out;
+			}
+		}
+		t_all = cli_now() - t_all;
+		cli_print_latency(times, a->repeat);
+		printf("throughput %.1f requests/s (one at a time, %s)\n",
+		       a->repeat / t_all, a->json ? "JSON" : "binary");
+	}
+	rc = 0;
+out:
+	free(times);
+	oip_answer_free(&ans);
+	oip_free(&o);
+	return rc;
+}
+
 int cmd_infer(int argc, char **argv)
 {
 	struct infer_args a;
@@ -165,6 +433,10 @@ int cmd_infer(int argc, char **argv)
 
 	if (parse_infer(argc, argv, &a))
 		goto out;
+	if (a.url) {
+		rc = infer_oip(&a);
+		goto out;
+	}
 	if (lm_state_dir(a.state_dir, state, sizeof(state), &e) ||
 	    lm_record_load(state, a.id, &r, &e)) {
 		cli_error("infer", &e);

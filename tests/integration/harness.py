@@ -64,6 +64,16 @@ def lamina(*args, ok=False):
     return p
 
 
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on (just now)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
 def fresh_dir(name):
     """An empty folder TMP/name (removed first if it exists)."""
     path = os.path.join(TMP, name)

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from harness import check, digits_references, summary
+from harness import check, digits_references, free_port, summary
 
 LAMINA = os.environ["LAMINA"]
 LAMINAD = os.environ["LAMINAD"]
@@ -39,14 +39,6 @@ STATE = os.path.join(TMP, "state")
 
 EINVAL, ENOENT, EMSGSIZE, EAGAIN = 22, 2, 90, 11
 MAGIC_RQ, MAGIC_RS = 0x51524d4c, 0x53524d4c
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Laminad:
