@@ -189,3 +189,74 @@ const char *lm_shape_str(int rank, const int64_t *dims, char *buf,
 	}
 	return buf;
 }
+
+/* ---- half precision ---- */
+
+float lm_half_to_float(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+	uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+	if (exp == 0 && man == 0) {
+		bits = sign;
+	} else if (exp == 0) { /* subnormal: normalise */
+		exp = 127 - 15 + 1;
+		while (!(man & 0x400)) {
+			man <<= 1;
+			exp--;
+		}
+		bits = sign | exp << 23 | (man & 0x3ff) << 13;
+	} else if (exp == 31) {
+		bits = sign | 0x7f800000u | man << 13;
+	} else {
+		bits = sign | (exp + 127 - 15) << 23 | man << 13;
+	}
+	float f;
+	memcpy(&f, &bits, sizeof(f));
+	return f;
+}
+
+uint16_t lm_float_to_half(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, sizeof(x));
+	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+	uint32_t ax = x & 0x7fffffffu;
+	if (ax >= 0x7f800000u) /* infinity, NaN (kept quiet) */
+		return sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0);
+	if (ax >= 0x477ff000u) /* 65520 and up round to infinity */
+		return sign | 0x7c00;
+	if (ax < 0x38800000u) { /* below 2^-14: a half subnormal or 0 */
+		uint32_t e = ax >> 23, shift = 126 - e;
+		if (shift > 24)
+			return sign;
+		uint32_t man = (ax & 0x7fffff) | 0x800000;
+		uint32_t r = man >> shift, rem = man & ((1u << shift) - 1);
+		uint32_t half = 1u << (shift - 1);
+		if (rem > half || (rem == half && (r & 1)))
+			r++;
+		return sign | (uint16_t)r;
+	}
+	uint32_t b = ax - ((127u - 15u) << 23);
+	uint32_t r = b >> 13, rem = b & 0x1fff;
+	if (rem > 0x1000 || (rem == 0x1000 && (r & 1)))
+		r++; /* a carry into the exponent is the right answer */
+	return sign | (uint16_t)r;
+}
+
+float lm_bf16_to_float(uint16_t h)
+{
+	uint32_t x = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &x, sizeof(f));
+	return f;
+}
+
+uint16_t lm_float_to_bf16(float f)
+{
+	uint32_t x;
+	memcpy(&x, &f, sizeof(x));
+	if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it one */
+		return (uint16_t)((x >> 16) | 0x40);
+	x += 0x7fff + ((x >> 16) & 1); /* nearest even */
+	return (uint16_t)(x >> 16);
+}

@@ -50,8 +50,9 @@ static const char infer_help[] =
 	"and shapes are printed.\n"
 	"\n"
 	"With ID, the request goes to deployment ID (see `lamina deploy`), to\n"
-	"its first laminad's ingress; inputs are the model's, at the plan's\n"
-	"batch size.\n"
+	"its first laminad's ingress (the binary protocol of lm_client);\n"
+	"inputs are the model's, with 1 to the plan's batch of samples along\n"
+	"their first axis (the ingress gathers requests into batches).\n"
 	"\n"
 	"With --url, it goes to MODEL on an Open Inference Protocol server\n"
 	"(KServe v2 / Triton HTTP: laminad's HTTP front, where MODEL is the\n"
@@ -407,8 +408,11 @@ static int infer_oip(const struct infer_args *a)
 		}
 		t_all = cli_now() - t_all;
 		cli_print_latency(times, a->repeat);
-		printf("throughput %.1f requests/s (one at a time, %s)\n",
-		       a->repeat / t_all, a->json ? "JSON" : "binary");
+		int64_t rows = o.n_in && o.in[0].rank ? o.in[0].dims[0] : 1;
+		printf("throughput %.1f inferences/s (%.1f requests of %lld "
+		       "one at a time, %s)\n", (double)rows * a->repeat / t_all,
+		       a->repeat / t_all, (long long)rows,
+		       a->json ? "JSON" : "binary");
 	}
 	rc = 0;
 out:
@@ -522,8 +526,11 @@ int cmd_infer(int argc, char **argv)
 		}
 		t_all = cli_now() - t_all;
 		cli_print_latency(times, a.repeat);
-		printf("throughput %.1f requests/s (one at a time, batch "
-		       "%d)\n", a.repeat / t_all, r->batch);
+		int64_t rows = n_in && in[0].rank ? in[0].dims[0] : r->batch;
+		printf("throughput %.1f inferences/s (%.1f requests of %lld "
+		       "one at a time; the plan's batch is %d)\n",
+		       (double)rows * a.repeat / t_all, a.repeat / t_all,
+		       (long long)rows, r->batch);
 	}
 	rc = 0;
 out:

@@ -1,8 +1,10 @@
 /*
- * cmd_status.c: `lamina status`, what a deployment is doing: its stages
- * and their cores, throughput over its uptime, queue depths and latency
- * percentiles, from the laminad stats message (proto/lamina.proto) and
- * the deployment record.  Without an id, the recorded deployments.
+ * cmd_status.c: `lamina status`, what a deployment is doing: where it
+ * serves, its throughput in inferences (samples) per second over the last
+ * 10 s and its uptime, its batches, queue and errors, latency percentiles
+ * (interpolated inside the histograms' buckets), its stages and their
+ * cores, from the laminad stats message (proto/lamina.proto) and the
+ * deployment record.  Without an id, the recorded deployments.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,9 +22,12 @@
 static const char status_help[] =
 	"usage: lamina status [ID] [--json] [--state-dir DIR]\n"
 	"\n"
-	"Show deployment ID: its stages, their cores, requests per second over\n"
-	"its uptime, queue depths and latency percentiles (p50, p90, p99 of\n"
-	"the end-to-end time at the ingress and of each stage's run time).\n"
+	"Show deployment ID: where it serves, its throughput in inferences\n"
+	"(samples) per second over the last 10 s and over its uptime, its\n"
+	"requests, batches (and their sizes), queue and errors by kind,\n"
+	"latency percentiles (p50, p90, p99 of the end-to-end time at the\n"
+	"ingress, of the time in the queue and of each stage's run time), and\n"
+	"its stages and their cores.\n"
 	"Without ID, list the deployments recorded in the state folder, each\n"
 	"running, down (a laminad of it is gone: 'lamina teardown ID' cleans\n"
 	"up), or as far as deploy or teardown got.\n"
@@ -186,27 +191,66 @@ static uint64_t send_lost(const lm_record *r, Lamina__Reply **replies)
 	return n;
 }
 
+/* Per second over t seconds (0 when t is not positive). */
+static double rate(uint64_t n, double t)
+{
+	return t > 0 ? (double)n / t : 0;
+}
+
+/* Mean live samples per batch, from the batch-size counts. */
+static double mean_batch(const Lamina__StatsReply *s)
+{
+	double n = 0, rows = 0;
+	for (size_t i = 0; i < s->n_batch_rows; i++) {
+		n += (double)s->batch_rows[i];
+		rows += (double)(i + 1) * (double)s->batch_rows[i];
+	}
+	return n > 0 ? rows / n : 0;
+}
+
 static void print_table(const lm_record *r, Lamina__Reply **replies)
 {
 	const lm_rec_laminad *in = &r->laminads[r->stages[0].laminad];
 	const Lamina__StatsReply *s = replies[r->stages[0].laminad]->stats;
 	struct pcts e2e = pcts_of(s->bucket_us, s->n_bucket_us, s->counts,
 				  s->n_counts);
-	char b1[32], b2[32], b3[32];
+	struct pcts queue = pcts_of(s->bucket_us, s->n_bucket_us,
+				    s->queue_counts, s->n_queue_counts);
+	char b1[32], b2[32], b3[32], url[512];
 	double up = s->uptime_s > 0 ? s->uptime_s : 0;
-	printf("deployment %s: %s, %d stage%s at batch %d, up %.1f s\n",
-	       r->id, r->status, r->n_stages, r->n_stages == 1 ? "" : "s",
-	       r->batch, up);
+	printf("deployment %s ('%s'): %s, %d stage%s at batch %d, up %.1f s\n",
+	       r->id, r->name, r->status, r->n_stages,
+	       r->n_stages == 1 ? "" : "s", r->batch, up);
 	printf("  plan    %s\n  model   %s\n", r->plan, r->model);
+	if (lm_record_http_url(r, url, sizeof(url)))
+		printf("  http    %s\n", url);
 	printf("  ingress %s:%d (laminad pid %d%s)\n", in->host,
 	       in->ingress_port, in->pid,
 	       in->started ? ", started by this deployment" : "");
-	printf("  requests %llu answered, %llu refused, %.1f requests/s; "
-	       "latency ms p50 %s p90 %s p99 %s\n",
-	       (unsigned long long)s->requests, (unsigned long long)s->errors,
-	       up > 0 ? (double)s->requests / up : 0,
-	       ms(e2e.p50, b1, sizeof(b1)), ms(e2e.p90, b2, sizeof(b2)),
-	       ms(e2e.p99, b3, sizeof(b3)));
+	printf("  throughput %.1f inferences/s over the last %.0f s (%.1f "
+	       "requests/s); %.1f inferences/s over its uptime\n",
+	       rate(s->recent_samples, s->recent_s), s->recent_s,
+	       rate(s->recent_requests, s->recent_s),
+	       rate(s->samples, up));
+	printf("  answered %llu requests, %llu inferences, in %llu batches "
+	       "(%.2f samples each, of %u)\n",
+	       (unsigned long long)s->requests,
+	       (unsigned long long)s->samples,
+	       (unsigned long long)s->batches, mean_batch(s), s->batch);
+	printf("  errors   %llu", (unsigned long long)s->errors);
+	for (size_t k = 0; k < s->n_error_kinds && k < s->n_error_counts; k++)
+		if (s->error_counts[k])
+			printf("%s %s %llu", k ? "," : ":", s->error_kinds[k],
+			       (unsigned long long)s->error_counts[k]);
+	putchar('\n');
+	printf("  queue    %u waiting of %u, %u in the pipeline; a batch waits "
+	       "at most %.3f ms; time in queue ms p50 %s p99 %s\n",
+	       s->queue_depth, s->max_queue, s->in_flight,
+	       s->max_delay_us / 1e3, ms(queue.p50, b1, sizeof(b1)),
+	       ms(queue.p99, b2, sizeof(b2)));
+	printf("  latency  ms p50 %s p90 %s p99 %s (end to end, at the "
+	       "ingress)\n", ms(e2e.p50, b1, sizeof(b1)),
+	       ms(e2e.p90, b2, sizeof(b2)), ms(e2e.p99, b3, sizeof(b3)));
 	if (r->n_laminads > 1)
 		printf("  across laminads: %llu sent again, %llu duplicate "
 		       "answers dropped, %llu given up; %llu bundles not "
@@ -217,7 +261,7 @@ static void print_table(const lm_record *r, Lamina__Reply **replies)
 		       (unsigned long long)send_lost(r, replies));
 	putchar('\n');
 	printf("%5s  %-12s %-9s %-9s %9s %8s %6s %7s %6s %8s %8s %8s\n",
-	       "stage", "device", "slices", "cores", "batches", "per s",
+	       "stage", "device", "slices", "cores", "batches", "inf/s",
 	       "busy%", "queue", "errors", "p50 ms", "p90 ms", "p99 ms");
 	for (int i = 0; i < r->n_stages; i++) {
 		const lm_rec_stage *st = &r->stages[i];
@@ -242,13 +286,14 @@ static void print_table(const lm_record *r, Lamina__Reply **replies)
 			 ss->queue_capacity);
 		printf("%5d  %-12.12s %-9s %-9s %9llu %8.1f %6.1f %7s %6llu "
 		       "%8s %8s %8s\n", i, st->device, sl, cores,
-		       (unsigned long long)ss->requests,
-		       up > 0 ? (double)ss->requests / up : 0,
+		       (unsigned long long)ss->requests, rate(ss->samples, up),
 		       cyc > 0 ? 100 * (double)ss->busy_cycles / cyc : 0, q,
 		       (unsigned long long)ss->errors,
 		       ms(p.p50, b1, sizeof(b1)), ms(p.p90, b2, sizeof(b2)),
 		       ms(p.p99, b3, sizeof(b3)));
 	}
+	printf("\n(inferences are samples: a request carries 1 to %d of them; "
+	       "stage rates are over the uptime)\n", r->batch);
 }
 
 static void print_json(const lm_record *r, Lamina__Reply **replies)
@@ -256,6 +301,7 @@ static void print_json(const lm_record *r, Lamina__Reply **replies)
 	const lm_rec_laminad *in = &r->laminads[r->stages[0].laminad];
 	const Lamina__StatsReply *s = replies[r->stages[0].laminad]->stats;
 	double up = s->uptime_s > 0 ? s->uptime_s : 0;
+	char url[512];
 	json_t *stages = json_array();
 	for (int i = 0; i < r->n_stages; i++) {
 		const lm_rec_stage *st = &r->stages[i];
@@ -272,10 +318,11 @@ static void print_json(const lm_record *r, Lamina__Reply **replies)
 			double cyc = (double)ss->busy_cycles +
 				     (double)ss->idle_cycles;
 			json_object_update_new(o, json_pack(
-				"{s:I, s:f, s:f, s:f, s:f, s:i, s:i, s:I, s:o}",
-				"requests", (json_int_t)ss->requests,
-				"throughput_rps",
-				up > 0 ? (double)ss->requests / up : 0.0,
+				"{s:I, s:I, s:f, s:f, s:f, s:f, s:i, s:i, s:I, "
+				"s:o}",
+				"batches", (json_int_t)ss->requests,
+				"samples", (json_int_t)ss->samples,
+				"inferences_per_s", rate(ss->samples, up),
 				"busy_pct",
 				cyc > 0 ? 100 * (double)ss->busy_cycles / cyc
 					: 0.0,
@@ -292,23 +339,44 @@ static void print_json(const lm_record *r, Lamina__Reply **replies)
 		}
 		json_array_append_new(stages, o);
 	}
+	json_t *kinds = json_object(), *sizes = json_array();
+	for (size_t k = 0; k < s->n_error_kinds && k < s->n_error_counts; k++)
+		json_object_set_new(kinds, s->error_kinds[k],
+				    json_integer((json_int_t)s->error_counts[k]));
+	for (size_t k = 0; k < s->n_batch_rows; k++)
+		json_array_append_new(sizes,
+				      json_integer((json_int_t)s->batch_rows[k]));
+	lm_record_http_url(r, url, sizeof(url));
 	json_t *doc = json_pack(
-		"{s:s, s:s, s:s, s:s, s:i, s:s, s:i, s:i, s:f, s:I, s:I, "
-		"s:f, s:I, s:I, s:I, s:I, s:o, s:o}",
-		"id", r->id, "status", r->status, "plan", r->plan, "model",
-		r->model, "batch", r->batch, "host", in->host, "ingress_port",
+		"{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s?, s:i, s:i, s:f, "
+		"s:I, s:I, s:I, s:I, s:f, s:{s:f, s:f, s:f}, s:o, s:o, s:f, "
+		"s:{s:i, s:i, s:i, s:i, s:o}, s:o, s:o}",
+		"id", r->id, "name", r->name, "status", r->status, "plan",
+		r->plan, "model", r->model, "batch", r->batch, "host",
+		in->host, "http_url", url[0] ? url : NULL, "ingress_port",
 		in->ingress_port, "laminad_pid", in->pid, "uptime_s", up,
-		"requests", (json_int_t)s->requests, "errors",
-		(json_int_t)s->errors, "throughput_rps",
-		up > 0 ? (double)s->requests / up : 0.0, "resent",
-		(json_int_t)s->resent, "duplicate_answers",
-		(json_int_t)s->duplicate_answers, "gave_up",
-		(json_int_t)s->gave_up, "send_lost", (json_int_t)send_lost(r,
-								    replies),
+		"requests", (json_int_t)s->requests, "samples",
+		(json_int_t)s->samples, "batches", (json_int_t)s->batches,
+		"errors", (json_int_t)s->errors, "inferences_per_s",
+		rate(s->samples, up), "recent", "window_s", s->recent_s,
+		"inferences_per_s", rate(s->recent_samples, s->recent_s),
+		"requests_per_s", rate(s->recent_requests, s->recent_s),
+		"errors_by_kind", kinds, "batch_sizes", sizes,
+		"mean_batch", mean_batch(s), "queue", "depth",
+		(int)s->queue_depth, "capacity", (int)s->max_queue,
+		"in_flight", (int)s->in_flight, "max_delay_us",
+		(int)s->max_delay_us, "latency_us",
+		pcts_json(pcts_of(s->bucket_us, s->n_bucket_us,
+				  s->queue_counts, s->n_queue_counts)),
 		"latency_us",
 		pcts_json(pcts_of(s->bucket_us, s->n_bucket_us, s->counts,
 				  s->n_counts)),
 		"stages", stages);
+	json_object_update_new(doc, json_pack(
+		"{s:I, s:I, s:I, s:I}", "resent", (json_int_t)s->resent,
+		"duplicate_answers", (json_int_t)s->duplicate_answers,
+		"gave_up", (json_int_t)s->gave_up, "send_lost",
+		(json_int_t)send_lost(r, replies)));
 	json_dumpf(doc, stdout, JSON_INDENT(2));
 	putchar('\n');
 	json_decref(doc);

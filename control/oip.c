@@ -10,42 +10,21 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
 
+#include "lamina/oip_types.h"
+
 /* Outputs an answer may hold (a bound on what is allocated per answer). */
 #define OIP_MAX_OUTPUTS 1024
 
-static const struct {
-	lm_dtype t;
-	const char *name;
-} oip_types[] = {
-	{ LM_DT_BOOL, "BOOL" },     { LM_DT_UINT8, "UINT8" },
-	{ LM_DT_UINT16, "UINT16" }, { LM_DT_UINT32, "UINT32" },
-	{ LM_DT_UINT64, "UINT64" }, { LM_DT_INT8, "INT8" },
-	{ LM_DT_INT16, "INT16" },   { LM_DT_INT32, "INT32" },
-	{ LM_DT_INT64, "INT64" },   { LM_DT_FLOAT16, "FP16" },
-	{ LM_DT_FLOAT, "FP32" },    { LM_DT_DOUBLE, "FP64" },
-};
-
-const char *oip_datatype(lm_dtype t)
+/* BF16 has no .npy form: refused here */
+static const char *datatype(lm_dtype t)
 {
-	for (size_t i = 0; i < sizeof(oip_types) / sizeof(oip_types[0]); i++)
-		if (oip_types[i].t == t)
-			return oip_types[i].name;
-	return NULL;
-}
-
-lm_dtype oip_dtype(const char *datatype)
-{
-	for (size_t i = 0; i < sizeof(oip_types) / sizeof(oip_types[0]); i++)
-		if (!strcmp(oip_types[i].name, datatype))
-			return oip_types[i].t;
-	return LM_DT_UNDEFINED;
+	return t == LM_DT_BFLOAT16 ? NULL : lm_oip_datatype(t);
 }
 
 char *oip_model_path(const char *name, const char *suffix)
@@ -92,60 +71,6 @@ static const char *one_line(const char *s, size_t len, char *buf, size_t n)
 /* A name from the wire for a message ("?" when it is not a string). */
 #define SAFE_NAME(s, buf) \
 	one_line((s) ? (s) : "?", (s) ? strlen(s) : 1, (buf), sizeof(buf))
-
-/* ---- FP16 (IEEE binary16) to and from float, by bits ---- */
-
-static float half_to_float(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-	uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-	if (exp == 0 && man == 0) {
-		bits = sign;
-	} else if (exp == 0) { /* subnormal: normalise */
-		exp = 127 - 15 + 1;
-		while (!(man & 0x400)) {
-			man <<= 1;
-			exp--;
-		}
-		bits = sign | exp << 23 | (man & 0x3ff) << 13;
-	} else if (exp == 31) {
-		bits = sign | 0x7f800000u | man << 13;
-	} else {
-		bits = sign | (exp + 127 - 15) << 23 | man << 13;
-	}
-	float f;
-	memcpy(&f, &bits, sizeof(f));
-	return f;
-}
-
-/* Round to nearest, ties to even. */
-static uint16_t float_to_half(float f)
-{
-	uint32_t x;
-	memcpy(&x, &f, sizeof(x));
-	uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
-	uint32_t ax = x & 0x7fffffffu;
-	if (ax >= 0x7f800000u) /* infinity, NaN (kept quiet) */
-		return sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0);
-	if (ax >= 0x477ff000u) /* 65520 and up round to infinity */
-		return sign | 0x7c00;
-	if (ax < 0x38800000u) { /* below 2^-14: a half subnormal or 0 */
-		uint32_t e = ax >> 23, shift = 126 - e;
-		if (shift > 24)
-			return sign;
-		uint32_t man = (ax & 0x7fffff) | 0x800000;
-		uint32_t r = man >> shift, rem = man & ((1u << shift) - 1);
-		uint32_t half = 1u << (shift - 1);
-		if (rem > half || (rem == half && (r & 1)))
-			r++;
-		return sign | (uint16_t)r;
-	}
-	uint32_t b = ax - ((127u - 15u) << 23);
-	uint32_t r = b >> 13, rem = b & 0x1fff;
-	if (rem > 0x1000 || (rem == 0x1000 && (r & 1)))
-		r++; /* a carry into the exponent is the right answer */
-	return sign | (uint16_t)r;
-}
 
 /* ---- the request ---- */
 
@@ -221,71 +146,28 @@ static int put_params(FILE *f, const oip_request *q, lm_error *e)
 	return 0;
 }
 
-/* The elements of t as a flat JSON array; -EINVAL for NaN or infinity. */
+/* The elements of t as a flat JSON array, each written back exactly;
+ * -EINVAL for NaN or infinity, -ENOMEM. */
 static int put_data(FILE *f, const lm_tensor *t)
 {
 	size_t n = t->nbytes / lm_dtype_size(t->dtype);
-	fputc('[', f);
-	for (size_t i = 0; i < n; i++) {
-		double d = 0;
-		if (i)
-			fputc(',', f);
-		switch (t->dtype) {
-		case LM_DT_BOOL:
-			fputs(((const uint8_t *)t->data)[i] ? "true" : "false",
-			      f);
-			continue;
-		case LM_DT_UINT8:
-			fprintf(f, "%u", ((const uint8_t *)t->data)[i]);
-			continue;
-		case LM_DT_UINT16:
-			fprintf(f, "%u", ((const uint16_t *)t->data)[i]);
-			continue;
-		case LM_DT_UINT32:
-			fprintf(f, "%" PRIu32, ((const uint32_t *)t->data)[i]);
-			continue;
-		case LM_DT_UINT64:
-			fprintf(f, "%" PRIu64, ((const uint64_t *)t->data)[i]);
-			continue;
-		case LM_DT_INT8:
-			fprintf(f, "%d", ((const int8_t *)t->data)[i]);
-			continue;
-		case LM_DT_INT16:
-			fprintf(f, "%d", ((const int16_t *)t->data)[i]);
-			continue;
-		case LM_DT_INT32:
-			fprintf(f, "%" PRId32, ((const int32_t *)t->data)[i]);
-			continue;
-		case LM_DT_INT64:
-			fprintf(f, "%" PRId64, ((const int64_t *)t->data)[i]);
-			continue;
-		case LM_DT_FLOAT16:
-			d = half_to_float(((const uint16_t *)t->data)[i]);
-			break;
-		case LM_DT_FLOAT:
-			d = ((const float *)t->data)[i];
-			break;
-		default:
-			d = ((const double *)t->data)[i];
-			break;
-		}
-		if (d != d || d - d != 0)
-			return -EINVAL;
-		if (d == 0 && signbit(d)) { /* "-0" would read as integer 0 */
-			fputs("-0.0", f);
-			continue;
-		}
-		/* 9 digits bring a float back exactly, 17 a double */
-		fprintf(f, t->dtype == LM_DT_DOUBLE ? "%.17g" : "%.9g", d);
+	json_t *a = json_array();
+	int rc = a ? 0 : -ENOMEM;
+	for (size_t i = 0; !rc && i < n; i++) {
+		json_t *v = lm_oip_elem_to_json(t->dtype, t->data, i);
+		rc = !v ? -EINVAL : json_array_append_new(a, v) ? -ENOMEM : 0;
 	}
-	fputc(']', f);
-	return 0;
+	if (!rc && json_dumpf(a, f, JSON_COMPACT | JSON_REAL_PRECISION(
+					    lm_oip_precision(t->dtype))))
+		rc = -ENOMEM;
+	json_decref(a);
+	return rc;
 }
 
 static int put_input(FILE *f, const char *name, const lm_tensor *t,
 		     int binary, lm_error *e)
 {
-	const char *dt = oip_datatype(t->dtype);
+	const char *dt = datatype(t->dtype);
 	if (!dt)
 		return lm_fail(e, -EINVAL, "input '%s': %s has no Open "
 			       "Inference Protocol datatype", name,
@@ -303,10 +185,13 @@ static int put_input(FILE *f, const char *name, const lm_tensor *t,
 		return 0;
 	}
 	fputs("\"data\":", f);
-	if (put_data(f, t))
-		return lm_fail(e, -EINVAL, "input '%s' holds NaN or infinity, "
+	int rc = put_data(f, t);
+	if (rc == -EINVAL)
+		return lm_fail(e, rc, "input '%s' holds NaN or infinity, "
 			       "which JSON cannot carry; leave out --json",
 			       name);
+	if (rc)
+		return lm_fail(e, rc, "out of memory");
 	fputc('}', f);
 	return 0;
 }
@@ -419,67 +304,15 @@ static long long count_leaves(json_t *a, int depth)
 	return n;
 }
 
-/* One JSON value into element i of t; -1 if it does not fit the type. */
-static int put_elem(lm_tensor *t, size_t i, json_t *v)
-{
-	long long k = json_integer_value(v);
-	double d = json_number_value(v);
-	int is_int = json_is_integer(v);
-	switch (t->dtype) {
-	case LM_DT_BOOL:
-		if (json_is_boolean(v))
-			k = json_is_true(v);
-		else if (!is_int || (k != 0 && k != 1))
-			return -1;
-		((uint8_t *)t->data)[i] = (uint8_t)k;
-		return 0;
-#define INT_CASE(T, ctype, lo, hi)                                         \
-	case T:                                                            \
-		if (!is_int || k < (lo) || k > (hi))                       \
-			return -1;                                         \
-		((ctype *)t->data)[i] = (ctype)k;                          \
-		return 0;
-		INT_CASE(LM_DT_UINT8, uint8_t, 0, UINT8_MAX)
-		INT_CASE(LM_DT_UINT16, uint16_t, 0, UINT16_MAX)
-		INT_CASE(LM_DT_UINT32, uint32_t, 0, UINT32_MAX)
-		INT_CASE(LM_DT_INT8, int8_t, INT8_MIN, INT8_MAX)
-		INT_CASE(LM_DT_INT16, int16_t, INT16_MIN, INT16_MAX)
-		INT_CASE(LM_DT_INT32, int32_t, INT32_MIN, INT32_MAX)
-	case LM_DT_UINT64: /* jansson holds at most INT64_MAX */
-		if (!is_int || k < 0)
-			return -1;
-		((uint64_t *)t->data)[i] = (uint64_t)k;
-		return 0;
-	case LM_DT_INT64:
-		if (!is_int)
-			return -1;
-		((int64_t *)t->data)[i] = k;
-		return 0;
-#undef INT_CASE
-	case LM_DT_FLOAT16:
-	case LM_DT_FLOAT:
-	case LM_DT_DOUBLE:
-		if (!json_is_number(v))
-			return -1;
-		if (t->dtype == LM_DT_FLOAT16)
-			((uint16_t *)t->data)[i] = float_to_half((float)d);
-		else if (t->dtype == LM_DT_FLOAT)
-			((float *)t->data)[i] = (float)d;
-		else
-			((double *)t->data)[i] = d;
-		return 0;
-	default:
-		return -1;
-	}
-}
-
 /* Fill t from nested array a, from element *i on. */
 static int fill(lm_tensor *t, json_t *a, size_t *i)
 {
 	size_t j;
 	json_t *v;
 	json_array_foreach(a, j, v) {
-		if (json_is_array(v) ? fill(t, v, i) : put_elem(t, (*i)++, v))
+		if (json_is_array(v) ? fill(t, v, i)
+				     : lm_oip_elem_from_json(t->dtype, t->data,
+							     (*i)++, v))
 			return -1;
 	}
 	return 0;
@@ -507,7 +340,7 @@ static int read_data(json_t *data, lm_tensor *t, const char *nm,
 	if (fill(t, data, &i))
 		return lm_fail(e, -EPROTO, "output '%s': \"data\" holds a "
 			       "value that is not %s (or out of its range)",
-			       nm, oip_datatype(t->dtype));
+			       nm, datatype(t->dtype));
 	return 0;
 }
 
@@ -522,7 +355,9 @@ static int read_output(json_t *o, const char *bin, size_t bin_len,
 	if (!(*name = strdup(s)))
 		return lm_fail(e, -ENOMEM, "out of memory");
 	const char *dts = json_string_value(json_object_get(o, "datatype"));
-	lm_dtype dt = dts ? oip_dtype(dts) : LM_DT_UNDEFINED;
+	lm_dtype dt = dts ? lm_oip_dtype(dts) : LM_DT_UNDEFINED;
+	if (dt == LM_DT_BFLOAT16)
+		dt = LM_DT_UNDEFINED;
 	char dtbuf[32];
 	if (dt == LM_DT_UNDEFINED)
 		return lm_fail(e, -EPROTO, "output '%s': datatype '%s' is not "

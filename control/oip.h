@@ -32,12 +32,6 @@
 
 #include "lamina/common.h"
 
-/** The OIP datatype name of t ("FP32"), or NULL when it has none. */
-const char *oip_datatype(lm_dtype t);
-
-/** The lm_dtype of an OIP datatype name; LM_DT_UNDEFINED if unknown. */
-lm_dtype oip_dtype(const char *datatype);
-
 /** "/v2/models/NAME" followed by suffix ("/infer", "" ...), NAME
  *  percent-encoded; malloc'd, NULL when out of memory. */
 char *oip_model_path(const char *name, const char *suffix);

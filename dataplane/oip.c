@@ -4,107 +4,11 @@
 #include "oip.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
-
-static const struct {
-	lm_dtype t;
-	const char *name;
-} datatypes[] = {
-	{ LM_DT_BOOL, "BOOL" },	    { LM_DT_UINT8, "UINT8" },
-	{ LM_DT_UINT16, "UINT16" }, { LM_DT_UINT32, "UINT32" },
-	{ LM_DT_UINT64, "UINT64" }, { LM_DT_INT8, "INT8" },
-	{ LM_DT_INT16, "INT16" },   { LM_DT_INT32, "INT32" },
-	{ LM_DT_INT64, "INT64" },   { LM_DT_FLOAT16, "FP16" },
-	{ LM_DT_FLOAT, "FP32" },    { LM_DT_DOUBLE, "FP64" },
-	{ LM_DT_BFLOAT16, "BF16" },
-};
-
-const char *lm_oip_datatype(lm_dtype t)
-{
-	for (size_t i = 0; i < sizeof(datatypes) / sizeof(datatypes[0]); i++)
-		if (datatypes[i].t == t)
-			return datatypes[i].name;
-	return NULL;
-}
-
-lm_dtype lm_oip_dtype(const char *name)
-{
-	for (size_t i = 0; name && i < sizeof(datatypes) / sizeof(datatypes[0]);
-	     i++)
-		if (!strcmp(datatypes[i].name, name))
-			return datatypes[i].t;
-	return LM_DT_UNDEFINED;
-}
-
-/* ---- half precision, for FP16 and BF16 tensors given as JSON ---- */
-
-static uint16_t to_half(float f)
-{
-	uint32_t x;
-	memcpy(&x, &f, 4);
-	uint32_t sign = (x >> 16) & 0x8000, e = (x >> 23) & 0xff,
-		 m = x & 0x7fffff;
-	if (e == 0xff) /* JSON has none: cannot happen, kept total */
-		return (uint16_t)(sign | 0x7c00 | (m ? 0x200 : 0));
-	int ee = (int)e - 127 + 15;
-	if (ee >= 31)
-		return (uint16_t)(sign | 0x7c00);
-	if (ee <= 0) { /* subnormal or zero, rounded to nearest even */
-		if (ee < -10)
-			return (uint16_t)sign;
-		m |= 0x800000;
-		unsigned shift = (unsigned)(14 - ee);
-		uint32_t h = m >> shift, rem = m & ((1u << shift) - 1),
-			 half = 1u << (shift - 1);
-		if (rem > half || (rem == half && (h & 1)))
-			h++;
-		return (uint16_t)(sign | h);
-	}
-	uint32_t h = (uint32_t)ee << 10 | m >> 13, rem = m & 0x1fff;
-	if (rem > 0x1000 || (rem == 0x1000 && (h & 1)))
-		h++; /* may carry into the exponent: still right */
-	return (uint16_t)(sign | h);
-}
-
-static float from_half(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f,
-		 m = h & 0x3ff, x;
-	if (e == 0 && m == 0) {
-		x = sign;
-	} else if (e == 0) { /* subnormal */
-		float f = ldexpf((float)m, -24);
-		return sign ? -f : f;
-	} else if (e == 31) {
-		x = sign | 0x7f800000 | m << 13;
-	} else {
-		x = sign | (e - 15 + 127) << 23 | m << 13;
-	}
-	float f;
-	memcpy(&f, &x, 4);
-	return f;
-}
-
-static uint16_t to_bf16(float f)
-{
-	uint32_t x;
-	memcpy(&x, &f, 4);
-	x += 0x7fff + ((x >> 16) & 1); /* nearest even */
-	return (uint16_t)(x >> 16);
-}
-
-static float from_bf16(uint16_t h)
-{
-	uint32_t x = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &x, 4);
-	return f;
-}
 
 /* ---- requests ---- */
 
@@ -116,59 +20,10 @@ void lm_oip_request_free(lm_oip_request *r)
 	}
 }
 
-/* Store JSON value v as element k of a dtype-t buffer; 0 or -EINVAL. */
-static int put_elem(lm_dtype t, uint8_t *dst, size_t k, const json_t *v)
+static int is_float(lm_dtype t)
 {
-	if (t == LM_DT_BOOL) {
-		if (!json_is_boolean(v))
-			return -EINVAL;
-		dst[k] = json_is_true(v);
-		return 0;
-	}
-	if (t == LM_DT_FLOAT || t == LM_DT_DOUBLE || t == LM_DT_FLOAT16 ||
-	    t == LM_DT_BFLOAT16) {
-		if (!json_is_number(v))
-			return -EINVAL;
-		double x = json_number_value(v);
-		float f = (float)x;
-		uint16_t h;
-		switch (t) {
-		case LM_DT_FLOAT: memcpy(dst + 4 * k, &f, 4); break;
-		case LM_DT_DOUBLE: memcpy(dst + 8 * k, &x, 8); break;
-		case LM_DT_FLOAT16:
-			h = to_half(f);
-			memcpy(dst + 2 * k, &h, 2);
-			break;
-		default:
-			h = to_bf16(f);
-			memcpy(dst + 2 * k, &h, 2);
-		}
-		return 0;
-	}
-	if (!json_is_integer(v))
-		return -EINVAL;
-	json_int_t x = json_integer_value(v);
-	switch (t) {
-#define INT(T, lo, hi)                                                     \
-	do {                                                               \
-		if (x < (lo) || x > (hi))                                  \
-			return -EINVAL;                                    \
-		T y_ = (T)x;                                               \
-		memcpy(dst + sizeof(T) * k, &y_, sizeof(T));               \
-	} while (0)
-	case LM_DT_UINT8: INT(uint8_t, 0, UINT8_MAX); break;
-	case LM_DT_INT8: INT(int8_t, INT8_MIN, INT8_MAX); break;
-	case LM_DT_UINT16: INT(uint16_t, 0, UINT16_MAX); break;
-	case LM_DT_INT16: INT(int16_t, INT16_MIN, INT16_MAX); break;
-	case LM_DT_UINT32: INT(uint32_t, 0, UINT32_MAX); break;
-	case LM_DT_INT32: INT(int32_t, INT32_MIN, INT32_MAX); break;
-	case LM_DT_INT64: INT(int64_t, INT64_MIN, INT64_MAX); break;
-	case LM_DT_UINT64: INT(uint64_t, 0, INT64_MAX); break;
-#undef INT
-	default:
-		return -EINVAL;
-	}
-	return 0;
+	return t == LM_DT_FLOAT || t == LM_DT_DOUBLE || t == LM_DT_FLOAT16 ||
+	       t == LM_DT_BFLOAT16;
 }
 
 /* Walk JSON data (nested or flat arrays) into dst; *k counts elements,
@@ -190,7 +45,7 @@ static int walk(lm_dtype t, const json_t *a, uint8_t *dst, size_t n,
 		}
 		if (*k >= n)
 			return -E2BIG;
-		if ((rc = put_elem(t, dst, *k, v)))
+		if ((rc = lm_oip_elem_from_json(t, dst, *k, v)))
 			return rc;
 		++*k;
 	}
@@ -313,19 +168,12 @@ static int decode_input(const json_t *j, const struct lm_dp_layout *in,
 		return lm_fail(e, -ENOMEM, "out of memory");
 	int rc = walk(t->dtype, data, r->owned[i], n, &k, 1);
 	if (rc == -EINVAL)
-		return lm_fail(e, -EINVAL, "input '%s': element %zu is not %s "
-			       "(%s data are %s)", name, k,
-			       t->dtype == LM_DT_BOOL ? "a boolean"
-			       : esize < 8 || t->dtype == LM_DT_INT64 ||
-					       t->dtype == LM_DT_UINT64
-				       ? "in range" : "a number",
+		return lm_fail(e, -EINVAL, "input '%s': element %zu is not a %s "
+			       "value (%s), or out of its range", name, k,
 			       lm_oip_datatype(t->dtype),
 			       t->dtype == LM_DT_BOOL ? "true or false"
-			       : t->dtype == LM_DT_FLOAT ||
-					       t->dtype == LM_DT_DOUBLE ||
-					       t->dtype == LM_DT_FLOAT16 ||
-					       t->dtype == LM_DT_BFLOAT16
-				       ? "numbers" : "integers");
+			       : is_float(t->dtype)   ? "a number"
+						      : "an integer");
 	if (rc == -ELOOP)
 		return lm_fail(e, -EINVAL, "input '%s': data nested deeper "
 			       "than its shape", name);
@@ -474,37 +322,6 @@ out:
 
 /* ---- responses ---- */
 
-/* Element k of a dtype-t buffer as JSON (NULL: a NaN or infinity). */
-static json_t *get_elem(lm_dtype t, const uint8_t *p, size_t k)
-{
-	switch (t) {
-#define GET(T, make)                                                       \
-	do {                                                               \
-		T v_;                                                      \
-		memcpy(&v_, p + sizeof(T) * k, sizeof(T));                 \
-		return make;                                               \
-	} while (0)
-	case LM_DT_BOOL: return json_boolean(p[k]);
-	case LM_DT_UINT8: GET(uint8_t, json_integer(v_));
-	case LM_DT_INT8: GET(int8_t, json_integer(v_));
-	case LM_DT_UINT16: GET(uint16_t, json_integer(v_));
-	case LM_DT_INT16: GET(int16_t, json_integer(v_));
-	case LM_DT_UINT32: GET(uint32_t, json_integer(v_));
-	case LM_DT_INT32: GET(int32_t, json_integer(v_));
-	case LM_DT_INT64: GET(int64_t, json_integer(v_));
-	case LM_DT_UINT64:
-		GET(uint64_t, v_ <= INT64_MAX ? json_integer((json_int_t)v_)
-					      : json_real((double)v_));
-	case LM_DT_FLOAT: GET(float, json_real(v_));
-	case LM_DT_DOUBLE: GET(double, json_real(v_));
-	case LM_DT_FLOAT16: GET(uint16_t, json_real(from_half(v_)));
-	case LM_DT_BFLOAT16: GET(uint16_t, json_real(from_bf16(v_)));
-#undef GET
-	default:
-		return NULL;
-	}
-}
-
 static json_t *shape_json(const struct lm_dp_tdesc *t, int64_t rows)
 {
 	json_t *a = json_array();
@@ -557,7 +374,7 @@ int lm_oip_response_encode(const char *model, const lm_oip_request *r,
 			goto out;
 		any_double |= t->dtype == LM_DT_DOUBLE;
 		for (size_t k = 0; k < n; k++) {
-			json_t *v = get_elem(t->dtype, p, k);
+			json_t *v = lm_oip_elem_to_json(t->dtype, p, k);
 			if (!v) {
 				rc = -ERANGE;
 				goto out;
@@ -566,7 +383,10 @@ int lm_oip_response_encode(const char *model, const lm_oip_request *r,
 		}
 	}
 	text = json_dumps(root, JSON_COMPACT |
-					JSON_REAL_PRECISION(any_double ? 17 : 9));
+					JSON_REAL_PRECISION(
+						lm_oip_precision(any_double
+							? LM_DT_DOUBLE
+							: LM_DT_FLOAT)));
 	if (!text)
 		goto out;
 	size_t tl = strlen(text);

@@ -22,13 +22,9 @@
 #include <stdint.h>
 
 #include "bundle.h"
+#include "lamina/oip_types.h"
 
 #define LM_OIP_ID_MAX 256 /* bytes of a request id, NUL included */
-
-/** The OIP datatype of an ONNX one ("FP32"...); NULL when it has none. */
-const char *lm_oip_datatype(lm_dtype t);
-/** The inverse; LM_DT_UNDEFINED for names it does not know. */
-lm_dtype lm_oip_dtype(const char *datatype);
 
 /** A decoded inference request. */
 typedef struct lm_oip_request {

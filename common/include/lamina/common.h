@@ -65,6 +65,13 @@ size_t lm_dtype_size(lm_dtype t);
 const char *lm_dtype_name(lm_dtype t);
 
 /** Inverse of lm_dtype_name; LM_DT_UNDEFINED when the name is unknown. */
+
+/** IEEE binary16 (FLOAT16) and bfloat16 (BFLOAT16) to float and back,
+ *  rounding to nearest even (NaN stays NaN, overflow goes to infinity). */
+float lm_half_to_float(uint16_t h);
+uint16_t lm_float_to_half(float f);
+float lm_bf16_to_float(uint16_t h);
+uint16_t lm_float_to_bf16(float f);
 lm_dtype lm_dtype_from_name(const char *name);
 
 #define LM_MAX_RANK 8
