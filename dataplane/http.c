@@ -37,6 +37,8 @@ struct hreq {
 	uint8_t *body;
 	size_t len, cap, limit;
 	int refused; /* a response is queued: the rest is dropped */
+	unsigned drop; /* over a limit half-way: the rest is read and
+			  dropped, then this status is answered */
 	/* in the queue */
 	struct lm_dp_req *req;
 	lm_oip_request oip;
@@ -451,12 +453,13 @@ static unsigned gather(struct lm_dp_http *h, struct hreq *q, const char *data,
 	return 0;
 }
 
-static enum MHD_Result refuse_body(struct lm_dp_http *h, struct hreq *q,
-				   unsigned status)
+/* The answer to a body over a limit (counted and logged); its body is
+ * freed. */
+static struct MHD_Response *refusal(struct lm_dp_http *h, struct hreq *q,
+				    unsigned status)
 {
 	struct lm_dp_deployment *d =
 		lm_dp_find_served(h->serve->deps, q->model);
-	q->refused = 1;
 	body_free(h, q);
 	if (h->refused++ < 100 || h->refused % 1000 == 0)
 		lm_log("http: a request for '%s' refused: %s", q->model,
@@ -464,15 +467,12 @@ static enum MHD_Result refuse_body(struct lm_dp_http *h, struct hreq *q,
 			       ? "body too large" : "bodies over budget");
 	lm_dp_count_error(d, status == MHD_HTTP_CONTENT_TOO_LARGE ? -EINVAL
 								  : -EBUSY);
-	return send_resp(q->conn, status,
-			 status == MHD_HTTP_CONTENT_TOO_LARGE
-				 ? error_response("the request body is over "
-						  "%zu bytes, the most model "
-						  "'%s' takes", q->limit,
-						  q->model)
-				 : error_response("too many request bodies "
-						  "are held; try again "
-						  "later"));
+	return status == MHD_HTTP_CONTENT_TOO_LARGE
+		       ? error_response("the request body is over %zu bytes, "
+					"the most model '%s' takes", q->limit,
+					q->model)
+		       : error_response("too many request bodies are held; "
+					"try again later");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
@@ -516,9 +516,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				conn, MHD_HEADER_KIND,
 				MHD_HTTP_HEADER_CONTENT_LENGTH);
 			q->limit = body_limit(h, q);
-			if (cl && strtoull(cl, NULL, 10) > q->limit)
-				return refuse_body(h, q,
-						   MHD_HTTP_CONTENT_TOO_LARGE);
+			if (cl && strtoull(cl, NULL, 10) > q->limit) {
+				/* said at once: the body is never read */
+				q->refused = 1;
+				return send_resp(
+					conn, MHD_HTTP_CONTENT_TOO_LARGE,
+					refusal(h, q,
+						MHD_HTTP_CONTENT_TOO_LARGE));
+			}
 		}
 		return MHD_YES;
 	}
@@ -528,15 +533,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		return send_resp(conn, q->status, r);
 	}
 	if (*data_size) {
-		unsigned status = q->refused ? 0 : gather(h, q, data,
-							   *data_size);
+		/* libmicrohttpd takes no answer half-way through a body: one
+		 * over a limit is read to its end, dropped, then answered */
+		if (!q->refused && !q->drop)
+			q->drop = gather(h, q, data, *data_size);
+		if (q->drop)
+			body_free(h, q);
 		*data_size = 0;
-		if (status)
-			return refuse_body(h, q, status);
 		return MHD_YES;
 	}
 	if (q->refused || q->req || q->suspended)
 		return MHD_YES;
+	if (q->drop) {
+		q->refused = 1;
+		return send_resp(conn, q->drop, refusal(h, q, q->drop));
+	}
 	if (q->route == R_INFER)
 		return infer(h, q);
 	return get(h, q);
@@ -586,14 +597,13 @@ int lm_dp_http_open(int fd, int epfd, uint64_t ev, struct lm_dp_serve *serve,
 	h->metrics_ctx = metrics_ctx;
 	h->epfd = epfd;
 	h->mhd = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-			MHD_USE_TURBO,
+		MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG,
 		0, NULL, NULL, on_request, h,
+		MHD_OPTION_EXTERNAL_LOGGER, on_log, h,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNS,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_S,
-		MHD_OPTION_EXTERNAL_LOGGER, on_log, h,
 		MHD_OPTION_END);
 	if (!h->mhd) {
 		close(fd);

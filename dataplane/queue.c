@@ -495,8 +495,18 @@ static void unjoin(struct lm_dp_serve *s, struct lm_dp_ingress *in,
 	zero_rows(lm_dp_inputs(in->d), in->batch, f->b, r->row0, r->rows);
 	in->n_gather--;
 	s->gathering--;
-	if (r->state == LM_DP_REQ_WRITE && !--f->writers && f->sealed)
+	if (r->state == LM_DP_REQ_WRITE)
+		f->writers--;
+	unsigned live = 0;
+	for (unsigned i = 0; i < f->n; i++)
+		live += f->m[i] != NULL;
+	if (!live) { /* nobody left to wait for */
+		if (in->open == (int)r->flight)
+			in->open = -1;
+		fl_drop(in, (int)r->flight);
+	} else if (!f->writers && f->sealed) {
 		dispatch(s, in, (int)r->flight);
+	}
 }
 
 static void unwait(struct lm_dp_serve *s, struct lm_dp_ingress *in,

@@ -3,14 +3,15 @@
  * ingress.c): the request parser, the answers and the kept requests, on
  * real sockets and real DPDK pools (EAL starts once, without hugepages).
  *
- * Two deployments take requests of one float32 1x4 tensor: "d-00000001"
- * in one process, "d-00000002" as if its stages were on another laminad
- * (requests kept until answered, reliable.h).  Each input is the byte
- * stream a client sends, written in pieces while the ingress reads; a
- * stand-in for the pipeline moves every request bundle to the answers'
- * edge, so answers flow back and are read.  At the end the client
- * closes; every bundle must be back in its pool and every kept slot free:
- * the parser neither overruns a buffer (ASan) nor loses a bundle,
+ * Two deployments take requests of one float32 Nx4 tensor, N 1 or 2 rows
+ * gathered into batches of 2 (queue.h): "d-00000001" in one process,
+ * "d-00000002" as if its stages were on another laminad (requests kept
+ * until answered, reliable.h).  Each input is the byte stream a client
+ * sends, written in pieces while the ingress reads; a stand-in for the
+ * pipeline moves every request bundle to the answers' edge, so answers
+ * flow back and are read.  At the end the client closes; every bundle must
+ * be back in its pool, every kept slot free and nothing left queued: the
+ * parser neither overruns a buffer (ASan) nor loses a bundle or a request,
  * whatever it was sent.
  */
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_mempool.h>
 #include <rte_ring.h>
@@ -36,6 +38,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define N_BUFS 6
 
 static struct lm_dp_deployments deps;
+static struct lm_dp_serve serve;
 static struct lm_dp_front front;
 static int lfd, epfd;
 static struct sockaddr_un addr;
@@ -48,9 +51,9 @@ static void layout_1x4(struct lm_dp_layout *l)
 	l->t[0].name = strdup("x");
 	l->t[0].dtype = LM_DT_FLOAT;
 	l->t[0].rank = 2;
-	l->t[0].dims[0] = 1;
+	l->t[0].dims[0] = 2;
 	l->t[0].dims[1] = 4;
-	l->t[0].nbytes = 16;
+	l->t[0].nbytes = 32;
 	l->bytes = 64;
 }
 
@@ -74,9 +77,10 @@ static void edge(struct lm_dp_edge *ed, const char *name, unsigned k)
 static void deployment(const char *id, int remote)
 {
 	struct lm_dp_deployment *d;
-	struct lm_dp_stage_spec s = { .n_stages = 1, .batch = 1,
+	struct lm_dp_stage_spec s = { .n_stages = 1, .batch = 2,
 				      .retry_ms = 1, .max_retries = 2,
-				      .keep_bundles = 4 };
+				      .keep_bundles = 4, .max_delay_us = 1,
+				      .max_queue = 8 };
 	lm_error e;
 	snprintf(s.deployment, sizeof(s.deployment), "%s", id);
 	snprintf(s.dir, sizeof(s.dir), "/nonexistent");
@@ -87,8 +91,8 @@ static void deployment(const char *id, int remote)
 	edge(&d->pipe->edges[1], id, 1);
 	d->pipe->edges[1].remote_in = remote; /* answers from elsewhere */
 	d->pipe->started = 1;		       /* no workers: see pipeline() */
-	if (lm_dp_ingress_create(d, &s, &e) ||
-	    lm_dp_ingress_start(&front, d, &e))
+	snprintf(d->name, sizeof(d->name), "%s", id);
+	if (lm_dp_queue_create(d, &s, &e) || lm_dp_queue_start(&serve, d, &e))
 		abort();
 }
 
@@ -106,8 +110,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) < 0)
 		abort();
 	epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (epfd < 0 || lm_dp_front_init(&front, epfd, &deps, 1000000000ull,
-					 &e))
+	lm_dp_serve_init(&serve, &deps, rte_get_tsc_hz());
+	if (epfd < 0 || lm_dp_front_init(&front, epfd, &serve, &e))
 		abort();
 	deployment("d-00000001", 0);
 	deployment("d-00000002", 1);
@@ -157,8 +161,9 @@ static void turn(void)
 					  ev[i].events);
 	}
 	pipeline();
-	lm_dp_front_egress(&front);
-	lm_dp_front_unblock(&front);
+	lm_dp_serve_egress(&serve);
+	lm_dp_serve_tick(&serve);
+	lm_dp_front_flush(&front);
 }
 
 static void drain(int fd)
@@ -193,8 +198,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < 8; i++) /* the ingress sees the close */
 		turn();
 	lm_dp_front_close(&front);
-	if (lm_dp_front_init(&front, epfd, &deps, 1000000000ull, NULL))
+	if (lm_dp_front_init(&front, epfd, &serve, NULL))
 		abort();
+	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
+		if (deps.d[i] && lm_dp_queue_pending(deps.d[i]))
+			abort(); /* a request neither answered nor let go */
 	/* nothing lost: every bundle home, every kept slot free */
 	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++) {
 		struct lm_dp_deployment *d = deps.d[i];
