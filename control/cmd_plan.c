@@ -425,7 +425,7 @@ static void explain(const lm_plan *p, const lm_plan_cost *c,
 		       lm_bytes_str(p->memory_limit[i], b2, sizeof(b2)),
 		       p->headroom * 100);
 	}
-	printf("\npredicted: latency %s, throughput %.1f requests/s (a batch "
+	printf("\npredicted: latency %s, throughput %.1f inferences/s (a batch "
 	       "of %d every %s)\n", us_text(p->latency_us, b1, sizeof(b1)),
 	       p->throughput_rps, p->batch,
 	       us_text(p->period_us, b2, sizeof(b2)));
@@ -444,7 +444,7 @@ static void explain(const lm_plan *p, const lm_plan_cost *c,
 		printf("heuristic (%s); no plan can be faster than %s\n",
 		       p->note, us_text(p->bound, b1, sizeof(b1)));
 	else
-		printf("heuristic (%s); no plan can pass %.1f requests/s "
+		printf("heuristic (%s); no plan can pass %.1f inferences/s "
 		       "(%.1f%% above this one)\n", p->note, p->bound,
 		       100 * (p->bound / p->throughput_rps - 1));
 }
@@ -590,7 +590,7 @@ int cmd_plan(int argc, char **argv)
 		for (int i = 0; i < plan->devices->n; i++)
 			used += plan->cores_used[i] > 0;
 		printf("%s: %d stage%s on %d device%s, latency %s, %.1f "
-		       "requests/s at batch %d (%s)\n", a.out, plan->n_stages,
+		       "inferences/s at batch %d (%s)\n", a.out, plan->n_stages,
 		       plan->n_stages == 1 ? "" : "s", used,
 		       used == 1 ? "" : "s",
 		       us_text(plan->latency_us, b1, sizeof(b1)),
@@ -603,7 +603,7 @@ int cmd_plan(int argc, char **argv)
 			       plan->objective == LM_PLAN_LATENCY
 				       ? us_text(plan->bound, b2, sizeof(b2))
 				       : (snprintf(b2, sizeof(b2), "%.1f "
-						   "requests/s", plan->bound),
+						   "inferences/s", plan->bound),
 					  b2));
 	}
 	rc = 0;

@@ -434,16 +434,23 @@ static void on_thdr(struct lm_dp_front *f, struct lm_dp_conn *c)
 		    !memcmp(w.dims + 1, t->dims + 1,
 			    sizeof(w.dims[0]) * (size_t)(rank - 1));
 	if ((lm_dtype)w.dtype != t->dtype || !shape) {
-		int64_t any[LM_MAX_RANK];
-		memcpy(any, t->dims, sizeof(any));
-		any[0] = c->ti ? (int64_t)c->rows : -1;
+		/* "1x1x8x8", or "Nx1x8x8 (N: 1 to 8)" when rows may vary */
+		char rest[112] = "";
+		if (t->rank > 1)
+			lm_shape_str(t->rank - 1, t->dims + 1, rest,
+				     sizeof(rest));
+		const char *x = t->rank > 1 ? "x" : "";
+		if (c->ti || batch == 1)
+			snprintf(want, sizeof(want), "%u%s%s",
+				 c->ti ? c->rows : 1, x, rest);
+		else
+			snprintf(want, sizeof(want), "N%s%s (N: 1 to %u)", x,
+				 rest, batch);
 		const char *g = ok ? lm_shape_str(rank, w.dims, got, sizeof(got))
 			     : "(negative dims)";
-		return refuse(f, c, -EINVAL, "input %d ('%s'): expected %s "
-			      "%s%s, got %s %s", c->ti, t->name,
-			      lm_dtype_name(t->dtype),
-			      lm_shape_str(t->rank, any, want, sizeof(want)),
-			      c->ti ? "" : " (-1: 1 to the plan's batch)",
+		return refuse(f, c, -EINVAL, "input %d ('%s'): expected %s %s, "
+			      "got %s %s", c->ti, t->name,
+			      lm_dtype_name(t->dtype), want,
 			      lm_dtype_name((lm_dtype)w.dtype), g);
 	}
 	size_t nbytes = t->nbytes / batch * (size_t)rows;

@@ -673,6 +673,28 @@ static void remove_hugefiles(const char *prefix)
 		endmntent(m);
 }
 
+/* Half-written copies of the state file a laminad killed while writing
+ * it left beside it ("FILE.tmp-XXXXXX", lm_write_atomic's). */
+static void remove_tmp_files(const char *dir, const char *path)
+{
+	const char *base = strrchr(path, '/');
+	char prefix[NAME_MAX + 1], file[PATH_MAX];
+	base = base ? base + 1 : path;
+	if (snprintf(prefix, sizeof(prefix), "%s.tmp-", base) >=
+	    (int)sizeof(prefix))
+		return;
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		if (!strncmp(de->d_name, prefix, strlen(prefix)) &&
+		    strlen(de->d_name) == strlen(prefix) + 6 &&
+		    snprintf(file, sizeof(file), "%s/%s", dir, de->d_name) <
+			    (int)sizeof(file))
+			unlink(file);
+	if (d)
+		closedir(d);
+}
+
 /* A file prefix this laminad could have made: laminad-PORT-PID. */
 static int prefix_ok(const char *p, int port, int pid)
 {
@@ -729,6 +751,7 @@ static int cleanup(const char *path)
 		fprintf(stderr, "laminad --cleanup: %s\n", e.msg);
 	if (st.log[0] && lm_path_in(dir, st.log))
 		unlink(st.log);
+	remove_tmp_files(dir, path);
 	/* where its output goes when lamina starts it (no --log) */
 	if (!lm_state_log_path(dir, st.control_port, run, sizeof(run)))
 		unlink(run);

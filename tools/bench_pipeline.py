@@ -168,7 +168,7 @@ def measure(args, deps, cfg, x, e):
         deps.teardown(dep)
     r["stage_us"] = []
     for a, b in zip(st0["stages"], st1["stages"]):
-        n = b["requests"] - a["requests"]
+        n = b["batches"] - a["batches"]
         r["stage_us"].append(1e6 * (b["busy_s"] - a["busy_s"]) / n
                              if n > 0 else float("nan"))
     return r

@@ -240,7 +240,7 @@ def flow(work, state, model, plan):
           f"infer names an unknown input: {p.stderr!r}")
     p = lam("status", dep, state=state)
     check(p.returncode == 0 and "p50" in p.stdout and "p99" in p.stdout and
-          "requests/s" in p.stdout, f"status: {p.stdout!r} {p.stderr!r}")
+          "inferences/s" in p.stdout, f"status: {p.stdout!r} {p.stderr!r}")
     print(p.stdout)
     p = lam("status", dep, "--json", state=state)
     if check(p.returncode == 0, f"status --json: {p.stderr}"):
@@ -251,7 +251,7 @@ def flow(work, state, model, plan):
               st["latency_us"]["p50"] <= st["latency_us"]["p99"],
               f"latency percentiles: {st['latency_us']}")
         check(len(st["stages"]) == len(rec["stages"]) and
-              all(s.get("requests", 0) > 0 for s in st["stages"]),
+              all(s.get("batches", 0) > 0 for s in st["stages"]),
               f"every stage ran: {st['stages']}")
     p = lam("status", state=state)
     check(p.returncode == 0 and dep in p.stdout, f"status lists: {p.stdout}")
@@ -323,7 +323,7 @@ def two_laminads(work, state, lamdir):
     print("two laminads over memif:", p.stdout.strip().splitlines()[-1])
     p = lam("status", dep, "--json", state=state)
     if check(p.returncode == 0, f"status over two laminads: {p.stderr}"):
-        ran = [s.get("requests", 0) for s in json.loads(p.stdout)["stages"]]
+        ran = [s.get("batches", 0) for s in json.loads(p.stdout)["stages"]]
         check(len(ran) == 2 and min(ran) >= 500 + len(samples),
               f"both stages ran every request: {ran}")
     p = lam("teardown", dep, state=state)

@@ -228,7 +228,7 @@ def deployed(laminads, lam, x, ref):
     p = lamina_in("A", "status", dep, "--json", "--state-dir", state)
     if check(p.returncode == 0, f"status over {tag}: {p.stderr}"):
         st = json.loads(p.stdout)
-        ran = [s.get("requests", 0) for s in st.get("stages", [])]
+        ran = [s.get("batches", 0) for s in st.get("stages", [])]
         check(len(ran) == len(hosts) and all(r >= 1 for r in ran),
               f"status shows {len(hosts)} stages that ran: {ran}")
     p = lamina_in("A", "teardown", dep, "--state-dir", state)
