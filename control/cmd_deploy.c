@@ -87,6 +87,13 @@ struct common {
 	int quiet;
 };
 
+static void restore_signals(const struct sigaction old[3])
+{
+	sigaction(SIGINT, &old[0], NULL);
+	sigaction(SIGTERM, &old[1], NULL);
+	sigaction(SIGHUP, &old[2], NULL);
+}
+
 /* A deployment name: 1 to 31 letters, digits, '-', '_' or '.' (as
  * laminad takes it). */
 static int name_ok(const char *s)
@@ -224,12 +231,14 @@ int cmd_deploy(int argc, char **argv)
 		.max_delay_us = a.max_delay_us, .max_queue = a.max_queue,
 	};
 	int rc = lm_deploy(&o, &r, &e);
-	sigaction(SIGINT, &old[0], NULL);
-	sigaction(SIGTERM, &old[1], NULL);
-	sigaction(SIGHUP, &old[2], NULL);
-	if (rc)
+	if (rc) {
+		restore_signals(old);
 		return cli_error("deploy", &e);
+	}
+	/* done: a signal from here on no longer undoes it, nor may it cut
+	 * the id short (the handlers stay until it is out) */
 	printf("%s\n", r->id);
+	fflush(stdout);
 	if (!a.quiet) {
 		const lm_rec_laminad *in = &r->laminads[r->stages[0].laminad];
 		char url[512];
@@ -245,6 +254,7 @@ int cmd_deploy(int argc, char **argv)
 				in->ingress_port);
 	}
 	lm_record_free(r);
+	restore_signals(old);
 	return 0;
 }
 

@@ -44,7 +44,11 @@
 #include "queue.h"
 #include "spec.h"
 
-#define LM_DP_VERSION "0.2.0"
+/* the project's version (meson.build), as lamina --version prints it */
+#ifndef LAMINA_VERSION
+#error "LAMINA_VERSION comes from meson.build"
+#endif
+#define LM_DP_VERSION LAMINA_VERSION
 #define LM_DP_MAX_CTLS 64
 
 #define LM_DP_HTTP_PORT 8000 /* Triton's; the next free one when taken */

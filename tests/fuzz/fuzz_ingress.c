@@ -30,6 +30,7 @@
 #include <rte_ring.h>
 
 #include "dp.h"
+#include "lamina/fsutil.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -96,6 +97,15 @@ static void deployment(const char *id, int remote)
 		abort();
 }
 
+/* libFuzzer ends with exit(): give back EAL and its run folder then. */
+static void eal_done(void)
+{
+	char run[PATH_MAX];
+	snprintf(run, sizeof(run), "%s", rte_eal_get_runtime_dir());
+	rte_eal_cleanup();
+	lm_remove_tree(run);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	char prefix[64];
@@ -109,6 +119,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 			NULL };
 	if (rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) < 0)
 		abort();
+	atexit(eal_done);
 	epfd = epoll_create1(EPOLL_CLOEXEC);
 	lm_dp_serve_init(&serve, &deps, rte_get_tsc_hz());
 	if (epfd < 0 || lm_dp_front_init(&front, epfd, &serve, &e))
