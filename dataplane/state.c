@@ -86,14 +86,16 @@ int lm_state_load(const char *path, lm_laminad_state *s, lm_error *e)
 		 copy_str(j, "log", s->log, sizeof(s->log), 1))
 		bad = "listen, file_prefix, run_dir or log";
 	else if (huge && !json_is_null(huge)) {
-		int kb, count;
+		int kb = 0, count = 0;
 		if (get_int(huge, "page_kb", 1, 1 << 30, &kb) ||
 		    get_int(huge, "count", 0, 1 << 30, &count) ||
 		    copy_str(huge, "mount", s->huge_mount,
 			     sizeof(s->huge_mount), 1))
 			bad = "hugepages_reserved";
-		s->huge_page_kb = (unsigned)kb;
-		s->huge_count = (unsigned)count;
+		else {
+			s->huge_page_kb = (unsigned)kb;
+			s->huge_count = (unsigned)count;
+		}
 	}
 	if (!bad)
 		s->up = !strcmp(phase, "up");
