@@ -271,6 +271,17 @@ int lm_dp_eal_args(const struct lm_dp_eal_opts *o,
 			rc = rc ?: push(&a, "--huge-dir");
 			rc = rc ?: push(&a, x->huge.mount);
 		}
+		/* the pages taken at start and kept: counted free in the
+		 * system pool, reserved pages are anyone's until mapped (a
+		 * second laminad took them, and a later pool of this one
+		 * found none) */
+		long kb = x->huge.count ? (long)x->huge.count * x->huge.page_kb
+					: free_pages * meminfo("Hugepagesize");
+		long mb = kb / 1024 < (long)o->memory_mb ? kb / 1024
+							 : (long)o->memory_mb;
+		snprintf(num, sizeof(num), "%ld", mb);
+		rc = rc ?: push(&a, "--socket-mem");
+		rc = rc ?: push(&a, num);
 	}
 	/* expert arguments last, so they win */
 	if (o->extra) {

@@ -9,7 +9,10 @@ with `apt-get install ./FILE` and uses what was installed, with a PATH
 that has no build tree in it: `--version` of both programs, then the
 digits model sliced, benched, planned and deployed by /usr/bin/lamina,
 whose laminad must be /usr/bin/laminad, one digit inferred bitwise equal
-to `lamina run`, torn down.  Finally `apt-get purge lamina` must leave
+to `lamina run`, torn down; then the memory check of memcheck.py on the
+installed (release) programs: laminad's heap and DPDK's grow by the
+plan's memory_bytes within 10% for ResNet-18 in 2 stages (the sanitized
+build of the deploy suite cannot measure the heap).  Finally `apt-get purge lamina` must leave
 none of the files `dpkg -L lamina` listed (bar directories other
 packages own).
 
@@ -32,7 +35,8 @@ import time
 
 import numpy as np
 
-from harness import SRC, TMP, check, fresh_dir, note, summary
+from harness import MODELS, SRC, TMP, check, fresh_dir, note, summary
+from memcheck import grows_as_planned
 
 BUILD = os.environ["LAMINA_PACKAGE_BUILD"]
 # the installed programs, and an environment without the build tree
@@ -278,6 +282,10 @@ def use(work, version):
         check(p.returncode == 0, f"teardown: {p.stderr}")
         check(not os.listdir(state),
               f"state folder empty after teardown: {os.listdir(state)}")
+        grows_as_planned(LAMINA, LAMINAD, os.environ["LAMINA_CLIENT_TEST"],
+                         os.path.join(MODELS, "resnet18.onnx"),
+                         os.path.join(work, "memory"), free_port(),
+                         heap=True, env=ENV)
     finally:
         pids = laminad_pids(state)
         for f in glob.glob(os.path.join(state, "d-*.json")):
