@@ -45,6 +45,7 @@
 #include "cli.h"
 #include "deploy.h"
 #include "lamina/manifest.h"
+#include "ship.h"
 
 #define say(o_progress, ...)                                                  \
 	do {                                                                  \
@@ -487,74 +488,20 @@ static int check_memory(const lm_plan_stage *ps, int i,
 	return 0;
 }
 
-static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
-		      const lm_plan *p, const struct port *ports,
-		      unsigned retry_ms, lm_error *e)
+/* Send stage i's LoadStage (ls) to its laminad, take a name that is
+ * free there when the name is ours to choose, and check what it took
+ * against the plan. */
+static int send_load(const lm_deploy_opts *o, lm_record *r, int i,
+		     const lm_plan_stage *ps, Lamina__LoadStageRequest *ls,
+		     lm_error *e)
 {
-	const lm_plan_stage *ps = &p->stages[i];
-	double period_us = p->period_us;
 	lm_rec_stage *st = &r->stages[i];
 	lm_rec_laminad *ld = &r->laminads[st->laminad];
 	Lamina__Request req = LAMINA__REQUEST__INIT;
-	Lamina__LoadStageRequest ls = LAMINA__LOAD_STAGE_REQUEST__INIT;
 	Lamina__Reply *rep = NULL;
-	uint32_t cores[LM_REC_MAX_CORES];
 	int rc;
-	for (int c = 0; c < st->n_cores; c++)
-		cores[c] = (uint32_t)st->cores[c];
-	/* stages are numbered as in the whole pipeline, on every laminad */
-	ls.deployment = r->id;
-	ls.stage = (uint32_t)i;
-	ls.n_stages = (uint32_t)r->n_stages;
-	if (r->n_laminads > 1) {
-		/* edges that cross to another laminad: memif on this host,
-		 * the ports between hosts */
-		int n = r->n_stages, here = st->laminad;
-		int next = next_laminad(r, i), prev = i ? i - 1 : n - 1;
-		int from = r->stages[prev].laminad;
-		if (next != here && same_host(r, here, next)) {
-			ls.next_memif = 1;
-		} else if (next != here) {
-			ls.next_mac = (char *)ports[next].mac;
-			ls.next_ip = ports[next].ip;
-		}
-		/* from the stage before, or for stage 0 the answers from the
-		 * last (edge n) */
-		int remote = from != here, memif = remote &&
-						   same_host(r, from, here);
-		if (i > 0) {
-			ls.input_remote = remote;
-			ls.input_memif = memif;
-		} else {
-			ls.answers_remote = remote && n > 1;
-			ls.answers_memif = memif;
-			ls.retry_ms = retry_ms;
-			ls.period_us = (uint32_t)(period_us + 0.5);
-		}
-	}
-	ls.dir = r->model;
-	ls.first = (uint32_t)st->first;
-	ls.last = (uint32_t)st->last;
-	ls.batch = (uint32_t)r->batch;
-	ls.n_cores = (size_t)st->n_cores;
-	ls.cores = cores;
-	/* the pools, as the plan charged them */
-	ls.in_bundles = (uint32_t)ps->in_bundles;
-	ls.out_bundles = (uint32_t)ps->out_bundles;
-	ls.answers_bundles = (uint32_t)ps->answers_bundles;
-	ls.keep_bundles = i == 0 && ls.answers_remote ? (uint32_t)p->keep : 0;
-	if (i == 0) {
-		/* serving: the name, and how long a batch waits to fill (the
-		 * plan's period: a batch's worth of requests comes in one
-		 * period at the throughput planned) */
-		ls.name = r->name;
-		ls.max_delay_us = o->max_delay_us >= 0
-			? (uint32_t)o->max_delay_us
-			: (uint32_t)(period_us > 1 ? period_us + 0.5 : 1);
-		ls.max_queue = (uint32_t)o->max_queue;
-	}
 	req.body_case = LAMINA__REQUEST__BODY_LOAD_STAGE;
-	req.load_stage = &ls;
+	req.load_stage = ls;
 	st->status = LM_STAGE_LOADING;
 	if ((rc = lm_record_save(r, e)))
 		return rc;
@@ -600,6 +547,121 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 	}
 	st->status = LM_STAGE_LOADED;
 	return lm_record_save(r, e);
+}
+
+
+/* Ship stage i's model files (the manifest and its slices) to its
+ * laminad's store, sending only what it lacks; *files names them for
+ * LoadStage. */
+static int ship(const lm_deploy_opts *o, const lm_record *r, int i,
+		lm_ship_file **files, int *n, lm_error *e)
+{
+	const lm_rec_stage *st = &r->stages[i];
+	const lm_rec_laminad *ld = &r->laminads[st->laminad];
+	lm_ctl *c = NULL;
+	uint64_t pushed = 0;
+	char b[32];
+	int rc = lm_ship_stage_files(r->model, st->first, st->last, files, n,
+				     e);
+	if (!rc)
+		rc = lm_ctl_connect(ld->host, (uint16_t)ld->control_port,
+				    LM_AGENT_LOAD_MS, &c, e);
+	if (!rc)
+		rc = lm_ship(c, *files, *n, &pushed, e);
+	lm_ctl_free(c);
+	if (rc)
+		return lm_fail_prefix(e, rc, "stage %d: shipping its model "
+				      "files to %s:%d", i, ld->host,
+				      ld->control_port);
+	say(o->progress, "stage %d: its %d model files are in the store of "
+	    "%s:%d (%s shipped)", i, *n, ld->host, ld->control_port,
+	    lm_bytes_str((double)pushed, b, sizeof(b)));
+	return 0;
+}
+
+static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
+		      const lm_plan *p, const struct port *ports,
+		      unsigned retry_ms, lm_error *e)
+{
+	const lm_plan_stage *ps = &p->stages[i];
+	double period_us = p->period_us;
+	lm_rec_stage *st = &r->stages[i];
+	Lamina__LoadStageRequest ls = LAMINA__LOAD_STAGE_REQUEST__INIT;
+	uint32_t cores[LM_REC_MAX_CORES];
+	int rc;
+	for (int c = 0; c < st->n_cores; c++)
+		cores[c] = (uint32_t)st->cores[c];
+	/* stages are numbered as in the whole pipeline, on every laminad */
+	ls.deployment = r->id;
+	ls.stage = (uint32_t)i;
+	ls.n_stages = (uint32_t)r->n_stages;
+	if (r->n_laminads > 1) {
+		/* edges that cross to another laminad: memif on this host,
+		 * the ports between hosts */
+		int n = r->n_stages, here = st->laminad;
+		int next = next_laminad(r, i), prev = i ? i - 1 : n - 1;
+		int from = r->stages[prev].laminad;
+		if (next != here && same_host(r, here, next)) {
+			ls.next_memif = 1;
+		} else if (next != here) {
+			ls.next_mac = (char *)ports[next].mac;
+			ls.next_ip = ports[next].ip;
+		}
+		/* from the stage before, or for stage 0 the answers from the
+		 * last (edge n) */
+		int remote = from != here, memif = remote &&
+						   same_host(r, from, here);
+		if (i > 0) {
+			ls.input_remote = remote;
+			ls.input_memif = memif;
+		} else {
+			ls.answers_remote = remote && n > 1;
+			ls.answers_memif = memif;
+			ls.retry_ms = retry_ms;
+			ls.period_us = (uint32_t)(period_us + 0.5);
+		}
+	}
+	/* the stage's model files go to its laminad's store first */
+	lm_ship_file *files = NULL;
+	int n_files = 0;
+	Lamina__ModelFile *mf = NULL, **ml = NULL;
+	if ((rc = ship(o, r, i, &files, &n_files, e)))
+		return rc;
+	mf = calloc((size_t)n_files + 1, sizeof(*mf));
+	ml = calloc((size_t)n_files + 1, sizeof(*ml));
+	if (!mf || !ml) {
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	lm_ship_model_files(files, n_files, mf, ml);
+	ls.files = ml;
+	ls.n_files = (size_t)n_files;
+	ls.first = (uint32_t)st->first;
+	ls.last = (uint32_t)st->last;
+	ls.batch = (uint32_t)r->batch;
+	ls.n_cores = (size_t)st->n_cores;
+	ls.cores = cores;
+	/* the pools, as the plan charged them */
+	ls.in_bundles = (uint32_t)ps->in_bundles;
+	ls.out_bundles = (uint32_t)ps->out_bundles;
+	ls.answers_bundles = (uint32_t)ps->answers_bundles;
+	ls.keep_bundles = i == 0 && ls.answers_remote ? (uint32_t)p->keep : 0;
+	if (i == 0) {
+		/* serving: the name, and how long a batch waits to fill (the
+		 * plan's period: a batch's worth of requests comes in one
+		 * period at the throughput planned) */
+		ls.name = r->name;
+		ls.max_delay_us = o->max_delay_us >= 0
+			? (uint32_t)o->max_delay_us
+			: (uint32_t)(period_us > 1 ? period_us + 0.5 : 1);
+		ls.max_queue = (uint32_t)o->max_queue;
+	}
+	rc = send_load(o, r, i, ps, &ls, e);
+out:
+	free(files);
+	free(mf);
+	free(ml);
+	return rc;
 }
 
 static int interrupted(const lm_deploy_opts *o, lm_error *e)

@@ -752,6 +752,7 @@ static int cleanup(const char *path)
 	if (st.log[0] && lm_path_in(dir, st.log))
 		unlink(st.log);
 	remove_tmp_files(dir, path);
+	lm_store_remove(dir, (unsigned)st.control_port);
 	/* where its output goes when lamina starts it (no --log) */
 	if (!lm_state_log_path(dir, st.control_port, run, sizeof(run)))
 		unlink(run);
@@ -912,7 +913,9 @@ int main(int argc, char **argv)
 	}
 	lm_dp_serve_init(&dp.serve, &dp.deps, dp.tsc_hz);
 	if (lm_dp_front_init(&dp.front, dp.epfd, &dp.serve, &e) ||
-	    lm_dp_net_open(&dp.cfg.net, dp.tsc_hz, &dp.net, &e))
+	    lm_dp_net_open(&dp.cfg.net, dp.tsc_hz, &dp.net, &e) ||
+	    lm_store_open(dp.cfg.state_dir, dp.cfg.control_port, &dp.store,
+			  &e))
 		goto fail;
 	if ((dp.ctl_fd = listen_on(dp.cfg.listen, dp.cfg.control_port, &e)) < 0 ||
 	    (dp.ing_fd = listen_on(dp.cfg.listen, dp.cfg.ingress_port, &e)) < 0)
@@ -969,6 +972,9 @@ out:
 	lm_dp_http_close(dp.http);
 	lm_dp_serve_close(&dp.serve);
 	lm_dp_net_close(dp.net);
+	lm_store_close(dp.store);
+	if (dp.store) /* it served this laminad's deployments only */
+		lm_store_remove(dp.cfg.state_dir, dp.cfg.control_port);
 	if (dp.bell.fd >= 0)
 		close(dp.bell.fd);
 	if (dp.ctl_fd >= 0)
