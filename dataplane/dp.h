@@ -62,6 +62,7 @@ struct lm_dp_config {
 	int http_auto;	    /* not given: the first free from 8000 */
 	const char *listen, *name, *state_dir, *log;
 	int foreground, managed;
+	uint16_t cleanup_port; /* --cleanup-port: clean up and exit */
 	struct lm_dp_eal_opts eal;
 	struct lm_dp_net_opts net;
 };
