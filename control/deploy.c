@@ -978,6 +978,8 @@ static int unreachable_remote(const lm_record *r, int l,
 	const lm_rec_laminad *ld = &r->laminads[l];
 	char who[LM_REC_ID_MAX];
 	lm_error first;
+	if (!ld->pid)
+		return 0; /* its start failed: nothing runs there */
 	int rc = lm_remote_cleanup(ld->ssh, ld->exe, ld->control_port, 0,
 				   &first);
 	if (!rc) {

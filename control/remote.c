@@ -230,6 +230,9 @@ int lm_remote_route_dev(const char *dest, const char *to, char *dev,
 			       e);
 	if (rc < 0)
 		return rc;
+	if (rc == 255)
+		return lm_fail(e, -EHOSTUNREACH, "cannot reach %s over ssh: "
+			       "%.300s", dest, last_line(out));
 	char *d = strstr(out, " dev ");
 	if (rc != 0 || !d)
 		return lm_fail(e, -ENOENT, "%s has no route to %s: %.200s",
