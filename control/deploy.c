@@ -45,6 +45,8 @@
 #include "cli.h"
 #include "deploy.h"
 #include "lamina/manifest.h"
+#include "remote.h"
+#include "ship.h"
 
 #define say(o_progress, ...)                                                  \
 	do {                                                                  \
@@ -224,6 +226,76 @@ static int bring_up(const lm_deploy_opts *o, lm_record *r, int l,
 	return rc;
 }
 
+static int interrupted(const lm_deploy_opts *o, lm_error *e)
+{
+	return o->stop && *o->stop ? lm_fail(e, -EINTR, "interrupted") : 0;
+}
+
+/* Another host of r than laminad l's, for the route its port takes; NULL
+ * when every laminad of r is on l's host. */
+static const char *other_host(const lm_record *r, int l)
+{
+	for (int k = 0; k < r->n_laminads; k++)
+		if (strcmp(r->laminads[k].host, r->laminads[l].host))
+			return r->laminads[k].host;
+	return NULL;
+}
+
+/* Start laminad l of r on its host over ssh (dev->ssh), with its port on
+ * the interface that host routes to the others through, and wait until
+ * it answers. */
+static int start_remote(const lm_deploy_opts *o, lm_record *r, int l,
+			const lm_device *dev, lm_error *e)
+{
+	lm_rec_laminad *ld = &r->laminads[l];
+	const char *to = other_host(r, l);
+	char port_if[64] = "";
+	int rc, pid = 0;
+	if (to && (rc = lm_remote_route_dev(dev->ssh, to, port_if,
+					    sizeof(port_if), e)))
+		return lm_fail_prefix(e, rc, "device '%s'", dev->name);
+	/* from here on teardown stops it, and cleans up after it there */
+	ld->started = 1;
+	snprintf(ld->ssh, sizeof(ld->ssh), "%s", dev->ssh);
+	snprintf(ld->exe, sizeof(ld->exe), "%s", o->laminad ? o->laminad : "");
+	ld->ingress_port = ld->control_port + 1;
+	if ((rc = lm_record_save(r, e)))
+		return rc;
+	say(o->progress, "starting laminad '%s' on %s over ssh (%s)%s%s",
+	    dev->name, ld->host, dev->ssh, port_if[0] ? ", its port on " : "",
+	    port_if);
+	lm_remote_start_opts so = {
+		.dest = dev->ssh, .exe = o->laminad, .listen = ld->host,
+		.control_port = ld->control_port,
+		.ingress_port = ld->ingress_port, .name = dev->name,
+		.port_if = port_if[0] ? port_if : NULL, .poll = o->poll,
+		.hugepages = o->hugepages,
+	};
+	if ((rc = lm_remote_start(&so, &pid, e)))
+		return lm_fail_prefix(e, rc, "device '%s'", dev->name);
+	ld->pid = pid;
+	if ((rc = lm_record_save(r, e)))
+		return rc;
+	Lamina__Reply *rep = NULL;
+	for (int tries = 0;; tries++) {
+		rc = lm_agent_describe(ld->host, ld->control_port,
+				       LM_AGENT_QUICK_MS, &rep, e);
+		if (!rc || tries >= 600 || (rc = interrupted(o, e)))
+			break;
+		struct timespec nap = { 0, 100 * 1000000 };
+		nanosleep(&nap, NULL);
+	}
+	if (rc)
+		return lm_fail_prefix(e, rc, "laminad pid %d on %s", pid,
+				      dev->ssh);
+	ld->ingress_port = (int)rep->describe->ingress_port;
+	ld->http_port = (int)rep->describe->http_port;
+	lamina__reply__free_unpacked(rep, NULL);
+	say(o->progress, "laminad pid %d is up on %s:%d", pid, ld->host,
+	    ld->control_port);
+	return lm_record_save(r, e);
+}
+
 /* Make sure laminad l of r answers: found running, or started by us (the
  * state folder is locked). */
 static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
@@ -245,13 +317,18 @@ static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
 		lamina__reply__free_unpacked(rep, NULL);
 		return lm_record_save(r, e);
 	}
+	if (!lm_agent_is_local(ld->host) && dev->ssh[0] &&
+	    (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH))
+		return start_remote(o, r, l, dev, e);
 	if (!lm_agent_is_local(ld->host))
 		return lm_fail(e, rc, "device '%s' is not on this host and no "
-			       "laminad answers at %s:%d (%s); lamina starts "
-			       "laminads on this host only: start one there "
-			       "(laminad --listen ADDR --control-port %d --port "
-			       "IFACE)", dev->name, ld->host, ld->control_port,
-			       probe.msg, ld->control_port);
+			       "laminad answers at %s:%d (%s): give it an "
+			       "\"ssh\" destination in devices.json (or `lamina "
+			       "devices add ssh://HOST`) and lamina starts one "
+			       "there, or start one by hand (laminad --listen "
+			       "ADDR --control-port %d --port IFACE)", dev->name,
+			       ld->host, ld->control_port, probe.msg,
+			       ld->control_port);
 	if (rc != -ECONNREFUSED) {
 		*e = probe;
 		return lm_fail_prefix(e, rc, "laminad at %s:%d", ld->host,
@@ -487,74 +564,20 @@ static int check_memory(const lm_plan_stage *ps, int i,
 	return 0;
 }
 
-static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
-		      const lm_plan *p, const struct port *ports,
-		      unsigned retry_ms, lm_error *e)
+/* Send stage i's LoadStage (ls) to its laminad, take a name that is
+ * free there when the name is ours to choose, and check what it took
+ * against the plan. */
+static int send_load(const lm_deploy_opts *o, lm_record *r, int i,
+		     const lm_plan_stage *ps, Lamina__LoadStageRequest *ls,
+		     lm_error *e)
 {
-	const lm_plan_stage *ps = &p->stages[i];
-	double period_us = p->period_us;
 	lm_rec_stage *st = &r->stages[i];
 	lm_rec_laminad *ld = &r->laminads[st->laminad];
 	Lamina__Request req = LAMINA__REQUEST__INIT;
-	Lamina__LoadStageRequest ls = LAMINA__LOAD_STAGE_REQUEST__INIT;
 	Lamina__Reply *rep = NULL;
-	uint32_t cores[LM_REC_MAX_CORES];
 	int rc;
-	for (int c = 0; c < st->n_cores; c++)
-		cores[c] = (uint32_t)st->cores[c];
-	/* stages are numbered as in the whole pipeline, on every laminad */
-	ls.deployment = r->id;
-	ls.stage = (uint32_t)i;
-	ls.n_stages = (uint32_t)r->n_stages;
-	if (r->n_laminads > 1) {
-		/* edges that cross to another laminad: memif on this host,
-		 * the ports between hosts */
-		int n = r->n_stages, here = st->laminad;
-		int next = next_laminad(r, i), prev = i ? i - 1 : n - 1;
-		int from = r->stages[prev].laminad;
-		if (next != here && same_host(r, here, next)) {
-			ls.next_memif = 1;
-		} else if (next != here) {
-			ls.next_mac = (char *)ports[next].mac;
-			ls.next_ip = ports[next].ip;
-		}
-		/* from the stage before, or for stage 0 the answers from the
-		 * last (edge n) */
-		int remote = from != here, memif = remote &&
-						   same_host(r, from, here);
-		if (i > 0) {
-			ls.input_remote = remote;
-			ls.input_memif = memif;
-		} else {
-			ls.answers_remote = remote && n > 1;
-			ls.answers_memif = memif;
-			ls.retry_ms = retry_ms;
-			ls.period_us = (uint32_t)(period_us + 0.5);
-		}
-	}
-	ls.dir = r->model;
-	ls.first = (uint32_t)st->first;
-	ls.last = (uint32_t)st->last;
-	ls.batch = (uint32_t)r->batch;
-	ls.n_cores = (size_t)st->n_cores;
-	ls.cores = cores;
-	/* the pools, as the plan charged them */
-	ls.in_bundles = (uint32_t)ps->in_bundles;
-	ls.out_bundles = (uint32_t)ps->out_bundles;
-	ls.answers_bundles = (uint32_t)ps->answers_bundles;
-	ls.keep_bundles = i == 0 && ls.answers_remote ? (uint32_t)p->keep : 0;
-	if (i == 0) {
-		/* serving: the name, and how long a batch waits to fill (the
-		 * plan's period: a batch's worth of requests comes in one
-		 * period at the throughput planned) */
-		ls.name = r->name;
-		ls.max_delay_us = o->max_delay_us >= 0
-			? (uint32_t)o->max_delay_us
-			: (uint32_t)(period_us > 1 ? period_us + 0.5 : 1);
-		ls.max_queue = (uint32_t)o->max_queue;
-	}
 	req.body_case = LAMINA__REQUEST__BODY_LOAD_STAGE;
-	req.load_stage = &ls;
+	req.load_stage = ls;
 	st->status = LM_STAGE_LOADING;
 	if ((rc = lm_record_save(r, e)))
 		return rc;
@@ -602,10 +625,121 @@ static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
 	return lm_record_save(r, e);
 }
 
-static int interrupted(const lm_deploy_opts *o, lm_error *e)
+
+/* Ship stage i's model files (the manifest and its slices) to its
+ * laminad's store, sending only what it lacks; *files names them for
+ * LoadStage. */
+static int ship(const lm_deploy_opts *o, const lm_record *r, int i,
+		lm_ship_file **files, int *n, lm_error *e)
 {
-	return o->stop && *o->stop ? lm_fail(e, -EINTR, "interrupted") : 0;
+	const lm_rec_stage *st = &r->stages[i];
+	const lm_rec_laminad *ld = &r->laminads[st->laminad];
+	lm_ctl *c = NULL;
+	uint64_t pushed = 0;
+	char b[32];
+	int rc = lm_ship_stage_files(r->model, st->first, st->last, files, n,
+				     e);
+	if (!rc)
+		rc = lm_ctl_connect(ld->host, (uint16_t)ld->control_port,
+				    LM_AGENT_LOAD_MS, &c, e);
+	if (!rc)
+		rc = lm_ship(c, *files, *n, &pushed, e);
+	lm_ctl_free(c);
+	if (rc)
+		return lm_fail_prefix(e, rc, "stage %d: shipping its model "
+				      "files to %s:%d", i, ld->host,
+				      ld->control_port);
+	say(o->progress, "stage %d: its %d model files are in the store of "
+	    "%s:%d (%s shipped)", i, *n, ld->host, ld->control_port,
+	    lm_bytes_str((double)pushed, b, sizeof(b)));
+	return 0;
 }
+
+static int load_stage(const lm_deploy_opts *o, lm_record *r, int i,
+		      const lm_plan *p, const struct port *ports,
+		      unsigned retry_ms, lm_error *e)
+{
+	const lm_plan_stage *ps = &p->stages[i];
+	double period_us = p->period_us;
+	lm_rec_stage *st = &r->stages[i];
+	Lamina__LoadStageRequest ls = LAMINA__LOAD_STAGE_REQUEST__INIT;
+	uint32_t cores[LM_REC_MAX_CORES];
+	int rc;
+	for (int c = 0; c < st->n_cores; c++)
+		cores[c] = (uint32_t)st->cores[c];
+	/* stages are numbered as in the whole pipeline, on every laminad */
+	ls.deployment = r->id;
+	ls.stage = (uint32_t)i;
+	ls.n_stages = (uint32_t)r->n_stages;
+	if (r->n_laminads > 1) {
+		/* edges that cross to another laminad: memif on this host,
+		 * the ports between hosts */
+		int n = r->n_stages, here = st->laminad;
+		int next = next_laminad(r, i), prev = i ? i - 1 : n - 1;
+		int from = r->stages[prev].laminad;
+		if (next != here && same_host(r, here, next)) {
+			ls.next_memif = 1;
+		} else if (next != here) {
+			ls.next_mac = (char *)ports[next].mac;
+			ls.next_ip = ports[next].ip;
+		}
+		/* from the stage before, or for stage 0 the answers from the
+		 * last (edge n) */
+		int remote = from != here, memif = remote &&
+						   same_host(r, from, here);
+		if (i > 0) {
+			ls.input_remote = remote;
+			ls.input_memif = memif;
+		} else {
+			ls.answers_remote = remote && n > 1;
+			ls.answers_memif = memif;
+			ls.retry_ms = retry_ms;
+			ls.period_us = (uint32_t)(period_us + 0.5);
+		}
+	}
+	/* the stage's model files go to its laminad's store first */
+	lm_ship_file *files = NULL;
+	int n_files = 0;
+	Lamina__ModelFile *mf = NULL, **ml = NULL;
+	if ((rc = ship(o, r, i, &files, &n_files, e)))
+		return rc;
+	mf = calloc((size_t)n_files + 1, sizeof(*mf));
+	ml = calloc((size_t)n_files + 1, sizeof(*ml));
+	if (!mf || !ml) {
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	lm_ship_model_files(files, n_files, mf, ml);
+	ls.files = ml;
+	ls.n_files = (size_t)n_files;
+	ls.first = (uint32_t)st->first;
+	ls.last = (uint32_t)st->last;
+	ls.batch = (uint32_t)r->batch;
+	ls.n_cores = (size_t)st->n_cores;
+	ls.cores = cores;
+	/* the pools, as the plan charged them */
+	ls.in_bundles = (uint32_t)ps->in_bundles;
+	ls.out_bundles = (uint32_t)ps->out_bundles;
+	ls.answers_bundles = (uint32_t)ps->answers_bundles;
+	ls.keep_bundles = i == 0 && ls.answers_remote ? (uint32_t)p->keep : 0;
+	if (i == 0) {
+		/* serving: the name, and how long a batch waits to fill (the
+		 * plan's period: a batch's worth of requests comes in one
+		 * period at the throughput planned) */
+		ls.name = r->name;
+		ls.max_delay_us = o->max_delay_us >= 0
+			? (uint32_t)o->max_delay_us
+			: (uint32_t)(period_us > 1 ? period_us + 0.5 : 1);
+		ls.max_queue = (uint32_t)o->max_queue;
+	}
+	rc = send_load(o, r, i, ps, &ls, e);
+out:
+	free(files);
+	free(mf);
+	free(ml);
+	return rc;
+}
+
 
 /* Everything after the record exists: on failure the caller undoes. */
 static int deploy_steps(const lm_deploy_opts *o, const lm_plan *p,
@@ -756,6 +890,22 @@ static int sent_any(const lm_record *r, int l)
 	return 0;
 }
 
+/* Whether laminad ld stopped answering within timeout_s (it exited). */
+static int gone(const lm_rec_laminad *ld, double timeout_s)
+{
+	for (int i = 0; i < timeout_s * 10; i++) {
+		Lamina__Reply *rep = NULL;
+		lm_error ignore;
+		if (lm_agent_describe(ld->host, ld->control_port, 1000, &rep,
+				      &ignore))
+			return 1;
+		lamina__reply__free_unpacked(rep, NULL);
+		struct timespec nap = { 0, 100 * 1000000 };
+		nanosleep(&nap, NULL);
+	}
+	return 0;
+}
+
 /*
  * After r's stages left laminad ld (which answers): stop it when lamina
  * started it (it says it is managed) and nothing else uses it: no
@@ -788,20 +938,69 @@ static int stop_if_unused(const lm_record *r, lm_rec_laminad *ld,
 			    loaded ? "another deployment" : who);
 			goto out;
 		}
-		say(progress, "stopping laminad pid %d", pid);
+		say(progress, "stopping laminad pid %d on %s", pid, ld->host);
 		/* the answer may be lost as it exits: the exit is what counts */
 		lm_agent_simple(ld->host, ld->control_port,
 				LAMINA__REQUEST__BODY_SHUTDOWN, NULL, &ignore);
-		if (lm_agent_wait_exit(pid, 15))
-			say(progress, "laminad pid %d did not stop: killing it",
-			    pid);
-		if (lm_agent_is_local(ld->host))
+		if (lm_agent_is_local(ld->host)) {
+			if (lm_agent_wait_exit(pid, 15))
+				say(progress, "laminad pid %d did not stop: "
+				    "killing it", pid);
 			rc = lm_agent_cleanup(state_dir, ld->control_port, pid,
 					      NULL, e);
+		} else if (ld->ssh[0]) {
+			/* then its log there goes too (--cleanup-port) */
+			int stuck = !gone(ld, 15);
+			if (stuck)
+				say(progress, "laminad pid %d on %s did not "
+				    "stop: killing it", pid, ld->host);
+			rc = lm_remote_cleanup(ld->ssh, ld->exe,
+					       ld->control_port,
+					       stuck ? pid : 0, e);
+		}
 	}
 out:
 	close(lock);
 	return rc;
+}
+
+/*
+ * Laminad l of r, which this deployment started on another host over ssh,
+ * does not answer: clean up after it there (`laminad --cleanup-port`,
+ * refused while it runs); when it runs but does not answer and no other
+ * record uses it, kill it first.  When the host cannot be reached, say
+ * what may be left there: a later teardown finishes.
+ */
+static int unreachable_remote(const lm_record *r, int l,
+			      const char *state_dir, int progress,
+			      lm_error *e)
+{
+	const lm_rec_laminad *ld = &r->laminads[l];
+	char who[LM_REC_ID_MAX];
+	lm_error first;
+	if (!ld->pid)
+		return 0; /* its start failed: nothing runs there */
+	int rc = lm_remote_cleanup(ld->ssh, ld->exe, ld->control_port, 0,
+				   &first);
+	if (!rc) {
+		say(progress, "laminad pid %d on %s is gone: cleaned up after "
+		    "it there", ld->pid, ld->host);
+		return 0;
+	}
+	if (rc == -EHOSTUNREACH || rc == -ETIMEDOUT)
+		return lm_fail(e, rc, "%s: could not reach it (%s); laminad pid "
+			       "%d, its hugepages, state file and stored model "
+			       "files may be left there: run 'lamina teardown "
+			       "%s' again when it answers", ld->ssh, first.msg,
+			       ld->pid, r->id);
+	if (recorded_users(r, ld, state_dir, who, sizeof(who)))
+		return lm_fail(e, -EBUSY, "laminad pid %d on %s does not answer "
+			       "and %s uses it too: left as it is", ld->pid,
+			       ld->ssh, who);
+	say(progress, "laminad pid %d on %s does not answer: stopping it",
+	    ld->pid, ld->host);
+	return lm_remote_cleanup(ld->ssh, ld->exe, ld->control_port, ld->pid,
+				 e);
 }
 
 /*
@@ -819,6 +1018,8 @@ static int unreachable(const lm_record *r, int l, const char *state_dir,
 	const lm_rec_laminad *ld = &r->laminads[l];
 	char who[LM_REC_ID_MAX];
 	int rc = 0;
+	if (!lm_agent_is_local(ld->host) && ld->started && ld->ssh[0])
+		return unreachable_remote(r, l, state_dir, progress, e);
 	if (!lm_agent_is_local(ld->host))
 		return sent_any(r, l) && ld->pid
 			       ? lm_fail(e, -EHOSTUNREACH, "laminad at %s:%d "

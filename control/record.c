@@ -134,10 +134,11 @@ int lm_record_save(const lm_record *r, lm_error *e)
 	for (int i = 0; i < r->n_laminads; i++) {
 		const lm_rec_laminad *l = &r->laminads[i];
 		json_array_append_new(lds, json_pack(
-			"{s:s, s:i, s:i, s:i, s:b, s:i}", "host", l->host,
-			"control_port", l->control_port, "ingress_port",
-			l->ingress_port, "http_port", l->http_port, "started",
-			l->started, "pid", l->pid));
+			"{s:s, s:i, s:i, s:i, s:b, s:s, s:s, s:i}", "host",
+			l->host, "control_port", l->control_port,
+			"ingress_port", l->ingress_port, "http_port",
+			l->http_port, "started", l->started, "ssh", l->ssh,
+			"exe", l->exe, "pid", l->pid));
 	}
 	for (int i = 0; i < r->n_stages; i++) {
 		const lm_rec_stage *st = &r->stages[i];
@@ -204,19 +205,23 @@ static int copy(char *dst, size_t len, const char *src, const char *field,
 static int read_laminad(json_t *o, lm_rec_laminad *l, const char *path,
 			lm_error *e)
 {
-	const char *host;
+	const char *host, *ssh = "", *exe = "";
 	json_error_t je;
-	if (json_unpack_ex(o, &je, 0, "{s:s, s:i, s:i, s?i, s:b, s?i}", "host",
+	if (json_unpack_ex(o, &je, 0,
+			   "{s:s, s:i, s:i, s?i, s:b, s?s, s?s, s?i}", "host",
 			   &host, "control_port", &l->control_port,
 			   "ingress_port", &l->ingress_port, "http_port",
-			   &l->http_port, "started", &l->started, "pid",
-			   &l->pid))
+			   &l->http_port, "started", &l->started, "ssh", &ssh,
+			   "exe", &exe, "pid", &l->pid))
 		return lm_fail(e, -EINVAL, "%s: laminads: %s", path, je.text);
 	if (l->control_port < 1 || l->control_port > 65535 ||
 	    l->ingress_port < 0 || l->ingress_port > 65535 ||
 	    l->http_port < 0 || l->http_port > 65535 || l->pid < 0)
 		return lm_fail(e, -EINVAL, "%s: laminads: a port or pid out of "
 			       "range", path);
+	if (copy(l->ssh, sizeof(l->ssh), ssh, "ssh", path, e) ||
+	    copy(l->exe, sizeof(l->exe), exe, "exe", path, e))
+		return -EINVAL;
 	return copy(l->host, sizeof(l->host), host, "host", path, e);
 }
 

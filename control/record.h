@@ -15,7 +15,7 @@
  *    "plan", "model", "batch", "created", "created_unix",
  *    "devices": [{"name", "address", "laminad"}],
  *    "laminads": [{"host", "control_port", "ingress_port", "http_port",
- *                  "started", "pid"}],
+ *                  "started", "ssh", "exe", "pid"}],
  *    "stages": [{"stage", "device", "laminad", "slices": [first, last],
  *                "replicas", "cores": [...], "status"}]}
  *
@@ -43,6 +43,8 @@ typedef struct lm_rec_laminad {
 	int control_port, ingress_port;
 	int http_port; /**< its HTTP front; 0: none (or not known) */
 	int started; /**< 1: this deployment started it and must stop it */
+	char ssh[LM_ADDR_MAX]; /**< started over ssh at this destination */
+	char exe[256];         /**< the laminad it ran there ("": on PATH) */
 	int pid;     /**< last seen; 0 while unknown */
 } lm_rec_laminad;
 

@@ -41,6 +41,7 @@
 #define CTL_IDLE_MS 10000	 /* without a complete message */
 #define CTL_BUDGET (64u << 20) /* input buffered by every connection */
 #define CTL_CHUNK 65536	 /* a connection's first buffer */
+#define LM_CTL_MAX_QUERY 65536 /* files one StoreQuery may ask about */
 
 struct lm_dp_ctl {
 	int fd;
@@ -452,6 +453,8 @@ static const char *body_name(int c)
 	case LAMINA__REQUEST__BODY_TEARDOWN: return "teardown";
 	case LAMINA__REQUEST__BODY_SHUTDOWN: return "shutdown";
 	case LAMINA__REQUEST__BODY_DRAIN: return "drain";
+	case LAMINA__REQUEST__BODY_STORE_QUERY: return "store_query";
+	case LAMINA__REQUEST__BODY_PUSH_FILE: return "push_file";
 	default: return "unknown";
 	}
 }
@@ -467,13 +470,33 @@ static struct lm_dp_deployment *named(struct lm_dp *dp, const char *id,
 	return d;
 }
 
+/* The stage's files, from the store, under its deployment's folder there;
+ * spec->dir is that folder. */
+static int link_files(struct lm_dp *dp, const Lamina__LoadStageRequest *q,
+		      struct lm_dp_stage_spec *spec, lm_error *e)
+{
+	int rc;
+	for (size_t i = 0; i < q->n_files; i++)
+		if ((rc = lm_store_link(dp->store, spec->deployment,
+					q->files[i]->name,
+					q->files[i]->sha256.data, e)))
+			return rc;
+	if (lm_store_dir(dp->store, spec->deployment, spec->dir,
+			 sizeof(spec->dir)))
+		return lm_fail(e, -ENAMETOOLONG, "store path too long");
+	return 0;
+}
+
 static int load_stage(struct lm_dp *dp, const Lamina__LoadStageRequest *q,
 		      Lamina__LoadStageReply *reply, uint32_t *cores,
 		      lm_error *e)
 {
 	struct lm_dp_stage_spec spec;
 	struct lm_dp_loaded got;
+	int fresh = !lm_dp_find(&dp->deps, q->deployment);
 	int rc = lm_dp_spec_decode(q, &spec, e);
+	if (!rc && (rc = link_files(dp, q, &spec, e)) && fresh)
+		lm_store_forget(dp->store, spec.deployment);
 	if (rc || (rc = lm_dp_load(dp, &spec, &got, e)))
 		return rc;
 	memcpy(cores, got.cores, sizeof(got.cores));
@@ -494,6 +517,9 @@ static void handle(struct lm_dp *dp, struct lm_dp_ctl *c,
 	Lamina__DescribeReply desc;
 	Lamina__LoadStageReply load = LAMINA__LOAD_STAGE_REPLY__INIT;
 	Lamina__DrainReply drain = LAMINA__DRAIN_REPLY__INIT;
+	Lamina__StoreQueryReply sq = LAMINA__STORE_QUERY_REPLY__INIT;
+	Lamina__PushFileReply pf = LAMINA__PUSH_FILE_REPLY__INIT;
+	protobuf_c_boolean *have = NULL;
 	Lamina__StatsReply *stats = NULL;
 	struct lm_dp_deployment *d;
 	uint32_t cores[LM_DP_MAX_REPLICAS];
@@ -549,6 +575,47 @@ static void handle(struct lm_dp *dp, struct lm_dp_ctl *c,
 		r.body_case = LAMINA__REPLY__BODY_DRAIN;
 		r.drain = &drain;
 		break;
+	case LAMINA__REQUEST__BODY_STORE_QUERY:
+		if (q->store_query->n_sha256 > LM_CTL_MAX_QUERY) {
+			rc = lm_fail(&e, -E2BIG, "a store query of %zu files: "
+				     "at most %d", q->store_query->n_sha256,
+				     LM_CTL_MAX_QUERY);
+			break;
+		}
+		have = calloc(q->store_query->n_sha256 + 1, sizeof(*have));
+		if (!have) {
+			rc = lm_fail(&e, -ENOMEM, "out of memory");
+			break;
+		}
+		for (size_t i = 0; i < q->store_query->n_sha256; i++)
+			have[i] = q->store_query->sha256[i].len ==
+					  LM_STORE_HASH &&
+				  lm_store_has(dp->store,
+					       q->store_query->sha256[i].data);
+		sq.have = have;
+		sq.n_have = q->store_query->n_sha256;
+		r.body_case = LAMINA__REPLY__BODY_STORE_QUERY;
+		r.store_query = &sq;
+		break;
+	case LAMINA__REQUEST__BODY_PUSH_FILE: {
+		const Lamina__PushFile *p = q->push_file;
+		if (p->sha256.len != LM_STORE_HASH) {
+			rc = lm_fail(&e, -EINVAL, "a pushed file is named by "
+				     "its 32-byte SHA-256, not %zu bytes",
+				     p->sha256.len);
+			break;
+		}
+		rc = lm_store_put(dp->store, p->sha256.data, p->size,
+				  p->offset, p->data.data, p->data.len,
+				  &pf.have, &e);
+		if (rc >= 0) {
+			pf.complete = rc == 1;
+			rc = 0;
+			r.body_case = LAMINA__REPLY__BODY_PUSH_FILE;
+			r.push_file = &pf;
+		}
+		break;
+	}
 	case LAMINA__REQUEST__BODY_SHUTDOWN:
 		lm_log("control: shutdown requested");
 		dp->quit = 1;
@@ -575,6 +642,7 @@ static void handle(struct lm_dp *dp, struct lm_dp_ctl *c,
 	if (have_desc)
 		describe_free(&desc);
 	stats_free(stats);
+	free(have);
 }
 
 static void refuse(struct lm_dp_ctl *c, int code, const char *msg)

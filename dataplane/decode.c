@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "deployment.h"
+#include "lamina/fsutil.h"
 
 static int bundles_ok(uint32_t n)
 {
@@ -38,10 +39,23 @@ int lm_dp_spec_decode(const Lamina__LoadStageRequest *r,
 		return lm_fail(e, -EINVAL, "batch %u: must be 1 to 4096",
 			       r->batch);
 	s->batch = r->batch;
-	if (!r->dir || r->dir[0] != '/' || strlen(r->dir) >= sizeof(s->dir))
-		return lm_fail(e, -EINVAL, "slice folder '%.200s' must be an "
-			       "absolute path", r->dir ? r->dir : "");
-	snprintf(s->dir, sizeof(s->dir), "%s", r->dir);
+	/* model files come from laminad's store only (control.c links
+	 * them and sets dir): a path from the wire is never opened */
+	if (r->dir && r->dir[0])
+		return lm_fail(e, -EPERM, "LoadStage names a folder ('%.200s'): "
+			       "laminad opens model files only from its store "
+			       "(ship them first)", r->dir);
+	if (!r->n_files)
+		return lm_fail(e, -EINVAL, "stage %u: no model files (ship the "
+			       "manifest and its slices)", r->stage);
+	for (size_t i = 0; i < r->n_files; i++)
+		if (!r->files[i]->name || !lm_name_ok(r->files[i]->name) ||
+		    r->files[i]->sha256.len != 32)
+			return lm_fail(e, -EINVAL, "model file %zu ('%.60s'): a "
+				       "plain name and a 32-byte SHA-256 are "
+				       "wanted", i,
+				       r->files[i]->name ? r->files[i]->name
+							 : "");
 	if (r->first > r->last)
 		return lm_fail(e, -EINVAL, "slices %u..%u: first is after "
 			       "last", r->first, r->last);

@@ -20,6 +20,7 @@
  *   net.[ch]             edges to other laminads (port and memif)
  *   stats.[ch]           a deployment's telemetry as a plain struct
  *   metrics.c            all of it in the Prometheus text format
+ *   store.[ch]           the model files lamina ships (no EAL)
  *   service.c            load, start, stop, tear down: the parts in order
  *   control.c            the control port: protobuf in, plain specs out
  *   main.c               options, start-up, the state file, the loop
@@ -43,6 +44,7 @@
 #include "pipeline.h"
 #include "queue.h"
 #include "spec.h"
+#include "store.h"
 
 /* the project's version (meson.build), as lamina --version prints it */
 #ifndef LAMINA_VERSION
@@ -60,6 +62,7 @@ struct lm_dp_config {
 	int http_auto;	    /* not given: the first free from 8000 */
 	const char *listen, *name, *state_dir, *log;
 	int foreground, managed;
+	uint16_t cleanup_port; /* --cleanup-port: clean up and exit */
 	struct lm_dp_eal_opts eal;
 	struct lm_dp_net_opts net;
 };
@@ -80,6 +83,7 @@ struct lm_dp {
 	struct lm_dp_http *http;  /* its HTTP front, or NULL */
 	uint16_t http_port;	  /* 0: none */
 	struct lm_dp_net *net;
+	lm_store *store; /* the model files lamina shipped */
 	struct lm_dp_ctl *ctls[LM_DP_MAX_CTLS];
 	size_t ctl_buffered; /* input buffers of every control connection */
 	uint64_t tsc_hz, t_start;

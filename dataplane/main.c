@@ -117,6 +117,9 @@ static const char help[] =
 	"                       (hugepages, its mount, DPDK's run folder), "
 	"remove its\n"
 	"                       log and FILE; refused while it runs\n"
+	"  --cleanup-port N     the same for the laminad of control port N in "
+	"the state\n"
+	"                       folder (--state-dir, or the default)\n"
 	"  --version            print the version\n"
 	"  -h, --help           this text\n";
 
@@ -172,7 +175,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 {
 	enum { O_CTL = 256, O_ING, O_HTTP, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
 	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU,
-	       O_FAULT, O_CLEANUP, O_VERSION, O_MANAGED };
+	       O_FAULT, O_CLEANUP, O_CLEANUP_PORT, O_VERSION, O_MANAGED };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
@@ -192,6 +195,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		{ "mtu", required_argument, 0, O_MTU },
 		{ "fault", required_argument, 0, O_FAULT },
 		{ "cleanup", required_argument, 0, O_CLEANUP },
+		{ "cleanup-port", required_argument, 0, O_CLEANUP_PORT },
 		{ "managed", no_argument, 0, O_MANAGED },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, 'h' },
@@ -238,6 +242,11 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		case O_PORT: c->net.iface = optarg; break;
 		case O_PORT_IP: c->net.ip = optarg; break;
 		case O_CLEANUP: *cleanup = optarg; break;
+		case O_CLEANUP_PORT:
+			if (port_arg("--cleanup-port", optarg,
+				     &c->cleanup_port))
+				return -EINVAL;
+			break;
 		case O_MANAGED: c->managed = 1; break;
 		case O_VERSION:
 			printf("laminad %s\n", LM_DP_VERSION);
@@ -752,6 +761,7 @@ static int cleanup(const char *path)
 	if (st.log[0] && lm_path_in(dir, st.log))
 		unlink(st.log);
 	remove_tmp_files(dir, path);
+	lm_store_remove(dir, (unsigned)st.control_port);
 	/* where its output goes when lamina starts it (no --log) */
 	if (!lm_state_log_path(dir, st.control_port, run, sizeof(run)))
 		unlink(run);
@@ -764,7 +774,7 @@ static int cleanup(const char *path)
  * releases it when the process ends, however it ends; no file).  Taken
  * before anything else, so a second laminad on the port reserves
  * nothing. */
-static int port_lock(const struct lm_dp *dp)
+static int port_lock(const struct lm_dp *dp, int quiet)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
 	int n = snprintf(a.sun_path + 1, sizeof(a.sun_path) - 1,
@@ -777,8 +787,9 @@ static int port_lock(const struct lm_dp *dp)
 	if (bind(fd, (struct sockaddr *)&a,
 		 (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
 			     (size_t)n)) != 0) {
-		fprintf(stderr, "laminad: another laminad runs on control port "
-			"%u\n", dp->cfg.control_port);
+		if (!quiet)
+			fprintf(stderr, "laminad: another laminad runs on "
+				"control port %u\n", dp->cfg.control_port);
 		close(fd);
 		return -1;
 	}
@@ -801,6 +812,31 @@ int main(int argc, char **argv)
 		return 2;
 	if (cleanup_file)
 		return cleanup(cleanup_file);
+	if (dp.cfg.cleanup_port) {
+		/* the state file of that port in the state folder */
+		const char *dir = dp.cfg.state_dir
+			? dp.cfg.state_dir
+			: default_state_dir(state_dir, sizeof(state_dir));
+		char file[PATH_MAX];
+		if (lm_state_path(dir, dp.cfg.cleanup_port, file,
+				  sizeof(file))) {
+			fprintf(stderr, "laminad: state folder path too long\n");
+			return 1;
+		}
+		if ((rc = cleanup(file)))
+			return rc;
+		/* none runs on the port (its lock is free): what a laminad
+		 * that exited cleanly keeps, its log and its store, goes too */
+		dp.cfg.control_port = dp.cfg.cleanup_port;
+		if ((lock = port_lock(&dp, 1)) < 0)
+			return 0;
+		if (!lm_state_log_path(dir, dp.cfg.cleanup_port, file,
+				       sizeof(file)))
+			unlink(file);
+		lm_store_remove(dir, dp.cfg.cleanup_port);
+		close(lock);
+		return 0;
+	}
 	/* connections are descriptors: as many as the system allows */
 	lm_sock_raise_nofile();
 	if (!dp.cfg.state_dir)
@@ -818,7 +854,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "laminad: state folder path too long\n");
 		return 1;
 	}
-	if ((lock = port_lock(&dp)) < 0)
+	if ((lock = port_lock(&dp, 0)) < 0)
 		return 1;
 	if (dp.cfg.log || !dp.cfg.foreground) {
 		if (dp.cfg.log)
@@ -912,7 +948,9 @@ int main(int argc, char **argv)
 	}
 	lm_dp_serve_init(&dp.serve, &dp.deps, dp.tsc_hz);
 	if (lm_dp_front_init(&dp.front, dp.epfd, &dp.serve, &e) ||
-	    lm_dp_net_open(&dp.cfg.net, dp.tsc_hz, &dp.net, &e))
+	    lm_dp_net_open(&dp.cfg.net, dp.tsc_hz, &dp.net, &e) ||
+	    lm_store_open(dp.cfg.state_dir, dp.cfg.control_port, &dp.store,
+			  &e))
 		goto fail;
 	if ((dp.ctl_fd = listen_on(dp.cfg.listen, dp.cfg.control_port, &e)) < 0 ||
 	    (dp.ing_fd = listen_on(dp.cfg.listen, dp.cfg.ingress_port, &e)) < 0)
@@ -969,6 +1007,9 @@ out:
 	lm_dp_http_close(dp.http);
 	lm_dp_serve_close(&dp.serve);
 	lm_dp_net_close(dp.net);
+	lm_store_close(dp.store);
+	if (dp.store) /* it served this laminad's deployments only */
+		lm_store_remove(dp.cfg.state_dir, dp.cfg.control_port);
 	if (dp.bell.fd >= 0)
 		close(dp.bell.fd);
 	if (dp.ctl_fd >= 0)

@@ -103,8 +103,10 @@ void lm_dp_stop(struct lm_dp *dp, struct lm_dp_deployment *d)
 
 void lm_dp_teardown(struct lm_dp *dp, struct lm_dp_deployment *d)
 {
+	char id[LM_WIRE_ID_LEN];
 	if (!d)
 		return;
+	snprintf(id, sizeof(id), "%s", d->id);
 	lm_dp_stop(dp, d);
 	/* answers first (they read the pipeline's pools), then the links
 	 * (reassembly may hold bundles of the pools), then the pools */
@@ -114,6 +116,8 @@ void lm_dp_teardown(struct lm_dp *dp, struct lm_dp_deployment *d)
 	lm_pipeline_free(d->pipe, &dp->lc);
 	d->pipe = NULL;
 	lm_dp_deployment_remove(&dp->deps, d);
+	/* its model files, and those no other deployment uses */
+	lm_store_forget(dp->store, id);
 }
 
 void lm_dp_memory(uint64_t *heap, uint64_t *dpdk)

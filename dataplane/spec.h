@@ -28,7 +28,9 @@ enum lm_dp_cross {
 struct lm_dp_stage_spec {
 	char deployment[LM_WIRE_ID_LEN]; /**< a plain id: [A-Za-z0-9._-] */
 	unsigned stage, n_stages;        /**< stage < n_stages <= MAX */
-	char dir[PATH_MAX];              /**< the slice folder, absolute */
+	char dir[PATH_MAX];              /**< the stage's folder in laminad's
+					    store (set after decoding, by
+					    control.c, from the files) */
 	unsigned first, last;            /**< slices, first <= last */
 	unsigned batch;                  /**< >= 1 */
 	unsigned n_cores;                /**< replicas' cpus; 0: pick one */

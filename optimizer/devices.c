@@ -121,7 +121,8 @@ static int read_device(const json_t *o, lm_device *dev, int i,
 		       const char *path, lm_error *e)
 {
 	static const char *const known[] = { "name", "cores", "memory_bytes",
-					     "numa_node", "address", NULL };
+					     "numa_node", "address", "ssh",
+					     NULL };
 	char where[LM_NAME_MAX + 4200];
 	long long v = 0;
 	int rc;
@@ -147,6 +148,9 @@ static int read_device(const json_t *o, lm_device *dev, int i,
 	if ((rc = jv_int(o, "numa_node", 0, 0, 1023, &v, where, e)))
 		return rc;
 	dev->numa_node = (int)v;
+	if ((rc = jv_string(o, "ssh", 0, dev->ssh, sizeof(dev->ssh), where,
+			    e)))
+		return rc;
 	return jv_string(o, "address", 0, dev->address, sizeof(dev->address),
 			 where, e);
 }

@@ -47,6 +47,8 @@ int lm_plan_save(const lm_plan *p, const char *path, lm_error *e)
 		json_t *o = json_object();
 		json_object_set_new(o, "name", json_string(d->name));
 		json_object_set_new(o, "address", json_string(d->address));
+		if (d->ssh[0])
+			json_object_set_new(o, "ssh", json_string(d->ssh));
 		json_object_set_new(o, "numa_node", json_integer(d->numa_node));
 		json_object_set_new(o, "cores", json_integer(d->cores));
 		json_object_set_new(o, "memory_bytes", jbytes(d->memory_bytes));
@@ -138,7 +140,8 @@ static int read_plan_device(const json_t *o, lm_device *d, int i,
 		return rc;
 	d->numa_node = (int)v;
 	if ((rc = jv_number(o, "memory_bytes", 1, 1, LM_BYTES_MAX,
-			    &d->memory_bytes, where, e)))
+			    &d->memory_bytes, where, e)) ||
+	    (rc = jv_string(o, "ssh", 0, d->ssh, sizeof(d->ssh), where, e)))
 		return rc;
 	return jv_string(o, "address", 0, d->address, sizeof(d->address),
 			 where, e);

@@ -10,6 +10,10 @@
  *   lamina-client-test PORT load-one DEP STAGE N_STAGES DIR FIRST LAST BATCH
  *        [next=MAC@IP] [input=remote] [answers=remote] [retry=MS]
  *        [retries=N]: a stage of a pipeline across laminads (lamina.proto)
+ *   lamina-client-test PORT push FILE SHA256_HEX: FILE's bytes pushed
+ *        into laminad's store as the file of that hash (which may lie)
+ *   lamina-client-test PORT load-files DEP NAME=SHA256_HEX...: a LoadStage
+ *        (stage 0 of 1, batch 1) naming those stored files
  *   lamina-client-test PORT start|stop|stats|teardown DEP
  *   lamina-client-test PORT shutdown
  *   lamina-client-test IPORT infer DEP OUT.npy IN.npy...
@@ -34,6 +38,7 @@
 #include <jansson.h>
 
 #include "ctl.h"
+#include "ship.h"
 #include "lamina/client.h"
 #include "lamina/npy.h"
 #include "lamina/runtime.h"
@@ -221,17 +226,111 @@ static int load_one(lm_ctl *c, const char *dep, unsigned stage,
 {
 	Lamina__Request q = LAMINA__REQUEST__INIT;
 	Lamina__LoadStageRequest l = LAMINA__LOAD_STAGE_REQUEST__INIT;
+	lm_ship_file *files = NULL;
+	int n_files = 0, rc;
+	lm_error e;
 	if (remote_opts(&l, opts, n_opts))
 		return 1;
+	/* the stage's files go to laminad's store first (ship.h): for a
+	 * range the folder does not have, its manifest alone (for laminad
+	 * to refuse the range); a dir that is not a slice folder goes as
+	 * given, for laminad to refuse */
+	if (lm_ship_stage_files(dir, (int)first, (int)last, &files, &n_files,
+				&e) &&
+	    lm_ship_stage_files(dir, 0, 0, &files, &n_files, &e)) {
+		l.dir = (char *)dir;
+	} else if (lm_ship(c, files, n_files, NULL, &e)) {
+		free(files);
+		return fail(&e);
+	}
+	Lamina__ModelFile *mf = calloc((size_t)n_files + 1, sizeof(*mf));
+	Lamina__ModelFile **ml = calloc((size_t)n_files + 1, sizeof(*ml));
+	if (!mf || !ml) {
+		free(files);
+		free(mf);
+		free(ml);
+		return 1;
+	}
+	lm_ship_model_files(files, n_files, mf, ml);
+	l.files = ml;
+	l.n_files = (size_t)n_files;
 	l.deployment = (char *)dep;
 	l.stage = stage;
 	l.n_stages = n_stages;
-	l.dir = (char *)dir;
 	l.first = first;
 	l.last = last;
 	l.batch = batch;
 	l.cores = cores;
 	l.n_cores = n_cores;
+	q.body_case = LAMINA__REQUEST__BODY_LOAD_STAGE;
+	q.load_stage = &l;
+	rc = call(c, &q);
+	free(files);
+	free(mf);
+	free(ml);
+	return rc;
+}
+
+static int unhex(const char *h, uint8_t out[LM_SHIP_HASH])
+{
+	for (int i = 0; i < LM_SHIP_HASH; i++)
+		if (sscanf(h + 2 * i, "%2hhx", &out[i]) != 1)
+			return -1;
+	return 0;
+}
+
+/* push FILE SHA: the whole file in one chunk, claimed to hash to SHA. */
+static int push_raw(lm_ctl *c, const char *file, const char *sha)
+{
+	Lamina__Request q = LAMINA__REQUEST__INIT;
+	Lamina__PushFile p = LAMINA__PUSH_FILE__INIT;
+	uint8_t h[LM_SHIP_HASH];
+	static uint8_t buf[1 << 20];
+	FILE *f = fopen(file, "rb");
+	size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+	if (f)
+		fclose(f);
+	if (!f || unhex(sha, h)) {
+		fprintf(stderr, "lamina-client-test: push FILE SHA256_HEX\n");
+		return 1;
+	}
+	p.sha256.data = h;
+	p.sha256.len = sizeof(h);
+	p.size = n;
+	p.offset = 0;
+	p.data.data = buf;
+	p.data.len = n;
+	q.body_case = LAMINA__REQUEST__BODY_PUSH_FILE;
+	q.push_file = &p;
+	return call(c, &q);
+}
+
+/* load-files DEP NAME=SHA...: a LoadStage naming these files. */
+static int load_files(lm_ctl *c, const char *dep, char **args, int n)
+{
+	Lamina__Request q = LAMINA__REQUEST__INIT;
+	Lamina__LoadStageRequest l = LAMINA__LOAD_STAGE_REQUEST__INIT;
+	Lamina__ModelFile mf[16], *ml[16];
+	uint8_t h[16][LM_SHIP_HASH];
+	for (int i = 0; i < n && i < 16; i++) {
+		char *eq = strrchr(args[i], '=');
+		if (!eq || unhex(eq + 1, h[i])) {
+			fprintf(stderr, "lamina-client-test: NAME=SHA256\n");
+			return 1;
+		}
+		*eq = '\0';
+		lamina__model_file__init(&mf[i]);
+		mf[i].name = args[i];
+		mf[i].sha256.data = h[i];
+		mf[i].sha256.len = LM_SHIP_HASH;
+		ml[i] = &mf[i];
+	}
+	remote_opts(&l, NULL, 0);
+	l.deployment = (char *)dep;
+	l.n_stages = 1;
+	l.batch = 1;
+	l.files = ml;
+	l.n_files = (size_t)(n < 16 ? n : 16);
 	q.body_case = LAMINA__REQUEST__BODY_LOAD_STAGE;
 	q.load_stage = &l;
 	return call(c, &q);
@@ -274,6 +373,12 @@ static int control(int argc, char **argv, uint16_t port)
 		q.shutdown = &sh;
 	} else if (!strcmp(cmd, "empty")) {
 		/* a request with no body, as a newer client might send */
+	} else if (!strcmp(cmd, "push") && argc == 5) {
+		rc = push_raw(c, argv[3], argv[4]);
+		goto out;
+	} else if (!strcmp(cmd, "load-files") && argc >= 5) {
+		rc = load_files(c, dep, argv + 4, argc - 4);
+		goto out;
 	} else if (!strcmp(cmd, "load-one") && argc >= 10) {
 		rc = load_one(c, dep, (unsigned)atoi(argv[4]),
 			      (unsigned)atoi(argv[5]), argv[6],

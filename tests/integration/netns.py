@@ -14,7 +14,8 @@ import os
 import re
 import subprocess
 
-ADDR = {"A": "10.77.0.1", "B": "10.77.0.2", "C": "10.77.0.3"}
+ADDR = {"A": "10.77.0.1", "B": "10.77.0.2", "C": "10.77.0.3",
+        "D": "10.77.0.4"}
 
 
 def sh(*args, ok=True):

@@ -82,9 +82,21 @@ class Laminad:
               f"{what}: state file removed")
         check(not os.path.exists(self.state["run_dir"]),
               f"{what}: DPDK run folder {self.state['run_dir']} removed")
+        check(not os.path.exists(self.store()),
+              f"{what}: its store of model files removed")
         check(not os.path.exists(os.path.join(
             "/var/run/dpdk", self.state["file_prefix"])),
             f"{what}: nothing under /var/run/dpdk")
+
+    def store(self, kind=""):
+        return os.path.join(STATE, f"laminad-{self.ctl}.store", kind)
+
+    def stored(self):
+        """The files in the store, complete."""
+        try:
+            return sorted(os.listdir(self.store("sha256")))
+        except OSError:
+            return []
 
     def kill(self):
         if self.alive():
@@ -276,6 +288,27 @@ def control_raw(d):
     s.close()
 
 
+def shipped(d, lam, man):
+    """Model files are shipped into laminad's store once, shared by the
+    deployments that use them, and removed when none does."""
+    n = len(man["slices"])
+    for dep in ("ship1", "ship2"):
+        p = d.client("load", dep, lam, 1, f"0-{n - 1}")
+        check(p.returncode == 0, f"load {dep}: {p.stderr}")
+    check(len(d.stored()) == n + 1,
+          f"the store holds the manifest and {n} slices once: "
+          f"{len(d.stored())} files")
+    models = sorted(os.listdir(d.store("models")))
+    check(models == ["ship1", "ship2"], f"a folder per deployment: {models}")
+    d.client("teardown", "ship1")
+    check(len(d.stored()) == n + 1 and
+          os.listdir(d.store("models")) == ["ship2"],
+          "files ship2 uses stay when ship1 goes")
+    d.client("teardown", "ship2")
+    check(not d.stored() and not os.listdir(d.store("models")),
+          f"no deployment uses them: removed ({d.stored()})")
+
+
 def control_errors(d, lam):
     for args, needle in [
             (("load-one", "e1", 0, 1, "/nonexistent", 0, 0, 1),
@@ -283,7 +316,14 @@ def control_errors(d, lam):
             (("load-one", "e1", 0, 1, lam, 0, 99, 1), "99"),
             (("load-one", "e1", 2, 1, lam, 0, 0, 1), "stage 2"),
             (("load-one", "bad id!", 0, 1, lam, 0, 0, 1), "deployment id"),
-            (("load-one", "e1", 0, 1, "relative", 0, 0, 1), "absolute"),
+            (("load-one", "e1", 0, 1, "relative", 0, 0, 1), "its store"),
+            (("load-one", "e1", 0, 1, "/etc", 0, 0, 1), "its store"),
+            # a file that does not hash to its name, names that are not
+            # plain, a file the store does not have
+            (("push", "/etc/hostname", "00" * 32), "do not hash"),
+            (("load-files", "e1", "../passwd=" + "00" * 32), "plain name"),
+            (("load-files", "e1", "manifest.json=" + "ab" * 32),
+             "not in the store"),
             (("load-one", "e1", 0, 1, lam, 0, 0, 0), "batch"),
             (("start", "nosuch"), "no deployment"),
             (("stats", "nosuch"), "no deployment"),
@@ -333,6 +373,8 @@ def main():
                 continue
             _, man = slice_model(path, m)
             bitwise(d, path, m, man, rng)
+
+        shipped(d, digits, dman)
 
         # many clients: per-sample references from lamina run
         xs, es = digits_references(TMP)

@@ -111,6 +111,9 @@ typedef struct lm_device {
 	double memory_bytes; /**< memory lamina may use */
 	int numa_node;
 	char address[LM_ADDR_MAX];
+	/** how lamina reaches the host to start its laminad: an ssh
+	 *  destination "[user@]host[:port]"; "" when it does not */
+	char ssh[LM_ADDR_MAX];
 } lm_device;
 
 /** One direction of a link; present == 0: the devices cannot talk. */

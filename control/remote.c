@@ -1,0 +1,272 @@
+/*
+ * remote.c: laminads on other hosts over OpenSSH (see remote.h).
+ */
+#include "remote.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ARGS 64
+
+/* "[user@]host[:port]" into "[user@]host" and "port" ("" when none); an
+ * IPv6 host is bracketed when a port follows ("[::1]:22"). */
+static int split_dest(const char *dest, char *host, size_t hlen, char *port,
+		      size_t plen)
+{
+	const char *at = strrchr(dest, '@');
+	const char *rest = at ? at + 1 : dest, *end = NULL;
+	size_t user = at ? (size_t)(at + 1 - dest) : 0;
+	port[0] = '\0';
+	if (*rest == '[') { /* [addr] or [addr]:port */
+		const char *close = strchr(rest, ']');
+		if (!close)
+			return -EINVAL;
+		if (close[1] == ':')
+			snprintf(port, plen, "%s", close + 2);
+		else if (close[1])
+			return -EINVAL;
+		snprintf(host, hlen, "%.*s%.*s", (int)user, dest,
+			 (int)(close - rest - 1), rest + 1);
+	} else {
+		const char *colon = strchr(rest, ':');
+		if (colon && !strchr(colon + 1, ':')) { /* host:port */
+			snprintf(port, plen, "%s", colon + 1);
+			end = colon;
+		}
+		snprintf(host, hlen, "%.*s", (int)(end ? end - dest
+						       : (long)strlen(dest)),
+			 dest);
+	}
+	if (port[0] && strspn(port, "0123456789") != strlen(port))
+		return -EINVAL;
+	return host[0] && host[0] != '-' && rest[0] ? 0 : -EINVAL;
+}
+
+/* One argument for the remote shell, single-quoted. */
+static int quote(char *out, size_t len, const char *arg)
+{
+	size_t o = 0;
+	if (o + 1 >= len)
+		return -ENAMETOOLONG;
+	out[o++] = '\'';
+	for (const char *p = arg; *p; p++) {
+		const char *piece = *p == '\'' ? "'\\''" : NULL;
+		size_t n = piece ? strlen(piece) : 1;
+		if (o + n + 2 >= len)
+			return -ENAMETOOLONG;
+		if (piece)
+			memcpy(out + o, piece, n);
+		else
+			out[o] = *p;
+		o += n;
+	}
+	out[o++] = '\'';
+	out[o] = '\0';
+	return 0;
+}
+
+int lm_remote_run(const char *dest, const char *const *argv, char *out,
+		  size_t len, int timeout_s, lm_error *e)
+{
+	char host[256], port[16], cmd[8192] = "", word[1024];
+	char ssh_cmd[512];
+	const char *av[MAX_ARGS];
+	int n = 0, pipefd[2];
+	out[0] = '\0';
+	if (split_dest(dest, host, sizeof(host), port, sizeof(port)))
+		return lm_fail(e, -EINVAL, "'%s' is not an ssh destination "
+			       "([user@]host[:port])", dest);
+	for (int i = 0; argv[i]; i++) {
+		if (quote(word, sizeof(word), argv[i]) ||
+		    strlen(cmd) + strlen(word) + 2 >= sizeof(cmd))
+			return lm_fail(e, -E2BIG, "remote command too long");
+		strcat(cmd, i ? " " : "");
+		strcat(cmd, word);
+	}
+	const char *env = getenv("LAMINA_SSH");
+	snprintf(ssh_cmd, sizeof(ssh_cmd), "%s", env && *env ? env : "ssh");
+	for (char *save = NULL, *t = strtok_r(ssh_cmd, " ", &save);
+	     t && n < MAX_ARGS - 12; t = strtok_r(NULL, " ", &save))
+		av[n++] = t;
+	av[n++] = "-o";
+	av[n++] = "BatchMode=yes";
+	av[n++] = "-o";
+	av[n++] = "ConnectTimeout=10";
+	if (port[0]) {
+		av[n++] = "-p";
+		av[n++] = port;
+	}
+	av[n++] = "--";
+	av[n++] = host;
+	av[n++] = cmd;
+	av[n] = NULL;
+	if (pipe2(pipefd, O_CLOEXEC) != 0)
+		return lm_fail(e, -errno, "pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDONLY);
+		if (null < 0 || dup2(null, 0) < 0 || dup2(pipefd[1], 1) < 0 ||
+		    dup2(pipefd[1], 2) < 0)
+			_exit(126);
+		execvp(av[0], (char *const *)av);
+		dprintf(2, "cannot run %s: %s\n", av[0], strerror(errno));
+		_exit(126);
+	}
+	close(pipefd[1]);
+	if (pid < 0) {
+		close(pipefd[0]);
+		return lm_fail(e, -errno, "fork: %s", strerror(errno));
+	}
+	size_t have = 0;
+	struct timespec t0, now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		long left = timeout_s * 1000L -
+			    ((now.tv_sec - t0.tv_sec) * 1000L +
+			     (now.tv_nsec - t0.tv_nsec) / 1000000L);
+		struct pollfd p = { pipefd[0], POLLIN, 0 };
+		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			close(pipefd[0]);
+			return lm_fail(e, -ETIMEDOUT, "ssh %s: no end after %d "
+				       "s", dest, timeout_s);
+		}
+		char buf[1024];
+		ssize_t r = read(pipefd[0], buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		size_t take = (size_t)r < len - 1 - have ? (size_t)r
+							  : len - 1 - have;
+		memcpy(out + have, buf, take);
+		have += take;
+	}
+	out[have] = '\0';
+	close(pipefd[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
+/* The last non-empty line of text, for a one-line message. */
+static const char *last_line(char *text)
+{
+	size_t n = strlen(text);
+	while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+		text[--n] = '\0';
+	char *nl = strrchr(text, '\n');
+	return nl ? nl + 1 : text;
+}
+
+int lm_remote_start(const lm_remote_start_opts *o, int *pid, lm_error *e)
+{
+	char cport[16], iport[16], out[4096];
+	const char *av[24];
+	int n = 0;
+	snprintf(cport, sizeof(cport), "%d", o->control_port);
+	snprintf(iport, sizeof(iport), "%d", o->ingress_port);
+	av[n++] = o->exe && *o->exe ? o->exe : "laminad";
+	av[n++] = "--listen";
+	av[n++] = o->listen;
+	av[n++] = "--control-port";
+	av[n++] = cport;
+	av[n++] = "--ingress-port";
+	av[n++] = iport;
+	av[n++] = "--name";
+	av[n++] = o->name;
+	av[n++] = "--managed";
+	if (o->port_if) {
+		av[n++] = "--port";
+		av[n++] = o->port_if;
+	}
+	if (o->poll) {
+		av[n++] = "--poll";
+		av[n++] = o->poll;
+	}
+	if (o->hugepages) {
+		av[n++] = "--hugepages";
+		av[n++] = o->hugepages;
+	}
+	av[n] = NULL;
+	int rc = lm_remote_run(o->dest, av, out, sizeof(out),
+			       LM_REMOTE_TIMEOUT_S, e);
+	if (rc < 0)
+		return rc;
+	const char *why = last_line(out);
+	if (rc == 127)
+		return lm_fail(e, -ENOENT, "%s has no %s: install lamina there "
+			       "(tools/package makes lamina_VERSION_amd64.deb; "
+			       "then apt install ./lamina_VERSION_amd64.deb)",
+			       o->dest, av[0]);
+	if (rc == 255)
+		return lm_fail(e, -EHOSTUNREACH, "cannot reach %s over ssh: "
+			       "%.300s", o->dest, why);
+	const char *p = strstr(out, "pid ");
+	if (rc != 0 || strncmp(out, "laminad ", 8) || !p)
+		return lm_fail(e, -EIO, "laminad on %s did not start: %.300s",
+			       o->dest, why);
+	*pid = atoi(p + 4);
+	return 0;
+}
+
+int lm_remote_route_dev(const char *dest, const char *to, char *dev,
+			size_t len, lm_error *e)
+{
+	const char *av[] = { "ip", "-o", "route", "get", to, NULL };
+	char out[2048];
+	int rc = lm_remote_run(dest, av, out, sizeof(out), LM_REMOTE_TIMEOUT_S,
+			       e);
+	if (rc < 0)
+		return rc;
+	if (rc == 255)
+		return lm_fail(e, -EHOSTUNREACH, "cannot reach %s over ssh: "
+			       "%.300s", dest, last_line(out));
+	char *d = strstr(out, " dev ");
+	if (rc != 0 || !d)
+		return lm_fail(e, -ENOENT, "%s has no route to %s: %.200s",
+			       dest, to, last_line(out));
+	d += 5;
+	size_t n = strcspn(d, " \n");
+	if (n == 0 || n >= len)
+		return lm_fail(e, -ENOENT, "%s: no interface in '%.200s'", dest,
+			       out);
+	memcpy(dev, d, n);
+	dev[n] = '\0';
+	return 0;
+}
+
+int lm_remote_cleanup(const char *dest, const char *exe, int port,
+		      int kill_pid, lm_error *e)
+{
+	char cport[16], spid[16], out[4096];
+	snprintf(cport, sizeof(cport), "%d", port);
+	snprintf(spid, sizeof(spid), "%d", kill_pid);
+	int rc;
+	if (kill_pid > 0) {
+		const char *kv[] = { "kill", "-KILL", spid, NULL };
+		lm_remote_run(dest, kv, out, sizeof(out), LM_REMOTE_TIMEOUT_S,
+			      e);
+	}
+	const char *av[] = { exe && *exe ? exe : "laminad", "--cleanup-port",
+			     cport, NULL };
+	rc = lm_remote_run(dest, av, out, sizeof(out), LM_REMOTE_TIMEOUT_S, e);
+	if (rc < 0)
+		return rc;
+	if (rc != 0)
+		return lm_fail(e, rc == 255 ? -EHOSTUNREACH : -EIO,
+			       "cleaning up after laminad %s:%d: %.300s", dest,
+			       port, last_line(out));
+	return 0;
+}

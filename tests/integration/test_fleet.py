@@ -1,0 +1,265 @@
+#!/usr/bin/python3
+"""Integration test of a fleet lamina starts itself: four hosts (network
+namespaces A, B, C, D on one bridge, netns.py), each running OpenSSH's sshd
+with a key made here, none running laminad.  From A:
+
+  - `lamina deploy` of ResNet-18 in 3 stages on B, C and D starts a laminad
+    on each over ssh (devices.json gives each device an "ssh" destination),
+    its port on the interface that host routes to the others through,
+    ships each its stages' model files (laminad opens model files only
+    from its own store: no path is shared), and the answers are bitwise
+    equal to `lamina run`;
+  - a second deployment of the same model reuses the shipped files (none
+    is sent again);
+  - `lamina teardown` stops every laminad it started (over the control
+    channel, cleaning up over ssh), and leaves no laminad, state file, log,
+    stored model file, hugepage or DPDK run folder on any host;
+  - a host without laminad gets a one-line error saying how to install it;
+    a host ssh cannot reach, one naming it.
+
+Every namespace, sshd and laminad the test makes is removed at the end,
+also on failure.  Root only (namespaces, sshd); skipped (77) without
+sshd or ssh.
+"""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from harness import LAMINA, MODELS, TMP, check, plan_doc, summary
+from netns import Net, pid_alive, sh
+
+LAMINAD = os.environ["LAMINAD"]
+ADDR = {"A": "10.77.0.1", "B": "10.77.0.2", "C": "10.77.0.3",
+        "D": "10.77.0.4"}
+PORTS = {"B": 7810, "C": 7820, "D": 7830}  # one state file each
+STATE = "/var/lib/lamina"                  # laminad's default, as root
+NET = Net("lmf", "lf", hosts="ABCD")
+WORK = os.path.join(TMP, "fleet")
+SSHD = {}
+
+
+def ssh_setup():
+    """A client key, a host key, sshd in B, C and D, and an ssh config
+    lamina uses through $LAMINA_SSH."""
+    key = os.path.join(WORK, "id")
+    host_key = os.path.join(WORK, "host_key")
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
+    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key)
+    auth = os.path.join(WORK, "authorized_keys")
+    shutil.copy(key + ".pub", auth)
+    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation
+    for h in "BCD":
+        conf = os.path.join(WORK, f"sshd_{h}")
+        with open(conf, "w") as f:
+            f.write(f"ListenAddress {ADDR[h]}\nPort 22\n"
+                    f"HostKey {host_key}\nAuthorizedKeysFile {auth}\n"
+                    "PermitRootLogin prohibit-password\n"
+                    "PasswordAuthentication no\nKbdInteractiveAuthentication"
+                    " no\nUsePAM no\nStrictModes no\n"
+                    f"PidFile {WORK}/sshd_{h}.pid\n")
+        SSHD[h] = subprocess.Popen(["ip", "netns", "exec", NET.ns[h],
+                                    "/usr/sbin/sshd", "-D", "-e", "-f",
+                                    conf],
+                                   stdout=subprocess.DEVNULL,
+                                   stderr=open(conf + ".log", "w"))
+    config = os.path.join(WORK, "ssh_config")
+    with open(config, "w") as f:
+        f.write(f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+                "  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null"
+                "\n  LogLevel ERROR\n")
+    return f"ssh -F {config}"
+
+
+def lamina_in(host, *args, env=None, timeout=900):
+    return subprocess.run(["ip", "netns", "exec", NET.ns[host], LAMINA,
+                           *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def laminads(host):
+    """Pids of laminads running in namespace host."""
+    out = sh("ip", "netns", "pids", NET.ns[host], ok=False).stdout.split()
+    pids = []
+    for p in out:
+        try:
+            if open(f"/proc/{p}/comm").read().startswith("laminad"):
+                pids.append(int(p))
+        except OSError:
+            pass
+    return pids
+
+
+def left_on(host):
+    """What of a laminad of host is left in the shared state folder."""
+    port = PORTS[host]
+    return sorted(os.path.basename(f) for f in
+                  glob.glob(os.path.join(STATE, f"laminad-{port}*")))
+
+
+def machine():
+    return {"nr_hugepages": open("/proc/sys/vm/nr_hugepages").read().strip(),
+            "run": sorted(os.listdir("/var/run/dpdk"))
+            if os.path.isdir("/var/run/dpdk") else []}
+
+
+def devices(path, hosts, ssh_for):
+    devs = [{"name": h, "cores": 1, "memory_bytes": 2 << 30,
+             "numa_node": 0, "address": f"{ADDR[h]}:{PORTS[h]}",
+             **({"ssh": ssh_for(h)} if ssh_for(h) else {})}
+            for h in hosts]
+    with open(path, "w") as f:
+        json.dump({"devices": devs}, f)
+    return devs
+
+
+def resnet_plan(lam, n, devs, path):
+    """ResNet-18 in 3 stages, one on each of B, C and D."""
+    k = n // 3
+    stages = [{"device": "B", "slices": [0, k - 1], "cores": 1},
+              {"device": "C", "slices": [k, 2 * k - 1], "cores": 1},
+              {"device": "D", "slices": [2 * k, n - 1], "cores": 1}]
+    with open(path, "w") as f:
+        json.dump(plan_doc(lam, 1, n, devs, stages), f)
+    return path
+
+
+def fleet(env, lam, n, x, ref):
+    devs = devices(os.path.join(WORK, "devices.json"), "BCD",
+                   lambda h: f"root@{ADDR[h]}")
+    plan = resnet_plan(lam, n, devs, os.path.join(WORK, "plan.json"))
+    state = os.path.join(WORK, "state")
+    before = machine()
+    for h in "BCD":
+        check(not laminads(h), f"no laminad in {h} at the start")
+    t0 = time.monotonic()
+    p = lamina_in("A", "deploy", plan, "--state-dir", state, "--laminad",
+                  LAMINAD, "--hugepages", "no", env=env)
+    if not check(p.returncode == 0, f"deploy over ssh: {p.stderr}"):
+        return
+    dep = p.stdout.strip().split()[-1]
+    print(f"deploy over ssh: {time.monotonic() - t0:.1f} s", flush=True)
+    for h in "BCD":
+        check(len(laminads(h)) == 1, f"a laminad started in {h}: "
+              f"{laminads(h)}")
+    rec = json.load(open(os.path.join(state, dep + ".json")))
+    check(all(ld["started"] and ld["ssh"] for ld in rec["laminads"]),
+          "the record says lamina started them over ssh")
+    yf = os.path.join(WORK, "y.npy")
+    p = lamina_in("A", "infer", dep, "--input", x, "--output", yf,
+                  "--state-dir", state, env=env)
+    if check(p.returncode == 0, f"infer: {p.stderr}"):
+        check(np.load(yf).tobytes() == np.load(ref).tobytes(),
+              "ResNet-18 over B, C, D: bitwise equal to lamina run")
+    stored = {h: glob.glob(os.path.join(STATE, f"laminad-{PORTS[h]}.store",
+                                         "sha256", "*")) for h in "BCD"}
+    check(all(stored[h] for h in "BCD"),
+          f"each laminad stored its stages' files: "
+          f"{ {h: len(v) for h, v in stored.items()} }")
+    # a second deployment of the same plan: nothing shipped again
+    p = lamina_in("A", "deploy", plan, "--state-dir", state, env=env)
+    if check(p.returncode == 0, f"second deploy: {p.stderr}"):
+        dep2 = p.stdout.strip().split()[-1]
+        again = {h: glob.glob(os.path.join(
+            STATE, f"laminad-{PORTS[h]}.store", "sha256", "*"))
+            for h in "BCD"}
+        check(again == stored, "the second deployment reuses the files")
+        p = lamina_in("A", "teardown", dep2, "--state-dir", state, env=env)
+        check(p.returncode == 0, f"teardown of the second: {p.stderr}")
+        for h in "BCD":
+            check(len(laminads(h)) == 1, f"{h}'s laminad stays for the "
+                  "first deployment")
+    p = lamina_in("A", "teardown", dep, "--state-dir", state, env=env)
+    check(p.returncode == 0, f"teardown over ssh: {p.stderr}")
+    time.sleep(0.5)
+    for h in "BCD":
+        check(not laminads(h), f"no laminad left in {h}: {laminads(h)}")
+        check(not left_on(h), f"nothing of {h}'s laminad left in {STATE}: "
+              f"{left_on(h)}")
+    check(machine() == before, f"no hugepage or DPDK run folder left: "
+          f"{machine()} vs {before}")
+    check(not os.listdir(state), f"no record left: {os.listdir(state)}")
+
+
+def refusals(env, lam, n):
+    """A host without laminad, and one ssh cannot reach."""
+    state = os.path.join(WORK, "state-bad")
+    os.makedirs(state, exist_ok=True)
+    devs = devices(os.path.join(WORK, "devices-bad.json"), "BCD",
+                   lambda h: f"root@{ADDR[h]}")
+    plan = resnet_plan(lam, n, devs, os.path.join(WORK, "plan-bad.json"))
+    p = lamina_in("A", "deploy", plan, "--state-dir", state, "--laminad",
+                  "/nonexistent/laminad", env=env)
+    check(p.returncode != 0 and "install lamina there" in p.stderr and
+          p.stderr.count("\n") == 1,
+          f"no laminad there: one line saying how to install: {p.stderr!r}")
+    for d in devs:
+        d["ssh"] = f"root@{ADDR[d['name']]}:2222"  # nothing listens
+    plan = resnet_plan(lam, n, devs, os.path.join(WORK, "plan-bad2.json"))
+    p = lamina_in("A", "deploy", plan, "--state-dir", state, env=env)
+    check(p.returncode != 0 and "cannot reach" in p.stderr and
+          "10.77.0." in p.stderr, f"ssh cannot reach: {p.stderr!r}")
+    for h in "BCD":
+        check(not laminads(h) and not left_on(h),
+              f"nothing started or left in {h}")
+    check(not os.listdir(state), "no record left of the failed deploys")
+
+
+def main():
+    if os.geteuid() != 0 or not os.path.exists("/usr/sbin/sshd") or \
+            not shutil.which("ssh"):
+        print("skipped: needs root, sshd and ssh")
+        return 77
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    NET.teardown()
+    NET.setup()
+    try:
+        env = dict(os.environ, LAMINA_SSH=ssh_setup())
+        for h in "BCD":
+            for _ in range(50):  # sshd listens
+                p = subprocess.run(["ip", "netns", "exec", NET.ns["A"]] +
+                                   env["LAMINA_SSH"].split() +
+                                   ["-o", "BatchMode=yes", "-o",
+                                    "ConnectTimeout=2", "root@" + ADDR[h],
+                                    "true"], capture_output=True,
+                                   timeout=30)
+                if p.returncode == 0 or SSHD[h].poll() is not None:
+                    break
+                time.sleep(0.1)
+            check(p.returncode == 0, f"ssh to {h}: {p.stderr}")
+        model = os.path.join(MODELS, "resnet18.onnx")
+        lam = os.path.join(WORK, "r18.lam")
+        subprocess.run([LAMINA, "slice", model, "-o", lam], check=True,
+                       capture_output=True)
+        n = len(json.load(open(os.path.join(lam, "manifest.json")))
+                ["slices"])
+        x, ref = os.path.join(WORK, "x.npy"), os.path.join(WORK, "ref.npy")
+        np.save(x, np.random.default_rng(5).standard_normal(
+            (1, 3, 224, 224)).astype(np.float32))
+        subprocess.run([LAMINA, "run", model, "-i", x, "-o", ref],
+                       check=True, capture_output=True)
+        fleet(env, lam, n, x, ref)
+        refusals(env, lam, n)
+    finally:
+        for h in "BCD":
+            for pid in laminads(h):
+                os.kill(pid, signal.SIGKILL)
+        for h in "BCD":
+            subprocess.run([LAMINAD, "--cleanup-port", str(PORTS[h])],
+                           capture_output=True)
+        for proc in SSHD.values():
+            proc.kill()
+            proc.wait()
+        NET.teardown()
+    return summary()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
