@@ -232,11 +232,16 @@ int lm_dp_eal_args(const struct lm_dp_eal_opts *o,
 	snprintf(x->file_prefix, sizeof(x->file_prefix), "laminad-%u-%d",
 		 o->control_port, (int)getpid());
 	lm_dp_eal_run_dir(x->file_prefix, x->run_dir, sizeof(x->run_dir));
-	long free_pages = meminfo("HugePages_Free");
+	/* root reserves pages of its own: free pages in the system pool
+	 * may be another laminad's, reserved and not yet mapped (two
+	 * laminads starting together took the same ones, and the second
+	 * found no memory for its pools). Others use the system pool only
+	 * when it holds all they need. */
+	long page_kb = meminfo("Hugepagesize");
+	long free_mb = page_kb > 0 ? meminfo("HugePages_Free") * page_kb / 1024
+				   : 0;
 	x->hugepages = 0;
-	if (o->hugepages_auto && free_pages > 0 && hugetlbfs_mounted()) {
-		x->hugepages = 1;
-	} else if (o->hugepages_auto && geteuid() == 0) {
+	if (o->hugepages_auto && geteuid() == 0) {
 		snprintf(mount, sizeof(mount), "%s/laminad-%u.huge",
 			 o->state_dir, o->control_port);
 		if (lm_huge_reserve(o->memory_mb, mount, &x->huge, &why) ==
@@ -247,6 +252,9 @@ int lm_dp_eal_args(const struct lm_dp_eal_opts *o,
 		} else {
 			lm_log("%s: running without (--no-huge)", why.msg);
 		}
+	} else if (o->hugepages_auto && free_mb >= (long)o->memory_mb &&
+		   hugetlbfs_mounted()) {
+		x->hugepages = 1;
 	}
 	rc = push(&a, "laminad");
 	rc = rc ?: push(&a, "--lcores");
@@ -275,10 +283,10 @@ int lm_dp_eal_args(const struct lm_dp_eal_opts *o,
 		 * system pool, reserved pages are anyone's until mapped (a
 		 * second laminad took them, and a later pool of this one
 		 * found none) */
-		long kb = x->huge.count ? (long)x->huge.count * x->huge.page_kb
-					: free_pages * meminfo("Hugepagesize");
-		long mb = kb / 1024 < (long)o->memory_mb ? kb / 1024
-							 : (long)o->memory_mb;
+		long mb = x->huge.count
+				  ? (long)x->huge.count * x->huge.page_kb / 1024
+				  : free_mb;
+		mb = mb < (long)o->memory_mb ? mb : (long)o->memory_mb;
 		snprintf(num, sizeof(num), "%ld", mb);
 		rc = rc ?: push(&a, "--socket-mem");
 		rc = rc ?: push(&a, num);

@@ -572,6 +572,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 	*con_cls = NULL;
 }
 
+/* libmicrohttpd's messages: its format, its arguments */
+static void on_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
 static void on_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
