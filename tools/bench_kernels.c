@@ -9,7 +9,7 @@
  *
  * For each layer, every implementation that can run it (pinned through the
  * private "lm.impl" attribute, as the unit tests do; -i keeps only one of
- * openblas, sgemm, sgemm-t, winograd2, winograd4, depthwise-generic,
+ * openblas, sgemm, sgemm-t, winograd2, winograd4, direct, depthwise-generic,
  * depthwise-rows, depthwise-blocked) is prepared once and run REPS times
  * (default 15) after one warm-up; the median is printed with GFLOP/s
  * counted as direct convolution (2 * MACs), so Winograd shows as its
@@ -241,7 +241,7 @@ static const struct layer layers[] = {
 
 static const char *const impls[] = {
 	"openblas", "sgemm", "sgemm-t", "winograd2", "winograd4",
-	"depthwise-generic", "depthwise-rows", "depthwise-blocked",
+	"direct", "depthwise-generic", "depthwise-rows", "depthwise-blocked",
 };
 
 static int add_value(lm_graph *g, const char *name, lm_value_kind kind,

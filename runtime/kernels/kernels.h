@@ -14,7 +14,7 @@
  * SIMD: the hot loops that matter (GEMM micro-kernel, im2col packing,
  * Winograd transforms) are written with AVX-512 intrinsics in functions
  * marked LM_AVX512, reached only when lm_have_avx512() says the CPU (and
- * OS) support it.  The depthwise convolutions are written once
+ * OS) support it.  The depthwise and direct convolutions are written once
  * over simd.h and compiled for AVX-512, AVX2 and portable C, the best
  * lm_isa() allows picked at prepare time.  Elsewhere the portable paths
  * run: OpenBLAS, and plain C loops the compiler vectorises per target
@@ -225,6 +225,7 @@ enum lm_conv_impl {
 	LM_CONV_WINO2,     /* Winograd F(2x2, 3x3) */
 	LM_CONV_WINO4,     /* Winograd F(4x4, 3x3) */
 	LM_CONV_DEPTHWISE, /* direct, no GEMM */
+	LM_CONV_DIRECT,    /* GEMM read in place from phase planes */
 };
 
 /** Conv through a GEMM: impl LM_CONV_OPENBLAS, LM_CONV_SGEMM or
@@ -271,6 +272,17 @@ enum lm_dw_variant {
  * lm_depthwise_vector_fits is false, -ENOMEM. */
 int lm_depthwise_prepare(const struct lm_conv_desc *d,
 			 enum lm_dw_variant variant, lm_kernel *k);
+
+/** True when the direct kernel can run the conv (no dilation). */
+int lm_direct_fits(const struct lm_conv_desc *d);
+
+/** True when the direct kernel is the faster one here (stems, grouped). */
+int lm_direct_wins(const struct lm_conv_desc *d);
+
+/** Direct conv from phase planes (direct.c); needs the constant weight w
+ * (M, C/group, kh, kw).  -ENOMEM. */
+int lm_direct_prepare(const struct lm_conv_desc *d, const float *w,
+		      lm_kernel *k);
 
 /* ConvTranspose, 2-D, explicit pads (begin only matter) and output size. */
 struct lm_convt_desc {

@@ -22,6 +22,8 @@
  *	v_load_range(p, lo, hi)  lanes [lo, hi) from p[lane], others 0;
  *	                    p + lane is only read for lanes in the range
  *	v_store_n(p, v, n)  lanes [0, n) to p, 0 <= n <= VL
+ *	v_store_packed(p, v, m)  the lanes set in bit mask m, in order, to
+ *	                    p[0], p[1], ... (a full m stores plainly)
  *	v_shift(a, b, k)    lanes k .. k + VL - 1 of a:b, 0 <= k < VL; only
  *	                    where SIMD_ALIGNR (one valignd), elsewhere an
  *	                    unaligned load is cheaper
@@ -48,6 +50,7 @@
 #undef v_add
 #undef v_load_range
 #undef v_store_n
+#undef v_store_packed
 #undef v_shift
 #undef v_unzip
 #undef v_transpose
@@ -90,6 +93,20 @@ simd_shift_avx512(__m512 a, __m512 b, int k)
 #undef SH
 	default: return a;
 	}
+}
+
+/* vcompressps to memory is slow on Zen 4: compress in a register, then
+ * a masked store. */
+static inline __attribute__((always_inline, target("avx512f"))) void
+simd_store_packed_avx512(float *p, __m512 v, unsigned m)
+{
+	if (m == 0xffff) {
+		_mm512_storeu_ps(p, v);
+		return;
+	}
+	__m512 c = _mm512_maskz_compress_ps((__mmask16)m, v);
+	_mm512_mask_storeu_ps(p, (__mmask16)((1u << __builtin_popcount(m)) -
+					     1), c);
 }
 
 static inline __attribute__((always_inline, target("avx512f"))) void
@@ -144,6 +161,7 @@ simd_transpose_avx512(__m512 r[16])
 	_mm512_maskz_loadu_ps(simd_lanes_avx512(lo, hi), p)
 #define v_store_n(p, v, n) \
 	_mm512_mask_storeu_ps(p, simd_lanes_avx512(0, n), v)
+#define v_store_packed(p, v, m) simd_store_packed_avx512(p, v, m)
 #define v_shift(a, b, k) simd_shift_avx512(a, b, k)
 #define v_unzip(a, b, ev, od) simd_unzip_avx512(a, b, ev, od)
 #define v_transpose(r) simd_transpose_avx512(r)
@@ -194,6 +212,21 @@ simd_store_n_avx2(float *p, __m256 v, int64_t n)
 }
 
 static inline __attribute__((always_inline, target("avx2"))) void
+simd_store_packed_avx2(float *p, __m256 v, unsigned m)
+{
+	float t[8];
+
+	if (m == 0xff) {
+		_mm256_storeu_ps(p, v);
+		return;
+	}
+	_mm256_storeu_ps(t, v);
+	for (int i = 0; i < 8; i++)
+		if (m >> i & 1)
+			*p++ = t[i];
+}
+
+static inline __attribute__((always_inline, target("avx2"))) void
 simd_unzip_avx2(__m256 a, __m256 b, __m256 *ev, __m256 *od)
 {
 	/* a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit pairs reordered */
@@ -236,6 +269,7 @@ simd_transpose_avx2(__m256 r[8])
 #define v_add(a, b) _mm256_add_ps(a, b)
 #define v_load_range(p, lo, hi) simd_load_range_avx2(p, lo, hi)
 #define v_store_n(p, v, n) simd_store_n_avx2(p, v, n)
+#define v_store_packed(p, v, m) simd_store_packed_avx2(p, v, m)
 #define v_unzip(a, b, ev, od) simd_unzip_avx2(a, b, ev, od)
 #define v_transpose(r) simd_transpose_avx2(r)
 
@@ -279,6 +313,14 @@ simd_store_n_c(float *p, simd_v4 v, int64_t n)
 }
 
 static inline __attribute__((always_inline)) void
+simd_store_packed_c(float *p, simd_v4 v, unsigned m)
+{
+	for (int i = 0; i < 4; i++)
+		if (m >> i & 1)
+			*p++ = v[i];
+}
+
+static inline __attribute__((always_inline)) void
 simd_unzip_c(simd_v4 a, simd_v4 b, simd_v4 *ev, simd_v4 *od)
 {
 	*ev = (simd_v4){ a[0], a[2], b[0], b[2] };
@@ -312,6 +354,7 @@ simd_transpose_c(simd_v4 r[4])
 #define v_add(a, b) ((a) + (b))
 #define v_load_range(p, lo, hi) simd_load_range_c(p, lo, hi)
 #define v_store_n(p, v, n) simd_store_n_c(p, v, n)
+#define v_store_packed(p, v, m) simd_store_packed_c(p, v, m)
 #define v_unzip(a, b, ev, od) simd_unzip_c(a, b, ev, od)
 #define v_transpose(r) simd_transpose_c(r)
 

@@ -315,11 +315,12 @@ static int dw_variant(const char *v)
 }
 
 /*
- * Pick the kernel: depthwise convs run direct; with AVX-512 and a
- * constant weight, Winograd where lm_winograd_choose says it pays, the
+ * Pick the kernel: depthwise convs run direct; with a constant weight,
+ * stems and grouped convs the direct kernel (any instruction set); with
+ * AVX-512 and a constant weight, Winograd where lm_winograd_choose says it pays, the
  * transposed GEMM for 1x1 convs on few pixels and the packed GEMM
  * elsewhere; OpenBLAS otherwise.  "lm.impl" (openblas, sgemm, sgemm-t,
- * winograd2, winograd4, depthwise, depthwise-rows,
+ * winograd2, winograd4, direct, depthwise, depthwise-rows,
  * depthwise-blocked, depthwise-generic) pins one, failing when it cannot
  * run this conv.
  */
@@ -352,6 +353,8 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 	if (!pin[0]) {
 		if (lm_depthwise_fits(&d))
 			impl = LM_CONV_DEPTHWISE;
+		else if (w && lm_direct_wins(&d))
+			impl = LM_CONV_DIRECT;
 		else if (fast && (tile = lm_winograd_choose(&d)))
 			impl = tile == 4 ? LM_CONV_WINO4 : LM_CONV_WINO2;
 		else if (fast && lm_conv_gemm_t_wins(&d))
@@ -369,6 +372,8 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 		   lm_winograd_fits(&d) &&
 		   (!strcmp(pin + 8, "2") || !strcmp(pin + 8, "4"))) {
 		impl = pin[8] == '4' ? LM_CONV_WINO4 : LM_CONV_WINO2;
+	} else if (!strcmp(pin, "direct") && w && lm_direct_fits(&d)) {
+		impl = LM_CONV_DIRECT;
 	} else if (!strncmp(pin, "depthwise", 9) && lm_depthwise_fits(&d) &&
 		   (dw = dw_variant(pin + 9)) >= 0) {
 		impl = LM_CONV_DEPTHWISE;
@@ -383,6 +388,9 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 		if (rc == -ENOTSUP)
 			return lm_ops_fail(e, g, n, rc, "implementation '%s' "
 					   "cannot run this convolution", pin);
+		break;
+	case LM_CONV_DIRECT:
+		rc = lm_direct_prepare(&d, w, k);
 		break;
 	case LM_CONV_WINO2:
 	case LM_CONV_WINO4:

@@ -277,7 +277,7 @@ static void conv_ref(const struct conv_case *cc, const float *x,
 
 static const char *const conv_impls[] = {
 	"", "openblas", "sgemm", "sgemm-t", "winograd2", "winograd4",
-	"depthwise", "depthwise-generic", "depthwise-rows",
+	"direct", "depthwise", "depthwise-generic", "depthwise-rows",
 	"depthwise-blocked",
 };
 
@@ -293,6 +293,8 @@ static int conv_impl_applies(const struct conv_case *cc, const char *impl)
 		return fast && cc->kh == 1 && cc->kw == 1 && cc->group == 1 &&
 		       !cc->pads[0] && !cc->pads[1] && !cc->pads[2] &&
 		       !cc->pads[3];
+	if (!strcmp(impl, "direct"))
+		return !cc->w_input && cc->dh == 1 && cc->dw == 1;
 	if (!strncmp(impl, "winograd", 8))
 		return fast && cc->kh == 3 && cc->kw == 3 && cc->sh == 1 &&
 		       cc->sw == 1 && cc->dh == 1 && cc->dw == 1 &&
@@ -601,6 +603,57 @@ TEST(conv_depthwise_vector)
 	CHECK_CONV_ISAS(.name = "dw 3x3 s1x2", .n = 1, .c = 6, .h = 10,
 		.w = 12, .m = 6, .kh = 3, .kw = 3, .sh = 1, .sw = 2, .dh = 1,
 		.dw = 1, .pads = { 1, 1, 1, 1 }, .group = 6, .bias = 1);
+}
+
+/*
+ * The direct kernel (stems and grouped convs) under every instruction
+ * set: 1 to 4 input channels, output channels that fill no whole sliver
+ * (5, 17), groups of 4 (its 4-row slivers) and of 16 (two 8-row ones),
+ * strides 1, 2 and 3 and unequal ones, non-square kernels, odd sizes,
+ * 7x7 and 1x1 outputs (short last strips), big and asymmetric pads,
+ * batch 2 and epilogues.
+ */
+TEST(conv_direct)
+{
+	CHECK_CONV_ISAS(.name = "stem 3x3 s2 3->17", .n = 1, .c = 3,
+		.h = 37, .w = 41, .m = 17, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 1,
+		.bias = 1, .act = LM_ACT_RELU);
+	CHECK_CONV_ISAS(.name = "stem 7x7 s2 3->16 batch 2", .n = 2, .c = 3,
+		.h = 30, .w = 27, .m = 16, .kh = 7, .kw = 7, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 3, 3, 3, 3 }, .group = 1,
+		.bias = 1, .act = LM_ACT_CLIP, .sum = 1);
+	CHECK_CONV_ISAS(.name = "stem 1 channel", .n = 1, .c = 1, .h = 20,
+		.w = 23, .m = 7, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		.group = 1, .bias = 0);
+	CHECK_CONV_ISAS(.name = "stem 4ch s2 big pads", .n = 1, .c = 4,
+		.h = 9, .w = 8, .m = 33, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 4, 5, 3, 6 }, .group = 1,
+		.bias = 1);
+	CHECK_CONV_ISAS(.name = "stem 4x4 s4", .n = 1, .c = 3, .h = 32,
+		.w = 28, .m = 24, .kh = 4, .kw = 4, .sh = 4, .sw = 4, .dh = 1,
+		.dw = 1, .group = 1, .bias = 1);
+	CHECK_CONV_ISAS(.name = "g32 of 4", .n = 1, .c = 128, .h = 13,
+		.w = 11, .m = 128, .kh = 3, .kw = 3, S1,
+		.pads = { 1, 1, 1, 1 }, .group = 32, .bias = 1,
+		.act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV_ISAS(.name = "g3 of 16 s2 7x7 out", .n = 2, .c = 48,
+		.h = 14, .w = 13, .m = 48, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 3,
+		.bias = 1);
+	CHECK_CONV_ISAS(.name = "g2 3->5 asym", .n = 1, .c = 6, .h = 17,
+		.w = 19, .m = 10, .kh = 3, .kw = 5, .sh = 1, .sw = 2, .dh = 1,
+		.dw = 1, .pads = { 0, 2, 2, 1 }, .group = 2, .bias = 1);
+	CHECK_CONV_ISAS(.name = "g4 s3 1x1 out", .n = 1, .c = 8, .h = 3,
+		.w = 3, .m = 12, .kh = 3, .kw = 3, .sh = 3, .sw = 3, .dh = 1,
+		.dw = 1, .group = 4, .bias = 1);
+	CHECK_CONV_ISAS(.name = "multiplier 3", .n = 1, .c = 5, .h = 11,
+		.w = 9, .m = 15, .kh = 5, .kw = 5, .sh = 2, .sw = 2, .dh = 1,
+		.dw = 1, .pads = { 2, 2, 2, 2 }, .group = 5, .bias = 1);
+	/* dilation: not for the direct kernel (pinning it fails) */
+	CHECK_CONV_ISAS(.name = "g2 dilated", .n = 1, .c = 4, .h = 12,
+		.w = 12, .m = 4, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 2,
+		.dw = 2, .pads = { 2, 2, 2, 2 }, .group = 2, .bias = 1);
 }
 
 TEST(conv_epilogue)
@@ -1152,6 +1205,7 @@ int main(void)
 	RUN(conv_groups_batch);
 	RUN(conv_depthwise);
 	RUN(conv_depthwise_vector);
+	RUN(conv_direct);
 	RUN(conv_epilogue);
 	RUN(conv_1d_and_runtime_weights);
 	RUN(conv_winograd_accuracy);
