@@ -188,6 +188,11 @@ static const struct layer layers[] = {
 	DW("mv3 dw 3x3 14x14x480", 480, 14, 1),
 	DWK("mv3 dw 5x5 s2 14x14x672", 672, 14, 5, 2),
 	DWK("mv3 dw 5x5 7x7x960", 960, 7, 5, 1),
+	/* squeeze-excitation, 1x1 on one pixel (MobileNetV3, EfficientNet) */
+	CONV("se 1x1 1x1 672->168", 672, 1, 1, 168, 1, 1, 0),
+	CONV("se 1x1 1x1 168->672", 168, 1, 1, 672, 1, 1, 0),
+	CONV("se 1x1 1x1 1152->48", 1152, 1, 1, 48, 1, 1, 0),
+	CONV("se 1x1 1x1 48->1152", 48, 1, 1, 1152, 1, 1, 0),
 	/* EfficientNet-B1 */
 	CONV("eb1 stem 3x3 s2 224 3->32", 3, 224, 224, 32, 3, 2, 1),
 	DW("eb1 dw 3x3 112x112x32", 32, 112, 1),
@@ -228,6 +233,10 @@ static const struct layer layers[] = {
 	GRP("rx50 g32 3x3 14x14x512", 512, 14, 512, 1, 32),
 	GRP("rx50 g32 3x3 14x14x1024 s2", 1024, 14, 1024, 2, 32),
 	GRP("rx50 g32 3x3 7x7x1024", 1024, 7, 1024, 1, 32),
+	/* Inception v3 (299x299) */
+	CONV("inc stem 3x3 s2 299 3->32", 3, 299, 299, 32, 3, 2, 0),
+	CONV("inc 3x3 149x149 32->32", 32, 149, 149, 32, 3, 1, 0),
+	CONV("inc 3x3 147x147 32->64", 32, 147, 147, 64, 3, 1, 1),
 	/* ShuffleNetV2 x0.5 */
 	DW("sh dw 3x3 s2 56x56x24", 24, 56, 2),
 	DW("sh dw 3x3 28x28x24", 24, 28, 1),
@@ -504,6 +513,7 @@ int main(int argc, char **argv)
 		double bytes = layer_bytes(g);
 		int is_conv = !strcmp(l->op, "Conv");
 		size_t ni = is_conv ? sizeof(impls) / sizeof(impls[0]) : 1;
+		const char *const *im = is_conv ? impls : NULL;
 		const char *chosen = "";
 		double ta = time_layer(g, NULL, 1, &chosen);
 		(void)ta;
@@ -512,8 +522,8 @@ int main(int argc, char **argv)
 			const char *name = "";
 			if (only && is_conv && strcmp(only, impls[j]))
 				continue;
-			double t = time_layer(g, is_conv ? impls[j] : NULL,
-					      reps, &name);
+			double t = time_layer(g, im ? im[j] : NULL, reps,
+					      &name);
 			if (t < 0)
 				continue;
 			printf("%-30s %-24s %9.3f %9.1f %7.1f %5.0f%%%s\n",

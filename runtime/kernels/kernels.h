@@ -239,6 +239,10 @@ int lm_conv_gemm_prepare(const struct lm_conv_desc *d, const float *w,
  * one group). */
 int lm_conv_gemm_t_fits(const struct lm_conv_desc *d);
 
+/** True when the conv is a matrix-vector product (1x1 on one pixel),
+ * for LM_CONV_OPENBLAS's gemv. */
+int lm_conv_gemv_wins(const struct lm_conv_desc *d);
+
 /** True when the transposed 1x1 path is the faster one here. */
 int lm_conv_gemm_t_wins(const struct lm_conv_desc *d);
 

@@ -316,8 +316,9 @@ static int dw_variant(const char *v)
 
 /*
  * Pick the kernel: depthwise convs run direct; with a constant weight,
- * stems and grouped convs the direct kernel (any instruction set); with
- * AVX-512 and a constant weight, Winograd where lm_winograd_choose says it pays, the
+ * stems and grouped convs the direct kernel (any instruction set); 1x1
+ * convs on one pixel a matrix-vector product; with AVX-512 and a constant
+ * weight, Winograd where lm_winograd_choose says it pays, the
  * transposed GEMM for 1x1 convs on few pixels and the packed GEMM
  * elsewhere; OpenBLAS otherwise.  "lm.impl" (openblas, sgemm, sgemm-t,
  * winograd2, winograd4, direct, depthwise, depthwise-rows,
@@ -355,6 +356,8 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 			impl = LM_CONV_DEPTHWISE;
 		else if (w && lm_direct_wins(&d))
 			impl = LM_CONV_DIRECT;
+		else if (lm_conv_gemv_wins(&d))
+			impl = LM_CONV_OPENBLAS;
 		else if (fast && (tile = lm_winograd_choose(&d)))
 			impl = tile == 4 ? LM_CONV_WINO4 : LM_CONV_WINO2;
 		else if (fast && lm_conv_gemm_t_wins(&d))

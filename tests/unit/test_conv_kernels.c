@@ -675,6 +675,10 @@ TEST(conv_epilogue)
 	CHECK_CONV(.name = "1x1 s2 14x14 sum", .n = 1, .c = 40, .h = 14,
 		   .w = 13, .m = 35, .kh = 1, .kw = 1, .sh = 2, .sw = 2,
 		   .dh = 1, .dw = 1, .group = 1, .bias = 0, .sum = 1);
+	/* squeeze-excitation: 1x1 on one pixel, a matrix-vector product */
+	CHECK_CONV(.name = "1x1 one pixel sigmoid", .n = 2, .c = 40, .h = 1,
+		   .w = 1, .m = 10, .kh = 1, .kw = 1, S1, .group = 1,
+		   .bias = 1, .act = LM_ACT_SIGMOID);
 	CHECK_CONV(.name = "sum only", .n = 1, .c = 8, .h = 7, .w = 9,
 		   .m = 8, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
 		   .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 1,
