@@ -15,7 +15,9 @@
  * counted as direct convolution (2 * MACs), so Winograd shows as its
  * effective rate and may pass the peak, and GB/s counted as the bytes the
  * layer must move at least (inputs, weights and output, once each).  The
- * implementation the runtime picks by itself is marked "<- auto".  -a
+ * implementation the runtime picks by itself is marked "<- auto".
+ * MatMul layers (ConvNeXt's linear layers, a constant B) run the
+ * runtime's choice and OpenBLAS pinned.  -a
  * caps the instruction set of the kernels written for several (lm_isa),
  * to measure their AVX2 and portable code on an AVX-512 machine.
  * FILTERs keep only layers whose name contains one of them.  Weights
@@ -110,6 +112,8 @@ struct layer {
 #define GRP(nm, c, h, m, s, g) { nm, "Conv", c, h, h, m, 3, s, 1, g }
 #define POOL(nm, op, c, h, k, s, p) { nm, op, c, h, h, c, k, s, p, 1 }
 #define FC(nm, k, n) { nm, "Gemm", k, 1, 1, n, 1, 1, 0, 1 }
+/* x (1, m, k) times a constant w (k, n) */
+#define MM(nm, m, k, n) { nm, "MatMul", k, m, 1, n, 1, 1, 0, 1 }
 
 static const struct layer layers[] = {
 	CONV("r18 stem 7x7 s2 224 3->64", 3, 224, 224, 64, 7, 2, 3),
@@ -242,6 +246,15 @@ static const struct layer layers[] = {
 	DW("sh dw 3x3 28x28x24", 24, 28, 1),
 	DW("sh dw 3x3 14x14x48", 48, 14, 1),
 	DW("sh dw 3x3 7x7x96", 96, 7, 1),
+	/* ConvNeXt-Small's linear layers (channels last), batch 1 */
+	MM("cnx mm 3136x96->384", 3136, 96, 384),
+	MM("cnx mm 3136x384->96", 3136, 384, 96),
+	MM("cnx mm 784x192->768", 784, 192, 768),
+	MM("cnx mm 784x768->192", 784, 768, 192),
+	MM("cnx mm 196x384->1536", 196, 384, 1536),
+	MM("cnx mm 196x1536->384", 196, 1536, 384),
+	MM("cnx mm 49x768->3072", 49, 768, 3072),
+	MM("cnx mm 49x3072->768", 49, 3072, 768),
 	FC("mv2 fc 1280->1000", 1280, 1000),
 	FC("r50 fc 2048->1000", 2048, 1000),
 	FC("vgg fc 25088->4096", 25088, 4096),
@@ -285,17 +298,25 @@ static lm_graph *layer_graph(const struct layer *l)
 	int64_t xd[4] = { 1, l->c, l->h, l->w };
 	int64_t wd[4] = { l->m, l->c / l->group, l->k, l->k };
 	int is_conv = !strcmp(l->op, "Conv"), is_fc = !strcmp(l->op, "Gemm");
+	int is_mm = !strcmp(l->op, "MatMul");
+	int64_t md[3] = { 1, l->h, l->c }, mw[2] = { l->c, l->m };
 	const char *in[] = { "x", "w", "b" }, *out[] = { "y" };
 	lm_error e;
 
 	/* Gemm: x (1, K) times w (N, K) transposed, plus b (N) */
-	add_value(g, "x", LM_VAL_INPUT, is_fc ? 2 : 4, xd);
+	if (is_mm) {
+		add_value(g, "x", LM_VAL_INPUT, 3, md);
+		add_value(g, "w", LM_VAL_INITIALIZER, 2, mw);
+	} else {
+		add_value(g, "x", LM_VAL_INPUT, is_fc ? 2 : 4, xd);
+	}
 	if (is_conv || is_fc) {
 		add_value(g, "w", LM_VAL_INITIALIZER, is_fc ? 2 : 4, wd);
 		add_value(g, "b", LM_VAL_INITIALIZER, 1, &l->m);
 	}
 	int ni = lm_graph_add_node(g, "n", l->op, "", in,
-				   is_conv || is_fc ? 3 : 1, out, 1, NULL);
+				   is_conv || is_fc ? 3 : is_mm ? 2 : 1, out,
+				   1, NULL);
 	if (ni < 0) {
 		lm_graph_free(g);
 		return NULL;
@@ -305,11 +326,13 @@ static lm_graph *layer_graph(const struct layer *l)
 		lm_attr *a = lm_node_add_attr(n, "transB", LM_ATTR_INT);
 		if (a)
 			a->i = 1;
+	} else if (is_mm) {
+		/* no attributes */
 	} else {
 		add_ints(n, "strides", l->s, 2);
 		add_ints(n, "pads", l->pad, 4);
 	}
-	if (is_fc) {
+	if (is_fc || is_mm) {
 		/* nothing more */
 	} else if (is_conv) {
 		lm_attr *a = lm_node_add_attr(n, "group", LM_ATTR_INT);
@@ -512,8 +535,13 @@ int main(int argc, char **argv)
 		double flops = lm_node_flops(g, &g->nodes[0]);
 		double bytes = layer_bytes(g);
 		int is_conv = !strcmp(l->op, "Conv");
-		size_t ni = is_conv ? sizeof(impls) / sizeof(impls[0]) : 1;
-		const char *const *im = is_conv ? impls : NULL;
+		/* MatMul: its own choice, then OpenBLAS pinned */
+		static const char *const mm_impls[] = { NULL, "openblas" };
+		int is_mm = !strcmp(l->op, "MatMul");
+		size_t ni = is_conv ? sizeof(impls) / sizeof(impls[0])
+			    : is_mm ? 2 : 1;
+		const char *const *im = is_conv ? impls : is_mm ? mm_impls
+			    : NULL;
 		const char *chosen = "";
 		double ta = time_layer(g, NULL, 1, &chosen);
 		(void)ta;

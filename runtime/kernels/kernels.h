@@ -326,10 +326,12 @@ struct lm_matmul_desc {
 	int64_t a_dims[LM_MAX_RANK], b_dims[LM_MAX_RANK];
 	int64_t o_dims[LM_MAX_RANK];
 	lm_epilogue ep;
+	const float *b_const;      /* B's data when constant, else NULL */
 };
 
-/** MatMul: one tall product when B is shared by the whole batch, else
- * one per batch index; then the epilogue. */
+/** MatMul: one tall product when B is shared by the whole batch (with a
+ * constant B on AVX-512, lamina's GEMM with B packed at prepare), else
+ * one per batch index; then the epilogue.  -ENOMEM. */
 int lm_matmul_prepare(const struct lm_matmul_desc *d, lm_kernel *k);
 
 /* ---- pooling (pool.c) ---- */

@@ -936,13 +936,15 @@ TEST(gemm)
 		}
 }
 
+/* bconst: B is an initializer (packed at prepare when the product is
+ * tall enough), else a graph input. */
 static int matmul_check(int ra, const int64_t *ad, int rb, const int64_t *bd,
-			int act, int sum)
+			int act, int sum, int bconst)
 {
 	lm_graph *g = lm_graph_create("matmul");
 	const char *in[] = { "a", "b" };
 	value(g, "a", LM_VAL_INPUT, ra, ad);
-	value(g, "b", LM_VAL_INPUT, rb, bd);
+	value(g, "b", bconst ? LM_VAL_INITIALIZER : LM_VAL_INPUT, rb, bd);
 	node_y(g, "MatMul", in, 2);
 	if (finish(g) || add_epilogue(g, act, 0, 0, sum)) {
 		lm_graph_free(g);
@@ -1011,14 +1013,22 @@ static int matmul_check(int ra, const int64_t *ad, int rb, const int64_t *bd,
 
 TEST(matmul)
 {
-	CHECK(matmul_check(1, D(4), 2, D(4, 6), 0, 0) == 0);
-	CHECK(matmul_check(2, D(3, 4), 1, D(4), 0, 0) == 0);
-	CHECK(matmul_check(1, D(5), 1, D(5), 0, 0) == 0);
-	CHECK(matmul_check(4, D(2, 1, 3, 4), 3, D(5, 4, 6), 0, 0) == 0);
-	CHECK(matmul_check(3, D(3, 4, 5), 2, D(5, 2), LM_ACT_RELU, 1) == 0);
-	CHECK(matmul_check(2, D(4, 5), 3, D(3, 5, 2), 0, 1) == 0);
-	CHECK(matmul_check(3, D(2, 1, 8), 3, D(2, 8, 3), 0, 0) == 0);
-	CHECK(matmul_check(1, D(7), 3, D(2, 7, 3), 0, 0) == 0);
+	CHECK(matmul_check(1, D(4), 2, D(4, 6), 0, 0, 0) == 0);
+	CHECK(matmul_check(2, D(3, 4), 1, D(4), 0, 0, 0) == 0);
+	CHECK(matmul_check(1, D(5), 1, D(5), 0, 0, 0) == 0);
+	CHECK(matmul_check(4, D(2, 1, 3, 4), 3, D(5, 4, 6), 0, 0, 0) == 0);
+	CHECK(matmul_check(3, D(3, 4, 5), 2, D(5, 2), LM_ACT_RELU, 1, 0) == 0);
+	CHECK(matmul_check(2, D(4, 5), 3, D(3, 5, 2), 0, 1, 0) == 0);
+	CHECK(matmul_check(3, D(2, 1, 8), 3, D(2, 8, 3), 0, 0, 0) == 0);
+	CHECK(matmul_check(1, D(7), 3, D(2, 7, 3), 0, 0, 0) == 0);
+	/* constant B: lamina's GEMM (tall enough), OpenBLAS, sgemv */
+	CHECK(matmul_check(3, D(2, 13, 20), 2, D(20, 37), LM_ACT_RELU, 1, 1)
+	      == 0);
+	CHECK(matmul_check(4, D(1, 5, 7, 33), 2, D(33, 50), 0, 0, 1) == 0);
+	CHECK(matmul_check(2, D(3, 9), 2, D(9, 20), 0, 0, 1) == 0);
+	CHECK(matmul_check(1, D(9), 2, D(9, 20), 0, 0, 1) == 0);
+	CHECK(matmul_check(2, D(10, 6), 1, D(6), 0, 0, 1) == 0);
+	CHECK(matmul_check(3, D(2, 3, 4), 3, D(2, 4, 17), 0, 0, 1) == 0);
 }
 
 /* ---- pools ---- */
