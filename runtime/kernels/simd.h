@@ -81,6 +81,17 @@ __mmask16 simd_lanes_avx512(int64_t lo, int64_t hi)
 				   : 0);
 }
 
+/* An empty range loads nothing: a masked load with no lanes still costs
+ * (on Zen 4 it showed in the depthwise padding, 3x3 s2 56x56x144 0.141
+ * -> 0.127 ms). */
+static inline __attribute__((always_inline, target("avx512f"))) __m512
+simd_load_range_avx512(const float *p, int64_t lo, int64_t hi)
+{
+	if (hi <= 0 || lo >= 16 || hi <= lo)
+		return _mm512_setzero_ps();
+	return _mm512_maskz_loadu_ps(simd_lanes_avx512(lo, hi), p);
+}
+
 static inline __attribute__((always_inline, target("avx512f"))) __m512
 simd_shift_avx512(__m512 a, __m512 b, int k)
 {
@@ -157,8 +168,7 @@ simd_transpose_avx512(__m512 r[16])
 #define v_store(p, v) _mm512_storeu_ps(p, v)
 #define v_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define v_add(a, b) _mm512_add_ps(a, b)
-#define v_load_range(p, lo, hi) \
-	_mm512_maskz_loadu_ps(simd_lanes_avx512(lo, hi), p)
+#define v_load_range(p, lo, hi) simd_load_range_avx512(p, lo, hi)
 #define v_store_n(p, v, n) \
 	_mm512_mask_storeu_ps(p, simd_lanes_avx512(0, n), v)
 #define v_store_packed(p, v, m) simd_store_packed_avx512(p, v, m)
@@ -198,6 +208,8 @@ simd_load_range_avx2(const float *p, int64_t lo, int64_t hi)
 {
 	if (lo <= 0 && hi >= 8)
 		return _mm256_loadu_ps(p);
+	if (hi <= 0 || lo >= 8 || hi <= lo)
+		return _mm256_setzero_ps();
 	return _mm256_maskload_ps(p, simd_lanes_avx2(lo, hi));
 }
 
