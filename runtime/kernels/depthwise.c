@@ -15,8 +15,8 @@
  *              one FMA with no edge cases; strips of 2 rows x 4 vectors
  *              or 7-8 rows x 1 vector give eight accumulators.
  *   "blocked"  vectors across VL channels, for 5x5 and 7x7 kernels and
- *              for planes whose rows fill less than a vector (7x7 at VL
- *              16): the planes are transposed into a padded [row][column]
+ *              3x3 on narrow planes (under 20 outputs a row at VL 16):
+ *              the planes are transposed into a padded [row][column]
  *              [channel] block, each tap of 8 outputs is 8 loads and FMAs
  *              with one weight vector, and the results are transposed
  *              back (dw_rows_win has the measured choice).
@@ -162,23 +162,26 @@ static int run_depthwise(const lm_kargs *a)
 }
 
 /*
- * Rows or blocked, from bench_kernels (MobileNetV3, EfficientNet-B1,
+ * Rows or blocked, from bench_kernels (MobileNetV2/V3, EfficientNet-B1,
  * MnasNet, ConvNeXt and ShuffleNet layers, -i depthwise-rows against -i
- * depthwise-blocked): rows win only for 3x3 kernels on wide planes, with
- * AVX-512 from 14 outputs a row at stride 1 (14x14x480: 34 against 31
- * GFLOP/s, 7x7: 15 against 21) and from 28 at stride 2 (28 outputs: 19
- * against 14, 14 outputs: 13 against 17); with 8 lanes or 4 from 56
- * (AVX2 3x3 56x56: 35 against 30, 28x28: 18 against 29).  At 5x5 and
- * 7x7 blocked wins or ties everywhere (5x5 s2 56x56x144: 35 against 28,
- * 7x7 28x28x192: 65 against 60).
+ * depthwise-blocked) and whole models: rows win only for 3x3 kernels on
+ * wide planes, with AVX-512 from 20 outputs a row (3x3 s1 56x56x144: 44
+ * against 34 GFLOP/s; s2 112x112x96 in: 18 against 17; at 14x14 blocked
+ * wins, 31 against 26, and at 7x7, 21 against 15); with 8 lanes or 4
+ * from 48 (AVX2 3x3 56x56: 35 against 30, 28x28: 18 against 29).  At
+ * 5x5 and 7x7 blocked wins or ties everywhere with warm caches (5x5 s2
+ * 56x56x144: 35 against 28, 7x7 28x28x192: 65 against 60).  From cold
+ * caches (-c) rows do better at stride 1 on planes of 14 and up (5x5
+ * 14x14x672: 0.16 against 0.31 ms), but in MobileNetV2, MobileNetV3,
+ * MnasNet and EfficientNet-B1 at batch 1 and 8 (lamina run --profile,
+ * every depthwise conv forced to either path) blocked everywhere was as
+ * fast as this choice or faster, and rows everywhere 5-20% slower.
  */
 static int dw_rows_win(const struct lm_conv_desc *d, int vl)
 {
 	if (d->kh != 3)
 		return 0;
-	if (vl == 16)
-		return d->ow >= (d->sh == 1 ? 12 : 20);
-	return d->ow >= 48;
+	return d->ow >= (vl == 16 ? 20 : 48);
 }
 
 static const char *const dw_names[3][2][2] = {

@@ -222,6 +222,15 @@ SIMD_INLINE void SIMD(dw_block)(const int K, const int S,
 			v_store(row + j * VL, v_zero());
 		if (iy < 0 || iy >= d->h)
 			continue;
+		/* This row of the next block's planes (NCHW: right after
+		 * these, or the next image's first): VL small planes read a
+		 * row at a time are too many short streams for the
+		 * prefetcher.  (Wide planes: the prefetches cost more than
+		 * they save.) */
+		for (int l = 0; d->w <= 32 && l < VL; l++)
+			for (int64_t q = 0; q < d->w; q += 16)
+				__builtin_prefetch(x + (VL + l) * ip +
+						   iy * d->w + q);
 		for (int64_t ix0 = 0; ix0 < d->w; ix0 += VL) {
 			int64_t nv = d->w - ix0 < VL ? d->w - ix0 : VL;
 			VF v[VL];

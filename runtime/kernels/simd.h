@@ -70,17 +70,6 @@
 #ifndef LM_SIMD_512_DONE
 #define LM_SIMD_512_DONE
 
-static inline __attribute__((always_inline, target("avx512f")))
-__mmask16 simd_lanes_avx512(int64_t lo, int64_t hi)
-{
-	if (hi > 16)
-		hi = 16;
-	if (lo < 0)
-		lo = 0;
-	return (__mmask16)(hi > lo ? ((1u << hi) - 1) & ~((1u << lo) - 1)
-				   : 0);
-}
-
 /* An empty range loads nothing: a masked load with no lanes still costs
  * (on Zen 4 it showed in the depthwise padding, 3x3 s2 56x56x144 0.141
  * -> 0.127 ms). */
@@ -89,7 +78,7 @@ simd_load_range_avx512(const float *p, int64_t lo, int64_t hi)
 {
 	if (hi <= 0 || lo >= 16 || hi <= lo)
 		return _mm512_setzero_ps();
-	return _mm512_maskz_loadu_ps(simd_lanes_avx512(lo, hi), p);
+	return _mm512_maskz_loadu_ps(lm_lanes(lo, hi), p);
 }
 
 static inline __attribute__((always_inline, target("avx512f"))) __m512
@@ -131,35 +120,6 @@ simd_unzip_avx512(__m512 a, __m512 b, __m512 *ev, __m512 *od)
 	*od = _mm512_permutex2var_ps(a, o, b);
 }
 
-/* The three rounds of lm_transpose16 (kernels.h), kept here so that this
- * file stands alone. */
-static inline __attribute__((always_inline, target("avx512f"))) void
-simd_transpose_avx512(__m512 r[16])
-{
-	__m512 t[16], u[16];
-
-	for (int i = 0; i < 16; i += 2) {
-		t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-		t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-	}
-	for (int i = 0; i < 16; i += 4) {
-		u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-		u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xee);
-		u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-		u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xee);
-	}
-	for (int c = 0; c < 4; c++) {
-		__m512 y0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44);
-		__m512 y1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xee);
-		__m512 y2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44);
-		__m512 y3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xee);
-		r[c] = _mm512_shuffle_f32x4(y0, y2, 0x88);
-		r[4 + c] = _mm512_shuffle_f32x4(y0, y2, 0xdd);
-		r[8 + c] = _mm512_shuffle_f32x4(y1, y3, 0x88);
-		r[12 + c] = _mm512_shuffle_f32x4(y1, y3, 0xdd);
-	}
-}
-
 #endif
 
 #define v_zero() _mm512_setzero_ps()
@@ -170,11 +130,11 @@ simd_transpose_avx512(__m512 r[16])
 #define v_add(a, b) _mm512_add_ps(a, b)
 #define v_load_range(p, lo, hi) simd_load_range_avx512(p, lo, hi)
 #define v_store_n(p, v, n) \
-	_mm512_mask_storeu_ps(p, simd_lanes_avx512(0, n), v)
+	_mm512_mask_storeu_ps(p, lm_lanes(0, n), v)
 #define v_store_packed(p, v, m) simd_store_packed_avx512(p, v, m)
 #define v_shift(a, b, k) simd_shift_avx512(a, b, k)
 #define v_unzip(a, b, ev, od) simd_unzip_avx512(a, b, ev, od)
-#define v_transpose(r) simd_transpose_avx512(r)
+#define v_transpose(r) lm_transpose16(r)
 
 #elif LM_SIMD == 256
 
