@@ -5,7 +5,8 @@
  * batch 1, next to the single-thread sgemm peak, so every figure reads as
  * a fraction of what the core can do.
  *
- *	bench_kernels [-r REPS] [-i IMPL] [-a avx512|avx2|c] [-c] [FILTER...]
+ *	bench_kernels [-r REPS] [-i IMPL] [-a avx512|avx2|c] [-b BATCH] [-c]
+ *		      [FILTER...]
  *
  * For each layer, every implementation that can run it (pinned through the
  * private "lm.impl" attribute, as the unit tests do; -i keeps only one of
@@ -19,7 +20,8 @@
  * MatMul layers (ConvNeXt's linear layers, a constant B) run the
  * runtime's choice and OpenBLAS pinned.  -a
  * caps the instruction set of the kernels written for several (lm_isa),
- * to measure their AVX2 and portable code on an AVX-512 machine.
+ * to measure their AVX2 and portable code on an AVX-512 machine; -b runs
+ * BATCH images at once (default 1; the Gemm layers stay at one row).
  * FILTERs keep only layers whose name contains one of them.  Weights
  * stay in cache between runs, unlike in a whole network, which favours
  * large transformed weights: -c ("cold") sweeps 64 MiB through the caches
@@ -291,15 +293,18 @@ static void add_ints(lm_node *n, const char *name, int64_t a, int cnt)
 	at->n = cnt;
 }
 
+/* Images per run: -b. */
+static int64_t batch = 1;
+
 /* A one-node graph for the layer, shapes inferred. */
 static lm_graph *layer_graph(const struct layer *l)
 {
 	lm_graph *g = lm_graph_create(l->name);
-	int64_t xd[4] = { 1, l->c, l->h, l->w };
+	int64_t xd[4] = { batch, l->c, l->h, l->w };
 	int64_t wd[4] = { l->m, l->c / l->group, l->k, l->k };
 	int is_conv = !strcmp(l->op, "Conv"), is_fc = !strcmp(l->op, "Gemm");
 	int is_mm = !strcmp(l->op, "MatMul");
-	int64_t md[3] = { 1, l->h, l->c }, mw[2] = { l->c, l->m };
+	int64_t md[3] = { batch, l->h, l->c }, mw[2] = { l->c, l->m };
 	const char *in[] = { "x", "w", "b" }, *out[] = { "y" };
 	lm_error e;
 
@@ -490,14 +495,18 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if (first >= argc || (strcmp(opt, "-r") && strcmp(opt, "-i") &&
-				      strcmp(opt, "-a"))) {
+				      strcmp(opt, "-a") && strcmp(opt, "-b"))) {
 			fprintf(stderr, "usage: bench_kernels [-r REPS] "
-				"[-i IMPL] [-a avx512|avx2|c] [-c] "
+				"[-i IMPL] [-a avx512|avx2|c] [-b BATCH] [-c] "
 				"[FILTER...]\n");
 			return 2;
 		}
 		if (!strcmp(opt, "-r")) {
 			reps = atoi(argv[first++]);
+		} else if (!strcmp(opt, "-b")) {
+			batch = atoi(argv[first++]);
+			if (batch < 1)
+				batch = 1;
 		} else if (!strcmp(opt, "-a")) {
 			const char *a = argv[first++];
 			lm_isa_cap(!strcmp(a, "c") ? LM_ISA_C

@@ -141,10 +141,14 @@ int lm_direct_fits(const struct lm_conv_desc *d)
  * at stride 1 too without AVX-512, where the alternative is OpenBLAS).
  * bench_kernels, AVX-512, against im2col+sgemm: ResNeXt-50 and RegNetX
  * grouped layers 1.7-3.0x (rx50 g32 3x3 56x56x128: 23 -> 71 GFLOP/s),
- * stems 3x3 s2 3->16..64 1.1-1.6x, ResNet's 7x7 s2 1.04x; but VGG's
- * 3x3 s1 224x224 3->64 0.55x and ConvNeXt's 4x4 s4 0.94x.  AVX2, against
- * im2col+OpenBLAS: grouped 1.4-8x, stems 1.3-2.3x (VGG's too), the s4
- * stem 0.89x.
+ * stems 3x3 s2 3->16..64 1.1-1.5x, ResNet's 7x7 s2 1.04x; but VGG's
+ * 3x3 s1 224x224 3->64 0.55x and ConvNeXt's 4x4 s4 0.94x.  At batch 8
+ * (-b 8) the grouped layers keep their lead (2-2.5x) and so does the 7x7
+ * stem, but the 3x3 stems, whose 27 taps are over before their reads of
+ * the phase planes arrive once the output has pushed those out of L2,
+ * fall behind (sq conv1 3x3 s2 3->64: 30 against 37 GFLOP/s): those
+ * stay direct at batch 1 only.  AVX2, against im2col+OpenBLAS (batch 1):
+ * grouped 1.4-8x, stems 1.3-2.3x (VGG's too), the s4 stem 0.89x.
  */
 int lm_direct_wins(const struct lm_conv_desc *d)
 {
@@ -153,7 +157,8 @@ int lm_direct_wins(const struct lm_conv_desc *d)
 	if (d->group > 1)
 		return 1;
 	return d->c <= 4 && d->sh <= 2 && d->sw <= 2 &&
-	       ((d->sh == 2 && d->sw == 2) || lm_isa() < LM_ISA_AVX512);
+	       ((d->sh == 2 && d->sw == 2) || lm_isa() < LM_ISA_AVX512) &&
+	       (d->n == 1 || d->c * d->kh * d->kw >= 64);
 }
 
 int lm_direct_prepare(const struct lm_conv_desc *d, const float *w,
