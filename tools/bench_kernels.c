@@ -1,26 +1,35 @@
 /*
  * bench_kernels.c: microbenchmark of the convolution and pooling kernels
- * on the layer shapes of ResNet-18/50 and MobileNetV2 at batch 1, next to
- * the single-thread sgemm peak, so every figure reads as a fraction of
- * what the core can do.
+ * on the layer shapes of ResNet-18/50, MobileNetV2/V3, EfficientNet-B1,
+ * MnasNet, ConvNeXt, RegNetX, ResNeXt, ShuffleNet, SqueezeNet and VGG at
+ * batch 1, next to the single-thread sgemm peak, so every figure reads as
+ * a fraction of what the core can do.
  *
- *	bench_kernels [-r REPS] [-i IMPL] [-c] [FILTER...]
+ *	bench_kernels [-r REPS] [-i IMPL] [-a avx512|avx2|c] [-b BATCH] [-c]
+ *		      [FILTER...]
  *
  * For each layer, every implementation that can run it (pinned through the
  * private "lm.impl" attribute, as the unit tests do; -i keeps only one of
- * openblas, sgemm, sgemm-t, winograd2, winograd4, depthwise) is prepared
- * once and
- * run REPS times (default 15) after one warm-up; the median is printed
- * with GFLOP/s counted as direct convolution (2 * MACs), so Winograd shows
- * as its effective rate and may pass the peak.  FILTERs keep only layers
- * whose name contains one of them.  Weights stay in cache between runs,
- * unlike in a whole network, which favours large transformed weights: -c
- * ("cold") sweeps 64 MiB through the caches before every run, so that
- * weights come from memory as they do in ResNet or VGG, whose weights do
- * not fit in L3.
+ * openblas, sgemm, sgemm-t, winograd2, winograd4, direct, depthwise-generic,
+ * depthwise-rows, depthwise-blocked) is prepared once and run REPS times
+ * (default 15) after one warm-up; the median is printed with GFLOP/s
+ * counted as direct convolution (2 * MACs), so Winograd shows as its
+ * effective rate and may pass the peak, and GB/s counted as the bytes the
+ * layer must move at least (inputs, weights and output, once each).  The
+ * implementation the runtime picks by itself is marked "<- auto".
+ * MatMul layers (ConvNeXt's linear layers, a constant B) run the
+ * runtime's choice and OpenBLAS pinned.  -a
+ * caps the instruction set of the kernels written for several (lm_isa),
+ * to measure their AVX2 and portable code on an AVX-512 machine; -b runs
+ * BATCH images at once (default 1; the Gemm layers stay at one row).
+ * FILTERs keep only layers whose name contains one of them.  Weights
+ * stay in cache between runs, unlike in a whole network, which favours
+ * large transformed weights: -c ("cold") sweeps 64 MiB through the caches
+ * before every run, so that weights come from memory as they do in ResNet
+ * or VGG, whose weights do not fit in L3.
  *
- * The figures behind the choices in winograd.c and pgemm.c come from this
- * tool; see the report at the end of this file.
+ * The figures behind the choices in winograd.c, pgemm.c and depthwise.c
+ * come from this tool.
  */
 #include "lamina/graph.h"
 #include "../runtime/kernels/kernels.h"
@@ -101,8 +110,12 @@ struct layer {
 
 #define CONV(nm, c, h, w, m, k, s, p) { nm, "Conv", c, h, w, m, k, s, p, 1 }
 #define DW(nm, c, h, s) { nm, "Conv", c, h, h, c, 3, s, 1, c }
+#define DWK(nm, c, h, k, s) { nm, "Conv", c, h, h, c, k, s, k / 2, c }
+#define GRP(nm, c, h, m, s, g) { nm, "Conv", c, h, h, m, 3, s, 1, g }
 #define POOL(nm, op, c, h, k, s, p) { nm, op, c, h, h, c, k, s, p, 1 }
 #define FC(nm, k, n) { nm, "Gemm", k, 1, 1, n, 1, 1, 0, 1 }
+/* x (1, m, k) times a constant w (k, n) */
+#define MM(nm, m, k, n) { nm, "MatMul", k, m, 1, n, 1, 1, 0, 1 }
 
 static const struct layer layers[] = {
 	CONV("r18 stem 7x7 s2 224 3->64", 3, 224, 224, 64, 7, 2, 3),
@@ -169,6 +182,81 @@ static const struct layer layers[] = {
 	CONV("vgg 3x3 56x56 128->256", 128, 56, 56, 256, 3, 1, 1),
 	CONV("vgg 3x3 28x28 256->512", 256, 28, 28, 512, 3, 1, 1),
 	CONV("vgg 3x3 14x14 512->512", 512, 14, 14, 512, 3, 1, 1),
+	/* MobileNetV3-Large (every depthwise shape it has) */
+	CONV("mv3 stem 3x3 s2 224 3->16", 3, 224, 224, 16, 3, 2, 1),
+	DW("mv3 dw 3x3 112x112x16", 16, 112, 1),
+	DW("mv3 dw 3x3 s2 112x112x64", 64, 112, 2),
+	DW("mv3 dw 3x3 56x56x72", 72, 56, 1),
+	DWK("mv3 dw 5x5 s2 56x56x72", 72, 56, 5, 2),
+	DWK("mv3 dw 5x5 28x28x120", 120, 28, 5, 1),
+	DW("mv3 dw 3x3 s2 28x28x240", 240, 28, 2),
+	DW("mv3 dw 3x3 14x14x200", 200, 14, 1),
+	DW("mv3 dw 3x3 14x14x480", 480, 14, 1),
+	DWK("mv3 dw 5x5 s2 14x14x672", 672, 14, 5, 2),
+	DWK("mv3 dw 5x5 7x7x960", 960, 7, 5, 1),
+	/* squeeze-excitation, 1x1 on one pixel (MobileNetV3, EfficientNet) */
+	CONV("se 1x1 1x1 672->168", 672, 1, 1, 168, 1, 1, 0),
+	CONV("se 1x1 1x1 168->672", 168, 1, 1, 672, 1, 1, 0),
+	CONV("se 1x1 1x1 1152->48", 1152, 1, 1, 48, 1, 1, 0),
+	CONV("se 1x1 1x1 48->1152", 48, 1, 1, 1152, 1, 1, 0),
+	/* EfficientNet-B1 */
+	CONV("eb1 stem 3x3 s2 224 3->32", 3, 224, 224, 32, 3, 2, 1),
+	DW("eb1 dw 3x3 112x112x32", 32, 112, 1),
+	DW("eb1 dw 3x3 s2 112x112x96", 96, 112, 2),
+	DW("eb1 dw 3x3 56x56x144", 144, 56, 1),
+	DWK("eb1 dw 5x5 s2 56x56x144", 144, 56, 5, 2),
+	DWK("eb1 dw 5x5 28x28x240", 240, 28, 5, 1),
+	DWK("eb1 dw 5x5 14x14x672", 672, 14, 5, 1),
+	DWK("eb1 dw 5x5 7x7x1152", 1152, 7, 5, 1),
+	DW("eb1 dw 3x3 7x7x1920", 1920, 7, 1),
+	/* MnasNet 0.5 */
+	DW("mn dw 3x3 s2 112x112x24", 24, 112, 2),
+	DW("mn dw 3x3 56x56x48", 48, 56, 1),
+	DWK("mn dw 5x5 s2 28x28x144", 144, 28, 5, 2),
+	DWK("mn dw 5x5 14x14x240", 240, 14, 5, 1),
+	DWK("mn dw 5x5 7x7x576", 576, 7, 5, 1),
+	/* ConvNeXt-Small */
+	CONV("cnx stem 4x4 s4 224 3->96", 3, 224, 224, 96, 4, 4, 0),
+	DWK("cnx dw 7x7 56x56x96", 96, 56, 7, 1),
+	DWK("cnx dw 7x7 28x28x192", 192, 28, 7, 1),
+	DWK("cnx dw 7x7 14x14x384", 384, 14, 7, 1),
+	DWK("cnx dw 7x7 7x7x768", 768, 7, 7, 1),
+	CONV("cnx down 2x2 s2 56x56 96->192", 96, 56, 56, 192, 2, 2, 0),
+	/* RegNetX-400MF: groups of 16 channels */
+	CONV("rgx stem 3x3 s2 224 3->32", 3, 224, 224, 32, 3, 2, 1),
+	GRP("rgx g2 3x3 s2 112x112x32", 32, 112, 32, 2, 2),
+	GRP("rgx g4 3x3 s2 56x56x64", 64, 56, 64, 2, 4),
+	GRP("rgx g4 3x3 28x28x64", 64, 28, 64, 1, 4),
+	GRP("rgx g10 3x3 s2 28x28x160", 160, 28, 160, 2, 10),
+	GRP("rgx g10 3x3 14x14x160", 160, 14, 160, 1, 10),
+	GRP("rgx g25 3x3 s2 14x14x400", 400, 14, 400, 2, 25),
+	GRP("rgx g25 3x3 7x7x400", 400, 7, 400, 1, 25),
+	/* ResNeXt-50 32x4d: 32 groups of 4, 8, 16, 32 channels */
+	GRP("rx50 g32 3x3 56x56x128", 128, 56, 128, 1, 32),
+	GRP("rx50 g32 3x3 s2 56x56x256", 256, 56, 256, 2, 32),
+	GRP("rx50 g32 3x3 28x28x256", 256, 28, 256, 1, 32),
+	GRP("rx50 g32 3x3 s2 28x28x512", 512, 28, 512, 2, 32),
+	GRP("rx50 g32 3x3 14x14x512", 512, 14, 512, 1, 32),
+	GRP("rx50 g32 3x3 14x14x1024 s2", 1024, 14, 1024, 2, 32),
+	GRP("rx50 g32 3x3 7x7x1024", 1024, 7, 1024, 1, 32),
+	/* Inception v3 (299x299) */
+	CONV("inc stem 3x3 s2 299 3->32", 3, 299, 299, 32, 3, 2, 0),
+	CONV("inc 3x3 149x149 32->32", 32, 149, 149, 32, 3, 1, 0),
+	CONV("inc 3x3 147x147 32->64", 32, 147, 147, 64, 3, 1, 1),
+	/* ShuffleNetV2 x0.5 */
+	DW("sh dw 3x3 s2 56x56x24", 24, 56, 2),
+	DW("sh dw 3x3 28x28x24", 24, 28, 1),
+	DW("sh dw 3x3 14x14x48", 48, 14, 1),
+	DW("sh dw 3x3 7x7x96", 96, 7, 1),
+	/* ConvNeXt-Small's linear layers (channels last), batch 1 */
+	MM("cnx mm 3136x96->384", 3136, 96, 384),
+	MM("cnx mm 3136x384->96", 3136, 384, 96),
+	MM("cnx mm 784x192->768", 784, 192, 768),
+	MM("cnx mm 784x768->192", 784, 768, 192),
+	MM("cnx mm 196x384->1536", 196, 384, 1536),
+	MM("cnx mm 196x1536->384", 196, 1536, 384),
+	MM("cnx mm 49x768->3072", 49, 768, 3072),
+	MM("cnx mm 49x3072->768", 49, 3072, 768),
 	FC("mv2 fc 1280->1000", 1280, 1000),
 	FC("r50 fc 2048->1000", 2048, 1000),
 	FC("vgg fc 25088->4096", 25088, 4096),
@@ -176,7 +264,8 @@ static const struct layer layers[] = {
 };
 
 static const char *const impls[] = {
-	"openblas", "sgemm", "sgemm-t", "winograd2", "winograd4", "depthwise",
+	"openblas", "sgemm", "sgemm-t", "winograd2", "winograd4",
+	"direct", "depthwise-generic", "depthwise-rows", "depthwise-blocked",
 };
 
 static int add_value(lm_graph *g, const char *name, lm_value_kind kind,
@@ -204,24 +293,35 @@ static void add_ints(lm_node *n, const char *name, int64_t a, int cnt)
 	at->n = cnt;
 }
 
+/* Images per run: -b. */
+static int64_t batch = 1;
+
 /* A one-node graph for the layer, shapes inferred. */
 static lm_graph *layer_graph(const struct layer *l)
 {
 	lm_graph *g = lm_graph_create(l->name);
-	int64_t xd[4] = { 1, l->c, l->h, l->w };
+	int64_t xd[4] = { batch, l->c, l->h, l->w };
 	int64_t wd[4] = { l->m, l->c / l->group, l->k, l->k };
 	int is_conv = !strcmp(l->op, "Conv"), is_fc = !strcmp(l->op, "Gemm");
+	int is_mm = !strcmp(l->op, "MatMul");
+	int64_t md[3] = { batch, l->h, l->c }, mw[2] = { l->c, l->m };
 	const char *in[] = { "x", "w", "b" }, *out[] = { "y" };
 	lm_error e;
 
 	/* Gemm: x (1, K) times w (N, K) transposed, plus b (N) */
-	add_value(g, "x", LM_VAL_INPUT, is_fc ? 2 : 4, xd);
+	if (is_mm) {
+		add_value(g, "x", LM_VAL_INPUT, 3, md);
+		add_value(g, "w", LM_VAL_INITIALIZER, 2, mw);
+	} else {
+		add_value(g, "x", LM_VAL_INPUT, is_fc ? 2 : 4, xd);
+	}
 	if (is_conv || is_fc) {
 		add_value(g, "w", LM_VAL_INITIALIZER, is_fc ? 2 : 4, wd);
 		add_value(g, "b", LM_VAL_INITIALIZER, 1, &l->m);
 	}
 	int ni = lm_graph_add_node(g, "n", l->op, "", in,
-				   is_conv || is_fc ? 3 : 1, out, 1, NULL);
+				   is_conv || is_fc ? 3 : is_mm ? 2 : 1, out,
+				   1, NULL);
 	if (ni < 0) {
 		lm_graph_free(g);
 		return NULL;
@@ -231,11 +331,13 @@ static lm_graph *layer_graph(const struct layer *l)
 		lm_attr *a = lm_node_add_attr(n, "transB", LM_ATTR_INT);
 		if (a)
 			a->i = 1;
+	} else if (is_mm) {
+		/* no attributes */
 	} else {
 		add_ints(n, "strides", l->s, 2);
 		add_ints(n, "pads", l->pad, 4);
 	}
-	if (is_fc) {
+	if (is_fc || is_mm) {
 		/* nothing more */
 	} else if (is_conv) {
 		lm_attr *a = lm_node_add_attr(n, "group", LM_ATTR_INT);
@@ -351,12 +453,24 @@ static void time_sgemv(lm_graph *g, const struct layer *l, int reps,
 	if (y && t) {
 		qsort(t, (size_t)reps, sizeof(double), cmp_double);
 		double med = t[reps / 2];
-		printf("%-30s %-16s %9.3f %9.1f %5.0f%%\n", l->name,
-		       "cblas_sgemv", med * 1e3, flops / med * 1e-9,
+		printf("%-30s %-24s %9.3f %9.1f %7s %5.0f%%\n", l->name,
+		       "cblas_sgemv", med * 1e3, flops / med * 1e-9, "",
 		       flops / med * 1e-9 / peak * 100);
 	}
 	free(y);
 	free(t);
+}
+
+/* Bytes a layer must move at least: its inputs (with the weights) and
+ * its output, once each. */
+static double layer_bytes(lm_graph *g)
+{
+	const lm_node *n = &g->nodes[0];
+	double b = 0;
+
+	for (int i = 0; i < n->n_inputs; i++)
+		b += (double)lm_value_bytes(lm_node_in(g, n, i));
+	return b + (double)lm_value_bytes(lm_node_out(g, n, 0));
 }
 
 static int wanted(const char *name, int argc, char **argv, int first)
@@ -380,15 +494,27 @@ int main(int argc, char **argv)
 			sweep = filled(SWEEP_FLOATS);
 			continue;
 		}
-		if (first >= argc || (strcmp(opt, "-r") && strcmp(opt, "-i"))) {
+		if (first >= argc || (strcmp(opt, "-r") && strcmp(opt, "-i") &&
+				      strcmp(opt, "-a") && strcmp(opt, "-b"))) {
 			fprintf(stderr, "usage: bench_kernels [-r REPS] "
-				"[-i IMPL] [-c] [FILTER...]\n");
+				"[-i IMPL] [-a avx512|avx2|c] [-b BATCH] [-c] "
+				"[FILTER...]\n");
 			return 2;
 		}
-		if (!strcmp(opt, "-r"))
+		if (!strcmp(opt, "-r")) {
 			reps = atoi(argv[first++]);
-		else
+		} else if (!strcmp(opt, "-b")) {
+			batch = atoi(argv[first++]);
+			if (batch < 1)
+				batch = 1;
+		} else if (!strcmp(opt, "-a")) {
+			const char *a = argv[first++];
+			lm_isa_cap(!strcmp(a, "c") ? LM_ISA_C
+				   : !strcmp(a, "avx2") ? LM_ISA_AVX2
+				   : LM_ISA_AVX512);
+		} else {
 			only = argv[first++];
+		}
 	}
 	if (reps < 1)
 		reps = 1;
@@ -405,8 +531,8 @@ int main(int argc, char **argv)
 	       lm2);
 	printf("%% of peak: of %.1f GFLOP/s (the best 2048^3 above); conv "
 	       "GFLOP/s count direct-conv work\n\n", peak);
-	printf("%-30s %-16s %9s %9s %6s\n", "layer", "kernel", "ms",
-	       "GFLOP/s", "%peak");
+	printf("%-30s %-24s %9s %9s %7s %6s\n", "layer", "kernel", "ms",
+	       "GFLOP/s", "GB/s", "%peak");
 
 	for (size_t i = 0; i < sizeof(layers) / sizeof(layers[0]); i++) {
 		const struct layer *l = &layers[i];
@@ -416,8 +542,15 @@ int main(int argc, char **argv)
 		if (!g)
 			continue;
 		double flops = lm_node_flops(g, &g->nodes[0]);
+		double bytes = layer_bytes(g);
 		int is_conv = !strcmp(l->op, "Conv");
-		size_t ni = is_conv ? sizeof(impls) / sizeof(impls[0]) : 1;
+		/* MatMul: its own choice, then OpenBLAS pinned */
+		static const char *const mm_impls[] = { NULL, "openblas" };
+		int is_mm = !strcmp(l->op, "MatMul");
+		size_t ni = is_conv ? sizeof(impls) / sizeof(impls[0])
+			    : is_mm ? 2 : 1;
+		const char *const *im = is_conv ? impls : is_mm ? mm_impls
+			    : NULL;
 		const char *chosen = "";
 		double ta = time_layer(g, NULL, 1, &chosen);
 		(void)ta;
@@ -426,13 +559,13 @@ int main(int argc, char **argv)
 			const char *name = "";
 			if (only && is_conv && strcmp(only, impls[j]))
 				continue;
-			double t = time_layer(g, is_conv ? impls[j] : NULL,
-					      reps, &name);
+			double t = time_layer(g, im ? im[j] : NULL, reps,
+					      &name);
 			if (t < 0)
 				continue;
-			printf("%-30s %-16s %9.3f %9.1f %5.0f%%%s\n", l->name,
-			       name, t * 1e3, flops / t * 1e-9,
-			       flops / t * 1e-9 / peak * 100,
+			printf("%-30s %-24s %9.3f %9.1f %7.1f %5.0f%%%s\n",
+			       l->name, name, t * 1e3, flops / t * 1e-9,
+			       bytes / t * 1e-9, flops / t * 1e-9 / peak * 100,
 			       !strcmp(name, auto_impl) ? "  <- auto" : "");
 		}
 		if (!strcmp(l->op, "Gemm"))

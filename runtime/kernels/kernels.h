@@ -12,11 +12,13 @@
  * already rejected what the kernels cannot do.
  *
  * SIMD: the hot loops that matter (GEMM micro-kernel, im2col packing,
- * Winograd transforms, depthwise 3x3) are written with AVX-512 intrinsics in
- * functions marked LM_AVX512, reached only when lm_have_avx512() says the
- * CPU (and OS) support it.  Elsewhere the portable paths run: OpenBLAS,
- * and plain C loops the compiler vectorises per target (LM_CLONES, from
- * act.h).
+ * Winograd transforms) are written with AVX-512 intrinsics in functions
+ * marked LM_AVX512, reached only when lm_have_avx512() says the CPU (and
+ * OS) support it.  The depthwise and direct convolutions are written once
+ * over simd.h and compiled for AVX-512, AVX2 and portable C, the best
+ * lm_isa() allows picked at prepare time.  Elsewhere the portable paths
+ * run: OpenBLAS, and plain C loops the compiler vectorises per target
+ * (LM_CLONES, from act.h).
  */
 #ifndef LAMINA_KERNELS_H
 #define LAMINA_KERNELS_H
@@ -33,15 +35,32 @@
 #define LM_AVX512
 #endif
 
+/*
+ * The instruction sets the kernels are written for, in order: kernels
+ * compiled once per set (simd.h) run the best one lm_isa() allows, and
+ * the AVX-512-only kernels run when it is LM_ISA_AVX512.
+ */
+enum lm_isa {
+	LM_ISA_C,       /* portable C */
+	LM_ISA_AVX2,    /* AVX2 + FMA */
+	LM_ISA_AVX512,  /* AVX-512F + FMA */
+};
+
+/**
+ * The best set this CPU (and OS) supports, capped by the environment
+ * variable LAMINA_ISA ("c", "avx2" or "avx512", read once) and by
+ * lm_isa_cap().  Kernels ask at prepare time, so a cap applies to the
+ * sessions created after it.
+ */
+enum lm_isa lm_isa(void);
+
+/** Cap lm_isa() at `cap` from now on (tests; LM_ISA_AVX512 lifts it). */
+void lm_isa_cap(enum lm_isa cap);
+
 /** True when the AVX-512 kernels may run on this CPU. */
 static inline int lm_have_avx512(void)
 {
-#if defined(__x86_64__)
-	return __builtin_cpu_supports("avx512f") &&
-	       __builtin_cpu_supports("fma");
-#else
-	return 0;
-#endif
+	return lm_isa() >= LM_ISA_AVX512;
 }
 
 #if defined(__x86_64__)
@@ -206,6 +225,7 @@ enum lm_conv_impl {
 	LM_CONV_WINO2,     /* Winograd F(2x2, 3x3) */
 	LM_CONV_WINO4,     /* Winograd F(4x4, 3x3) */
 	LM_CONV_DEPTHWISE, /* direct, no GEMM */
+	LM_CONV_DIRECT,    /* GEMM read in place from phase planes */
 };
 
 /** Conv through a GEMM: impl LM_CONV_OPENBLAS, LM_CONV_SGEMM or
@@ -218,6 +238,10 @@ int lm_conv_gemm_prepare(const struct lm_conv_desc *d, const float *w,
 /** True when the transposed 1x1 path can run the conv (1x1, no pads,
  * one group). */
 int lm_conv_gemm_t_fits(const struct lm_conv_desc *d);
+
+/** True when the conv is a matrix-vector product (1x1 on one pixel),
+ * for LM_CONV_OPENBLAS's gemv. */
+int lm_conv_gemv_wins(const struct lm_conv_desc *d);
 
 /** True when the transposed 1x1 path is the faster one here. */
 int lm_conv_gemm_t_wins(const struct lm_conv_desc *d);
@@ -236,9 +260,33 @@ int lm_winograd_prepare(const struct lm_conv_desc *d, const float *w,
 /** True when the conv is depthwise (group == C == M). */
 int lm_depthwise_fits(const struct lm_conv_desc *d);
 
+/** True when a vector depthwise path runs the conv: square 3x3, 5x5 or
+ * 7x7 kernel, stride 1 or 2 on both axes, no dilation, any pads. */
+int lm_depthwise_vector_fits(const struct lm_conv_desc *d);
+
+enum lm_dw_variant {
+	LM_DW_AUTO,     /* the vector path that fits and wins, else generic */
+	LM_DW_ROWS,     /* vectors along output rows */
+	LM_DW_BLOCKED,  /* vectors across channels */
+	LM_DW_GENERIC,  /* plain loops, any kernel, stride and dilation */
+};
+
 /** Direct depthwise conv; the weight (input 1) is read at run time,
- * constant or not. */
-int lm_depthwise_prepare(const struct lm_conv_desc *d, lm_kernel *k);
+ * constant or not.  -ENOTSUP when a vector variant is asked for and
+ * lm_depthwise_vector_fits is false, -ENOMEM. */
+int lm_depthwise_prepare(const struct lm_conv_desc *d,
+			 enum lm_dw_variant variant, lm_kernel *k);
+
+/** True when the direct kernel can run the conv (no dilation). */
+int lm_direct_fits(const struct lm_conv_desc *d);
+
+/** True when the direct kernel is the faster one here (stems, grouped). */
+int lm_direct_wins(const struct lm_conv_desc *d);
+
+/** Direct conv from phase planes (direct.c); needs the constant weight w
+ * (M, C/group, kh, kw).  -ENOMEM. */
+int lm_direct_prepare(const struct lm_conv_desc *d, const float *w,
+		      lm_kernel *k);
 
 /* ConvTranspose, 2-D, explicit pads (begin only matter) and output size. */
 struct lm_convt_desc {
@@ -278,10 +326,12 @@ struct lm_matmul_desc {
 	int64_t a_dims[LM_MAX_RANK], b_dims[LM_MAX_RANK];
 	int64_t o_dims[LM_MAX_RANK];
 	lm_epilogue ep;
+	const float *b_const;      /* B's data when constant, else NULL */
 };
 
-/** MatMul: one tall product when B is shared by the whole batch, else
- * one per batch index; then the epilogue. */
+/** MatMul: one tall product when B is shared by the whole batch (with a
+ * constant B on AVX-512, lamina's GEMM with B packed at prepare), else
+ * one per batch index; then the epilogue.  -ENOMEM. */
 int lm_matmul_prepare(const struct lm_matmul_desc *d, lm_kernel *k);
 
 /* ---- pooling (pool.c) ---- */

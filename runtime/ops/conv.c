@@ -300,13 +300,30 @@ static const float *const_weight(lm_graph *g, lm_node *n, lm_error *e,
 	return d;
 }
 
+/* The depthwise variant named after "depthwise" in a pin, or -1. */
+static int dw_variant(const char *v)
+{
+	if (!v[0])
+		return LM_DW_AUTO;
+	if (!strcmp(v, "-rows"))
+		return LM_DW_ROWS;
+	if (!strcmp(v, "-blocked"))
+		return LM_DW_BLOCKED;
+	if (!strcmp(v, "-generic"))
+		return LM_DW_GENERIC;
+	return -1;
+}
+
 /*
- * Pick the kernel: depthwise convs run direct; with AVX-512 and a
- * constant weight, Winograd where lm_winograd_choose says it pays, the
+ * Pick the kernel: depthwise convs run direct; with a constant weight,
+ * stems and grouped convs the direct kernel (any instruction set); 1x1
+ * convs on one pixel a matrix-vector product; with AVX-512 and a constant
+ * weight, Winograd where lm_winograd_choose says it pays, the
  * transposed GEMM for 1x1 convs on few pixels and the packed GEMM
  * elsewhere; OpenBLAS otherwise.  "lm.impl" (openblas, sgemm, sgemm-t,
- * winograd2, winograd4, depthwise) pins one, failing when it cannot run
- * this conv.
+ * winograd2, winograd4, direct, depthwise, depthwise-rows,
+ * depthwise-blocked, depthwise-generic) pins one, failing when it cannot
+ * run this conv.
  */
 static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 {
@@ -332,11 +349,15 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 	int fast = w && lm_have_avx512();
 	const char *pin = lm_prep_impl(n);
 	enum lm_conv_impl impl;
-	int tile = 0;
+	int tile = 0, dw = LM_DW_AUTO;
 
 	if (!pin[0]) {
 		if (lm_depthwise_fits(&d))
 			impl = LM_CONV_DEPTHWISE;
+		else if (w && lm_direct_wins(&d))
+			impl = LM_CONV_DIRECT;
+		else if (lm_conv_gemv_wins(&d))
+			impl = LM_CONV_OPENBLAS;
 		else if (fast && (tile = lm_winograd_choose(&d)))
 			impl = tile == 4 ? LM_CONV_WINO4 : LM_CONV_WINO2;
 		else if (fast && lm_conv_gemm_t_wins(&d))
@@ -354,7 +375,10 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 		   lm_winograd_fits(&d) &&
 		   (!strcmp(pin + 8, "2") || !strcmp(pin + 8, "4"))) {
 		impl = pin[8] == '4' ? LM_CONV_WINO4 : LM_CONV_WINO2;
-	} else if (!strcmp(pin, "depthwise") && lm_depthwise_fits(&d)) {
+	} else if (!strcmp(pin, "direct") && w && lm_direct_fits(&d)) {
+		impl = LM_CONV_DIRECT;
+	} else if (!strncmp(pin, "depthwise", 9) && lm_depthwise_fits(&d) &&
+		   (dw = dw_variant(pin + 9)) >= 0) {
 		impl = LM_CONV_DEPTHWISE;
 	} else {
 		return lm_ops_fail(e, g, n, -ENOTSUP, "implementation '%s' "
@@ -363,7 +387,13 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 
 	switch (impl) {
 	case LM_CONV_DEPTHWISE:
-		rc = lm_depthwise_prepare(&d, k);
+		rc = lm_depthwise_prepare(&d, (enum lm_dw_variant)dw, k);
+		if (rc == -ENOTSUP)
+			return lm_ops_fail(e, g, n, rc, "implementation '%s' "
+					   "cannot run this convolution", pin);
+		break;
+	case LM_CONV_DIRECT:
+		rc = lm_direct_prepare(&d, w, k);
 		break;
 	case LM_CONV_WINO2:
 	case LM_CONV_WINO4:

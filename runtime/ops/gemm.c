@@ -196,6 +196,10 @@ static int matmul_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 		return lm_ops_fail(e, g, n, -ENOTSUP, "rank %d is too large",
 				   r);
 	struct lm_matmul_desc d = { .rank = r, .ep = ep };
+	/* "lm.impl" = "openblas" keeps a constant B unpacked (benchmarks) */
+	if (lm_value_is_const(b) && strcmp(lm_prep_impl(n), "openblas") &&
+	    !(d.b_const = lm_ops_fold_in(g, n, 1, e)))
+		return -EINVAL;
 	for (int i = 0; i < r; i++) {
 		d.a_dims[i] = i < r - ra ? 1 : ad[i - (r - ra)];
 		d.b_dims[i] = i < r - rb ? 1 : bd[i - (r - rb)];

@@ -236,6 +236,25 @@ def conv_cases(r):
                     pads=[1, 1, 1, 1])
     yield conv_case(r, "conv_batch3_depthwise", [3, 8, 9, 9], [8, 1, 3, 3],
                     group=8, pads=[1, 1, 1, 1])
+    # the vector depthwise paths (rows, blocked) and the direct kernel
+    # (stems, grouped convs)
+    yield conv_case(r, "conv_depthwise_7x7", [1, 33, 14, 14], [33, 1, 7, 7],
+                    group=33, pads=[3, 3, 3, 3])
+    yield conv_case(r, "conv_depthwise_5x5_s2", [1, 20, 17, 19],
+                    [20, 1, 5, 5], group=20, strides=[2, 2],
+                    pads=[2, 2, 2, 2])
+    yield conv_case(r, "conv_depthwise_3x3_wide", [1, 7, 9, 70],
+                    [7, 1, 3, 3], group=7, pads=[1, 1, 1, 1])
+    yield conv_case(r, "conv_depthwise_7x7_s2_asym", [2, 9, 15, 12],
+                    [9, 1, 7, 7], group=9, strides=[2, 2],
+                    pads=[3, 2, 1, 3])
+    yield conv_case(r, "conv_stem_3x3_s2", [1, 3, 37, 41], [16, 3, 3, 3],
+                    strides=[2, 2], pads=[1, 1, 1, 1])
+    yield conv_case(r, "conv_grouped_8_of_4", [2, 32, 13, 11],
+                    [32, 4, 3, 3], group=8, pads=[1, 1, 1, 1])
+    yield conv_case(r, "conv_grouped_2_of_16_s2", [1, 32, 15, 15],
+                    [32, 16, 3, 3], group=2, strides=[2, 2],
+                    pads=[1, 1, 1, 1])
 
 
 def convt_case(r, name, x_shape, w_shape, bias=True, **attrs):
@@ -321,6 +340,8 @@ def matmul_cases(r):
     yield mm("matmul_2d", [4, 8], [8, 5])
     yield mm("matmul_2d_const_b", [4, 8], [8, 5], b_input=False)
     yield mm("matmul_3d_const_b", [2, 16, 64], [64, 32], b_input=False)
+    yield mm("matmul_4d_const_b_odd", [1, 3, 7, 40], [40, 50],
+             b_input=False)
     yield mm("matmul_batched", [3, 4, 8], [3, 8, 5])
     yield mm("matmul_batched_4d", [2, 3, 4, 8], [2, 3, 8, 5])
     yield mm("matmul_broadcast_b", [2, 3, 4, 8], [8, 5])

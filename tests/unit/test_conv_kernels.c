@@ -208,6 +208,9 @@ static void epilogue_ref(lm_graph *g, double *ref, int64_t n, int act,
 		ref[i] = act_ref(act, alpha, beta, ref[i] + (s ? s[i] : 0));
 }
 
+/* The instruction set the kernels run with (lm_isa_cap), for messages. */
+static const char *isa_name = "best";
+
 /* 0 when |y - ref| <= TOL * max |ref| everywhere (NaN fails). */
 static int compare(const float *y, const double *ref, int64_t n,
 		   const char *what, const char *impl)
@@ -225,9 +228,9 @@ static int compare(const float *y, const double *ref, int64_t n,
 	}
 	if (err <= TOL * (mx > 0 ? mx : 1))
 		return 0;
-	printf("  %s [%s]: error %.3g at %lld (got %g, want %g), max |ref| "
-	       "%.3g\n", what, impl, err, (long long)at, (double)y[at],
-	       ref[at], mx);
+	printf("  %s [%s, %s]: error %.3g at %lld (got %g, want %g), max "
+	       "|ref| %.3g\n", what, impl, isa_name, err, (long long)at,
+	       (double)y[at], ref[at], mx);
 	return -1;
 }
 
@@ -274,7 +277,8 @@ static void conv_ref(const struct conv_case *cc, const float *x,
 
 static const char *const conv_impls[] = {
 	"", "openblas", "sgemm", "sgemm-t", "winograd2", "winograd4",
-	"depthwise",
+	"direct", "depthwise", "depthwise-generic", "depthwise-rows",
+	"depthwise-blocked",
 };
 
 /* Whether pinning impl must succeed for this case. */
@@ -289,11 +293,20 @@ static int conv_impl_applies(const struct conv_case *cc, const char *impl)
 		return fast && cc->kh == 1 && cc->kw == 1 && cc->group == 1 &&
 		       !cc->pads[0] && !cc->pads[1] && !cc->pads[2] &&
 		       !cc->pads[3];
+	if (!strcmp(impl, "direct"))
+		return !cc->w_input && cc->dh == 1 && cc->dw == 1;
 	if (!strncmp(impl, "winograd", 8))
 		return fast && cc->kh == 3 && cc->kw == 3 && cc->sh == 1 &&
 		       cc->sw == 1 && cc->dh == 1 && cc->dw == 1 &&
 		       cc->group == 1;
-	return cc->group == cc->c && cc->m == cc->c && cc->group > 1;
+	int dw = cc->group == cc->c && cc->m == cc->c && cc->group > 1;
+	if (!strcmp(impl, "depthwise-rows") ||
+	    !strcmp(impl, "depthwise-blocked"))
+		return dw && cc->kh == cc->kw &&
+		       (cc->kh == 3 || cc->kh == 5 || cc->kh == 7) &&
+		       cc->sh == cc->sw && (cc->sh == 1 || cc->sh == 2) &&
+		       cc->dh == 1 && cc->dw == 1 && !cc->one_d;
+	return dw;
 }
 
 /* Build, run with every implementation that applies, compare. */
@@ -507,6 +520,142 @@ TEST(conv_depthwise)
 		   .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 4, .bias = 1);
 }
 
+/*
+ * conv_check under each instruction set: the vector kernels are compiled
+ * for AVX-512, AVX2 and portable C, and lm_isa_cap makes this machine run
+ * each (sets it lacks fall back to one it has, and are checked anyway).
+ */
+static int conv_check_isas(const struct conv_case *cc)
+{
+	static const struct {
+		enum lm_isa isa;
+		const char *name;
+	} isas[] = {
+		{ LM_ISA_AVX512, "avx512" },
+		{ LM_ISA_AVX2, "avx2" },
+		{ LM_ISA_C, "c" },
+	};
+	int fails = 0;
+
+	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
+		lm_isa_cap(isas[i].isa);
+		isa_name = isas[i].name;
+		fails += conv_check(cc) != 0;
+	}
+	lm_isa_cap(LM_ISA_AVX512);
+	isa_name = "best";
+	return fails ? -1 : 0;
+}
+
+#define CHECK_CONV_ISAS(...) CHECK(conv_check_isas(&CONV(__VA_ARGS__)) == 0)
+
+/*
+ * The vector depthwise paths (rows and blocked) for every kernel size and
+ * stride they take: odd sizes, channel counts that are no multiple of any
+ * vector width, rows wider than four vectors (the wide strips and the
+ * leftover column strips), heights that are and are not multiples of 7,
+ * asymmetric pads and pads larger than the kernel, batch 2, epilogues.
+ */
+TEST(conv_depthwise_vector)
+{
+	static const int64_t ks[] = { 3, 5, 7 };
+	for (int i = 0; i < 3; i++) {
+		int64_t k = ks[i], p = k / 2;
+		for (int64_t s = 1; s <= 2; s++) {
+			CHECK_CONV_ISAS(.name = "dw odd", .n = 1, .c = 7,
+				.h = 13, .w = 11, .m = 7, .kh = k, .kw = k,
+				.sh = s, .sw = s, .dh = 1, .dw = 1,
+				.pads = { p, p, p, p }, .group = 7, .bias = 1);
+			CHECK_CONV_ISAS(.name = "dw wide asym", .n = 1,
+				.c = 17, .h = 9, .w = 75, .m = 17, .kh = k,
+				.kw = k, .sh = s, .sw = s, .dh = 1, .dw = 1,
+				.pads = { 0, p, k - 1, 1 }, .group = 17,
+				.bias = 1, .act = LM_ACT_RELU, .sum = 1);
+			CHECK_CONV_ISAS(.name = "dw batch 2 14x14", .n = 2,
+				.c = 33, .h = 14, .w = 14, .m = 33, .kh = k,
+				.kw = k, .sh = s, .sw = s, .dh = 1, .dw = 1,
+				.pads = { p, p, p, p }, .group = 33,
+				.bias = 0, .act = LM_ACT_CLIP);
+			CHECK_CONV_ISAS(.name = "dw tall", .n = 1, .c = 2,
+				.h = 28 * s, .w = 20, .m = 2, .kh = k,
+				.kw = k, .sh = s, .sw = s, .dh = 1, .dw = 1,
+				.pads = { p, p, p, p }, .group = 2, .bias = 1,
+				.act = LM_ACT_SIGMOID, .sum = 1);
+			CHECK_CONV_ISAS(.name = "dw big pads", .n = 1,
+				.c = 5, .h = 6, .w = 7, .m = 5, .kh = k,
+				.kw = k, .sh = s, .sw = s, .dh = 1, .dw = 1,
+				.pads = { k + 1, k + 2, k, k + 3 }, .group = 5,
+				.bias = 1);
+			CHECK_CONV_ISAS(.name = "dw 2x3 image", .n = 1,
+				.c = 9, .h = 2, .w = 3, .m = 9, .kh = k,
+				.kw = k, .sh = s, .sw = s, .dh = 1, .dw = 1,
+				.pads = { p, p, p, p }, .group = 9, .bias = 1);
+			CHECK_CONV_ISAS(.name = "dw valid", .n = 1, .c = 16,
+				.h = 17, .w = 15, .m = 16, .kh = k, .kw = k,
+				.sh = s, .sw = s, .dh = 1, .dw = 1,
+				.group = 16, .bias = 1);
+		}
+	}
+	/* not for the vector paths: generic only */
+	CHECK_CONV_ISAS(.name = "dw 3x5", .n = 1, .c = 6, .h = 10, .w = 12,
+		.m = 6, .kh = 3, .kw = 5, S1, .pads = { 1, 2, 1, 2 },
+		.group = 6, .bias = 1);
+	CHECK_CONV_ISAS(.name = "dw 3x3 s1x2", .n = 1, .c = 6, .h = 10,
+		.w = 12, .m = 6, .kh = 3, .kw = 3, .sh = 1, .sw = 2, .dh = 1,
+		.dw = 1, .pads = { 1, 1, 1, 1 }, .group = 6, .bias = 1);
+}
+
+/*
+ * The direct kernel (stems and grouped convs) under every instruction
+ * set: 1 to 4 input channels, output channels that fill no whole sliver
+ * (5, 17), groups of 4 (its 4-row slivers) and of 16 (two 8-row ones),
+ * strides 1, 2 and 3 and unequal ones, non-square kernels, odd sizes,
+ * 7x7 and 1x1 outputs (short last strips), big and asymmetric pads,
+ * batch 2 and epilogues.
+ */
+TEST(conv_direct)
+{
+	CHECK_CONV_ISAS(.name = "stem 3x3 s2 3->17", .n = 1, .c = 3,
+		.h = 37, .w = 41, .m = 17, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 1,
+		.bias = 1, .act = LM_ACT_RELU);
+	CHECK_CONV_ISAS(.name = "stem 7x7 s2 3->16 batch 2", .n = 2, .c = 3,
+		.h = 30, .w = 27, .m = 16, .kh = 7, .kw = 7, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 3, 3, 3, 3 }, .group = 1,
+		.bias = 1, .act = LM_ACT_CLIP, .sum = 1);
+	CHECK_CONV_ISAS(.name = "stem 1 channel", .n = 1, .c = 1, .h = 20,
+		.w = 23, .m = 7, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		.group = 1, .bias = 0);
+	CHECK_CONV_ISAS(.name = "stem 4ch s2 big pads", .n = 1, .c = 4,
+		.h = 9, .w = 8, .m = 33, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 4, 5, 3, 6 }, .group = 1,
+		.bias = 1);
+	CHECK_CONV_ISAS(.name = "stem 4x4 s4", .n = 1, .c = 3, .h = 32,
+		.w = 28, .m = 24, .kh = 4, .kw = 4, .sh = 4, .sw = 4, .dh = 1,
+		.dw = 1, .group = 1, .bias = 1);
+	CHECK_CONV_ISAS(.name = "g32 of 4", .n = 1, .c = 128, .h = 13,
+		.w = 11, .m = 128, .kh = 3, .kw = 3, S1,
+		.pads = { 1, 1, 1, 1 }, .group = 32, .bias = 1,
+		.act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV_ISAS(.name = "g3 of 16 s2 7x7 out", .n = 2, .c = 48,
+		.h = 14, .w = 13, .m = 48, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 3,
+		.bias = 1);
+	CHECK_CONV_ISAS(.name = "g2 3->5 asym", .n = 1, .c = 6, .h = 17,
+		.w = 19, .m = 10, .kh = 3, .kw = 5, .sh = 1, .sw = 2, .dh = 1,
+		.dw = 1, .pads = { 0, 2, 2, 1 }, .group = 2, .bias = 1);
+	CHECK_CONV_ISAS(.name = "g4 s3 1x1 out", .n = 1, .c = 8, .h = 3,
+		.w = 3, .m = 12, .kh = 3, .kw = 3, .sh = 3, .sw = 3, .dh = 1,
+		.dw = 1, .group = 4, .bias = 1);
+	CHECK_CONV_ISAS(.name = "multiplier 3", .n = 1, .c = 5, .h = 11,
+		.w = 9, .m = 15, .kh = 5, .kw = 5, .sh = 2, .sw = 2, .dh = 1,
+		.dw = 1, .pads = { 2, 2, 2, 2 }, .group = 5, .bias = 1);
+	/* dilation: not for the direct kernel (pinning it fails) */
+	CHECK_CONV_ISAS(.name = "g2 dilated", .n = 1, .c = 4, .h = 12,
+		.w = 12, .m = 4, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 2,
+		.dw = 2, .pads = { 2, 2, 2, 2 }, .group = 2, .bias = 1);
+}
+
 TEST(conv_epilogue)
 {
 	CHECK_CONV(.name = "sum+relu", .n = 1, .c = 16, .h = 10, .w = 10,
@@ -526,6 +675,10 @@ TEST(conv_epilogue)
 	CHECK_CONV(.name = "1x1 s2 14x14 sum", .n = 1, .c = 40, .h = 14,
 		   .w = 13, .m = 35, .kh = 1, .kw = 1, .sh = 2, .sw = 2,
 		   .dh = 1, .dw = 1, .group = 1, .bias = 0, .sum = 1);
+	/* squeeze-excitation: 1x1 on one pixel, a matrix-vector product */
+	CHECK_CONV(.name = "1x1 one pixel sigmoid", .n = 2, .c = 40, .h = 1,
+		   .w = 1, .m = 10, .kh = 1, .kw = 1, S1, .group = 1,
+		   .bias = 1, .act = LM_ACT_SIGMOID);
 	CHECK_CONV(.name = "sum only", .n = 1, .c = 8, .h = 7, .w = 9,
 		   .m = 8, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
 		   .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 1, .bias = 1,
@@ -783,13 +936,15 @@ TEST(gemm)
 		}
 }
 
+/* bconst: B is an initializer (packed at prepare when the product is
+ * tall enough), else a graph input. */
 static int matmul_check(int ra, const int64_t *ad, int rb, const int64_t *bd,
-			int act, int sum)
+			int act, int sum, int bconst)
 {
 	lm_graph *g = lm_graph_create("matmul");
 	const char *in[] = { "a", "b" };
 	value(g, "a", LM_VAL_INPUT, ra, ad);
-	value(g, "b", LM_VAL_INPUT, rb, bd);
+	value(g, "b", bconst ? LM_VAL_INITIALIZER : LM_VAL_INPUT, rb, bd);
 	node_y(g, "MatMul", in, 2);
 	if (finish(g) || add_epilogue(g, act, 0, 0, sum)) {
 		lm_graph_free(g);
@@ -858,14 +1013,22 @@ static int matmul_check(int ra, const int64_t *ad, int rb, const int64_t *bd,
 
 TEST(matmul)
 {
-	CHECK(matmul_check(1, D(4), 2, D(4, 6), 0, 0) == 0);
-	CHECK(matmul_check(2, D(3, 4), 1, D(4), 0, 0) == 0);
-	CHECK(matmul_check(1, D(5), 1, D(5), 0, 0) == 0);
-	CHECK(matmul_check(4, D(2, 1, 3, 4), 3, D(5, 4, 6), 0, 0) == 0);
-	CHECK(matmul_check(3, D(3, 4, 5), 2, D(5, 2), LM_ACT_RELU, 1) == 0);
-	CHECK(matmul_check(2, D(4, 5), 3, D(3, 5, 2), 0, 1) == 0);
-	CHECK(matmul_check(3, D(2, 1, 8), 3, D(2, 8, 3), 0, 0) == 0);
-	CHECK(matmul_check(1, D(7), 3, D(2, 7, 3), 0, 0) == 0);
+	CHECK(matmul_check(1, D(4), 2, D(4, 6), 0, 0, 0) == 0);
+	CHECK(matmul_check(2, D(3, 4), 1, D(4), 0, 0, 0) == 0);
+	CHECK(matmul_check(1, D(5), 1, D(5), 0, 0, 0) == 0);
+	CHECK(matmul_check(4, D(2, 1, 3, 4), 3, D(5, 4, 6), 0, 0, 0) == 0);
+	CHECK(matmul_check(3, D(3, 4, 5), 2, D(5, 2), LM_ACT_RELU, 1, 0) == 0);
+	CHECK(matmul_check(2, D(4, 5), 3, D(3, 5, 2), 0, 1, 0) == 0);
+	CHECK(matmul_check(3, D(2, 1, 8), 3, D(2, 8, 3), 0, 0, 0) == 0);
+	CHECK(matmul_check(1, D(7), 3, D(2, 7, 3), 0, 0, 0) == 0);
+	/* constant B: lamina's GEMM (tall enough), OpenBLAS, sgemv */
+	CHECK(matmul_check(3, D(2, 13, 20), 2, D(20, 37), LM_ACT_RELU, 1, 1)
+	      == 0);
+	CHECK(matmul_check(4, D(1, 5, 7, 33), 2, D(33, 50), 0, 0, 1) == 0);
+	CHECK(matmul_check(2, D(3, 9), 2, D(9, 20), 0, 0, 1) == 0);
+	CHECK(matmul_check(1, D(9), 2, D(9, 20), 0, 0, 1) == 0);
+	CHECK(matmul_check(2, D(10, 6), 1, D(6), 0, 0, 1) == 0);
+	CHECK(matmul_check(3, D(2, 3, 4), 3, D(2, 4, 17), 0, 0, 1) == 0);
 }
 
 /* ---- pools ---- */
@@ -1055,6 +1218,8 @@ int main(void)
 	RUN(conv_strides_dilations);
 	RUN(conv_groups_batch);
 	RUN(conv_depthwise);
+	RUN(conv_depthwise_vector);
+	RUN(conv_direct);
 	RUN(conv_epilogue);
 	RUN(conv_1d_and_runtime_weights);
 	RUN(conv_winograd_accuracy);
