@@ -23,7 +23,10 @@ its activations: MobileNetV2's logits came out near 2e-9 (and ResNet-50's
 at 64), where a tolerance relative to max(1, |output|) passes any answer.  So before export
 (make_testable): normalisation layers get random affine parameters (gamma
 in [0.5, 1.5], beta in [-0.25, 0.25], so a runtime that drops them is
-caught), ConvNeXt's layer scales (1e-6 at init, which would hide its whole
+caught), so do the biases that torchvision initialises to zero (uniform in
+[-0.1, 0.1]: VGG's, ConvNeXt's, the classifiers' of the mobile nets; as
+zeros torch also exported them as one tensor shared through Identity
+nodes), ConvNeXt's layer scales (1e-6 at init, which would hide its whole
 residual branch) are drawn from [0.2, 0.6], and BatchNorm statistics are
 set from CALIB_BATCHES batches of uniform [-1, 1] inputs (the tests'
 distribution) with only the BatchNorm layers in train mode, momentum None
@@ -233,6 +236,9 @@ def make_testable(model, shape):
             if isinstance(m, NORMS) and getattr(m, "weight", None) is not None:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.25, 0.25)
+            elif isinstance(m, (nn.Conv2d, nn.Linear)) and \
+                    m.bias is not None and not m.bias.any():
+                m.bias.uniform_(-0.1, 0.1)
             if isinstance(m, torchvision.models.convnext.CNBlock):
                 m.layer_scale.uniform_(0.2, 0.6)
         bns = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
