@@ -18,6 +18,7 @@
  *   Pad (zeros, spatial) -> Conv       the padding becomes the conv's pads
  *   Conv -> Mul/Add by a per-channel constant
  *                                      folded into weights and bias
+ *   MatMul -> Add of a constant row    the MatMul adds it ("lm.bias")
  *   P -> Add(residual)                 the add runs in P's epilogue
  *   P -> activation                    ditto (Relu, Clip, LeakyRelu,
  *                                      Sigmoid, HardSigmoid, HardSwish,
@@ -692,6 +693,38 @@ static int add_float_attr(lm_node *n, const char *name, float v)
 }
 
 /*
+ * MatMul -> Add of a constant over the last axis ([N], [1, N], ...): the
+ * bias is added by the MatMul (input "lm.bias"), which can then take an
+ * activation and a residual too (a transformer's Linear, GELU).
+ */
+static int fuse_matmul_bias(lm_graph *g, int ni, uint8_t *dead)
+{
+	lm_node *add = &g->nodes[ni];
+	lm_value *y = lm_node_out(g, add, 0);
+	if (!is(add, "Add") || add->n_inputs != 2 || !y || add->n_attrs)
+		return 0;
+	for (int k = 0; k < 2; k++) {
+		lm_value *x = lm_node_in(g, add, k);
+		int bi = add->inputs[1 - k];
+		if (!x || x->producer < 0 || dead[x->producer] ||
+		    sole_reader(g, x) != add || !same_shape(x, y) ||
+		    x->rank < 1 || !axis_const(g, &g->values[bi], x,
+						x->rank - 1))
+			continue;
+		lm_node *mm = &g->nodes[x->producer];
+		if (!is(mm, "MatMul") || mm->n_inputs != 2 || has_epilogue(mm) ||
+		    lm_node_attr(mm, "lm.bias"))
+			continue;
+		if (set_input(mm, 2, bi) || add_int_attr(mm, "lm.bias", 2))
+			return -ENOMEM;
+		mm->outputs[0] = add->outputs[0];
+		dead[ni] = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
  * P -> Add(x, r): P moves to the Add's place in the order (its inputs all
  * come earlier, and only the Add read its output), takes r as an extra input
  * and adds it in its epilogue.  The node slots are swapped so that the
@@ -1180,7 +1213,8 @@ int lm_fuse(lm_graph *g, lm_error *e)
 {
 	static const rewrite_fn passes[] = {
 		fuse_layernorm, fuse_gelu, fuse_swish, fuse_channels_last,
-		fuse_bn, fuse_pad, fuse_scale, fuse_sum, fuse_act, fuse_se,
+		fuse_bn, fuse_pad, fuse_scale, fuse_matmul_bias, fuse_sum,
+		fuse_act, fuse_se,
 	};
 	int total = 0;
 	if (lm_graph_index(g))

@@ -277,11 +277,13 @@ struct lm_matmul_desc {
 	int rank;                  /* of the broadcast batch + 2 */
 	int64_t a_dims[LM_MAX_RANK], b_dims[LM_MAX_RANK];
 	int64_t o_dims[LM_MAX_RANK];
+	int bias_input;            /* input of N values added to every row
+				    * (fuse.c's "lm.bias"), or -1 */
 	lm_epilogue ep;
 };
 
 /** MatMul: one tall product when B is shared by the whole batch, else
- * one per batch index; then the epilogue. */
+ * one per batch index; then the bias and the epilogue. */
 int lm_matmul_prepare(const struct lm_matmul_desc *d, lm_kernel *k);
 
 /* ---- pooling (pool.c) ---- */

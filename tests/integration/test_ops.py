@@ -888,12 +888,18 @@ def fusion_cases(r):
     yield Case("matmul_add_bias", [node("MatMul", ["a", "w"], ["m"]),
                                    node("Add", ["m", "b"], ["y"])],
                [("a", r.f(2, 16, 64))], ["y"],
-               {"w": r.f(64, 32), "b": r.f(32)})
+               {"w": r.f(64, 32), "b": r.f(32)}, fused=["MatMul"])
     yield Case("matmul_add_relu", [node("MatMul", ["a", "w"], ["m"]),
                                    node("Add", ["b", "m"], ["s"]),
                                    node("Relu", ["s"], ["y"])],
                [("a", r.f(2, 16, 64))], ["y"],
-               {"w": r.f(64, 32), "b": r.f(32)})
+               {"w": r.f(64, 32), "b": r.f(1, 32)}, fused=["MatMul+Relu"])
+    # a full-size constant is not a bias row: left to the Add
+    yield Case("matmul_add_full", [node("MatMul", ["a", "w"], ["m"]),
+                                   node("Add", ["m", "b"], ["y"])],
+               [("a", r.f(2, 5, 12))], ["y"],
+               {"w": r.f(12, 7), "b": r.f(2, 5, 7)},
+               fused=["MatMul", "Add"])
     yield Case("convt_relu", [node("ConvTranspose", ["x", "w"], ["c"],
                                    strides=[2, 2]),
                               node("Relu", ["c"], ["y"])],
@@ -959,6 +965,12 @@ def pattern_fusion_cases(r):
     body, consts = erf_gelu(1, scale="mul")
     yield with_conv("conv_gelu_erf_mul", body, ["Conv+Gelu"], consts)
     yield alone("gelu_erf_alone", body, ["Gelu"], consts)
+    # a transformer's Linear (MatMul, bias) then GELU, 3-d
+    lin = [node("MatMul", ["t", "wl"], ["mm"]),
+           node("Add", ["mm", "bl"], ["c"])] + body
+    yield Case("matmul_bias_gelu", lin, [("t", r.f(2, 9, 24))], ["y"],
+               dict(consts, wl=r.f(24, 40), bl=r.f(40)),
+               fused=["MatMul+Gelu"])
     # a constant that is not 1/sqrt(2): left as it is, still right
     body, consts = erf_gelu(1)
     consts["k"] = np.array(1.5, np.float32)

@@ -210,8 +210,22 @@ static void gelu_tanh_alone(lm_graph *g)
 	op2(g, "Mul", "h", "a", "y");
 }
 
+/* a transformer's Linear then GELU: MatMul [2, 9, 24] x [24, 40] + bias,
+ * the Gelu op (opset 20) */
+static void linear_gelu(lm_graph *g)
+{
+	int64_t xd[3] = { 2, 9, 24 }, wd[2] = { 24, 40 }, bd = 40;
+	tg_input(g, "x", LM_DT_FLOAT, 3, xd);
+	init(g, "w", 2, wd, -0.4f, 0.4f);
+	init(g, "b", 1, &bd, -0.5f, 0.5f);
+	op2(g, "MatMul", "x", "w", "m");
+	op2(g, "Add", "b", "m", "h");
+	tg_attr_s(op1(g, "Gelu", "h", "y"), "approximate", "none");
+}
+
 TEST(activation_patterns)
 {
+	CHECK(same_as_unfused(linear_gelu, "MatMul", 1e-5));
 	CHECK(same_as_unfused(hardswish_after_conv, "Conv", 1e-5));
 	CHECK(same_as_unfused(silu_alone, "lm.Act", 1e-5));
 	CHECK(same_as_unfused(gelu_erf_after_conv, "Conv", 1e-5));
