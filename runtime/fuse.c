@@ -16,6 +16,7 @@
  *                                      are (ConvNeXt's blocks)
  *   Conv -> BatchNormalization        BN folded into the conv's weights
  *   Pad (zeros, spatial) -> Conv       the padding becomes the conv's pads
+ *   Pad (zeros) -> AveragePool         ditto, counted (count_include_pad)
  *   Conv -> Mul/Add by a per-channel constant
  *                                      folded into weights and bias
  *   MatMul -> Add of a constant row    the MatMul adds it ("lm.bias")
@@ -611,19 +612,32 @@ out:
 	return rc;
 }
 
-/* Pad with zeros on spatial dims only -> Conv: add to the conv's pads. */
+/* Pad with zeros on spatial dims only -> Conv or AveragePool: add to the
+ * consumer's pads. */
 static int fuse_pad(lm_graph *g, int ni, uint8_t *dead)
 {
 	lm_node *pad = &g->nodes[ni];
 	lm_value *y = lm_node_out(g, pad, 0), *x = lm_node_in(g, pad, 0);
 	lm_node *conv = sole_reader(g, y);
 	int64_t pads[2 * LM_MAX_RANK];
-	int np = 0;
-	if (!is(pad, "Pad") || !conv || !is(conv, "Conv") || !x ||
+	int np = 0, pool = conv && is(conv, "AveragePool"), n_cp;
+	if (!is(pad, "Pad") || !conv || (!is(conv, "Conv") && !pool) || !x ||
 	    x->rank < 3 || conv->inputs[0] != pad->outputs[0] ||
 	    strcmp(lm_attr_str(pad, "mode", "constant"), "constant") ||
 	    strcmp(lm_attr_str(conv, "auto_pad", "NOTSET"), "NOTSET"))
 		return 0;
+	/* Zeros then an average equal the average with those pads counted
+	 * (count_include_pad), when no pads of its own are left uncounted
+	 * and ceil_mode adds no reach beyond them. */
+	int count_pad = pool && lm_attr_int(conv, "count_include_pad", 0);
+	if (pool) {
+		const int64_t *own = lm_attr_ints(conv, "pads", &n_cp);
+		if (lm_attr_int(conv, "ceil_mode", 0))
+			return 0;
+		for (int i = 0; i < n_cp && !count_pad; i++)
+			if (own[i])
+				return 0;
+	}
 	if (g->opset < 11) {
 		const int64_t *p = lm_attr_ints(pad, "pads", &np);
 		if (!p || np != 2 * x->rank || lm_attr_float(pad, "value", 0))
@@ -643,7 +657,7 @@ static int fuse_pad(lm_graph *g, int ni, uint8_t *dead)
 				return 0;
 		}
 	}
-	int sp = x->rank - 2, n_cp;
+	int sp = x->rank - 2;
 	for (int i = 0; i < np; i++)
 		if (pads[i] < 0 || ((i % x->rank) < 2 && pads[i] != 0))
 			return 0;
@@ -669,6 +683,14 @@ static int fuse_pad(lm_graph *g, int ni, uint8_t *dead)
 	a->ints = nv;
 	a->n = 2 * sp;
 	a->type = LM_ATTR_INTS;
+	if (pool && !count_pad) {
+		lm_attr *c = (lm_attr *)lm_node_attr(conv, "count_include_pad");
+		if (!c && !(c = lm_node_add_attr(conv, "count_include_pad",
+						 LM_ATTR_INT)))
+			return -ENOMEM;
+		c->type = LM_ATTR_INT;
+		c->i = 1;
+	}
 	conv->inputs[0] = pad->inputs[0];
 	dead[ni] = 1;
 	return 1;

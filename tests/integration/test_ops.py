@@ -1075,6 +1075,23 @@ def pattern_fusion_cases(r):
                [("x", r.f(1, 8, 5, 3))], ["y", "m"], {"w": r.f(8, 6)},
                fused=["Transpose", "MatMul", "Transpose"])
 
+    # Pad then AveragePool (torch's avg_pool2d with padding, Inception)
+    def pad_pool(name, fused, **attrs):
+        return Case(name, [node("Pad", ["x", "p"], ["xp"]),
+                           node("AveragePool", ["xp"], ["y"],
+                                kernel_shape=[3, 3], **attrs)],
+                    [("x", r.f(2, 13, 7, 9))], ["y"],
+                    {"p": i64(0, 0, 1, 2, 0, 0, 1, 0)}, fused=fused)
+
+    yield pad_pool("pad_avgpool", ["AveragePool"], strides=[1, 1])
+    yield pad_pool("pad_avgpool_counted_pads", ["AveragePool"],
+                   pads=[1, 0, 0, 1], count_include_pad=1, strides=[2, 1])
+    # own pads left uncounted, or ceil_mode: not the same, left apart
+    yield pad_pool("pad_avgpool_uncounted_pads", ["Pad", "AveragePool"],
+                   pads=[1, 1, 1, 1])
+    yield pad_pool("pad_avgpool_ceil", ["Pad", "AveragePool"],
+                   strides=[2, 2], ceil_mode=1)
+
     # Conv followed by a per-channel scale and shift: into the weights
     yield with_conv("conv_channel_scale_shift",
                     [node("Mul", ["c", "k"], ["m"]),
