@@ -16,7 +16,10 @@
  * nodes of a few microseconds each, of which the two products ran as
  * GEMMs with a single column.  Here they are two passes over x (the mean,
  * then the scaling, which may run in place) and two matrix-vector
- * products on the weights as stored.
+ * products on weights transposed at prepare, so that each is a sum of
+ * weight rows scaled by one input each (contiguous, no horizontal sums:
+ * as dot products with one accumulator chain each, 960 outputs of 240
+ * made the block slower than the four nodes).
  */
 #include "ops.h"
 #include "kernel.h"
@@ -52,25 +55,15 @@ static double se_flops(lm_graph *g, const lm_node *n)
 struct se {
 	int64_t n, c, r, plane;
 	lm_epilogue act1, act2;
+	float *w1t, *w2t;       /* W1 as [C][R], W2 as [R][C], into wt[] */
+	float wt[];
 };
 
-/* sum of a[i] b[i], in 16 lanes so that it vectorises (act.c's sums). */
-static LM_CLONES float se_dot(const float *a, const float *b, size_t n)
+/* y[i] += a x[i] */
+static LM_CLONES void se_axpy(float *restrict y, const float *restrict x,
+			      float a, size_t n)
 {
-	float acc[16] = { 0 };
-	size_t i = 0;
-
-	for (; i + 16 <= n; i += 16) {
-		LM_IVDEP
-		for (size_t j = 0; j < 16; j++)
-			acc[j] += a[i + j] * b[i + j];
-	}
-	float s = 0;
-	for (size_t j = 0; j < 16; j++)
-		s += acc[j];
-	for (; i < n; i++)
-		s += a[i] * b[i];
-	return s;
+	LM_VFOR(i, n, y[i] += a * x[i]);
 }
 
 static LM_CLONES void se_scale_ip(float *y, float s, size_t n)
@@ -84,20 +77,23 @@ static LM_CLONES void se_scale_op(float *restrict y, const float *restrict x,
 	LM_VFOR(i, n, y[i] = x[i] * s);
 }
 
-/* y = act(W v + b) for W [rows, cols] row-major. */
-static void se_gemv(const float *w, const float *b, const float *v,
+/* y = act(W v + b) for W [rows, cols] given as wt = W^T [cols][rows]. */
+static void se_gemv(const float *wt, const float *b, const float *v,
 		    int64_t rows, int64_t cols, const lm_epilogue *ep,
 		    float *y)
 {
-	for (int64_t r = 0; r < rows; r++)
-		y[r] = se_dot(w + r * cols, v, (size_t)cols) + (b ? b[r] : 0);
+	if (b)
+		memcpy(y, b, (size_t)rows * sizeof(float));
+	else
+		memset(y, 0, (size_t)rows * sizeof(float));
+	for (int64_t c = 0; c < cols; c++)
+		se_axpy(y, wt + c * rows, v[c], (size_t)rows);
 	lm_act_apply(ep->act, ep->alpha, ep->beta, y, (size_t)rows);
 }
 
 static int se_run(const lm_kargs *a)
 {
 	const struct se *s = a->state;
-	const float *w1 = a->in[1]->data, *w2 = a->in[3]->data;
 	const float *b1 = a->in[2] ? a->in[2]->data : NULL;
 	const float *b2 = a->in[4] ? a->in[4]->data : NULL;
 	float *p = a->scratch, *h = p + s->c, *g = h + s->r;
@@ -110,8 +106,8 @@ static int se_run(const lm_kargs *a)
 		for (int64_t c = 0; c < s->c; c++)
 			p[c] = lm_vsum(x + c * s->plane, plane) /
 			       (float)s->plane;
-		se_gemv(w1, b1, p, s->r, s->c, &s->act1, h);
-		se_gemv(w2, b2, h, s->c, s->r, &s->act2, g);
+		se_gemv(s->w1t, b1, p, s->r, s->c, &s->act1, h);
+		se_gemv(s->w2t, b2, h, s->c, s->r, &s->act2, g);
 		for (int64_t c = 0; c < s->c; c++) {
 			if (x == y)
 				se_scale_ip(y + c * s->plane, g[c], plane);
@@ -173,9 +169,25 @@ static int se_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 		return lm_ops_fail(e, g, n, -EINVAL, "weights '%s' and '%s' (and "
 				   "biases) do not fit %lld channels",
 				   w1->name, w2->name, (long long)c);
-	struct se *s = lm_kernel_new_state(g, n, k, sizeof(*s), e);
+	if (!lm_value_is_const(w1) || !lm_value_is_const(w2))
+		return lm_ops_fail(e, g, n, -ENOTSUP, "weights '%s' and '%s' "
+				   "must be constants", w1->name, w2->name);
+	const float *d1 = lm_ops_fold_in(g, n, 1, e);
+	const float *d2 = d1 ? lm_ops_fold_in(g, n, 3, e) : NULL;
+	if (!d2)
+		return -EINVAL;
+	struct se *s = lm_kernel_new_state(g, n, k, sizeof(*s) +
+					   (size_t)(2 * c * r) * sizeof(float),
+					   e);
 	if (!s)
 		return -ENOMEM;
+	s->w1t = s->wt;
+	s->w2t = s->wt + c * r;
+	for (int64_t i = 0; i < r; i++)
+		for (int64_t j = 0; j < c; j++) {
+			s->w1t[j * r + i] = d1[i * c + j];
+			s->w2t[i * c + j] = d2[j * r + i];
+		}
 	if ((rc = se_act(g, n, "", &s->act1, e)) ||
 	    (rc = se_act(g, n, "2", &s->act2, e)))
 		return rc;
