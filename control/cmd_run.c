@@ -18,7 +18,7 @@ struct run_args {
 	const char *model;
 	cli_named_file in[MAX_TENSORS], out[MAX_TENSORS];
 	int n_in, n_out;
-	int threads, repeat, profile;
+	int threads, repeat, profile, no_fuse;
 	int64_t batch;
 };
 
@@ -26,6 +26,7 @@ static const char run_help[] =
 	"usage: lamina run MODEL.onnx --input [NAME=]FILE.npy ... "
 	"[--output [NAME=]FILE.npy ...]\n"
 	"                  [--threads T] [--batch N] [--repeat R] [--profile]\n"
+	"                  [--no-fuse]\n"
 	"\n"
 	"Run a whole model (or one slice) on the CPU runtime in this process.\n"
 	"NAME may be left out when the model has one input (output).\n"
@@ -40,6 +41,10 @@ static const char run_help[] =
 	"  -r, --repeat R                run R more times and print\n"
 	"                                'latency_ms median=X p90=Y min=Z'\n"
 	"  -p, --profile                 print the time of every node\n"
+	"      --no-fuse                 run the graph as the file has it, "
+	"without\n"
+	"                                the runtime's fusions (to compare "
+	"them)\n"
 	"  -h, --help                    this text\n";
 
 static int positive(const char *opt, const char *v, long max, long *out)
@@ -62,6 +67,7 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		{ "batch", required_argument, 0, 'b' },
 		{ "repeat", required_argument, 0, 'r' },
 		{ "profile", no_argument, 0, 'p' },
+		{ "no-fuse", no_argument, 0, 'F' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -100,6 +106,7 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 			a->repeat = (int)v;
 			break;
 		case 'p': a->profile = 1; break;
+		case 'F': a->no_fuse = 1; break;
 		case 'h':
 			fputs(run_help, stdout);
 			exit(0);
@@ -217,7 +224,8 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	lm_session_options so = { .threads = a.threads,
-				  .profile = a.profile };
+				  .profile = a.profile,
+				  .no_fuse = a.no_fuse };
 	if (lm_session_create(g, &so, &s, &e)) {
 		cli_error("run", &e);
 		goto out;

@@ -66,7 +66,8 @@ class Case:
              outputs must be right
     fused    the op column of `lamina run --profile`, node by node, that
              the runtime's fusion must leave (["Conv+HardSwish"]): the
-             fusion really happened, and nothing else was left over
+             fusion really happened, and nothing else was left over; the
+             outputs must also match `lamina run --no-fuse`
     """
 
     def __init__(self, name, nodes, inputs, outputs, inits=None, opset=17,
@@ -1366,6 +1367,17 @@ def run_case(case, work):
         check(p.returncode == 0 and ops == case.fused,
               f"{case.name}: --profile shows ops {ops}, expected "
               f"{case.fused}: {p.stderr.strip()}")
+        # and the same numbers as lamina's own unfused graph
+        unf, unf_args = out_args(case, work, "unfused")
+        fus, fus_args = out_args(case, work, "fused")
+        p = lamina("run", model, *in_args, *unf_args, "--no-fuse")
+        q = lamina("run", model, *in_args, *fus_args)
+        if check(p.returncode == 0 and q.returncode == 0,
+                 f"{case.name} --no-fuse: {p.stderr.strip()} "
+                 f"{q.stderr.strip()}"):
+            for n in unf:
+                compare(np.load(fus[n]), np.load(unf[n]),
+                        f"{case.name} '{n}' fused against --no-fuse")
     print(f"{'ok  ' if len(harness.failures) == before else 'BAD '} {case.name}",
           flush=True)
 
@@ -1556,7 +1568,7 @@ def test_cli():
     check(p.returncode == 0 and p.stdout.startswith("usage: lamina run"),
           f"lamina run --help: {p.stdout[:80]!r}")
     for opt in ("--input", "--output", "--threads", "--batch", "--repeat",
-                "--profile"):
+                "--profile", "--no-fuse"):
         check(opt in p.stdout, f"lamina run --help mentions {opt}")
     p = lamina("--help")
     check(" run " in p.stdout, "lamina --help lists run")
