@@ -100,7 +100,7 @@ ACT_KERNEL(act_hard_sigmoid, vm_hard_sigmoid(v, alpha, beta))
 ACT_KERNEL(act_hard_swish, v * vm_hard_sigmoid(v, alpha, beta))
 ACT_KERNEL(act_tanh, vm_tanh(v))
 ACT_KERNEL(act_silu, vm_silu(v))
-ACT_KERNEL(act_gelu, vm_gelu(v))
+ACT_KERNEL(act_gelu, vm_gelu_fast(v))
 ACT_KERNEL(act_gelu_tanh, vm_gelu_tanh(v))
 
 struct act_kernels {

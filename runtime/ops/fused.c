@@ -16,10 +16,12 @@
  * nodes of a few microseconds each, of which the two products ran as
  * GEMMs with a single column.  Here they are two passes over x (the mean,
  * then the scaling, which may run in place) and two matrix-vector
- * products on weights transposed at prepare, so that each is a sum of
- * weight rows scaled by one input each (contiguous, no horizontal sums:
- * as dot products with one accumulator chain each, 960 outputs of 240
- * made the block slower than the four nodes).
+ * products on weights packed at prepare in panels of SE_P outputs: for
+ * each panel, the input times each column of the panel is summed into
+ * SE_P accumulators that stay in registers, reading the panel front to
+ * back (as dot products with one accumulator chain each, 960 outputs of
+ * 240 made the block slower than the four nodes; summing whole
+ * transposed rows into y in memory, about even).
  */
 #include "ops.h"
 #include "kernel.h"
@@ -52,18 +54,44 @@ static double se_flops(lm_graph *g, const lm_node *n)
 	return 4 * nc * (double)w->dims[0] + 2 * x;
 }
 
+/* Outputs per panel: 64 floats, four AVX-512 registers. */
+#define SE_P 64
+
 struct se {
 	int64_t n, c, r, plane;
 	lm_epilogue act1, act2;
-	float *w1t, *w2t;       /* W1 as [C][R], W2 as [R][C], into wt[] */
+	float *w1p, *w2p;       /* W1 and W2 in panels, into wt[] */
 	float wt[];
 };
 
-/* y[i] += a x[i] */
-static LM_CLONES void se_axpy(float *restrict y, const float *restrict x,
-			      float a, size_t n)
+/* Panels of W [rows, cols]: for each block of SE_P rows, column by
+ * column, SE_P values (rows past the end zero). */
+static void se_pack(const float *w, int64_t rows, int64_t cols, float *dst)
 {
-	LM_VFOR(i, n, y[i] += a * x[i]);
+	for (int64_t r0 = 0; r0 < rows; r0 += SE_P)
+		for (int64_t c = 0; c < cols; c++, dst += SE_P)
+			for (int64_t i = 0; i < SE_P; i++)
+				dst[i] = r0 + i < rows ? w[(r0 + i) * cols + c]
+						       : 0.0f;
+}
+
+static size_t se_packed(int64_t rows, int64_t cols)
+{
+	return (size_t)((rows + SE_P - 1) / SE_P * SE_P * cols);
+}
+
+/* acc[0..SE_P) = sum over c of v[c] * panel[c][0..SE_P) */
+static LM_CLONES void se_panel(float *restrict acc, const float *restrict p,
+			       const float *restrict v, int64_t cols)
+{
+	float a[SE_P] = { 0 };
+	for (int64_t c = 0; c < cols; c++, p += SE_P) {
+		float vc = v[c];
+		LM_IVDEP
+		for (int i = 0; i < SE_P; i++)
+			a[i] += vc * p[i];
+	}
+	memcpy(acc, a, sizeof(a));
 }
 
 static LM_CLONES void se_scale_ip(float *y, float s, size_t n)
@@ -77,17 +105,18 @@ static LM_CLONES void se_scale_op(float *restrict y, const float *restrict x,
 	LM_VFOR(i, n, y[i] = x[i] * s);
 }
 
-/* y = act(W v + b) for W [rows, cols] given as wt = W^T [cols][rows]. */
-static void se_gemv(const float *wt, const float *b, const float *v,
+/* y = act(W v + b) for W [rows, cols] packed by se_pack. */
+static void se_gemv(const float *wp, const float *b, const float *v,
 		    int64_t rows, int64_t cols, const lm_epilogue *ep,
 		    float *y)
 {
-	if (b)
-		memcpy(y, b, (size_t)rows * sizeof(float));
-	else
-		memset(y, 0, (size_t)rows * sizeof(float));
-	for (int64_t c = 0; c < cols; c++)
-		se_axpy(y, wt + c * rows, v[c], (size_t)rows);
+	float acc[SE_P];
+	for (int64_t r0 = 0; r0 < rows; r0 += SE_P, wp += SE_P * cols) {
+		se_panel(acc, wp, v, cols);
+		int64_t nr = rows - r0 < SE_P ? rows - r0 : SE_P;
+		for (int64_t i = 0; i < nr; i++)
+			y[r0 + i] = acc[i] + (b ? b[r0 + i] : 0.0f);
+	}
 	lm_act_apply(ep->act, ep->alpha, ep->beta, y, (size_t)rows);
 }
 
@@ -106,8 +135,8 @@ static int se_run(const lm_kargs *a)
 		for (int64_t c = 0; c < s->c; c++)
 			p[c] = lm_vsum(x + c * s->plane, plane) /
 			       (float)s->plane;
-		se_gemv(s->w1t, b1, p, s->r, s->c, &s->act1, h);
-		se_gemv(s->w2t, b2, h, s->c, s->r, &s->act2, g);
+		se_gemv(s->w1p, b1, p, s->r, s->c, &s->act1, h);
+		se_gemv(s->w2p, b2, h, s->c, s->r, &s->act2, g);
 		for (int64_t c = 0; c < s->c; c++) {
 			if (x == y)
 				se_scale_ip(y + c * s->plane, g[c], plane);
@@ -176,18 +205,15 @@ static int se_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 	const float *d2 = d1 ? lm_ops_fold_in(g, n, 3, e) : NULL;
 	if (!d2)
 		return -EINVAL;
+	size_t n1 = se_packed(r, c), n2 = se_packed(c, r);
 	struct se *s = lm_kernel_new_state(g, n, k, sizeof(*s) +
-					   (size_t)(2 * c * r) * sizeof(float),
-					   e);
+					   (n1 + n2) * sizeof(float), e);
 	if (!s)
 		return -ENOMEM;
-	s->w1t = s->wt;
-	s->w2t = s->wt + c * r;
-	for (int64_t i = 0; i < r; i++)
-		for (int64_t j = 0; j < c; j++) {
-			s->w1t[j * r + i] = d1[i * c + j];
-			s->w2t[i * c + j] = d2[j * r + i];
-		}
+	s->w1p = s->wt;
+	s->w2p = s->wt + n1;
+	se_pack(d1, r, c, s->w1p);
+	se_pack(d2, c, r, s->w2p);
 	if ((rc = se_act(g, n, "", &s->act1, e)) ||
 	    (rc = se_act(g, n, "2", &s->act2, e)))
 		return rc;
