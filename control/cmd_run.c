@@ -139,13 +139,13 @@ static void print_profile(lm_session *s)
 	double total = 0;
 	for (int i = 0; i < n; i++)
 		total += rows[i].runs ? rows[i].seconds / rows[i].runs : 0;
-	printf("%-40s %-22s %-18s %9s %6s %8s\n", "node", "op", "kernel",
+	printf("%-40s %-26s %-18s %9s %6s %8s\n", "node", "op", "kernel",
 	       "ms", "%", "GFLOP/s");
 	for (int i = 0; i < n; i++) {
 		if (!rows[i].runs)
 			continue;
 		double t = rows[i].seconds / rows[i].runs;
-		printf("%-40.40s %-22.22s %-18.18s %9.3f %6.1f %8.1f\n",
+		printf("%-40.40s %-26.26s %-18.18s %9.3f %6.1f %8.1f\n",
 		       rows[i].name, rows[i].op, rows[i].kernel, t * 1e3,
 		       total > 0 ? 100 * t / total : 0,
 		       t > 0 ? rows[i].flops / t / 1e9 : 0);

@@ -24,7 +24,8 @@
  *   P -> activation                    ditto (Relu, Clip, LeakyRelu,
  *                                      Sigmoid, HardSigmoid, HardSwish,
  *                                      Tanh, SiLU, Gelu)
- * where P is a Conv, ConvTranspose, Gemm or MatMul.  Last,
+ * where P is a Conv, ConvTranspose, Gemm or MatMul (or, for the
+ * activation, a BatchNormalization left standing).  Last,
  *   GlobalAveragePool -> 1x1 Conv (+act) -> 1x1 Conv (+act) -> Mul with
  *   the pool's input                   lm.SqueezeExcite, one kernel
  * An epilogue is recorded as private attributes ("lm.act", "lm.alpha",
@@ -794,7 +795,8 @@ static int fuse_sum(lm_graph *g, int ni, uint8_t *dead)
 	return 1;
 }
 
-/* P -> activation (lm.Act holds the SiLU and HardSwish made above). */
+/* P -> activation (lm.Act holds the SiLU and HardSwish made above); also
+ * a BatchNormalization no conv took (DenseNet's BN -> Relu -> Conv). */
 static int fuse_act(lm_graph *g, int ni, uint8_t *dead)
 {
 	lm_node *a = &g->nodes[ni];
@@ -804,8 +806,10 @@ static int fuse_act(lm_graph *g, int ni, uint8_t *dead)
 	if (!x || x->producer < 0 || dead[x->producer] || a->n_outputs != 1)
 		return 0;
 	lm_node *p = &g->nodes[x->producer];
-	if (!product_op(p) || lm_node_attr(p, "lm.act") ||
-	    x->dtype != LM_DT_FLOAT || sole_reader(g, x) != a)
+	if ((!product_op(p) && !(is(p, "BatchNormalization") &&
+				 p->n_outputs == 1)) ||
+	    lm_node_attr(p, "lm.act") || x->dtype != LM_DT_FLOAT ||
+	    sole_reader(g, x) != a)
 		return 0;
 	if (is(a, "Relu")) {
 		act = LM_ACT_RELU;

@@ -318,6 +318,8 @@ struct batchnorm {
 	int64_t outer, c, inner;
 	float eps;
 	int at_run;     /* parameters not constant: a, b made per run */
+	lm_epilogue ep; /* an activation fuse.c put after it (DenseNet's
+			 * BN -> Relu before each conv) */
 	float ab[];     /* a[c] then b[c] */
 };
 
@@ -349,11 +351,15 @@ static int batchnorm_run(const lm_kargs *k)
 		size_t base = (size_t)(o * s->c * s->inner);
 		if (s->inner == 1) {
 			affine_vec(y + base, x + base, a, b, (size_t)s->c);
+			lm_act_apply(s->ep.act, s->ep.alpha, s->ep.beta,
+				     y + base, (size_t)s->c);
 			continue;
 		}
 		for (int64_t c = 0; c < s->c; c++) {
 			size_t off = base + (size_t)(c * s->inner);
 			affine(y + off, x + off, (size_t)s->inner, a[c], b[c]);
+			lm_act_apply(s->ep.act, s->ep.alpha, s->ep.beta,
+				     y + off, (size_t)s->inner);
 		}
 	}
 	return 0;
@@ -390,6 +396,7 @@ static int batchnorm_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 	s->c = c;
 	s->inner = x->rank >= 2 ? numel_from(x, 2) : 1;
 	s->eps = lm_attr_float(n, "epsilon", 1e-5f);
+	lm_epilogue_get(n, &s->ep);
 	if (consts) {
 		const float *p[4];
 		for (int i = 0; i < 4; i++)

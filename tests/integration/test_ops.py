@@ -1093,6 +1093,25 @@ def pattern_fusion_cases(r):
     yield pad_pool("pad_avgpool_ceil", ["Pad", "AveragePool"],
                    strides=[2, 2], ceil_mode=1)
 
+    # DenseNet's BN -> Relu on a concatenation (no conv to fold into):
+    # one pass; also with channels last in a 2-d BN
+    bnp = {"s": r.f(13), "bb": r.f(13), "m": r.f(13), "v": r.pos(13)}
+    yield Case("concat_bn_relu",
+               [node("Concat", ["x", "x2"], ["cat"], axis=1),
+                node("BatchNormalization", ["cat", "s", "bb", "m", "v"],
+                     ["n"]),
+                node("Relu", ["n"], ["y"])],
+               [("x", r.f(2, 6, 7, 9)), ("x2", r.f(2, 7, 7, 9))], ["y"],
+               bnp, fused=["Concat", "BatchNormalization+Relu"])
+    yield Case("bn2d_clip",
+               [node("BatchNormalization", ["x", "s", "bb", "m", "v"],
+                     ["n"]),
+                node("Clip", ["n", "lo", "hi"], ["y"])],
+               [("x", r.f(5, 13, lo=-3, hi=3))], ["y"],
+               dict(bnp, lo=np.array(0, np.float32),
+                    hi=np.array(1, np.float32)),
+               fused=["BatchNormalization+Clip"])
+
     # Conv followed by a per-channel scale and shift: into the weights
     yield with_conv("conv_channel_scale_shift",
                     [node("Mul", ["c", "k"], ["m"]),

@@ -223,8 +223,23 @@ static void linear_gelu(lm_graph *g)
 	tg_attr_s(op1(g, "Gelu", "h", "y"), "approximate", "none");
 }
 
+/* DenseNet's BN -> Relu on a tensor no conv made */
+static void bn_relu(lm_graph *g)
+{
+	int64_t xd[4] = { 2, 13, 7, 9 }, c = 13;
+	tg_input(g, "x", LM_DT_FLOAT, 4, xd);
+	init(g, "s", 1, &c, 0.5f, 1.5f);
+	init(g, "bb", 1, &c, -0.5f, 0.5f);
+	init(g, "m", 1, &c, -0.5f, 0.5f);
+	init(g, "v", 1, &c, 0.5f, 2.0f);
+	const char *in[] = { "x", "s", "bb", "m", "v" }, *out = "n";
+	tg_node(g, "bn", "BatchNormalization", in, 5, &out, 1);
+	op1(g, "Relu", "n", "y");
+}
+
 TEST(activation_patterns)
 {
+	CHECK(same_as_unfused(bn_relu, "BatchNormalization", 1e-6));
 	CHECK(same_as_unfused(linear_gelu, "MatMul", 1e-5));
 	CHECK(same_as_unfused(hardswish_after_conv, "Conv", 1e-5));
 	CHECK(same_as_unfused(silu_alone, "lm.Act", 1e-5));
