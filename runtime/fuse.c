@@ -289,10 +289,12 @@ static int fuse_layernorm(lm_graph *g, int ni, uint8_t *dead)
 		return 0;
 	int di = out_of(sub);
 	lm_value *d = lm_node_out(g, sub, 0);
-	if (!d || d->is_output || d->n_consumers != 2)
+	/* d feeds the square (Pow(d, 2), or Mul(d, d): two uses) and the
+	 * Div, nothing else */
+	if (!d || d->is_output || d->n_consumers < 2 || d->n_consumers > 3)
 		return 0;
 	lm_node *sq = NULL, *div = NULL;
-	for (int k = 0; k < 2; k++) {
+	for (int k = 0; k < d->n_consumers; k++) {
 		lm_node *c = &g->nodes[d->consumers[k]];
 		if (dead[d->consumers[k]])
 			return 0;
@@ -301,10 +303,13 @@ static int fuse_layernorm(lm_graph *g, int ni, uint8_t *dead)
 		     c->inputs[0] == di && c->inputs[1] == di))
 			sq = c;
 		else if (is(c, "Div") && c->n_inputs == 2 &&
-			 c->inputs[0] == di)
+			 c->inputs[0] == di && !div)
 			div = c;
+		else
+			return 0;
 	}
-	if (!sq || !div)
+	if (!sq || !div ||
+	    d->n_consumers != (is(sq, "Mul") ? 3 : 2))
 		return 0;
 	lm_node *m2 = next_node(g, sq, dead);
 	if (!m2 || reduce_axis(g, m2, x->rank) != ax ||

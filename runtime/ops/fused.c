@@ -44,14 +44,14 @@ static int se_infer(lm_graph *g, lm_node *n, lm_error *e)
 /* The two products (2 N C R each), the mean and the scaling. */
 static double se_flops(lm_graph *g, const lm_node *n)
 {
-	lm_value *w = lm_node_in(g, n, 1);
-	double x = lm_ops_in_elems(g, n, 0);
+	lm_value *w = lm_node_in(g, n, 1), *x = lm_node_in(g, n, 0);
+	double elems = lm_ops_in_elems(g, n, 0);
 
-	if (!w || w->rank != 4)
-		return 2 * x;
-	double nc = lm_ops_out_elems(g, n, 0) /
-		    (double)lm_ops_numel(2, lm_node_out(g, n, 0)->dims + 2);
-	return 4 * nc * (double)w->dims[0] + 2 * x;
+	if (!w || w->rank != 4 || !x || x->rank != 4 || w->dims[0] < 1)
+		return 2 * elems;
+	/* N C R multiply-adds in each product */
+	return 4.0 * (double)x->dims[0] * (double)x->dims[1] *
+	       (double)w->dims[0] + 2 * elems;
 }
 
 /* Outputs per panel: 64 floats, four AVX-512 registers. */

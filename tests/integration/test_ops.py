@@ -999,10 +999,11 @@ def pattern_fusion_cases(r):
                 shape=(1, 20, 5, 3))
 
     # LayerNorm written out (torch before opset 17), last axis and axis 1
-    def ln_body(axis, affine=True):
+    def ln_body(axis, affine=True, square="pow"):
         body = [node("ReduceMean", ["c"], ["mu"], axes=[axis]),
                 node("Sub", ["c", "mu"], ["d"]),
-                node("Pow", ["d", "two"], ["p"]),
+                node("Pow", ["d", "two"], ["p"]) if square == "pow" else
+                node("Mul", ["d", "d"], ["p"]),
                 node("ReduceMean", ["p"], ["var"], axes=[axis]),
                 node("Add", ["var", "eps"], ["ve"]),
                 node("Sqrt", ["ve"], ["sd"]),
@@ -1020,6 +1021,10 @@ def pattern_fusion_cases(r):
                 shape=(2, 5, 37))
     yield alone("layernorm_decomposed_noaffine", ln_body(-1, False),
                 ["LayerNormalization"], ln_consts, shape=(3, 20))
+    yield alone("layernorm_decomposed_mul_square",
+                ln_body(-1, square="mul"), ["LayerNormalization"],
+                dict(ln_consts, gamma=r.f(19), beta=r.f(19)),
+                shape=(2, 3, 19))
     yield with_conv("conv_layernorm_decomposed_channels", ln_body(1),
                     ["Conv", "LayerNormChannels"],
                     dict(ln_consts, gamma=r.f(13, 1, 1), beta=r.f(13, 1, 1)))
