@@ -19,7 +19,7 @@ struct run_args {
 	const char *model;
 	cli_named_file in[MAX_TENSORS], out[MAX_TENSORS];
 	int n_in, n_out;
-	int threads, repeat, profile;
+	int threads, repeat, profile, no_fuse;
 	int64_t batch;
 };
 
@@ -27,6 +27,7 @@ static const char run_help[] =
 	"usage: lamina run MODEL.onnx --input [NAME=]FILE.npy ... "
 	"[--output [NAME=]FILE.npy ...]\n"
 	"                  [--threads T] [--batch N] [--repeat R] [--profile]\n"
+	"                  [--no-fuse]\n"
 	"\n"
 	"Run a whole model (or one slice) on the CPU runtime in this process.\n"
 	"NAME may be left out when the model has one input (output).\n"
@@ -41,6 +42,10 @@ static const char run_help[] =
 	"  -r, --repeat R                run R more times and print\n"
 	"                                'latency_ms median=X p90=Y min=Z'\n"
 	"  -p, --profile                 print the time of every node\n"
+	"      --no-fuse                 run the graph as the file has it, "
+	"without\n"
+	"                                the runtime's fusions (to compare "
+	"them)\n"
 	"  -h, --help                    this text\n";
 
 static int positive(const char *opt, const char *v, long max, long *out)
@@ -63,6 +68,7 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		{ "batch", required_argument, 0, 'b' },
 		{ "repeat", required_argument, 0, 'r' },
 		{ "profile", no_argument, 0, 'p' },
+		{ "no-fuse", no_argument, 0, 'F' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -101,6 +107,7 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 			a->repeat = (int)v;
 			break;
 		case 'p': a->profile = 1; break;
+		case 'F': a->no_fuse = 1; break;
 		case 'h':
 			fputs(run_help, stdout);
 			exit(0);
@@ -133,13 +140,13 @@ static void print_profile(lm_session *s)
 	double total = 0;
 	for (int i = 0; i < n; i++)
 		total += rows[i].runs ? rows[i].seconds / rows[i].runs : 0;
-	printf("%-40s %-22s %-18s %9s %6s %8s\n", "node", "op", "kernel",
+	printf("%-40s %-26s %-18s %9s %6s %8s\n", "node", "op", "kernel",
 	       "ms", "%", "GFLOP/s");
 	for (int i = 0; i < n; i++) {
 		if (!rows[i].runs)
 			continue;
 		double t = rows[i].seconds / rows[i].runs;
-		printf("%-40.40s %-22.22s %-18.18s %9.3f %6.1f %8.1f\n",
+		printf("%-40.40s %-26.26s %-18.18s %9.3f %6.1f %8.1f\n",
 		       rows[i].name, rows[i].op, rows[i].kernel, t * 1e3,
 		       total > 0 ? 100 * t / total : 0,
 		       t > 0 ? rows[i].flops / t / 1e9 : 0);
@@ -219,7 +226,8 @@ int cmd_run(int argc, char **argv)
 		goto out;
 	}
 	lm_session_options so = { .threads = a.threads,
-				  .profile = a.profile };
+				  .profile = a.profile,
+				  .no_fuse = a.no_fuse };
 	if (lm_session_create(g, &so, &s, &e)) {
 		lm_fail_prefix(&e, -EINVAL, "%s", a.model);
 		cli_error("run", &e);

@@ -115,23 +115,21 @@ int lm_tensor_check(const lm_value *v, const lm_tensor *t, const char *what,
 		       lm_shape_str(t->rank, t->dims, got, sizeof(got)));
 }
 
-static const char *act_name(int act)
-{
-	static const char *names[] = { "", "Relu", "LeakyRelu", "Clip",
-				       "Sigmoid", "HardSigmoid", "HardSwish",
-				       "Tanh", "SiLU" };
-	return act >= 0 && act < (int)(sizeof(names) / sizeof(names[0]))
-		       ? names[act] : "?";
-}
-
+/* "Conv+Add+Relu" for a node with a fused epilogue; a private node that
+ * the fusion pass made shows what it computes ("SiLU", "SqueezeExcite",
+ * "LayerNormChannels"). */
 static char *op_label(const lm_node *n)
 {
 	char buf[128];
 	lm_epilogue ep;
 	lm_epilogue_get(n, &ep);
+	if (!strcmp(n->op_type, "lm.Act"))
+		return strdup(lm_act_name(ep.act));
+	if (!strncmp(n->op_type, "lm.", 3))
+		return strdup(n->op_type + 3);
 	snprintf(buf, sizeof(buf), "%s%s%s%s", n->op_type,
 		 ep.sum_input >= 0 ? "+Add" : "", ep.act ? "+" : "",
-		 act_name(ep.act));
+		 lm_act_name(ep.act));
 	return strdup(buf);
 }
 

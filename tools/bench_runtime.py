@@ -2,12 +2,16 @@
 """Benchmark lamina's CPU runtime against onnxruntime.
 
     tools/bench_runtime.py [--lamina build/control/lamina]
-        [--models resnet18,resnet50,mobilenet_v2,squeezenet1_1,vgg11]
-        [--batch 1,8] [--repeat 20] [--rounds 3] [--dir build/bench-models]
-        [--peak GFLOPS]
+        [--models NAME,NAME,...] [--batch 1,8] [--repeat 20] [--rounds 3]
+        [--dir build/bench-models] [--peak GFLOPS]
     tools/bench_runtime.py --profile MODEL [--batch N] [--repeat R]
 
-Comparison mode.  The models are exported into --dir by
+Comparison mode.  --models takes any names tools/export_models.py knows;
+the default is every torchvision classifier it exports (the project's
+model set: ResNet-18/50, MobileNetV2, SqueezeNet 1.1, VGG-11,
+MobileNetV3-Large, EfficientNet-B1, MnasNet 0.5, RegNetX-400MF,
+ConvNeXt-Small, Wide ResNet-50, DenseNet-169, Inception v3, ShuffleNetV2
+x0.5).  The models are exported into --dir by
 tools/export_models.py when missing (batch 1, NAME.onnx; for a batch above 1
 also NAME_dyn.onnx, the same weights with a symbolic batch, which is what
 onnxruntime runs; lamina runs the batch-1 file with `--batch N`).  Both
@@ -42,11 +46,14 @@ The table shows the median over the rounds:
                         over all rounds: less sensitive to other load than
                         the medians; if it disagrees with ratio, trust
                         neither and rerun on a quiet machine.
-    check               max|lamina - ort| / max(1, max|ort|) on the first
-                        round's outputs: a fast wrong answer shows here.
+    check               max|lamina - ort| / max|ort| on the first round's
+                        outputs (relative to the output's own scale): a
+                        fast wrong answer shows here.
 
 The last lines give the geometric mean of the ratio per batch size: the
-single number to quote, below 1.0 means lamina is faster on these models.
+single number to quote, below 1.0 means lamina is faster on these models;
+and the largest ratio (the project's target: geometric mean <= 0.85 at
+batch 1 and at batch 8, no model above 1.3).
 
 Profile mode runs `lamina run MODEL --profile` (random input, one thread)
 and prints lamina's per-node table as it is, then two summaries, by
@@ -74,7 +81,10 @@ import numpy as np
 import onnx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_MODELS = "resnet18,resnet50,mobilenet_v2,squeezenet1_1,vgg11"
+DEFAULT_MODELS = ("resnet18,resnet50,mobilenet_v2,squeezenet1_1,vgg11,"
+                  "mobilenet_v3_large,efficientnet_b1,mnasnet0_5,"
+                  "regnet_x_400mf,convnext_small,wide_resnet50_2,densenet169,"
+                  "inception_v3,shufflenet_v2_x0_5")
 LATENCY = re.compile(r"latency_ms median=([\d.]+) p90=([\d.]+) min=([\d.]+)")
 
 
@@ -210,7 +220,9 @@ def scaled_diff(a_path, b_path):
     b = np.load(b_path).astype(np.float64)
     if a.shape != b.shape:
         return float("inf")
-    return float(np.max(np.abs(a - b)) / max(1.0, np.max(np.abs(b))))
+    scale = float(np.max(np.abs(b)))
+    diff = float(np.max(np.abs(a - b)))
+    return diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf"))
 
 
 def compare(args):
@@ -264,7 +276,8 @@ def compare(args):
                   f"lamina {j['lam'][-1]:.2f} ms, ort {j['ort'][-1]:.2f} ms",
                   file=sys.stderr, flush=True)
 
-    hdr = (f"{'model':<14} {'batch':>5} {'lamina ms':>10} {'ort ms':>9} "
+    w = max([14] + [len(j["name"]) for j in jobs])
+    hdr = (f"{'model':<{w}} {'batch':>5} {'lamina ms':>10} {'ort ms':>9} "
            f"{'ratio':>6} {'lam GF/s':>9} {'ort GF/s':>9} {'lam %pk':>8} "
            f"{'ort %pk':>8} {'spread':>7} {'min ratio':>9} {'check':>8}")
     print()
@@ -281,7 +294,7 @@ def compare(args):
         lam_gf = j["flops"] / (lam * 1e-3) * 1e-9
         ort_gf = j["flops"] / (ort * 1e-3) * 1e-9
         spread = (max(j["lam"]) - min(j["lam"])) / lam
-        print(f"{j['name']:<14} {j['batch']:>5} {lam:>10.2f} {ort:>9.2f} "
+        print(f"{j['name']:<{w}} {j['batch']:>5} {lam:>10.2f} {ort:>9.2f} "
               f"{ratio:>6.2f} {lam_gf:>9.1f} {ort_gf:>9.1f} "
               f"{100 * lam_gf / peak:>7.1f}% {100 * ort_gf / peak:>7.1f}% "
               f"{100 * spread:>6.1f}% {min_ratio:>9.2f} {j['check']:>8.1e}")
@@ -291,9 +304,12 @@ def compare(args):
         return math.exp(sum(math.log(x) for x in xs) / len(xs))
 
     for b, rs in ratios.items():
+        worst = max((r, j["name"]) for r, j in
+                    zip(rs, [j for j in jobs if j["batch"] == b]))
         print(f"geometric mean of lamina/ort at batch {b}: {gmean(rs):.3f} "
               f"({len(rs)} models; of the min ratios "
-              f"{gmean(min_ratios[b]):.3f})")
+              f"{gmean(min_ratios[b]):.3f}); largest {worst[0]:.2f} "
+              f"({worst[1]})")
     for f in os.listdir(tmp):
         os.remove(os.path.join(tmp, f))
     os.rmdir(tmp)

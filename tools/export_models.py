@@ -7,11 +7,30 @@
 Every model is built after torch.manual_seed(0), in eval mode, and exported
 with opset 13, batch 1, input "input", output "output" (multi_output has
 "logits" and "features") and constant folding on (except shape_reshape).
-Torchvision classifiers (1x3x224x224): resnet18, resnet50, mobilenet_v2,
-squeezenet1_1, vgg11.  Small synthetic graphs (1x3x32x32 unless noted) that
-each exercise one graph shape the slicer must handle: branches, concat,
-multi_output, residual, shape_reshape, dynamic_batch, effnet_block,
-transformer (1x16x64).
+Torchvision classifiers (random init, 1x3x224x224 unless noted): resnet18,
+resnet50, mobilenet_v2, squeezenet1_1, vgg11, mobilenet_v3_large,
+efficientnet_b1 (1x3x240x240, its native size), mnasnet0_5, regnet_x_400mf,
+convnext_small, wide_resnet50_2, densenet169, inception_v3 (1x3x299x299, no
+aux logits), shufflenet_v2_x0_5 (its channel shuffle keeps x.size(0) in the
+graph, as shape_reshape does, so it runs at any batch).  Small synthetic
+graphs (1x3x32x32 unless noted) that each exercise one graph shape the
+slicer must handle: branches, concat, multi_output, residual,
+shape_reshape, dynamic_batch, effnet_block, transformer (1x16x64).
+
+Random initialisation alone makes useless test models: BatchNorm's running
+statistics start at mean 0, variance 1, so every block shrinks (or grows)
+its activations: MobileNetV2's logits came out near 2e-9 (and ResNet-50's
+at 64), where a tolerance relative to max(1, |output|) passes any answer.  So before export
+(make_testable): normalisation layers get random affine parameters (gamma
+in [0.5, 1.5], beta in [-0.25, 0.25], so a runtime that drops them is
+caught), so do the biases that torchvision initialises to zero (uniform in
+[-0.1, 0.1]: VGG's, ConvNeXt's, the classifiers' of the mobile nets; as
+zeros torch also exported them as one tensor shared through Identity
+nodes), ConvNeXt's layer scales (1e-6 at init, which would hide its whole
+residual branch) are drawn from [0.2, 0.6], and BatchNorm statistics are
+set from CALIB_BATCHES batches of uniform [-1, 1] inputs (the tests'
+distribution) with only the BatchNorm layers in train mode, momentum None
+(a cumulative average), under torch.no_grad().  Outputs then are O(1).
 
 With --dynamic-batch, NAME_dyn.onnx is written instead of NAME.onnx: the
 same model and weights with dim 0 of every input and output symbolic
@@ -196,8 +215,46 @@ def fix_batch_1(model):
     del model.graph.value_info[:]  # may still name the symbolic batch
 
 
-def torchvision_model(name):
-    return lambda: getattr(torchvision.models, name)(weights=None)
+def torchvision_model(name, **kwargs):
+    return lambda: getattr(torchvision.models, name)(weights=None, **kwargs)
+
+
+CALIB_BATCHES = 4  # batches of CALIB_SIZE random inputs for BatchNorm
+CALIB_SIZE = 4
+NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm,
+         nn.GroupNorm)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def make_testable(model, shape):
+    """Give a randomly initialised model weights whose outputs are O(1)
+    and depend on every layer (see the docstring at the top).  The model
+    is left in eval mode."""
+    model.eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, NORMS) and getattr(m, "weight", None) is not None:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.25, 0.25)
+            elif isinstance(m, (nn.Conv2d, nn.Linear)) and \
+                    m.bias is not None and not m.bias.any():
+                m.bias.uniform_(-0.1, 0.1)
+            if isinstance(m, torchvision.models.convnext.CNBlock):
+                m.layer_scale.uniform_(0.2, 0.6)
+        bns = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
+        if not bns:
+            return model
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+            m.train()          # only these: dropout and the like stay off
+        for _ in range(CALIB_BATCHES):
+            model(torch.rand(CALIB_SIZE, *shape[1:]) * 2 - 1)
+        for m, mom in zip(bns, saved):
+            m.momentum = mom
+        model.eval()
+    return model
 
 
 DYNAMIC_BATCH = {"input": {0: "batch"}, "output": {0: "batch"}}
@@ -210,6 +267,25 @@ MODELS = {
     "mobilenet_v2": (torchvision_model("mobilenet_v2"), (1, 3, 224, 224), {}, None),
     "squeezenet1_1": (torchvision_model("squeezenet1_1"), (1, 3, 224, 224), {}, None),
     "vgg11": (torchvision_model("vgg11"), (1, 3, 224, 224), {}, None),
+    "mobilenet_v3_large": (torchvision_model("mobilenet_v3_large"),
+                           (1, 3, 224, 224), {}, None),
+    "efficientnet_b1": (torchvision_model("efficientnet_b1"), (1, 3, 240, 240),
+                        {}, None),
+    "mnasnet0_5": (torchvision_model("mnasnet0_5"), (1, 3, 224, 224), {}, None),
+    "regnet_x_400mf": (torchvision_model("regnet_x_400mf"), (1, 3, 224, 224),
+                       {}, None),
+    "convnext_small": (torchvision_model("convnext_small"), (1, 3, 224, 224),
+                       {}, None),
+    "wide_resnet50_2": (torchvision_model("wide_resnet50_2"), (1, 3, 224, 224),
+                        {}, None),
+    "densenet169": (torchvision_model("densenet169"), (1, 3, 224, 224), {},
+                    None),
+    "inception_v3": (torchvision_model("inception_v3", aux_logits=False,
+                                       init_weights=True),
+                     (1, 3, 299, 299), {}, None),
+    "shufflenet_v2_x0_5": (torchvision_model("shufflenet_v2_x0_5"),
+                           (1, 3, 224, 224), {"dynamic_axes": DYNAMIC_BATCH},
+                           fix_batch_1),
     "branches": (Branches, SMALL, {}, None),
     "concat": (Concat, SMALL, {}, None),
     "multi_output": (MultiOutput, SMALL, {"output_names": ["logits", "features"]}, None),
@@ -226,7 +302,7 @@ MODELS = {
 def export(name, path, dynamic_batch=False):
     make, shape, extra, post = MODELS[name]
     torch.manual_seed(0)
-    model = make().eval()
+    model = make_testable(make(), shape)
     kwargs = {"opset_version": 13, "input_names": ["input"], "output_names": ["output"],
               "do_constant_folding": True}
     kwargs.update(extra)

@@ -35,6 +35,10 @@ static void act_defaults(enum lm_act act, float *alpha, float *beta)
 		*alpha = 0.2f;
 		*beta = 0.5f;
 		break;
+	case LM_ACT_HARD_SWISH:
+		*alpha = 1.0f / 6.0f;
+		*beta = 0.5f;
+		break;
 	default:
 		*alpha = 0;
 		*beta = 0;
@@ -49,7 +53,7 @@ void lm_epilogue_get(const lm_node *n, lm_epilogue *ep)
 
 	/* The attributes come from our own fusion pass, but a model file can
 	 * carry any attribute name: out-of-range values mean "none". */
-	if (act < LM_ACT_NONE || act > LM_ACT_SILU)
+	if (act < LM_ACT_NONE || act >= LM_ACT_COUNT)
 		act = LM_ACT_NONE;
 	ep->act = (enum lm_act)act;
 	act_defaults(ep->act, &ep->alpha, &ep->beta);
@@ -93,9 +97,11 @@ ACT_KERNEL(act_leaky, vm_sel(v < 0.0f, alpha * v, v))
 ACT_KERNEL(act_clip, v < alpha ? alpha : v > beta ? beta : v)
 ACT_KERNEL(act_sigmoid, vm_sigmoid(v))
 ACT_KERNEL(act_hard_sigmoid, vm_hard_sigmoid(v, alpha, beta))
-ACT_KERNEL(act_hard_swish, v * vm_hard_sigmoid(v, 1.0f / 6.0f, 0.5f))
+ACT_KERNEL(act_hard_swish, v * vm_hard_sigmoid(v, alpha, beta))
 ACT_KERNEL(act_tanh, vm_tanh(v))
 ACT_KERNEL(act_silu, vm_silu(v))
+ACT_KERNEL(act_gelu, vm_gelu_fast(v))
+ACT_KERNEL(act_gelu_tanh, vm_gelu_tanh(v))
 
 struct act_kernels {
 	void (*ip)(float *y, const float *restrict s, size_t n, float alpha,
@@ -118,11 +124,27 @@ static struct act_kernels act_kernel(enum lm_act act)
 		[LM_ACT_HARD_SWISH] = KERNELS(act_hard_swish),
 		[LM_ACT_TANH] = KERNELS(act_tanh),
 		[LM_ACT_SILU] = KERNELS(act_silu),
+		[LM_ACT_GELU] = KERNELS(act_gelu),
+		[LM_ACT_GELU_TANH] = KERNELS(act_gelu_tanh),
 	};
 
 	if ((unsigned)act >= (unsigned)ARRAY_LEN(k))
 		act = LM_ACT_NONE;
 	return k[act];
+}
+
+const char *lm_act_name(enum lm_act act)
+{
+	static const char *const names[] = {
+		[LM_ACT_NONE] = "", [LM_ACT_RELU] = "Relu",
+		[LM_ACT_LEAKY_RELU] = "LeakyRelu", [LM_ACT_CLIP] = "Clip",
+		[LM_ACT_SIGMOID] = "Sigmoid",
+		[LM_ACT_HARD_SIGMOID] = "HardSigmoid",
+		[LM_ACT_HARD_SWISH] = "HardSwish", [LM_ACT_TANH] = "Tanh",
+		[LM_ACT_SILU] = "SiLU", [LM_ACT_GELU] = "Gelu",
+		[LM_ACT_GELU_TANH] = "GeluTanh",
+	};
+	return (unsigned)act < (unsigned)ARRAY_LEN(names) ? names[act] : "?";
 }
 
 void lm_epilogue_apply(const lm_epilogue *ep, float *y, const float *sum,

@@ -13,6 +13,7 @@
  * their time): on AVX-512 its B is packed once for lamina's GEMM.
  */
 #include "kernels.h"
+#include "act.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -180,6 +181,15 @@ static void epilogue(const lm_epilogue *ep, float *y, const float *sum,
 		lm_epilogue_apply(ep, y, sum, n);
 }
 
+/* y[i] += b[i]: a MatMul's fused bias, row by row.  (Named apart from
+ * the other files' helpers: clang gives a cloned static function a
+ * global resolver symbol.) */
+static LM_CLONES void matmul_bias_row(float *restrict y,
+				      const float *restrict b, size_t n)
+{
+	LM_VFOR(i, n, y[i] += b[i]);
+}
+
 /* ---- Gemm ---- */
 
 static int run_gemm(const lm_kargs *a)
@@ -280,6 +290,11 @@ static int run_matmul(const lm_kargs *a)
 				 w + bo * s->k * s->n, s->n, 0.0f,
 				 y + i * s->m * s->n, s->n);
 		}
+	}
+	if (d->bias_input >= 0) {
+		const float *b = a->in[d->bias_input]->data;
+		for (int64_t r = 0; r < s->batch * s->m; r++)
+			matmul_bias_row(y + r * s->n, b, (size_t)s->n);
 	}
 	epilogue(&d->ep, y, sum_data(a, &d->ep),
 		 (size_t)(s->batch * s->m * s->n));

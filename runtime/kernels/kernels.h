@@ -325,13 +325,15 @@ struct lm_matmul_desc {
 	int rank;                  /* of the broadcast batch + 2 */
 	int64_t a_dims[LM_MAX_RANK], b_dims[LM_MAX_RANK];
 	int64_t o_dims[LM_MAX_RANK];
+	int bias_input;            /* input of N values added to every row
+				    * (fuse.c's "lm.bias"), or -1 */
 	lm_epilogue ep;
 	const float *b_const;      /* B's data when constant, else NULL */
 };
 
 /** MatMul: one tall product when B is shared by the whole batch (with a
  * constant B on AVX-512, lamina's GEMM with B packed at prepare), else
- * one per batch index; then the epilogue.  -ENOMEM. */
+ * one per batch index; then the bias and the epilogue.  -ENOMEM. */
 int lm_matmul_prepare(const struct lm_matmul_desc *d, lm_kernel *k);
 
 /* ---- pooling (pool.c) ---- */

@@ -22,6 +22,8 @@ struct pool_state {
 	struct lm_pool_desc d;
 	int64_t wp;             /* padded row: (ow-1)*sw + (kw-1)*dw + 1 */
 	int avx512;
+	float *inv;             /* average: 1 / divisor per output position,
+				 * [oh][ow], the same for every plane */
 };
 
 /* Kernel taps along one axis that fall inside [lo, hi) for the window
@@ -130,18 +132,11 @@ static int run_pool(const lm_kargs *a)
 	const struct lm_pool_desc *d = &s->d;
 	const float *x = a->in[0]->data;
 	float *y = a->out[0]->data;
-	/* scratch: the padded row, then per-column taps and 1/divisor */
-	float *t = a->scratch, *cols = t + s->wp + 32, *inv = cols + d->ow;
+	/* scratch: the padded row */
+	float *t = a->scratch;
 	int64_t ip = d->h * d->w, op = d->oh * d->ow;
 	float pad = d->is_max ? -FLT_MAX : 0.0f;
 
-	/* Column taps inside the input, or inside the padded input. */
-	for (int64_t ox = 0; ox < d->ow; ox++) {
-		int64_t st = ox * d->sw - d->pl;
-		cols[ox] = (float)(d->count_include_pad
-			   ? taps_in(st, d->kw, d->dw, -d->pl, d->w + d->pr)
-			   : taps_in(st, d->kw, d->dw, 0, d->w));
-	}
 	for (int64_t p = 0; p < d->n * d->c; p++) {
 		const float *xp = x + p * ip;
 		float *yp = y + p * op;
@@ -171,18 +166,46 @@ static int run_pool(const lm_kargs *a)
 			else
 				pool_cols(d->is_max, yp + oy * d->ow, t, d->ow,
 					  d->sw, d->kw, d->dw);
-			if (d->is_max)
-				continue;
-			float rows = (float)(d->count_include_pad
-				     ? taps_in(st, d->kh, d->dh, -d->pt,
-					       d->h + d->pb)
-				     : taps_in(st, d->kh, d->dh, 0, d->h));
-			for (int64_t ox = 0; ox < d->ow; ox++) {
-				float cnt = rows * cols[ox];
-				/* an empty window averages to 0 */
-				inv[ox] = cnt > 0 ? 1.0f / cnt : 0.0f;
-			}
-			scale_row(yp + oy * d->ow, inv, d->ow);
+			if (!d->is_max)
+				scale_row(yp + oy * d->ow, s->inv + oy * d->ow,
+					  d->ow);
+		}
+	}
+	return 0;
+}
+
+static void pool_free(void *p)
+{
+	struct pool_state *s = p;
+
+	if (s)
+		free(s->inv);
+	free(s);
+}
+
+/* 1 / the divisor of every output position of an average: the taps
+ * inside the input, or inside the padded input (count_include_pad). */
+static int average_divisors(struct pool_state *s)
+{
+	const struct lm_pool_desc *d = &s->d;
+
+	s->inv = malloc((size_t)(d->oh * d->ow + 1) * sizeof(float));
+	if (!s->inv)
+		return -ENOMEM;
+	for (int64_t oy = 0; oy < d->oh; oy++) {
+		int64_t sy = oy * d->sh - d->pt;
+		int64_t rows = d->count_include_pad
+			? taps_in(sy, d->kh, d->dh, -d->pt, d->h + d->pb)
+			: taps_in(sy, d->kh, d->dh, 0, d->h);
+		for (int64_t ox = 0; ox < d->ow; ox++) {
+			int64_t sx = ox * d->sw - d->pl;
+			int64_t cols = d->count_include_pad
+				? taps_in(sx, d->kw, d->dw, -d->pl,
+					  d->w + d->pr)
+				: taps_in(sx, d->kw, d->dw, 0, d->w);
+			/* an empty window averages to 0 */
+			s->inv[oy * d->ow + ox] = rows * cols > 0
+				? 1.0f / (float)(rows * cols) : 0.0f;
 		}
 	}
 	return 0;
@@ -200,12 +223,15 @@ int lm_pool_prepare(const struct lm_pool_desc *d, lm_kernel *k)
 	if (s->wp < d->pl + d->w)
 		s->wp = d->pl + d->w;
 	k->state = s;
-	k->free_state = free;
+	k->free_state = pool_free;
 	k->run = run_pool;
 	s->avx512 = lm_have_avx512();
-	/* the row, 32 floats of slack for whole-vector loads, then the
-	 * per-column counts and inverses */
-	k->scratch_bytes = (size_t)(s->wp + 32 + 2 * d->ow) * sizeof(float);
+	if (!d->is_max && average_divisors(s))
+		return -ENOMEM;
+	k->state_bytes = d->is_max ? 0 : (size_t)(d->oh * d->ow) *
+					  sizeof(float);
+	/* the row and 32 floats of slack for whole-vector loads */
+	k->scratch_bytes = (size_t)(s->wp + 32) * sizeof(float);
 	k->impl = d->is_max ? "maxpool" : "avgpool";
 	return 0;
 }

@@ -27,7 +27,7 @@ int lm_prep_epilogue(lm_graph *g, const lm_node *n, lm_epilogue *ep,
 
 	lm_epilogue_get(n, ep);
 	*n_main = n->n_inputs;
-	if ((int)ep->act < LM_ACT_NONE || ep->act > LM_ACT_SILU)
+	if ((int)ep->act < LM_ACT_NONE || ep->act >= LM_ACT_COUNT)
 		return lm_ops_fail(e, g, n, -ENOTSUP, "unknown fused "
 				   "activation %d", (int)ep->act);
 	if (ep->sum_input < 0)

@@ -12,7 +12,8 @@
  * (Exp, Tanh, Erf, Pow); Sigmoid 6 (exp, add, divide); HardSigmoid 3 (mul,
  * add, clamp); HardSwish 4 (HardSigmoid and a mul); Gelu 8 (erf and four
  * arithmetic ops); Max and Min one per extra input; Identity and Dropout
- * none, being no-ops at inference.
+ * none, being no-ops at inference.  lm.Act is private: an activation the
+ * fusion pass made from a pattern (fuse.c), counted as 6.
  */
 #include "ops.h"
 #include "kernel.h"
@@ -693,7 +694,24 @@ static int hard_sigmoid_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 static int hard_swish_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 			      lm_error *e)
 {
-	return act_prepare(g, n, k, LM_ACT_HARD_SWISH, 0, 0, e);
+	return act_prepare(g, n, k, LM_ACT_HARD_SWISH, 1.0f / 6.0f, 0.5f, e);
+}
+
+/* lm.Act: an activation the fusion pass made from a pattern (x *
+ * Sigmoid(x), x * HardSigmoid(x)) that no product could take into its
+ * epilogue; attributes as an epilogue's ("lm.act", "lm.alpha",
+ * "lm.beta"), an unknown activation being refused. */
+static int lm_act_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+			  lm_error *e)
+{
+	lm_epilogue ep;
+
+	lm_epilogue_get(n, &ep);
+	if (ep.act == LM_ACT_NONE ||
+	    lm_attr_int(n, "lm.act", 0) != (int64_t)ep.act)
+		return lm_ops_fail(e, g, n, -ENOTSUP, "no known activation in "
+				   "lm.act");
+	return act_prepare(g, n, k, ep.act, ep.alpha, ep.beta, e);
 }
 
 static int tanh_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
@@ -1565,6 +1583,7 @@ static const lm_op ops[] = {
 	{ "Tanh", EW, unary_infer, NULL, flops_4, tanh_prepare },
 	{ "Erf", EW, unary_infer, NULL, flops_4, erf_prepare },
 	{ "Gelu", EW, unary_infer, NULL, flops_8, gelu_prepare },
+	{ "lm.Act", EW, unary_infer, NULL, flops_6, lm_act_prepare },
 	{ "Exp", EW, unary_infer, NULL, flops_4, exp_prepare },
 	{ "Sqrt", EW, unary_infer, NULL, flops_1, sqrt_prepare },
 	{ "Neg", EW, unary_infer, neg_fold, flops_1, neg_prepare },

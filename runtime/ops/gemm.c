@@ -195,7 +195,8 @@ static int matmul_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 	if (r > LM_MAX_RANK)
 		return lm_ops_fail(e, g, n, -ENOTSUP, "rank %d is too large",
 				   r);
-	struct lm_matmul_desc d = { .rank = r, .ep = ep };
+	struct lm_matmul_desc d = { .rank = r, .ep = ep,
+				       .bias_input = -1 };
 	/* "lm.impl" = "openblas" keeps a constant B unpacked (benchmarks) */
 	if (lm_value_is_const(b) && strcmp(lm_prep_impl(n), "openblas") &&
 	    !(d.b_const = lm_ops_fold_in(g, n, 1, e)))
@@ -208,6 +209,19 @@ static int matmul_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 		d.o_dims[i] = d.a_dims[i] == 1 ? d.b_dims[i] : d.a_dims[i];
 	d.o_dims[r - 2] = d.a_dims[r - 2];
 	d.o_dims[r - 1] = d.b_dims[r - 1];
+	/* a bias the fusion pass folded in: N floats added to every row */
+	int64_t bi = lm_attr_int(n, "lm.bias", -1);
+	if (bi >= 0) {
+		lm_value *bv = bi < n->n_inputs ? lm_node_in(g, n, (int)bi)
+						 : NULL;
+		if (bi < 2 || !bv || bv->dtype != LM_DT_FLOAT ||
+		    lm_ops_numel(bv->rank, bv->dims) != d.o_dims[r - 1])
+			return lm_ops_fail(e, g, n, -EINVAL, "fused bias input "
+					   "%lld does not hold %lld floats",
+					   (long long)bi,
+					   (long long)d.o_dims[r - 1]);
+		d.bias_input = (int)bi;
+	}
 	if ((rc = lm_matmul_prepare(&d, k)))
 		return lm_ops_fail(e, g, n, rc, "out of memory");
 	return 0;

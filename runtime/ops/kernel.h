@@ -68,10 +68,18 @@ enum lm_act {
 	LM_ACT_CLIP,         /* alpha = min, beta = max */
 	LM_ACT_SIGMOID,
 	LM_ACT_HARD_SIGMOID, /* alpha, beta */
-	LM_ACT_HARD_SWISH,
+	LM_ACT_HARD_SWISH,   /* x * hard_sigmoid(x; alpha, beta), ONNX's
+			      * HardSwish with alpha 1/6, beta 1/2 */
 	LM_ACT_TANH,
 	LM_ACT_SILU,         /* x * sigmoid(x) */
+	LM_ACT_GELU,         /* x/2 (1 + erf(x / sqrt 2)) */
+	LM_ACT_GELU_TANH,    /* x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+	LM_ACT_COUNT         /* not an activation: the number of them */
 };
+
+/** The activation's name as the profile shows it ("Relu", "SiLU"; ""
+ * for none, "?" out of range). */
+const char *lm_act_name(enum lm_act act);
 
 typedef struct lm_epilogue {
 	enum lm_act act;

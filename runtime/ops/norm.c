@@ -1,7 +1,8 @@
 /*
  * norm.c: normalisations, softmax and reductions (BatchNormalization,
  * LayerNormalization, InstanceNormalization, Softmax, LogSoftmax,
- * ReduceMean, ReduceSum, ReduceMax): shapes and FLOP counts.
+ * ReduceMean, ReduceSum, ReduceMax, and the private lm.LayerNormChannels
+ * that the fusion pass makes): shapes and FLOP counts.
  *
  * BatchNormalization at inference is a per-channel scale and shift, so it
  * joins its producer's layer; the others reduce over axes and head a layer.
@@ -188,6 +189,23 @@ static double batchnorm_flops(lm_graph *g, const lm_node *n)
 }
 
 /* Mean, variance, subtract, scale, shift: about five per element. */
+/* lm.LayerNormChannels (x [N, C, ...], scale [C], bias [C]): y like x. */
+static int lnchan_infer(lm_graph *g, lm_node *n, lm_error *e)
+{
+	lm_value *x, *s, *b;
+	int rc;
+
+	if ((rc = lm_ops_arity(g, n, 2, 3, 1, 1, e)) ||
+	    (rc = lm_ops_in(g, n, 0, &x, e)) ||
+	    (rc = lm_ops_in(g, n, 1, &s, e)) ||
+	    (rc = lm_ops_opt(g, n, 2, &b, e)))
+		return rc;
+	if (x->rank < 2)
+		return lm_ops_fail(e, g, n, -EINVAL, "input '%s' has rank %d, "
+				   "expected at least 2", x->name, x->rank);
+	return lm_ops_out_like(g, n, 0, x, e);
+}
+
 static double norm5_flops(lm_graph *g, const lm_node *n)
 {
 	return 5 * lm_ops_out_elems(g, n, 0);
@@ -300,6 +318,8 @@ struct batchnorm {
 	int64_t outer, c, inner;
 	float eps;
 	int at_run;     /* parameters not constant: a, b made per run */
+	lm_epilogue ep; /* an activation fuse.c put after it (DenseNet's
+			 * BN -> Relu before each conv) */
 	float ab[];     /* a[c] then b[c] */
 };
 
@@ -331,11 +351,15 @@ static int batchnorm_run(const lm_kargs *k)
 		size_t base = (size_t)(o * s->c * s->inner);
 		if (s->inner == 1) {
 			affine_vec(y + base, x + base, a, b, (size_t)s->c);
+			lm_act_apply(s->ep.act, s->ep.alpha, s->ep.beta,
+				     y + base, (size_t)s->c);
 			continue;
 		}
 		for (int64_t c = 0; c < s->c; c++) {
 			size_t off = base + (size_t)(c * s->inner);
 			affine(y + off, x + off, (size_t)s->inner, a[c], b[c]);
+			lm_act_apply(s->ep.act, s->ep.alpha, s->ep.beta,
+				     y + off, (size_t)s->inner);
 		}
 	}
 	return 0;
@@ -372,6 +396,7 @@ static int batchnorm_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 	s->c = c;
 	s->inner = x->rank >= 2 ? numel_from(x, 2) : 1;
 	s->eps = lm_attr_float(n, "epsilon", 1e-5f);
+	lm_epilogue_get(n, &s->ep);
 	if (consts) {
 		const float *p[4];
 		for (int i = 0; i < 4; i++)
@@ -522,6 +547,141 @@ static int layernorm_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
 	k->run = layernorm_run;
 	k->inplace = 1;
 	k->impl = "layernorm";
+	return 0;
+}
+
+/*
+ * lm.LayerNormChannels, private (fuse.c makes it from a channels-last
+ * LayerNorm between two transposes, or a LayerNorm written out over axis
+ * 1): x is [N, C, S...] and each of the N * S pixels is normalised over
+ * its C channels, y = (x - mean) inv scale[c] + bias[c].  In NCHW a
+ * pixel's channels lie a plane apart, so pixels go in blocks of
+ * LNC_BLOCK with per-pixel accumulators: a vectorised pass over the C
+ * rows of the block for the sums, one for the squared deviations, one
+ * for the output; the block's rows stay in L2 between the passes.
+ */
+#define LNC_BLOCK 256
+
+struct lnchan {
+	int64_t n, c, plane;
+	float eps;
+	int has_bias;
+	float *scale, *bias;    /* into rows[] */
+	float rows[];
+};
+
+static LM_CLONES void lnc_sum(float *restrict acc, const float *restrict x,
+			      size_t n)
+{
+	LM_VFOR(i, n, acc[i] += x[i]);
+}
+
+static LM_CLONES void lnc_sqdev(float *restrict acc, const float *restrict x,
+				const float *restrict m, size_t n)
+{
+	LM_VFOR(i, n, float d = x[i] - m[i]; acc[i] += d * d);
+}
+
+static LM_CLONES void lnc_out_ip(float *y, const float *restrict m,
+				 const float *restrict inv, float s, float b,
+				 size_t n)
+{
+	LM_VFOR(i, n, y[i] = (y[i] - m[i]) * inv[i] * s + b);
+}
+
+static LM_CLONES void lnc_out_op(float *restrict y, const float *restrict x,
+				 const float *restrict m,
+				 const float *restrict inv, float s, float b,
+				 size_t n)
+{
+	LM_VFOR(i, n, y[i] = (x[i] - m[i]) * inv[i] * s + b);
+}
+
+static int lnchan_run(const lm_kargs *k)
+{
+	const struct lnchan *s = k->state;
+	float acc[LNC_BLOCK], mean[LNC_BLOCK], inv[LNC_BLOCK];
+	float rcp = 1.0f / (float)s->c;
+
+	for (int64_t n = 0; n < s->n; n++) {
+		const float *x = (const float *)k->in[0]->data +
+				 n * s->c * s->plane;
+		float *y = (float *)k->out[0]->data + n * s->c * s->plane;
+		for (int64_t p0 = 0; p0 < s->plane; p0 += LNC_BLOCK) {
+			size_t nb = (size_t)(s->plane - p0 < LNC_BLOCK
+					     ? s->plane - p0 : LNC_BLOCK);
+			memset(acc, 0, nb * sizeof(float));
+			for (int64_t c = 0; c < s->c; c++)
+				lnc_sum(acc, x + c * s->plane + p0, nb);
+			for (size_t i = 0; i < nb; i++) {
+				mean[i] = acc[i] * rcp;
+				acc[i] = 0;
+			}
+			for (int64_t c = 0; c < s->c; c++)
+				lnc_sqdev(acc, x + c * s->plane + p0, mean, nb);
+			for (size_t i = 0; i < nb; i++)
+				inv[i] = 1.0f / sqrtf(acc[i] * rcp + s->eps);
+			for (int64_t c = 0; c < s->c; c++) {
+				float b = s->has_bias ? s->bias[c] : 0.0f;
+				size_t off = (size_t)(c * s->plane + p0);
+				if (x == y)
+					lnc_out_ip(y + off, mean, inv,
+						   s->scale[c], b, nb);
+				else
+					lnc_out_op(y + off, x + off, mean, inv,
+						   s->scale[c], b, nb);
+			}
+		}
+	}
+	return 0;
+}
+
+static int lnchan_prepare(lm_graph *g, lm_node *n, lm_kernel *k,
+			  lm_error *e)
+{
+	lm_value *x, *p[3];
+	int rc;
+
+	if ((rc = lm_ops_in(g, n, 0, &x, e)) ||
+	    (rc = lm_ops_in(g, n, 1, &p[1], e)) ||
+	    (rc = lm_ops_opt(g, n, 2, &p[2], e)))
+		return rc;
+	for (int i = 0; i < 3; i++)
+		if ((rc = need_float(g, n, i, e)))
+			return rc;
+	if (x->rank < 2)
+		return lm_ops_fail(e, g, n, -EINVAL, "input '%s' has rank %d, "
+				   "expected at least 2", x->name, x->rank);
+	int64_t c = x->dims[1];
+	for (int i = 1; i < 3; i++)
+		if (p[i] && (!lm_value_is_const(p[i]) ||
+			     lm_ops_numel(p[i]->rank, p[i]->dims) != c))
+			return lm_ops_fail(e, g, n, -ENOTSUP, "'%s' is not a "
+					   "constant of %lld values", p[i]->name,
+					   (long long)c);
+	struct lnchan *s = lm_kernel_new_state(g, n, k, sizeof(*s) +
+					       (size_t)(2 * c) * sizeof(float),
+					       e);
+	if (!s)
+		return -ENOMEM;
+	s->n = x->dims[0];
+	s->c = c;
+	s->plane = numel_from(x, 2);
+	s->eps = lm_attr_float(n, "epsilon", 1e-5f);
+	s->scale = s->rows;
+	s->bias = s->rows + c;
+	s->has_bias = p[2] != NULL;
+	for (int i = 1; i < 3; i++) {
+		const float *d = p[i] ? lm_ops_fold_in(g, n, i, e) : NULL;
+		if (p[i] && !d)
+			return -EINVAL;
+		if (d)
+			memcpy(i == 1 ? s->scale : s->bias, d,
+			       (size_t)c * sizeof(float));
+	}
+	k->run = lnchan_run;
+	k->inplace = 1;
+	k->impl = "layernorm-channels";
 	return 0;
 }
 
@@ -900,6 +1060,8 @@ static const lm_op ops[] = {
 	  batchnorm_flops, batchnorm_prepare },
 	{ "LayerNormalization", LM_OP_COMPUTE, layernorm_infer, NULL,
 	  norm5_flops, layernorm_prepare },
+	{ "lm.LayerNormChannels", LM_OP_COMPUTE, lnchan_infer, NULL,
+	  norm5_flops, lnchan_prepare },
 	{ "InstanceNormalization", LM_OP_COMPUTE, instnorm_infer, NULL,
 	  norm5_flops, instnorm_prepare },
 	{ "Softmax", LM_OP_COMPUTE, softmax_infer, NULL, softmax_flops,

@@ -45,6 +45,7 @@ extern const struct lm_ops_family lm_ops_pool;        /* pool.c */
 extern const struct lm_ops_family lm_ops_elementwise; /* elementwise.c */
 extern const struct lm_ops_family lm_ops_norm;        /* norm.c */
 extern const struct lm_ops_family lm_ops_shape;       /* shape_ops.c */
+extern const struct lm_ops_family lm_ops_fused;       /* fused.c */
 
 static inline int64_t lm_ops_opset(const lm_graph *g)
 {

@@ -18,7 +18,7 @@
 
 static const struct lm_ops_family *const families[] = {
 	&lm_ops_conv, &lm_ops_gemm, &lm_ops_pool,
-	&lm_ops_elementwise, &lm_ops_norm, &lm_ops_shape,
+	&lm_ops_elementwise, &lm_ops_norm, &lm_ops_shape, &lm_ops_fused,
 };
 
 const lm_op *lm_op_find(const char *domain, const char *op_type)

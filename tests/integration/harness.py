@@ -110,11 +110,15 @@ def digits_references(folder, n=16):
     return xs, es
 
 
-def compare(got, ref, tag, abs_tol=1e-4, rel_tol=None):
+def compare(got, ref, tag, tol=1e-4, model_output=False):
     """Check an output against its reference (numpy arrays): same shape
     and dtype; integers equal; floats with NaNs in the same places and
-    max|diff| / max(1, max|ref|) <= abs_tol, and, with rel_tol, also
-    max|diff| <= rel_tol * max|ref|."""
+    max|diff| <= tol * max|ref| (relative to the output's own scale, so
+    small outputs are held as tightly as large ones; an all-zero reference
+    must be matched exactly).  Prints both.  With model_output (a whole
+    network's answer) the reference must also say something: max|ref| >
+    1e-3 and not every value equal, or a test model that squashes its
+    outputs to nothing would pass any runtime."""
     import numpy as np
     if not check(got.shape == ref.shape,
                  f"{tag}: shape {list(got.shape)}, reference "
@@ -133,13 +137,20 @@ def compare(got, ref, tag, abs_tol=1e-4, rel_tol=None):
                  "reverse)"):
         return
     ok = ~np.isnan(r)
-    diff = float(np.max(np.abs(g[ok] - r[ok]), initial=0.0))
-    scale = float(np.max(np.abs(r[ok]), initial=0.0))
-    print(f"  {tag}: max|diff| {diff:.3g}, max|ref| {scale:.3g}")
-    check(diff / max(1.0, scale) <= abs_tol,
-          f"{tag}: max|diff| {diff:.3g}, scaled {diff / max(1.0, scale):.3g}"
-          f" > {abs_tol:g}")
-    if rel_tol is not None:
-        check(diff <= rel_tol * scale if scale > 0 else diff == 0,
-              f"{tag}: max|diff| {diff:.3g} > {rel_tol:g} x max|ref| "
-              f"{scale:.3g}")
+    # equal values (equal infinities included) are no difference
+    same = g[ok] == r[ok]
+    diff = float(np.max(np.where(same, 0.0, np.abs(g[ok] - r[ok])),
+                        initial=0.0))
+    finite = r[ok][np.isfinite(r[ok])]
+    scale = float(np.max(np.abs(finite), initial=0.0))
+    print(f"  {tag}: max|diff| {diff:.3g}, max|ref| {scale:.3g}"
+          + (f", relative {diff / scale:.3g}" if scale > 0 else ""))
+    check(diff <= tol * scale,
+          f"{tag}: max|diff| {diff:.3g} > {tol:g} x max|ref| {scale:.3g}")
+    if model_output:
+        check(scale > 1e-3,
+              f"{tag}: max|ref| {scale:.3g}: a degenerate test model "
+              f"(outputs too small to tell a wrong answer)")
+        check(finite.size > 1 and float(np.ptp(finite)) > 0,
+              f"{tag}: every reference value is equal: a degenerate test "
+              f"model")

@@ -64,13 +64,18 @@ class Case:
              lamina may refuse it at load time (one line naming the node
              and op, as for any unsupported op), but if it runs it, the
              outputs must be right
+    fused    the op column of `lamina run --profile`, node by node, that
+             the runtime's fusion must leave (["Conv+HardSwish"]): the
+             fusion really happened, and nothing else was left over; the
+             outputs must also match `lamina run --no-fuse`
     """
 
     def __init__(self, name, nodes, inputs, outputs, inits=None, opset=17,
                  ir=None, domains=(), checker=True, value_info=(),
-                 out_shapes=None, optional=False):
+                 out_shapes=None, optional=False, fused=None):
         self.name = name
         self.optional = optional
+        self.fused = fused
         self.inputs = inputs
         # an output given by name alone takes its type from inference
         plain = TensorProto.UNDEFINED if checker else F32
@@ -905,16 +910,260 @@ def fusion_cases(r):
     yield Case("matmul_add_bias", [node("MatMul", ["a", "w"], ["m"]),
                                    node("Add", ["m", "b"], ["y"])],
                [("a", r.f(2, 16, 64))], ["y"],
-               {"w": r.f(64, 32), "b": r.f(32)})
+               {"w": r.f(64, 32), "b": r.f(32)}, fused=["MatMul"])
     yield Case("matmul_add_relu", [node("MatMul", ["a", "w"], ["m"]),
                                    node("Add", ["b", "m"], ["s"]),
                                    node("Relu", ["s"], ["y"])],
                [("a", r.f(2, 16, 64))], ["y"],
-               {"w": r.f(64, 32), "b": r.f(32)})
+               {"w": r.f(64, 32), "b": r.f(1, 32)}, fused=["MatMul+Relu"])
+    # a full-size constant is not a bias row: left to the Add
+    yield Case("matmul_add_full", [node("MatMul", ["a", "w"], ["m"]),
+                                   node("Add", ["m", "b"], ["y"])],
+               [("a", r.f(2, 5, 12))], ["y"],
+               {"w": r.f(12, 7), "b": r.f(2, 5, 7)},
+               fused=["MatMul", "Add"])
     yield Case("convt_relu", [node("ConvTranspose", ["x", "w"], ["c"],
                                    strides=[2, 2]),
                               node("Relu", ["c"], ["y"])],
                [("x", r.f(1, 4, 5, 5))], ["y"], {"w": r.f(4, 6, 3, 3)})
+
+
+@group("fusion")
+def pattern_fusion_cases(r):
+    """The exporters' decompositions the runtime turns into single nodes
+    (runtime/fuse.c), checked against onnxruntime on the unfused graph and
+    by the ops --profile shows.  Odd sizes: 13 and 20 channels, 7x9 planes,
+    so no count is a whole number of vectors."""
+    sqrt2, ln_eps = np.array(1.4142135, np.float32), 1e-6
+    one, half = np.array(1.0, np.float32), np.array(0.5, np.float32)
+
+    def conv_in(ch=13, cin=8):
+        return ([node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])],
+                {"w": (r.f(ch, cin, 3, 3) * 0.4), "b": r.f(ch)},
+                [("x", r.f(2, cin, 7, 9, lo=-2, hi=2))])
+
+    def with_conv(name, tail, fused, inits=None, ch=13):
+        nodes, w, ins = conv_in(ch)
+        w.update(inits or {})
+        return Case(name, nodes + tail, ins, ["y"], w, fused=fused)
+
+    def alone(name, tail, fused, inits=None, shape=(2, 13, 7, 9)):
+        return Case(name, tail, [("c", r.f(*shape, lo=-4, hi=4))], ["y"],
+                    inits or {}, fused=fused)
+
+    hswish = [node("HardSigmoid", ["c"], ["h"], alpha=1.0 / 6),
+              node("Mul", ["c", "h"], ["y"])]
+    yield with_conv("conv_hardswish_decomposed", hswish, ["Conv+HardSwish"])
+    yield alone("hardswish_decomposed_alone", hswish, ["HardSwish"])
+    yield with_conv("conv_hardsigmoid_mul_02",
+                    [node("HardSigmoid", ["c"], ["h"], alpha=0.2, beta=0.4),
+                     node("Mul", ["h", "c"], ["y"])], ["Conv+HardSwish"])
+    silu = [node("Sigmoid", ["c"], ["s"]), node("Mul", ["s", "c"], ["y"])]
+    yield with_conv("conv_silu_fused", silu, ["Conv+SiLU"])
+    yield alone("silu_alone", silu, ["SiLU"], shape=(3, 5, 11))
+
+    # GELU, erf form, in the orders exporters write it
+    def erf_gelu(order, scale="div"):
+        pre = ([node("Div", ["c", "k"], ["d"])] if scale == "div" else
+               [node("Mul", ["k", "c"], ["d"])])
+        body = pre + [node("Erf", ["d"], ["e"]),
+                      node("Add", ["e", "one"], ["a"])]
+        if order == 1:    # (x (1 + erf)) 0.5, torch
+            body += [node("Mul", ["c", "a"], ["m"]),
+                     node("Mul", ["m", "half"], ["y"])]
+        elif order == 2:  # (x 0.5) (1 + erf)
+            body += [node("Mul", ["c", "half"], ["h"]),
+                     node("Mul", ["h", "a"], ["y"])]
+        else:             # x ((1 + erf) 0.5)
+            body += [node("Mul", ["a", "half"], ["m"]),
+                     node("Mul", ["c", "m"], ["y"])]
+        k = sqrt2 if scale == "div" else np.array(1 / 1.4142135, np.float32)
+        return body, {"k": k, "one": one, "half": half}
+
+    for order in (1, 2, 3):
+        body, consts = erf_gelu(order)
+        yield with_conv(f"conv_gelu_erf_order{order}", body, ["Conv+Gelu"],
+                        consts)
+    body, consts = erf_gelu(1, scale="mul")
+    yield with_conv("conv_gelu_erf_mul", body, ["Conv+Gelu"], consts)
+    yield alone("gelu_erf_alone", body, ["Gelu"], consts)
+    # a transformer's Linear (MatMul, bias) then GELU, 3-d
+    lin = [node("MatMul", ["t", "wl"], ["mm"]),
+           node("Add", ["mm", "bl"], ["c"])] + body
+    yield Case("matmul_bias_gelu", lin, [("t", r.f(2, 9, 24))], ["y"],
+               dict(consts, wl=r.f(24, 40), bl=r.f(40)),
+               fused=["MatMul+Gelu"])
+    # a constant that is not 1/sqrt(2): left as it is, still right
+    body, consts = erf_gelu(1)
+    consts["k"] = np.array(1.5, np.float32)
+    yield with_conv("conv_not_gelu", body,
+                    ["Conv", "Div", "Erf", "Add", "Mul", "Mul"], consts)
+    # tanh form, as torch writes nn.GELU(approximate="tanh")
+    for cube in ("mul", "pow"):
+        pre = ([node("Mul", ["c", "c"], ["sq"]),
+                node("Mul", ["c", "sq"], ["cu"])] if cube == "mul" else
+               [node("Pow", ["c", "three"], ["cu"])])
+        body = pre + [node("Mul", ["kappa", "cu"], ["kc"]),
+                      node("Add", ["c", "kc"], ["u"]),
+                      node("Mul", ["beta", "u"], ["in"]),
+                      node("Tanh", ["in"], ["t"]),
+                      node("Add", ["one", "t"], ["a"]),
+                      node("Mul", ["c", "a"], ["m"]),
+                      node("Mul", ["half", "m"], ["y"])]
+        consts = {"kappa": np.array(0.044715, np.float32),
+                  "beta": np.array(0.7978845608, np.float32),
+                  "three": np.array(3.0, np.float32), "one": one,
+                  "half": half}
+        yield with_conv(f"conv_gelu_tanh_{cube}", body, ["Conv+GeluTanh"],
+                        consts)
+    yield alone("gelu_tanh_alone", body, ["Gelu"], consts,
+                shape=(1, 20, 5, 3))
+
+    # LayerNorm written out (torch before opset 17), last axis and axis 1
+    def ln_body(axis, affine=True, square="pow"):
+        body = [node("ReduceMean", ["c"], ["mu"], axes=[axis]),
+                node("Sub", ["c", "mu"], ["d"]),
+                node("Pow", ["d", "two"], ["p"]) if square == "pow" else
+                node("Mul", ["d", "d"], ["p"]),
+                node("ReduceMean", ["p"], ["var"], axes=[axis]),
+                node("Add", ["var", "eps"], ["ve"]),
+                node("Sqrt", ["ve"], ["sd"]),
+                node("Div", ["d", "sd"], ["n" if affine else "y"])]
+        if affine:
+            body += [node("Mul", ["n", "gamma"], ["g"]),
+                     node("Add", ["g", "beta"], ["y"])]
+        return body
+
+    ln_consts = {"two": np.array(2.0, np.float32),
+                 "eps": np.array(ln_eps, np.float32)}
+    yield alone("layernorm_decomposed_last", ln_body(-1),
+                ["LayerNormalization"],
+                dict(ln_consts, gamma=r.f(37), beta=r.f(37)),
+                shape=(2, 5, 37))
+    yield alone("layernorm_decomposed_noaffine", ln_body(-1, False),
+                ["LayerNormalization"], ln_consts, shape=(3, 20))
+    yield alone("layernorm_decomposed_mul_square",
+                ln_body(-1, square="mul"), ["LayerNormalization"],
+                dict(ln_consts, gamma=r.f(19), beta=r.f(19)),
+                shape=(2, 3, 19))
+    yield with_conv("conv_layernorm_decomposed_channels", ln_body(1),
+                    ["Conv", "LayerNormChannels"],
+                    dict(ln_consts, gamma=r.f(13, 1, 1), beta=r.f(13, 1, 1)))
+
+    # ConvNeXt's block: depthwise 7x7, Permute, LayerNorm, Linear, GELU,
+    # Linear, Permute, layer scale, residual; and its LayerNorm2d
+    ch = 20
+    block = [node("Conv", ["x", "dw", "dwb"], ["c"], group=ch,
+                  pads=[3, 3, 3, 3]),
+             node("Transpose", ["c"], ["t"], perm=[0, 2, 3, 1])]
+    ln = ln_body(-1)
+    ln[0].input[0] = ln[1].input[0] = "t"
+    ln[-1].output[0] = "lnout"
+    body, gconsts = erf_gelu(1)
+    for n_ in body:
+        n_.input[:] = ["h1" if i == "c" else i for i in n_.input]
+    body[-1].output[0] = "gl"
+    block += ln + [node("MatMul", ["lnout", "fc1"], ["m1"]),
+                   node("Add", ["fc1b", "m1"], ["h1"])] + body + [
+        node("MatMul", ["gl", "fc2"], ["m2"]),
+        node("Add", ["fc2b", "m2"], ["h2"]),
+        node("Transpose", ["h2"], ["back"], perm=[0, 3, 1, 2]),
+        node("Mul", ["scale", "back"], ["sc"]),
+        node("Add", ["sc", "x"], ["y"])]
+    # the two patterns' intermediates get distinct names
+    for n_ in body:
+        n_.input[:] = [i if i in ("h1", "k", "one", "half") else "g_" + i
+                       for i in n_.input]
+        n_.output[:] = [o if o == "gl" else "g_" + o for o in n_.output]
+    inits = dict(ln_consts, **gconsts, dw=r.f(ch, 1, 7, 7) * 0.3,
+                 dwb=r.f(ch), gamma=r.f(ch), beta=r.f(ch),
+                 fc1=r.f(ch, 4 * ch) * 0.3, fc1b=r.f(4 * ch),
+                 fc2=r.f(4 * ch, ch) * 0.2, fc2b=r.f(ch),
+                 scale=r.f(ch, 1, 1))
+    yield Case("convnext_block", block, [("x", r.f(2, ch, 7, 9))], ["y"],
+               inits, fused=["Conv", "LayerNormChannels", "Conv+Gelu",
+                             "Conv+Add"])
+    yield Case("convnext_downsample",
+               [node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+                node("LayerNormalization", ["t", "g", "b"], ["n"],
+                     axis=-1, epsilon=1e-6),
+                node("Transpose", ["n"], ["u"], perm=[0, 3, 1, 2]),
+                node("Conv", ["u", "w", "wb"], ["y"], strides=[2, 2],
+                     kernel_shape=[2, 2])],
+               [("x", r.f(1, ch, 7, 9))], ["y"],
+               {"g": r.f(ch), "b": r.f(ch), "w": r.f(2 * ch, ch, 2, 2),
+                "wb": r.f(2 * ch)},
+               fused=["LayerNormChannels", "Conv"])
+    # a transposed chain whose middle is also an output: left alone
+    yield Case("channels_last_read_twice",
+               [node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),
+                node("MatMul", ["t", "w"], ["m"]),
+                node("Transpose", ["m"], ["y"], perm=[0, 3, 1, 2])],
+               [("x", r.f(1, 8, 5, 3))], ["y", "m"], {"w": r.f(8, 6)},
+               fused=["Transpose", "MatMul", "Transpose"])
+
+    # Pad then AveragePool (torch's avg_pool2d with padding, Inception)
+    def pad_pool(name, fused, **attrs):
+        return Case(name, [node("Pad", ["x", "p"], ["xp"]),
+                           node("AveragePool", ["xp"], ["y"],
+                                kernel_shape=[3, 3], **attrs)],
+                    [("x", r.f(2, 13, 7, 9))], ["y"],
+                    {"p": i64(0, 0, 1, 2, 0, 0, 1, 0)}, fused=fused)
+
+    yield pad_pool("pad_avgpool", ["AveragePool"], strides=[1, 1])
+    yield pad_pool("pad_avgpool_counted_pads", ["AveragePool"],
+                   pads=[1, 0, 0, 1], count_include_pad=1, strides=[2, 1])
+    # own pads left uncounted, or ceil_mode: not the same, left apart
+    yield pad_pool("pad_avgpool_uncounted_pads", ["Pad", "AveragePool"],
+                   pads=[1, 1, 1, 1])
+    yield pad_pool("pad_avgpool_ceil", ["Pad", "AveragePool"],
+                   strides=[2, 2], ceil_mode=1)
+
+    # DenseNet's BN -> Relu on a concatenation (no conv to fold into):
+    # one pass; also with channels last in a 2-d BN
+    bnp = {"s": r.f(13), "bb": r.f(13), "m": r.f(13), "v": r.pos(13)}
+    yield Case("concat_bn_relu",
+               [node("Concat", ["x", "x2"], ["cat"], axis=1),
+                node("BatchNormalization", ["cat", "s", "bb", "m", "v"],
+                     ["n"]),
+                node("Relu", ["n"], ["y"])],
+               [("x", r.f(2, 6, 7, 9)), ("x2", r.f(2, 7, 7, 9))], ["y"],
+               bnp, fused=["Concat", "BatchNormalization+Relu"])
+    yield Case("bn2d_clip",
+               [node("BatchNormalization", ["x", "s", "bb", "m", "v"],
+                     ["n"]),
+                node("Clip", ["n", "lo", "hi"], ["y"])],
+               [("x", r.f(5, 13, lo=-3, hi=3))], ["y"],
+               dict(bnp, lo=np.array(0, np.float32),
+                    hi=np.array(1, np.float32)),
+               fused=["BatchNormalization+Clip"])
+
+    # Conv followed by a per-channel scale and shift: into the weights
+    yield with_conv("conv_channel_scale_shift",
+                    [node("Mul", ["c", "k"], ["m"]),
+                     node("Add", ["kb", "m"], ["y"])], ["Conv"],
+                    {"k": r.f(1, 13, 1, 1), "kb": r.f(13, 1, 1)})
+
+    # squeeze-excitation: MobileNetV3 (Relu, HardSigmoid) and
+    # EfficientNet (SiLU, Sigmoid) gates on 20 channels squeezed to 5
+    def se(name, act1, gate, batch=2):
+        nodes = [node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+                 node("GlobalAveragePool", ["c"], ["p"]),
+                 node("Conv", ["p", "w1", "b1"], ["q"])]
+        nodes += act1("q", "qa") + [node("Conv", ["qa", "w2", "b2"], ["z"])]
+        nodes += gate("z", "g") + [node("Mul", ["c", "g"], ["y"])]
+        return Case(name, nodes, [("x", r.f(batch, 8, 7, 9))], ["y"],
+                    {"w": r.f(20, 8, 3, 3) * 0.4, "b": r.f(20),
+                     "w1": r.f(5, 20, 1, 1), "b1": r.f(5),
+                     "w2": r.f(20, 5, 1, 1), "b2": r.f(20)},
+                    fused=["Conv", "SqueezeExcite"])
+
+    yield se("se_relu_hardsigmoid", lambda a, b: [node("Relu", [a], [b])],
+             lambda a, b: [node("HardSigmoid", [a], [b], alpha=1.0 / 6)])
+    yield se("se_silu_sigmoid",
+             lambda a, b: [node("Sigmoid", [a], [a + "s"]),
+                           node("Mul", [a, a + "s"], [b])],
+             lambda a, b: [node("Sigmoid", [a], [b])], batch=3)
 
 
 # ---- graph structure: aliasing, in-place reuse, outputs read again ----
@@ -1157,8 +1406,41 @@ def run_case(case, work):
             if check(os.path.exists(got[n]),
                      f"{tag}: output '{n}' not written"):
                 compare(np.load(got[n]), np.load(ref[n]), f"{tag} '{n}'")
+    if case.fused is not None:
+        p = lamina("run", model, *in_args, "--profile")
+        ops = profile_ops(p.stdout)
+        check(p.returncode == 0 and ops == case.fused,
+              f"{case.name}: --profile shows ops {ops}, expected "
+              f"{case.fused}: {p.stderr.strip()}")
+        # and the same numbers as lamina's own unfused graph
+        unf, unf_args = out_args(case, work, "unfused")
+        fus, fus_args = out_args(case, work, "fused")
+        p = lamina("run", model, *in_args, *unf_args, "--no-fuse")
+        q = lamina("run", model, *in_args, *fus_args)
+        if check(p.returncode == 0 and q.returncode == 0,
+                 f"{case.name} --no-fuse: {p.stderr.strip()} "
+                 f"{q.stderr.strip()}"):
+            for n in unf:
+                compare(np.load(fus[n]), np.load(unf[n]),
+                        f"{case.name} '{n}' fused against --no-fuse")
     print(f"{'ok  ' if len(harness.failures) == before else 'BAD '} {case.name}",
           flush=True)
+
+
+def profile_ops(text):
+    """The op column of `lamina run --profile`'s rows, in order: a row is
+    a line whose last three fields are numbers (ms, %, GFLOP/s)."""
+    ops = []
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) < 6 or line.startswith("latency_ms"):
+            continue
+        try:
+            [float(x.rstrip("%")) for x in f[-3:] if x not in ("-",)]
+        except ValueError:
+            continue
+        ops.append(f[1])
+    return ops
 
 
 def refused_cleanly(case, p):
@@ -1332,7 +1614,7 @@ def test_cli():
     check(p.returncode == 0 and p.stdout.startswith("usage: lamina run"),
           f"lamina run --help: {p.stdout[:80]!r}")
     for opt in ("--input", "--output", "--threads", "--batch", "--repeat",
-                "--profile"):
+                "--profile", "--no-fuse"):
         check(opt in p.stdout, f"lamina run --help mentions {opt}")
     p = lamina("--help")
     check(" run " in p.stdout, "lamina --help lists run")

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // check_slices.js: check that a sliced model computes what the whole model does.
 //
-//   node tools/ort/check_slices.js MODEL.onnx SLICE_DIR [--tol 1e-5] [--seed N]
-//        [--input NAME=FILE.npy ...] [--write-ref DIR]
+//   node tools/ort/check_slices.js MODEL.onnx SLICE_DIR [--tol 1e-5] [--min-scale S]
+//        [--seed N] [--input NAME=FILE.npy ...] [--write-ref DIR]
 //
 // Reads SLICE_DIR/manifest.json, written by lamina's slicer:
 //   {"inputs":  [{"name", "dtype", "shape"}],      the model's inputs
@@ -16,14 +16,17 @@
 // non-negative values; from a seeded PRNG) unless --input gives them, runs the
 // whole model, checks each slice's session input/output names against the
 // manifest, runs the slices in index order (each input comes from the model
-// inputs or an earlier slice's outputs), and compares every model output:
-//   rel_err = max|slices - model| / max(1, max|model|)   must be <= tol,
-// and with --scaled-tol T also max|slices - model| / max|model| <= T (for
-// models whose outputs are far below 1, where the first says little).
-// Prints "output NAME rel_err=..." per output, then "OK N slices" (exit 0) or
-// "FAIL: reason" (exit 1).  --write-ref DIR saves the inputs and the whole
-// model's outputs as DIR/input_<i>.npy, DIR/output_<i>.npy (manifest order)
-// with DIR/ref.json listing {name, file, dtype, shape} for each.
+// inputs or an earlier slice's outputs), and compares every model output
+// relative to its own scale:
+//   rel_err = max|slices - model| / max|model|   must be <= tol
+// (an all-zero output must be matched exactly).  With --min-scale S every
+// output must also say something: max|model| > S and not all values equal,
+// so a test model that squashes its outputs cannot pass any slicing.
+// Prints "output NAME rel_err=... max_ref=..." per output, then "OK N
+// slices" (exit 0) or "FAIL: reason" (exit 1).  --write-ref DIR saves the
+// inputs and the whole model's outputs as DIR/input_<i>.npy,
+// DIR/output_<i>.npy (manifest order) with DIR/ref.json listing {name,
+// file, dtype, shape} for each.
 'use strict';
 
 const fs = require('fs');
@@ -38,11 +41,11 @@ const fail = (msg) => { throw new Error(msg); };
 
 function usage() {
   return 'usage: node tools/ort/check_slices.js MODEL.onnx SLICE_DIR [--tol 1e-5] ' +
-    '[--scaled-tol T] [--seed N] [--input NAME=FILE.npy ...] [--write-ref DIR]';
+    '[--min-scale S] [--seed N] [--input NAME=FILE.npy ...] [--write-ref DIR]';
 }
 
 function parseArgs(argv) {
-  const opts = { model: null, dir: null, tol: 1e-5, scaledTol: null, seed: 1, inputs: [], writeRef: null };
+  const opts = { model: null, dir: null, tol: 1e-5, minScale: null, seed: 1, inputs: [], writeRef: null };
   const positional = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -53,10 +56,10 @@ function parseArgs(argv) {
     if (a === '--tol') {
       opts.tol = Number(next());
       if (!(opts.tol >= 0)) fail('--tol needs a non-negative number');
-    } else if (a === '--scaled-tol') {
-      // also bound max|diff| / max|ref|: meaningful when outputs are tiny
-      opts.scaledTol = Number(next());
-      if (!(opts.scaledTol >= 0)) fail('--scaled-tol needs a non-negative number');
+    } else if (a === '--min-scale') {
+      // outputs must be larger than this and not constant
+      opts.minScale = Number(next());
+      if (!(opts.minScale >= 0)) fail('--min-scale needs a non-negative number');
     } else if (a === '--seed') {
       const v = next();
       if (!/^\d+$/.test(v)) fail('--seed needs a non-negative integer');
@@ -178,16 +181,23 @@ function relError(name, ref, got) {
   // scale is the largest finite |ref|.
   let maxDiff = 0;
   let maxRef = 0;
+  let lo = Infinity;
+  let hi = -Infinity;
   for (let i = 0; i < ref.data.length; i++) {
     const r = Number(ref.data[i]);
     const g = Number(got.data[i]);
-    if (Number.isFinite(r)) maxRef = Math.max(maxRef, Math.abs(r));
+    if (Number.isFinite(r)) {
+      maxRef = Math.max(maxRef, Math.abs(r));
+      lo = Math.min(lo, r);
+      hi = Math.max(hi, r);
+    }
     if (r === g || (Number.isNaN(r) && Number.isNaN(g))) continue;
     const d = Math.abs(r - g);
-    if (!Number.isFinite(d)) return { rel: Infinity, scaled: Infinity, maxRef };
+    if (!Number.isFinite(d)) return { rel: Infinity, maxRef, constant: false };
     maxDiff = Math.max(maxDiff, d);
   }
-  return { rel: maxDiff / Math.max(1, maxRef), scaled: maxRef > 0 ? maxDiff / maxRef : maxDiff, maxRef };
+  const rel = maxRef > 0 ? maxDiff / maxRef : (maxDiff > 0 ? Infinity : 0);
+  return { rel, maxRef, constant: !(hi > lo) };
 }
 
 function writeRef(dir, manifest, feeds, results) {
@@ -289,12 +299,18 @@ async function main(argv) {
   let worst = null;
   for (const v of manifest.outputs) {
     if (!available[v.name]) fail(`model output '${v.name}' is not produced by any slice`);
-    const { rel, scaled, maxRef } = relError(v.name, reference[v.name], available[v.name]);
+    const { rel, maxRef, constant } = relError(v.name, reference[v.name], available[v.name]);
     console.log(`output ${v.name} rel_err=${rel.toExponential(3)} ` +
-      `max_ref=${maxRef.toExponential(3)} err/max_ref=${scaled.toExponential(3)}`);
-    if (!(rel <= opts.tol) && !worst) worst = { name: v.name, what: `rel_err=${rel.toExponential(3)} > tol ${opts.tol}` };
-    if (opts.scaledTol !== null && !(scaled <= opts.scaledTol) && !worst) {
-      worst = { name: v.name, what: `err/max_ref=${scaled.toExponential(3)} > ${opts.scaledTol}` };
+      `max_ref=${maxRef.toExponential(3)}`);
+    if (!(rel <= opts.tol) && !worst) {
+      worst = { name: v.name, what: `rel_err=${rel.toExponential(3)} > tol ${opts.tol}` };
+    }
+    if (opts.minScale !== null && !worst && (!(maxRef > opts.minScale) || constant)) {
+      worst = {
+        name: v.name,
+        what: `is degenerate (max_ref=${maxRef.toExponential(3)}` +
+          `${constant ? ', every value equal' : ''}): a test model that cannot tell a wrong answer`,
+      };
     }
   }
   if (worst) fail(`output ${worst.name} ${worst.what}`);

@@ -3,6 +3,7 @@
 //
 //   node tools/ort/run.js MODEL.onnx --input [NAME=]FILE.npy ...
 //        --output [NAME=]FILE.npy ... [--threads T] [--repeat R] [--warmup W]
+//        [--per-sample]
 //
 // The reference runtime for lamina's tests and benchmarks.  NAME may be left
 // out when the model has a single input (or output).  With --repeat R the
@@ -10,6 +11,11 @@
 // timed times, and exactly one line is printed:
 //   latency_ms median=X p90=Y min=Z
 // Errors are printed as one line and exit with status 1.
+//
+// --per-sample runs a batch of N (every input's dim 0) one sample at a time
+// through the same session and writes the outputs stacked on dim 0: the
+// reference for a batch-1 model that lamina runs with --batch N, with no
+// re-exported dynamic-batch model and one session load.
 //
 // It also exports the helpers that check_slices.js shares (session options,
 // tensor conversion, NAME=FILE parsing).
@@ -120,11 +126,14 @@ async function runOnce(session, feeds) {
 
 function usage() {
   return 'usage: node tools/ort/run.js MODEL.onnx --input [NAME=]FILE.npy ... ' +
-    '--output [NAME=]FILE.npy ... [--threads T] [--repeat R] [--warmup W]';
+    '--output [NAME=]FILE.npy ... [--threads T] [--repeat R] [--warmup W] ' +
+    '[--per-sample]';
 }
 
 function parseArgs(argv) {
-  const opts = { model: null, inputs: [], outputs: [], threads: 1, repeat: 0, warmup: 3 };
+  const opts = {
+    model: null, inputs: [], outputs: [], threads: 1, repeat: 0, warmup: 3, perSample: false,
+  };
   const intArg = (flag, v, min) => {
     if (v === undefined || !/^\d+$/.test(v) || Number(v) < min) {
       throw new Error(`${flag} needs an integer >= ${min}`);
@@ -142,6 +151,7 @@ function parseArgs(argv) {
     else if (a === '--threads') opts.threads = intArg(a, argv[++i], 1);
     else if (a === '--repeat') opts.repeat = intArg(a, argv[++i], 1);
     else if (a === '--warmup') opts.warmup = intArg(a, argv[++i], 0);
+    else if (a === '--per-sample') opts.perSample = true;
     else if (a === '-h' || a === '--help') { console.log(usage()); process.exit(0); }
     else if (a.startsWith('-')) throw new Error(`unknown option ${a} (see --help)`);
     else if (opts.model === null) opts.model = a;
@@ -155,6 +165,54 @@ function percentile(sorted, p) {
   // Nearest-rank percentile of an ascending array.
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
   return sorted[rank - 1];
+}
+
+// Sample i (dim 0) of an array, as a batch-1 array sharing its data.
+function sampleOf(array, i) {
+  const n = array.shape[0];
+  const per = array.data.length / n;
+  return {
+    dtype: array.dtype,
+    shape: [1, ...array.shape.slice(1)],
+    data: array.data.subarray(i * per, (i + 1) * per),
+  };
+}
+
+// Run the batch one sample at a time; outputs stacked on dim 0.
+async function runPerSample(session, arrays) {
+  const names = Object.keys(arrays);
+  const n = names.length ? arrays[names[0]].shape[0] : 0;
+  for (const name of names) {
+    const a = arrays[name];
+    if (!a.shape.length || a.shape[0] !== n) {
+      throw new Error(`--per-sample: input '${name}' has shape [${a.shape}], ` +
+        `not a batch of ${n} on dim 0`);
+    }
+  }
+  const parts = {};
+  for (let i = 0; i < n; i++) {
+    const feeds = {};
+    for (const name of names) {
+      const s = sampleOf(arrays[name], i);
+      checkInput(session, name, s);
+      feeds[name] = toTensor(s);
+    }
+    const out = await runOnce(session, feeds);
+    for (const [name, t] of Object.entries(out)) (parts[name] = parts[name] || []).push(fromTensor(t));
+  }
+  const results = {};
+  for (const [name, list] of Object.entries(parts)) {
+    const total = list.reduce((k, a) => k + a.data.length, 0);
+    const data = new list[0].data.constructor(total);
+    let at = 0;
+    for (const a of list) {
+      data.set(a.data, at);
+      at += a.data.length;
+    }
+    const shape = [list.reduce((k, a) => k + (a.shape[0] || 1), 0), ...list[0].shape.slice(1)];
+    results[name] = { dtype: list[0].dtype, shape, data };
+  }
+  return results;
 }
 
 function median(sorted) {
@@ -173,18 +231,29 @@ async function main(argv) {
   const outputs = resolveNames(opts.outputs, session.outputNames, 'output');
 
   const feeds = {};
+  const arrays = {};
   for (const { name, file } of inputs) {
     const array = npy.readNpy(file);
-    checkInput(session, name, array);
-    feeds[name] = toTensor(array);
+    arrays[name] = array;
+    if (!opts.perSample) {
+      checkInput(session, name, array);
+      feeds[name] = toTensor(array);
+    }
   }
-  const missing = session.inputNames.filter((n) => !(n in feeds));
+  const missing = session.inputNames.filter((n) => !(n in arrays));
   if (missing.length) throw new Error(`missing --input for: ${missing.join(', ')}`);
+  if (opts.perSample && opts.repeat > 0) throw new Error('--per-sample does not time (no --repeat)');
 
-  const results = await runOnce(session, feeds);
+  let results;
+  if (opts.perSample) {
+    results = await runPerSample(session, arrays);
+  } else {
+    results = {};
+    for (const [name, t] of Object.entries(await runOnce(session, feeds))) results[name] = fromTensor(t);
+  }
   for (const { name, file } of outputs) {
     try {
-      npy.writeNpy(file, fromTensor(results[name]));
+      npy.writeNpy(file, results[name]);
     } catch (e) {
       throw new Error(`cannot write ${file}: ${firstLine(e)}`);
     }
