@@ -41,6 +41,8 @@ stdout; progress goes to stderr.  Existing files are kept unless --force.
 Run with Debian's Python (/usr/bin/python3), which has torch and onnx.
 """
 import argparse
+import contextlib
+import hashlib
 import os
 import sys
 
@@ -341,15 +343,33 @@ def main():
     os.makedirs(args.outdir, exist_ok=True)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
 
+    # models exported by another version of this script are stale: a fixed
+    # recipe (random biases, BatchNorm statistics) must reach old builds too
+    with open(__file__, "rb") as f:
+        recipe = hashlib.sha256(f.read()).hexdigest()
+    stamp = os.path.join(args.outdir, ".recipe" + ("_dyn" if args.dynamic_batch else ""))
+    try:
+        with open(stamp) as f:
+            stale = f.read().strip() != recipe
+    except FileNotFoundError:
+        stale = True
     suffix = "_dyn" if args.dynamic_batch else ""
+    if stale and not args.only:
+        # a partial run (--only) cannot vouch for the other models
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(stamp)
     for name in names:
         path = os.path.join(args.outdir, name + suffix + ".onnx")
-        if os.path.exists(path) and not args.force:
+        if os.path.exists(path) and not args.force and not stale:
             continue  # already exported: quiet, the test build asks often
         else:
             print(f"{name}{suffix}: exporting to {path}", file=sys.stderr)
             export(name, path, args.dynamic_batch)
         print(f"{name}{suffix} {os.path.getsize(path)}", flush=True)
+    if stale and not args.only:
+        with open(stamp + ".tmp", "w") as f:
+            f.write(recipe + "\n")
+        os.replace(stamp + ".tmp", stamp)
 
 
 if __name__ == "__main__":
