@@ -9,10 +9,16 @@ both_ways) towards A.
 
     net = Net("lmt", "lt")     # names carry this process's pid
     net.teardown(); net.setup(); net.drop(5); ...; net.teardown()
+
+Hosts can run OpenSSH's sshd (net.sshd(WORK, "BCD")): a client key, a
+host key and an ssh config made in WORK; the ssh command it returns is
+what lamina takes as $LAMINA_SSH.  net.teardown() stops them.
 """
 import os
 import re
+import shutil
 import subprocess
+import time
 
 ADDR = {"A": "10.77.0.1", "B": "10.77.0.2", "C": "10.77.0.3",
         "D": "10.77.0.4"}
@@ -45,6 +51,7 @@ class Net:
                     for h in hosts.lower() for k in (h, h + "m")}
         # M's port towards each host
         self.towards = {"B": "bm", "A": "am"} if both_ways else {"B": "bm"}
+        self.sshds = {}
 
     def ns_run(self, n, *args, ok=True):
         return sh("ip", "netns", "exec", self.ns[n], *args, ok=ok)
@@ -96,7 +103,55 @@ class Net:
         m = re.search(r"counter packets (\d+)", out)
         return int(m.group(1)) if m else 0
 
+    def sshd(self, work, hosts):
+        """sshd in each of hosts, reached as root with a key made in work;
+        the ssh command (for $LAMINA_SSH) once each one answers from A."""
+        key = os.path.join(work, "id")
+        host_key = os.path.join(work, "host_key")
+        for k in (key, host_key):
+            if not os.path.exists(k):
+                sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k)
+        auth = os.path.join(work, "authorized_keys")
+        shutil.copy(key + ".pub", auth)
+        os.makedirs("/run/sshd", exist_ok=True)  # privilege separation
+        for h in hosts:
+            conf = os.path.join(work, f"sshd_{h}")
+            with open(conf, "w") as f:
+                f.write(f"ListenAddress {ADDR[h]}\nPort 22\n"
+                        f"HostKey {host_key}\nAuthorizedKeysFile {auth}\n"
+                        "PermitRootLogin prohibit-password\n"
+                        "PasswordAuthentication no\n"
+                        "KbdInteractiveAuthentication no\nUsePAM no\n"
+                        f"StrictModes no\nPidFile {work}/sshd_{h}.pid\n")
+            self.sshds[h] = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns[h], "/usr/sbin/sshd", "-D",
+                 "-e", "-f", conf], stdout=subprocess.DEVNULL,
+                stderr=open(conf + ".log", "w"))
+        config = os.path.join(work, "ssh_config")
+        with open(config, "w") as f:
+            f.write(f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+                    "  StrictHostKeyChecking no\n"
+                    "  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n")
+        ssh = f"ssh -F {config}"
+        for h in hosts:
+            for _ in range(50):  # until it listens
+                p = subprocess.run(
+                    ["ip", "netns", "exec", self.ns["A"]] + ssh.split() +
+                    ["-o", "BatchMode=yes", "-o", "ConnectTimeout=2",
+                     "root@" + ADDR[h], "true"], capture_output=True,
+                    text=True, timeout=30)
+                if p.returncode == 0 or self.sshds[h].poll() is not None:
+                    break
+                time.sleep(0.1)
+            if p.returncode != 0:
+                raise SystemExit(f"ssh to {h}: {p.stderr.strip()}")
+        return ssh
+
     def teardown(self):
+        for proc in self.sshds.values():
+            proc.kill()
+            proc.wait()
+        self.sshds = {}
         for n in self.hosts + "M":
             sh("ip", "netns", "del", self.ns[n], ok=False)
 
