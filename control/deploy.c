@@ -20,9 +20,10 @@
  * ingress
  * keeps every request until answered and re-sends it after at least
  * twice the plan's predicted latency (20 ms at least; it then learns the
- * real answer times).  laminads on other hosts are found, never started:
- * lamina cannot start processes there.  The slice folder must be at the
- * same path on every host.
+ * real answer times).  A laminad of another host that does not answer is
+ * started there over ssh when its device names an ssh destination
+ * (remote.h).  Each laminad is shipped its stages' files (proto/ship.h)
+ * and opens them from its store: no folder is shared between hosts.
  *
  * Teardown reads only the record (and the laminad state files it names):
  * it never needs the plan, the model or a live laminad.
