@@ -682,6 +682,32 @@ static void remove_hugefiles(const char *prefix)
 		endmntent(m);
 }
 
+/* EAL run folders of laminads of this control port that no longer run
+ * ("laminad-PORT-PID", lm_dp_eal_run_dir's): what a laminad left when it
+ * was killed after its state file went (a laminad of the same port with
+ * another state folder, alive, keeps its own). */
+static void remove_stale_run_dirs(int port)
+{
+	char base[PATH_MAX], want[32], path[PATH_MAX];
+	lm_dp_eal_run_dir("", base, sizeof(base));
+	int n = snprintf(want, sizeof(want), "laminad-%d-", port);
+	DIR *d = opendir(base);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		char *end;
+		if (strncmp(de->d_name, want, (size_t)n))
+			continue;
+		long pid = strtol(de->d_name + n, &end, 10);
+		if (*end || pid <= 0 || pid > INT_MAX || laminad_alive((int)pid))
+			continue;
+		if (snprintf(path, sizeof(path), "%s%s", base, de->d_name) <
+		    (int)sizeof(path))
+			lm_remove_tree(path);
+	}
+	if (d)
+		closedir(d);
+}
+
 /* Half-written copies of the state file a laminad killed while writing
  * it left beside it ("FILE.tmp-XXXXXX", lm_write_atomic's). */
 static void remove_tmp_files(const char *dir, const char *path)
@@ -834,6 +860,7 @@ int main(int argc, char **argv)
 				       sizeof(file)))
 			unlink(file);
 		lm_store_remove(dir, dp.cfg.cleanup_port);
+		remove_stale_run_dirs(dp.cfg.cleanup_port);
 		close(lock);
 		return 0;
 	}

@@ -47,20 +47,6 @@ from netns import ADDR, Net  # noqa: E402
 PORTS = {"B": 7810, "C": 7820, "D": 7830}
 
 
-def laminads(net, host):
-    """Pids of laminads running in namespace host."""
-    out = subprocess.run(["ip", "netns", "pids", net.ns[host]],
-                         capture_output=True, text=True).stdout.split()
-    pids = []
-    for p in out:
-        try:
-            if open(f"/proc/{p}/comm").read().startswith("laminad"):
-                pids.append(int(p))
-        except OSError:
-            pass
-    return pids
-
-
 class Fleet:
     def __init__(self, args, net, work, env):
         self.args, self.net, self.work, self.env = args, net, work, env
@@ -137,7 +123,7 @@ def has_devices(args):
 def one_round(fleet, plan, x, ref, devices):
     net = fleet.net
     for h in "BCD":
-        if laminads(net, h):
+        if net.laminads(h):
             die(f"a laminad runs in {h} before the cold deploy")
     cold, cold_first, dep = fleet.deploy_and_answer(plan, x, ref)
     r = {"cold_deploy_s": cold, "cold_first_answer_s": cold_first}
@@ -155,7 +141,7 @@ def one_round(fleet, plan, x, ref, devices):
         fleet.teardown(dep)
     time.sleep(0.5)
     for h in "BCD":
-        if laminads(net, h):
+        if net.laminads(h):
             die(f"teardown left a laminad in {h}")
     return r
 
@@ -195,7 +181,7 @@ def main():
             rounds.append(r)
     finally:
         for h in "BCD":
-            for pid in laminads(net, h):
+            for pid in net.laminads(h):
                 os.kill(pid, signal.SIGKILL)
             subprocess.run([args.laminad, "--cleanup-port", str(PORTS[h])],
                            capture_output=True)

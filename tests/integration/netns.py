@@ -147,6 +147,19 @@ class Net:
                 raise SystemExit(f"ssh to {h}: {p.stderr.strip()}")
         return ssh
 
+    def laminads(self, host):
+        """Pids of laminads running in namespace host."""
+        pids = []
+        for p in sh("ip", "netns", "pids", self.ns[host],
+                    ok=False).stdout.split():
+            try:
+                with open(f"/proc/{p}/comm") as f:
+                    if f.read().startswith("laminad"):
+                        pids.append(int(p))
+            except OSError:
+                pass
+        return pids
+
     def teardown(self):
         for proc in self.sshds.values():
             proc.kill()

@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 from harness import LAMINA, MODELS, TMP, check, plan_doc, summary
-from netns import Net, pid_alive, sh
+from netns import Net
 
 LAMINAD = os.environ["LAMINAD"]
 ADDR = {"A": "10.77.0.1", "B": "10.77.0.2", "C": "10.77.0.3",
@@ -49,19 +49,6 @@ def lamina_in(host, *args, env=None, timeout=900):
     return subprocess.run(["ip", "netns", "exec", NET.ns[host], LAMINA,
                            *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
-
-
-def laminads(host):
-    """Pids of laminads running in namespace host."""
-    out = sh("ip", "netns", "pids", NET.ns[host], ok=False).stdout.split()
-    pids = []
-    for p in out:
-        try:
-            if open(f"/proc/{p}/comm").read().startswith("laminad"):
-                pids.append(int(p))
-        except OSError:
-            pass
-    return pids
 
 
 def left_on(host):
@@ -108,7 +95,7 @@ def fleet(env, lam, n, x, ref):
     plan = resnet_plan(lam, n, devs, os.path.join(WORK, "plan.json"))
     state = os.path.join(WORK, "state")
     for h in "BCD":
-        check(not laminads(h), f"no laminad in {h} at the start")
+        check(not NET.laminads(h), f"no laminad in {h} at the start")
     t0 = time.monotonic()
     p = lamina_in("A", "deploy", plan, "--state-dir", state, "--laminad",
                   LAMINAD, "--hugepages", "no", env=env)
@@ -117,8 +104,8 @@ def fleet(env, lam, n, x, ref):
     dep = p.stdout.strip().split()[-1]
     print(f"deploy over ssh: {time.monotonic() - t0:.1f} s", flush=True)
     for h in "BCD":
-        check(len(laminads(h)) == 1, f"a laminad started in {h}: "
-              f"{laminads(h)}")
+        check(len(NET.laminads(h)) == 1, f"a laminad started in {h}: "
+              f"{NET.laminads(h)}")
     rec = json.load(open(os.path.join(state, dep + ".json")))
     check(all(ld["started"] and ld["ssh"] for ld in rec["laminads"]),
           "the record says lamina started them over ssh")
@@ -144,16 +131,18 @@ def fleet(env, lam, n, x, ref):
         p = lamina_in("A", "teardown", dep2, "--state-dir", state, env=env)
         check(p.returncode == 0, f"teardown of the second: {p.stderr}")
         for h in "BCD":
-            check(len(laminads(h)) == 1, f"{h}'s laminad stays for the "
+            check(len(NET.laminads(h)) == 1, f"{h}'s laminad stays for the "
                   "first deployment")
     p = lamina_in("A", "teardown", dep, "--state-dir", state, env=env)
     check(p.returncode == 0, f"teardown over ssh: {p.stderr}")
     time.sleep(0.5)
     for h in "BCD":
-        check(not laminads(h), f"no laminad left in {h}: {laminads(h)}")
+        check(not NET.laminads(h),
+              f"no laminad left in {h}: {NET.laminads(h)}")
         check(not left_on(h), f"nothing of {h}'s laminad left in {STATE}: "
               f"{left_on(h)}")
-    check(not run_dirs(), f"no DPDK run folder left: {run_dirs()}")
+    check(not run_dirs(), f"no DPDK run folder left: {run_dirs()} "
+          f"(teardown said: {p.stderr.strip()})")
     check(not os.listdir(state), f"no record left: {os.listdir(state)}")
 
 
@@ -176,7 +165,7 @@ def refusals(env, lam, n):
     check(p.returncode != 0 and "cannot reach" in p.stderr and
           "10.77.0." in p.stderr, f"ssh cannot reach: {p.stderr!r}")
     for h in "BCD":
-        check(not laminads(h) and not left_on(h),
+        check(not NET.laminads(h) and not left_on(h),
               f"nothing started or left in {h}")
     check(not os.listdir(state), "no record left of the failed deploys")
 
@@ -207,7 +196,7 @@ def main():
         refusals(env, lam, n)
     finally:
         for h in "BCD":
-            for pid in laminads(h):
+            for pid in NET.laminads(h):
                 os.kill(pid, signal.SIGKILL)
         for h in "BCD":
             subprocess.run([LAMINAD, "--cleanup-port", str(PORTS[h])],

@@ -197,6 +197,25 @@ def test_paths():
           all(os.path.exists(f) for f in decoys.values()),
           f"laminad --cleanup removes its state file and nothing outside: "
           f"{p.returncode} {p.stderr!r}")
+    # --cleanup-port: EAL run folders of that port's laminads that no
+    # longer run go (a laminad killed after its state file went left one);
+    # another port's, and names not laminad-PORT-PID, stay
+    run = "/var/run/dpdk"
+    os.makedirs(run, exist_ok=True)
+    dead, keep = (os.path.join(run, f"laminad-{port}-999999"),
+                  [os.path.join(run, n) for n in
+                   (f"laminad-{port + 9}-999999", f"laminad-{port}-9x")])
+    for d in [dead] + keep:
+        os.makedirs(d, exist_ok=True)
+    p = subprocess.run([LAMINAD, "--cleanup-port", str(port),
+                        "--state-dir", state], capture_output=True,
+                       text=True)
+    check(p.returncode == 0 and not os.path.exists(dead) and
+          all(os.path.isdir(d) for d in keep),
+          f"laminad --cleanup-port removes a dead laminad's run folder of "
+          f"its port only: {p.returncode} {p.stderr!r}")
+    for d in keep:
+        os.rmdir(d)
     # a LoadStage carrying the memif socket paths of earlier versions
     # (fields 15-17, a file to replace): laminad names its sockets itself
     # and never touches the file
