@@ -27,10 +27,14 @@
  * step), probed by libmdnsd, then announced.  libmdnsd detects few
  * conflicts (it takes any A record for its own and breaks no ties between
  * simultaneous probes), so this file also watches what others say
- * (conflicts()): another responder's answer for one of our unique names
- * with other data, or a probe for one that wins the tie-break of RFC 6762
- * section 8.2, makes laminad withdraw its records and try "NAME (2)",
- * "NAME (3)"..., at most 15 times in 10 s, then one try every 5 s.
+ * (conflicts()).  While probing, another responder's answer for one of
+ * our unique names with other data, or its probe for one that wins the
+ * tie-break of RFC 6762 section 8.2, makes laminad withdraw its records
+ * and try "NAME (2)", "NAME (3)"..., at most 15 times in 10 s, then one
+ * try every 5 s.  Once announced, such an answer makes it probe for the
+ * same name again (RFC 6762 section 9): two laminads that announced one
+ * name at the same moment then break the tie by probing, and only the
+ * loser is renamed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -53,7 +57,9 @@
 #include "lamina/log.h"
 
 #define REGISTER_JITTER_MS 250 /* RFC 6762 8.1: before the first probe */
-#define PROBING_MS 1000	       /* three probes 250 ms apart, and a margin */
+/* Probing: from registering the records until libmdnsd has sent its
+ * three probes (0, 250 and 500 ms) and not yet announced (750 ms). */
+#define PROBING_MS 700
 #define RENAMES_FAST 15	       /* RFC 6762 8.1: in RENAMES_WINDOW_MS ... */
 #define RENAMES_WINDOW_MS 10000
 #define RENAME_SLOW_MS 5000    /* ... then one try every 5 s */
@@ -251,6 +257,7 @@ static void put_records(struct lm_dp *dp, struct lm_dp_announce *a)
 	if (lm_dnssd_txt_encode(&a->said, a->txt_raw, sizeof(a->txt_raw),
 				&a->txt_len, &e)) {
 		lm_log("mDNS: not announced: %s", e.msg);
+		a->t_register_ms = UINT64_MAX; /* nor tried again */
 		return;
 	}
 	if (!a->enum_ptr) {
@@ -275,10 +282,12 @@ static void put_records(struct lm_dp *dp, struct lm_dp_announce *a)
 	       dp->cfg.control_port);
 }
 
-/* After a conflict: the records out, the next name in a while. */
-static void rename_later(struct lm_dp_announce *a)
+/* After a conflict: the records out, and in a while, while probing the
+ * next name, once announced the same name again. */
+static void on_conflict_seen(struct lm_dp_announce *a)
 {
 	uint64_t now = now_ms();
+	int probing = now - a->t_registered_ms < PROBING_MS;
 	char was[sizeof(a->instance)];
 	snprintf(was, sizeof(was), "%s", a->instance);
 	withdraw(a);
@@ -287,11 +296,13 @@ static void rename_later(struct lm_dp_announce *a)
 		a->renames = 0;
 	}
 	a->renames++;
-	a->n++;
+	a->n += probing;
 	a->t_register_ms = now + jitter(a, REGISTER_JITTER_MS) +
 			   (a->renames > RENAMES_FAST ? RENAME_SLOW_MS : 0);
-	lm_log("mDNS: the name '%s' is taken on the link; trying the next",
-	       was);
+	lm_log(probing ? "mDNS: the name '%s' is taken on the link; trying "
+			 "the next"
+		       : "mDNS: another responder claims '%s'; probing for "
+			 "it again", was);
 }
 
 /* ---- conflicts libmdnsd does not see ---- */
@@ -393,6 +404,7 @@ static void conflicts(struct message *m, void *arg)
 	if (!a->registered)
 		return;
 	unsigned total = (unsigned)m->ancount + m->nscount + m->arcount;
+	int decided = 0;
 	for (int k = 0; k < 2; k++) {
 		int n_ours = ours_named(a->dp, a, names[k], ours), n_theirs = 0;
 		for (unsigned i = 0; i < total; i++) {
@@ -413,8 +425,13 @@ static void conflicts(struct message *m, void *arg)
 				canon_resource(r, &theirs[n_theirs++]);
 			}
 		}
-		if (!n_theirs || now_ms() - a->t_registered_ms > PROBING_MS)
+		/* one decision per probe, on the first of our names it
+		 * claims (the service name before the host name), so the
+		 * two probing laminads reach opposite ones */
+		if (!n_theirs || decided ||
+		    now_ms() - a->t_registered_ms > PROBING_MS)
 			continue;
+		decided = 1;
 		qsort(theirs, (size_t)n_theirs, sizeof(*theirs), canon_cmp);
 		int c = 0;
 		for (int i = 0; !c && i < n_ours && i < n_theirs; i++)
@@ -445,7 +462,7 @@ static void run(struct lm_dp *dp, struct lm_dp_announce *a)
 {
 	uint64_t now = now_ms();
 	if (a->conflict && a->registered)
-		rename_later(a);
+		on_conflict_seen(a);
 	if (!a->registered && now >= a->t_register_ms)
 		put_records(dp, a);
 	if (a->registered && now - a->t_refresh_ms >= REFRESH_MS)

@@ -775,6 +775,21 @@ void lm_mdns_ask_self(struct lm_mdns *m, const char *const *names,
 	ask(m, keep, kt, k);
 }
 
+/* Where the question section of the n-byte message p ends (0: never). */
+static size_t questions_end(const uint8_t *p, size_t n, unsigned qd)
+{
+	size_t off = 12;
+	for (unsigned i = 0; i < qd; i++) {
+		while (off < n && p[off] && (p[off] & 0xc0) != 0xc0)
+			off += 1 + (size_t)p[off];
+		off += off < n && p[off] ? 2 : 1;
+		off += 4;
+		if (off > n)
+			return 0;
+	}
+	return off;
+}
+
 static void send_all(struct lm_mdns *m)
 {
 	struct in_addr to;
@@ -782,6 +797,20 @@ static void send_all(struct lm_mdns *m)
 	while (mdnsd_out(m->d, &m->msg, &to, &port) > 0) {
 		unsigned char *p = message_packet(&m->msg);
 		int n = message_packet_len(&m->msg);
+		/* A query's known answers (RFC 6762 7.1) go out without their
+		 * answers: libmdnsd 0.12 writes a cached PTR or SRV record as
+		 * the 4 bytes of the address it came from and then its data,
+		 * a record other responders (laminad's parser, avahi) refuse
+		 * whole.  Laminads then answer what the browser knows again. */
+		if (n > 0 && !m->msg.header.qr && m->msg.ancount &&
+		    !m->msg.nscount && !m->msg.arcount) {
+			size_t end = questions_end(p, (size_t)n,
+						   m->msg.qdcount);
+			if (!end)
+				continue;
+			p[6] = p[7] = 0;
+			n = (int)end;
+		}
 		/* libmdnsd gives the multicast port in network order and a
 		 * unicast one as mdnsd_in was given it, in host order */
 		if (n > 0)
