@@ -4,6 +4,7 @@
  * (the devices cache, devcache.h), one line each or as JSON; and `lamina
  * devices add|remove`, which edit the devices added by hand.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@
 #include "record.h"
 
 static const char devices_help[] =
-	"usage: lamina devices [--json] [--timeout MS] [--state-dir DIR]\n"
+	"usage: lamina devices [--json] [--timeout MS] [--device HOST[:PORT]]...\n"
+	"                      [--devices FILE] [--state-dir DIR]\n"
 	"       lamina devices add ssh://[user@]host[:port] [--state-dir DIR]\n"
 	"       lamina devices remove NAME [--state-dir DIR]\n"
 	"\n"
@@ -34,6 +36,14 @@ static const char devices_help[] =
 	"options:\n"
 	"  -j, --json           the list as JSON\n"
 	"  -t, --timeout MS     browse this long (default 1500)\n"
+	"  -D, --device HOST[:PORT]\n"
+	"                       ask the laminad there too (control port, "
+	"default\n"
+	"                       7700), as when mDNS does not reach it; may be\n"
+	"                       repeated\n"
+	"  -d, --devices FILE   ask the devices of this devices.json too, "
+	"under\n"
+	"                       their names there\n"
 	"  -s, --state-dir DIR  lamina's state folder, where the devices cache "
 	"is\n"
 	"                       (default: $LAMINA_STATE_DIR, else\n"
@@ -44,10 +54,15 @@ static const char devices_help[] =
 	"environment: LAMINA_DEVICES_AGE_OUT=S keeps a device found by discovery\n"
 	"S seconds after its last answer instead of 600.\n";
 
+#define MAX_NAMED 256
+
 struct devices_args {
 	int json;
 	unsigned timeout_ms;
 	const char *state_dir;
+	const char *named[MAX_NAMED]; /* --device */
+	int n_named;
+	const char *devices_file;
 	const char *verb, *arg; /* "add" URL, "remove" NAME */
 };
 
@@ -56,6 +71,8 @@ static int parse_devices(int argc, char **argv, struct devices_args *a)
 	static const struct option opts[] = {
 		{ "json", no_argument, 0, 'j' },
 		{ "timeout", required_argument, 0, 't' },
+		{ "device", required_argument, 0, 'D' },
+		{ "devices", required_argument, 0, 'd' },
 		{ "state-dir", required_argument, 0, 's' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -65,12 +82,19 @@ static int parse_devices(int argc, char **argv, struct devices_args *a)
 	a->timeout_ms = LM_DISCOVER_MS;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":jt:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":jt:D:d:s:h", opts, NULL)) != -1) {
 		char *end;
 		long v;
 		switch (c) {
 		case 'j': a->json = 1; break;
 		case 's': a->state_dir = optarg; break;
+		case 'd': a->devices_file = optarg; break;
+		case 'D':
+			if (a->n_named == MAX_NAMED)
+				return cli_errorf("devices", "at most %d "
+						  "--device", MAX_NAMED);
+			a->named[a->n_named++] = optarg;
+			break;
 		case 't':
 			v = strtol(optarg, &end, 10);
 			if (*end || !*optarg || v < 1 || v > 600000)
@@ -97,10 +121,11 @@ static int parse_devices(int argc, char **argv, struct devices_args *a)
 						  ? "ssh://[user@]host[:port]"
 						  : "device name");
 		a->arg = argv[optind];
-		if (a->json || a->timeout_ms != LM_DISCOVER_MS)
-			return cli_errorf("devices", "--json and --timeout "
-					  "list devices; %s takes neither",
-					  a->verb);
+		if (a->json || a->timeout_ms != LM_DISCOVER_MS ||
+		    a->n_named || a->devices_file)
+			return cli_errorf("devices", "--json, --timeout, "
+					  "--device and --devices list "
+					  "devices; %s takes none", a->verb);
 	}
 	return 0;
 }
@@ -190,6 +215,8 @@ static json_t *device_json(const lm_known *k)
 		"http_port", (int)t->http, "deployments",
 		(json_int_t)t->deployments, "version", t->version, "cpu",
 		t->cpu, "fingerprint", t->fp, "fleet", lm_fleet_member(t->fp));
+	if (x && !t->fp[0]) /* laminad has no fleet key: no fp key */
+		json_object_set_new(x, "fingerprint", json_null());
 	if (x)
 		json_object_update(o, x);
 	json_decref(x);
@@ -238,17 +265,69 @@ static int edit(const struct devices_args *a)
 	return rc ? cli_error("devices", &e) : 0;
 }
 
+/* The laminads named by --device and --devices, asked directly: into
+ * *out (malloc'd), *n of them answered. */
+static int ask_named(const struct devices_args *a, lm_found **out, int *n,
+		     lm_error *e)
+{
+	lm_devices *d = NULL;
+	int total = a->n_named, rc;
+	*out = NULL;
+	*n = 0;
+	if (a->devices_file &&
+	    (rc = lm_devices_load(a->devices_file, &d, e)))
+		return rc;
+	total += d ? d->n : 0;
+	if (!total)
+		return 0;
+	const char **addr = calloc((size_t)total, sizeof(*addr));
+	const char **names = calloc((size_t)total, sizeof(*names));
+	lm_found *f = calloc((size_t)total, sizeof(*f));
+	if (!addr || !names || !f) {
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < a->n_named; i++)
+		addr[i] = a->named[i];
+	for (int i = 0; d && i < d->n; i++) {
+		/* devices.json's address may be empty: this host */
+		addr[a->n_named + i] = d->dev[i].address[0] ? d->dev[i].address
+							    : "127.0.0.1";
+		names[a->n_named + i] = d->dev[i].name;
+	}
+	rc = lm_discover_direct(addr, names, total, a->timeout_ms, f, e);
+	if (rc >= 0) {
+		*n = rc;
+		*out = f;
+		f = NULL;
+		rc = 0;
+	}
+out:
+	free(addr);
+	free(names);
+	free(f);
+	lm_devices_free(d);
+	return rc;
+}
+
 int cmd_devices(int argc, char **argv)
 {
 	struct devices_args a;
 	lm_devcache c = { 0 };
+	lm_found *named = NULL;
+	int n_named = 0;
 	lm_error e;
 	if (parse_devices(argc, argv, &a))
 		return 1;
 	if (a.verb)
 		return edit(&a);
-	if (lm_fleet_list(a.state_dir, a.timeout_ms, &c, &e))
+	if (ask_named(&a, &named, &n_named, &e) ||
+	    lm_fleet_list(a.state_dir, a.timeout_ms, named, n_named, &c, &e)) {
+		free(named);
+		lm_devcache_free(&c);
 		return cli_error("devices", &e);
+	}
+	free(named);
 	int rc = 0;
 	if (a.json)
 		rc = print_json(&c);

@@ -96,9 +96,12 @@ static int json_txt(json_t *o, struct lm_dnssd_txt *t, const char *where,
 	return rc ? lm_fail_prefix(e, rc, "%s", where) : 0;
 }
 
+static int ssh_host(const char *url, char *host, size_t len, lm_error *e);
+
 static int read_device(json_t *o, lm_known *k, int i, const char *path,
 		       lm_error *e)
 {
+	char host[LM_DNSSD_LABEL_MAX + 1];
 	char where[4200];
 	const char *name = NULL, *address = NULL, *ssh = NULL;
 	json_int_t port = 0, seen = 0;
@@ -115,6 +118,9 @@ static int read_device(json_t *o, lm_known *k, int i, const char *path,
 	    (ssh && strlen(ssh) >= sizeof(k->ssh)) || port < 0 ||
 	    port > 65535 || seen < 0)
 		return lm_fail(e, -EINVAL, "%s: a field out of range", where);
+	/* the URL is handed to ssh (through a plan): checked as when added */
+	if (ssh && ssh_host(ssh, host, sizeof(host), e))
+		return lm_fail_prefix(e, -EINVAL, "%s: ssh", where);
 	snprintf(k->name, sizeof(k->name), "%s", name);
 	snprintf(k->address, sizeof(k->address), "%s", address);
 	snprintf(k->ssh, sizeof(k->ssh), "%s", ssh ? ssh : "");
@@ -293,6 +299,17 @@ int lm_devcache_add(lm_devcache *c, const char *url, lm_error *e)
 		snprintf(k->address, sizeof(k->address), "%s", host);
 	}
 	snprintf(k->ssh, sizeof(k->ssh), "%s", url);
+	return 0;
+}
+
+int lm_devcache_ssh_dest(const lm_known *k, char *out, size_t len)
+{
+	/* lm_devcache_add and the loader keep only "ssh://" URLs */
+	const char *d = strncmp(k->ssh, "ssh://", 6) ? k->ssh : k->ssh + 6;
+	if (snprintf(out, len, "%s", d) >= (int)len) {
+		out[0] = '\0';
+		return -ENAMETOOLONG;
+	}
 	return 0;
 }
 

@@ -82,6 +82,14 @@ int lm_devcache_save(const char *path, const lm_devcache *c, lm_error *e);
 int lm_devcache_add(lm_devcache *c, const char *url, lm_error *e);
 
 /**
+ * The ssh destination of k as remote.h and devices.json's "ssh" take it,
+ * "[user@]host[:port]" (its URL without "ssh://"), into out; "" for a
+ * device not added by hand.
+ * @return 0; -ENAMETOOLONG when it does not fit in len.
+ */
+int lm_devcache_ssh_dest(const lm_known *k, char *out, size_t len);
+
+/**
  * Remove the device named `name` (or added by hand with that host).
  * @return 0 or -ENOENT.
  */

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 #include <libmdnsd/mdnsd.h>
 
+#include "agent.h"
 #include "discover.h"
 #include "record.h"
 
@@ -212,7 +214,10 @@ int lm_discover(unsigned timeout_ms, lm_found **out, int *n, int *skipped,
 
 const char *lm_fleet_fingerprint(void)
 {
-	return ""; /* no fleet key yet: filled in by the key's owner */
+	/* The fleet key (the control channel's authentication) is not part
+	 * of this lamina: it has no fingerprint, and lm_fleet_member says
+	 * "unknown" for every device. */
+	return "";
 }
 
 const char *lm_fleet_member(const char *fp)
@@ -232,7 +237,97 @@ static int64_t age_out_s(void)
 	return s >= 0 && v && !*end ? s : LM_DEVCACHE_AGE_OUT_S;
 }
 
-int lm_fleet_list(const char *state, unsigned timeout_ms, lm_devcache *c,
+/* "HOST", "HOST:PORT" or "[V6]:PORT" into host and port (LM_CONTROL_PORT
+ * when not given); 0 or -EINVAL. */
+static int split_addr(const char *a, char *host, size_t len, int *port)
+{
+	const char *colon = NULL;
+	*port = LM_CONTROL_PORT;
+	if (*a == '[') {
+		const char *end = strchr(a, ']');
+		if (!end || (end[1] && end[1] != ':'))
+			return -EINVAL;
+		snprintf(host, len, "%.*s", (int)(end - a - 1), a + 1);
+		colon = end[1] ? end + 1 : NULL;
+	} else if ((colon = strchr(a, ':')) && !strchr(colon + 1, ':')) {
+		snprintf(host, len, "%.*s", (int)(colon - a), a);
+	} else {
+		snprintf(host, len, "%s", a);
+		colon = NULL;
+	}
+	if (colon) {
+		char *end;
+		long p = strtol(colon + 1, &end, 10);
+		if (!colon[1] || *end || p < 1 || p > 65535)
+			return -EINVAL;
+		*port = (int)p;
+	}
+	return *host ? 0 : -EINVAL;
+}
+
+/* The record a browse would have found, from a Describe reply. */
+static void from_describe(const Lamina__DescribeReply *d, lm_found *f)
+{
+	struct lm_dnssd_txt *t = &f->txt;
+	snprintf(t->version, sizeof(t->version), "%s", d->version);
+	t->cores = d->n_worker_cores;
+	t->cores_free = d->n_worker_cores > d->n_busy_cores
+				? d->n_worker_cores - d->n_busy_cores
+				: 0;
+	t->numa = d->n_numa;
+	for (size_t i = 0; i < d->n_numa; i++) {
+		t->mem += d->numa[i]->total_bytes;
+		t->mem_free += d->numa[i]->free_bytes;
+		t->huge += d->numa[i]->hugepages_free *
+			   d->numa[i]->hugepage_bytes;
+	}
+	t->ingress = d->ingress_port;
+	t->http = d->http_port;
+	t->deployments = d->n_deployments;
+}
+
+int lm_discover_direct(const char *const *addr, const char *const *names,
+		       int n_addr, unsigned timeout_ms, lm_found *out,
+		       lm_error *e)
+{
+	int k = 0;
+	for (int i = 0; i < n_addr; i++) {
+		char host[LM_ADDR_MAX], ip[INET_ADDRSTRLEN];
+		struct addrinfo hints = { .ai_family = AF_INET,
+					  .ai_socktype = SOCK_STREAM },
+				*res = NULL;
+		Lamina__Reply *rep = NULL;
+		lm_error why;
+		int port, g;
+		if (split_addr(addr[i], host, sizeof(host), &port))
+			return lm_fail(e, -EINVAL, "'%s': not HOST[:PORT]",
+				       addr[i]);
+		if ((g = getaddrinfo(host, NULL, &hints, &res)))
+			return lm_fail(e, -EINVAL, "'%s': %s", addr[i],
+				       gai_strerror(g));
+		inet_ntop(AF_INET,
+			  &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip,
+			  sizeof(ip));
+		freeaddrinfo(res);
+		if (lm_agent_describe(ip, port, (int)timeout_ms, &rep, &why)) {
+			fprintf(stderr, "lamina devices: no laminad answers at "
+				"%s: %s\n", addr[i], why.msg);
+			continue;
+		}
+		lm_found *f = &out[k++];
+		memset(f, 0, sizeof(*f));
+		snprintf(f->name, sizeof(f->name), "%s",
+			 names && names[i] ? names[i] : rep->describe->name);
+		snprintf(f->address, sizeof(f->address), "%s", ip);
+		f->port = (uint16_t)port;
+		from_describe(rep->describe, f);
+		lamina__reply__free_unpacked(rep, NULL);
+	}
+	return k;
+}
+
+int lm_fleet_list(const char *state, unsigned timeout_ms,
+		  const lm_found *extra, int n_extra, lm_devcache *c,
 		  lm_error *e)
 {
 	char dir[4096], path[4200];
@@ -244,6 +339,24 @@ int lm_fleet_list(const char *state, unsigned timeout_ms, lm_devcache *c,
 	if ((rc = lm_devcache_load(path, c, e)) ||
 	    (rc = lm_discover(timeout_ms, &f, &n, NULL, e)))
 		return rc;
+	if (n_extra > 0) {
+		/* a laminad asked directly that also answered the browse
+		 * is the browse's (the name it announces) */
+		lm_found *all = realloc(f, (size_t)(n + n_extra) * sizeof(*f));
+		if (!all) {
+			free(f);
+			return lm_fail(e, -ENOMEM, "out of memory");
+		}
+		f = all;
+		for (int j = 0; j < n_extra; j++) {
+			int dup = 0;
+			for (int i = 0; i < n && !dup; i++)
+				dup = !strcmp(f[i].address, extra[j].address) &&
+				      f[i].port == extra[j].port;
+			if (!dup)
+				f[n++] = extra[j];
+		}
+	}
 	int64_t now = (int64_t)time(NULL);
 	rc = lm_devcache_merge(c, f, n, now, e);
 	free(f);
@@ -254,32 +367,49 @@ int lm_fleet_list(const char *state, unsigned timeout_ms, lm_devcache *c,
 	return lm_devcache_save(path, c, e);
 }
 
+/* Whether x goes into a plan: a laminad of this fleet (or of none known)
+ * that answers with a free core and free memory, or one that answered
+ * before on a host added by hand, where deploy starts it again over ssh
+ * (its last record gives its cores and memory; a host never heard from
+ * has none: it is listed, not planned for). */
+static int plannable(const lm_known *x)
+{
+	if (!x->has_txt || !strcmp(lm_fleet_member(x->txt.fp), "no"))
+		return 0;
+	if (x->answering)
+		return x->txt.cores_free > 0 && x->txt.mem_free > 0;
+	return x->ssh[0] && x->port > 0 && x->txt.cores > 0 &&
+	       x->txt.mem_free > 0;
+}
+
 int lm_fleet_devices(const lm_devcache *c, lm_devices **out, lm_error *e)
 {
 	int n = 0, k = 0;
 	lm_devices *d;
 	*out = NULL;
-	for (int i = 0; i < c->n; i++) {
-		const lm_known *x = &c->dev[i];
-		n += x->answering && x->txt.cores_free > 0 &&
-		     x->txt.mem_free > 0 &&
-		     strcmp(lm_fleet_member(x->txt.fp), "no");
-	}
+	for (int i = 0; i < c->n; i++)
+		n += plannable(&c->dev[i]);
 	if (!n)
 		return 0;
 	if (lm_devices_create(n, &d))
 		return lm_fail(e, -ENOMEM, "out of memory");
 	for (int i = 0; i < c->n; i++) {
 		const lm_known *x = &c->dev[i];
-		if (!x->answering || !x->txt.cores_free || !x->txt.mem_free ||
-		    !strcmp(lm_fleet_member(x->txt.fp), "no"))
+		if (!plannable(x))
 			continue;
 		lm_device *v = &d->dev[k++];
+		/* a laminad started afresh has every core free */
+		uint64_t cores = x->answering ? x->txt.cores_free : x->txt.cores;
 		snprintf(v->name, sizeof(v->name), "%s", x->name);
 		snprintf(v->address, sizeof(v->address), "%s:%d", x->address,
 			 x->port);
-		v->cores = x->txt.cores_free > 4096 ? 4096
-						    : (int)x->txt.cores_free;
+		if (lm_devcache_ssh_dest(x, v->ssh, sizeof(v->ssh))) {
+			lm_devices_free(d);
+			return lm_fail(e, -ENAMETOOLONG, "device '%s': its ssh "
+				       "destination is longer than %zu bytes",
+				       x->name, sizeof(v->ssh) - 1);
+		}
+		v->cores = cores > 4096 ? 4096 : (int)cores;
 		v->memory_bytes = x->txt.mem_free > LM_BYTES_MAX
 					  ? LM_BYTES_MAX
 					  : (double)x->txt.mem_free;
@@ -300,7 +430,7 @@ int lm_fleet_default(const char *cmd, lm_devices **out, lm_devcache *c,
 	int rc;
 	*out = NULL;
 	*fleet = 0;
-	if (lm_fleet_list(NULL, LM_DISCOVER_MS, c, e)) {
+	if (lm_fleet_list(NULL, LM_DISCOVER_MS, NULL, 0, c, e)) {
 		lm_found *f = NULL;
 		int n = 0;
 		fprintf(stderr, "lamina %s: devices cache: %s (passed over)\n",

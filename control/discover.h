@@ -56,20 +56,44 @@ const char *lm_fleet_fingerprint(void);
 const char *lm_fleet_member(const char *fp);
 
 /**
+ * Laminads named rather than found (`lamina devices --device`, a
+ * devices.json): each of the n_addr addresses "HOST[:PORT]" (port
+ * LM_CONTROL_PORT when not given; HOST resolved to IPv4) asked with
+ * Describe within timeout_ms; each that answers goes into out (room for
+ * n_addr) as a browse would have found it: names[i] as its name when
+ * names is given and names[i] is not NULL, else the name Describe gives;
+ * its TXT values from Describe (no cpu model, no fingerprint).  One that
+ * does not answer is said on stderr and passed over.
+ * @return how many answered (0..n_addr); -EINVAL naming an address that
+ *         is not HOST[:PORT] or whose host does not resolve.
+ */
+int lm_discover_direct(const char *const *addr, const char *const *names,
+		       int n_addr, unsigned timeout_ms, lm_found *out,
+		       lm_error *e);
+
+/**
  * The devices cache of state folder `state` (NULL: the default), merged
- * with what answers a browse of timeout_ms, aged out (LM_DEVCACHE_AGE_OUT_S
- * or $LAMINA_DEVICES_AGE_OUT seconds) and saved.
+ * with what answers a browse of timeout_ms and with the n_extra laminads
+ * of `extra` (lm_discover_direct; one the browse found too counts once),
+ * aged out (LM_DEVCACHE_AGE_OUT_S or $LAMINA_DEVICES_AGE_OUT seconds) and
+ * saved.
  * @return 0; as lm_discover, lm_devcache_load and lm_devcache_save.
  */
-int lm_fleet_list(const char *state, unsigned timeout_ms, lm_devcache *c,
+int lm_fleet_list(const char *state, unsigned timeout_ms,
+		  const lm_found *extra, int n_extra, lm_devcache *c,
 		  lm_error *e);
 
 /**
- * The devices of c that answered and may belong to this fleet, as
- * lm_devices: name, address "IP:PORT" (its SRV port), its free cores and
- * free memory, NUMA node 0, every pair linked (LM_DISCOVER_LINK_*).  Devices
- * with no free core are left out.  *out is NULL when none is left.
- * @return 0 or -ENOMEM.
+ * The devices of c that may belong to this fleet, as lm_devices: those
+ * that answered, and those added by hand (`lamina devices add ssh://`)
+ * whose laminad answered before and does not now (deploy starts it again
+ * over ssh).  Each with its name, address "IP:PORT" (its SRV port), its
+ * free cores (all its cores when not answering) and free memory, NUMA
+ * node 0, its ssh destination ("[user@]host[:port]") when added by hand,
+ * every pair linked (LM_DISCOVER_LINK_*).  Devices with no free core, of
+ * another fleet, or never heard from are left out.  *out is NULL when
+ * none is left.
+ * @return 0; -ENOMEM; -ENAMETOOLONG for an ssh destination too long.
  */
 int lm_fleet_devices(const lm_devcache *c, lm_devices **out, lm_error *e);
 

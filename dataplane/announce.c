@@ -116,14 +116,6 @@ struct lm_dp_announce {
 	struct canon ours[LM_DNSSD_MAX_IFS + 2], theirs[LM_DNSSD_MAX_IFS + 2];
 };
 
-/* Filled in by the fleet key's owner: the fingerprint of the key this
- * laminad was given, "" while there is none. */
-const char *lm_dp_fleet_fingerprint(const struct lm_dp *dp)
-{
-	(void)dp;
-	return "";
-}
-
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -161,7 +153,7 @@ static void resources(const struct lm_dp *dp, const char *cpu,
 	memset(t, 0, sizeof(*t));
 	snprintf(t->version, sizeof(t->version), "%s", LM_DP_VERSION);
 	snprintf(t->cpu, sizeof(t->cpu), "%s", cpu);
-	snprintf(t->fp, sizeof(t->fp), "%s", lm_dp_fleet_fingerprint(dp));
+	snprintf(t->fp, sizeof(t->fp), "%s", dp->fleet_fp);
 	t->cores = lc->n_worker_cpus;
 	for (unsigned i = 0; i < lc->n_worker_cpus; i++) {
 		int busy = 0;

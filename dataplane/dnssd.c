@@ -77,6 +77,8 @@ int lm_dnssd_txt_encode(const struct lm_dnssd_txt *t, uint8_t *out,
 	val[K_CPU] = t->cpu;
 	val[K_FP] = t->fp;
 	for (int k = 0; k < K_COUNT; k++) {
+		if (k == K_FP && !*t->fp)
+			continue; /* no fleet key: no fp key */
 		if (!printable(val[k], strlen(val[k])))
 			return lm_fail(e, -EINVAL, "TXT key %s: not printable "
 				       "text", keys[k]);

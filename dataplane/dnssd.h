@@ -38,7 +38,9 @@
  *   http=PORT       the HTTP front (0: none)
  *   deps=N          deployments loaded
  *   cpu=MODEL       the cpu's model name (/proc/cpuinfo)
- *   fp=HEX          the fleet key's fingerprint ("" while there is none)
+ *   fp=HEX          the fingerprint of the fleet key laminad was given
+ *                   (lamina/fleet.h: 16 lowercase hex digits); absent
+ *                   when laminad has no fleet key
  *
  * A reader ignores keys it does not know and all but the first of a key
  * given twice (RFC 6763 section 6.4); it refuses a record missing v,

@@ -52,30 +52,6 @@
 /* the project's version (meson.build), as lamina --version prints it */
 #ifndef LAMINA_VERSION
 #error "LAMINA_VERSION comes from meson.build"
-/* announce.c */
-/** Whether cfg.announce can be done with cfg.listen (before start-up):
- *  as lm_dp_announce_start's address errors. */
-int lm_dp_announce_check(const struct lm_dp_config *c, lm_error *e);
-/**
- * Announce this laminad on the link (DNS-SD over mDNS) when cfg.announce
- * asks: always with 1, with -1 when it listens beyond loopback.  Sets
- * dp->announce; the first records go out on a later tick.
- * @return 0 (also when -1 and it cannot: logged); with 1, -EADDRNOTAVAIL
- *         for a loopback --listen, -EAFNOSUPPORT for IPv6, -ENODEV when
- *         no interface has multicast, -errno from the socket.
- */
-int lm_dp_announce_start(struct lm_dp *dp, lm_error *e);
-/** The mDNS socket is readable. */
-void lm_dp_announce_event(struct lm_dp *dp);
-/** Every turn of the loop: sends what is due (a comparison otherwise). */
-void lm_dp_announce_tick(struct lm_dp *dp);
-/** About every second: re-announce the TXT record when it changed. */
-void lm_dp_announce_refresh(struct lm_dp *dp);
-/** Goodbyes, then everything closed; safe when not announced. */
-void lm_dp_announce_close(struct lm_dp *dp);
-/** The fleet key's fingerprint, "" while laminad has none (TXT "fp"). */
-const char *lm_dp_fleet_fingerprint(const struct lm_dp *dp);
-
 #endif
 #define LM_DP_VERSION LAMINA_VERSION
 #define LM_DP_MAX_CTLS 64
@@ -114,6 +90,10 @@ struct lm_dp {
 	struct lm_dp_net *net;
 	lm_store *store; /* the model files lamina shipped */
 	struct lm_dp_announce *announce; /* NULL: not announced */
+	/* the fingerprint of the fleet key laminad was given (16 hex digits,
+	 * lamina/fleet.h), "" without one; announce.c publishes it as TXT
+	 * "fp" when there is one */
+	char fleet_fp[16 + 1];
 	struct lm_dp_ctl *ctls[LM_DP_MAX_CTLS];
 	size_t ctl_buffered; /* input buffers of every control connection */
 	uint64_t tsc_hz, t_start;
@@ -186,7 +166,5 @@ void lm_dp_announce_tick(struct lm_dp *dp);
 void lm_dp_announce_refresh(struct lm_dp *dp);
 /** Goodbyes, then everything closed; safe when not announced. */
 void lm_dp_announce_close(struct lm_dp *dp);
-/** The fleet key's fingerprint, "" while laminad has none (TXT "fp"). */
-const char *lm_dp_fleet_fingerprint(const struct lm_dp *dp);
 
 #endif

@@ -130,6 +130,17 @@ TEST(add_and_remove)
 	CHECK_EQ_I64(lm_devcache_add(&c, "ssh://carol@host1:2200", &e), 0);
 	CHECK_EQ_I64(c.n, 5);
 	CHECK(!strcmp(get(&c, "host1")->ssh, "ssh://carol@host1:2200"));
+	/* as remote.h and devices.json's "ssh" take it */
+	char dest[64];
+	CHECK_EQ_I64(lm_devcache_ssh_dest(get(&c, "host1"), dest,
+					  sizeof(dest)), 0);
+	CHECK(!strcmp(dest, "carol@host1:2200"));
+	CHECK_EQ_I64(lm_devcache_ssh_dest(get(&c, "fe80::1"), dest,
+					  sizeof(dest)), 0);
+	CHECK(!strcmp(dest, "[fe80::1]:2222"));
+	CHECK_EQ_I64(lm_devcache_ssh_dest(get(&c, "host1"), dest, 8),
+		     -ENAMETOOLONG);
+	CHECK(dest[0] == '\0');
 	CHECK_EQ_I64(lm_devcache_remove(&c, "host1"), 0);
 	CHECK_EQ_I64(lm_devcache_remove(&c, "host1"), -ENOENT);
 	CHECK_EQ_I64(c.n, 4);
@@ -201,6 +212,11 @@ TEST(damaged_files)
 		"{\"format\": \"lamina-devices-cache\", \"version\": 1, "
 		"\"devices\": [{\"name\": \"a\", \"address\": \"x\", "
 		"\"port\": 1, \"last_seen\": 1, \"txt\": {\"cores\": 3}}]}",
+		/* an ssh URL that would read as an option to ssh */
+		"{\"format\": \"lamina-devices-cache\", \"version\": 1, "
+		"\"devices\": [{\"name\": \"a\", \"address\": \"x\", "
+		"\"port\": 1, \"last_seen\": 1, "
+		"\"ssh\": \"ssh://-oProxyCommand=x\"}]}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		lm_devcache c = { 0 };

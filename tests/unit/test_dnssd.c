@@ -55,10 +55,13 @@ TEST(txt_round_trip)
 	CHECK(raw[0] == 9 && !memcmp(raw + 1, "txtvers=1", 9));
 	CHECK_EQ_I64(lm_dnssd_txt_decode(raw, len, &u, &e), 0);
 	CHECK(!memcmp(&t, &u, sizeof(t)));
-	strcpy(t.fp, "0123456789abcdef0123456789abcdef");
+	/* without a fleet key the record has no fp key at all */
+	CHECK(!memmem(raw, len, "fp=", 3));
+	strcpy(t.fp, "0123456789abcdef");
 	CHECK_EQ_I64(lm_dnssd_txt_encode(&t, raw, sizeof(raw), &len, &e), 0);
 	CHECK_EQ_I64(lm_dnssd_txt_decode(raw, len, &u, &e), 0);
 	CHECK(!strcmp(u.fp, t.fp) && u.mem_free == t.mem_free);
+	CHECK(memmem(raw, len, "\x13" "fp=0123456789abcdef", 20) != NULL);
 	/* too small a buffer, and text that is not printable */
 	CHECK_EQ_I64(lm_dnssd_txt_encode(&t, raw, 40, &len, &e), -ENOSPC);
 	t.cpu[3] = '\n';
