@@ -212,7 +212,7 @@ int lm_discover(unsigned timeout_ms, lm_found **out, int *n, int *skipped,
 
 /* ---- the fleet ---- */
 
-const char *lm_fleet_fingerprint(void)
+const char *lm_fleet_own_fingerprint(void)
 {
 	/* The fleet key (the control channel's authentication) is not part
 	 * of this lamina: it has no fingerprint, and lm_fleet_member says
@@ -222,7 +222,7 @@ const char *lm_fleet_fingerprint(void)
 
 const char *lm_fleet_member(const char *fp)
 {
-	const char *ours = lm_fleet_fingerprint();
+	const char *ours = lm_fleet_own_fingerprint();
 	if (!*ours || !fp || !*fp)
 		return "unknown";
 	return strcmp(ours, fp) ? "no" : "yes";

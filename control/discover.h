@@ -48,8 +48,10 @@ typedef struct lm_found {
 int lm_discover(unsigned timeout_ms, lm_found **out, int *n, int *skipped,
 		lm_error *e);
 
-/** This lamina's fleet key fingerprint, "" while there is no key. */
-const char *lm_fleet_fingerprint(void);
+/** This lamina's fleet key fingerprint, "" while it has no key (named
+ *  apart from lamina/fleet.h's lm_fleet_fingerprint, which computes one
+ *  from a key). */
+const char *lm_fleet_own_fingerprint(void);
 
 /** "yes", "no" or "unknown" (either fingerprint empty): whether a
  *  device whose TXT says fp belongs to this lamina's fleet. */

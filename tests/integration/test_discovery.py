@@ -56,6 +56,7 @@ CTL = 7790
 SERVICE = "_lamina._tcp.local."
 STATE_D = os.path.join(TMP, "lamina-state")  # lamina's, in D
 procs = []  # every process started: stopped by pid at the end
+started = []  # every Laminad: cleaned up after (laminad --cleanup-port)
 
 
 def in_ns(host, *args):
@@ -94,6 +95,7 @@ class Laminad:
                        "--memory", "256", "--cores", "0", "--state-dir",
                        self.state, "--name", name, *extra,
                        out=open(self.log, "w"))
+        started.append(self)
         if wait:
             self.wait_up()
 
@@ -114,6 +116,13 @@ class Laminad:
                 pass
             time.sleep(0.05)
         return False
+
+    def cleanup(self):
+        """What a laminad that did not exit cleanly left (its DPDK run
+        folder): laminad --cleanup-port, a no-op after a clean exit."""
+        return subprocess.run([LAMINAD, "--cleanup-port", str(self.port),
+                               "--state-dir", self.state],
+                              capture_output=True, text=True, timeout=60)
 
     def text(self):
         try:
@@ -502,6 +511,11 @@ def kill(c, avahi):
     t_kill = time.time()
     os.kill(c.p.pid, signal.SIGKILL)
     c.p.wait()
+    run = f"/run/dpdk/laminad-{c.port}-{c.p.pid}"
+    p = c.cleanup()
+    check(p.returncode == 0 and not os.path.exists(run),
+          f"laminad --cleanup-port removes what the killed nodeC left "
+          f"({run}): {p.stderr}")
     seen, _, _ = devices(quick=True)
     check(seen.get("nodeC", {}).get("answering") is False and
           seen.get("nodeA", {}).get("answering") is True,
@@ -644,10 +658,15 @@ def main():
     finally:
         for p in procs:
             stop(p, timeout=15)
+        for d in started:
+            d.cleanup()
         NET.teardown()
     check(not any(pid_alive(p.pid) for p in procs),
           "every process started is gone")
     check(not NET.left(), "namespaces (and their veths and bridge) removed")
+    left = [f"/run/dpdk/laminad-{d.port}-{d.p.pid}" for d in started
+            if os.path.exists(f"/run/dpdk/laminad-{d.port}-{d.p.pid}")]
+    check(not left, f"no DPDK run folder of a laminad left: {left}")
     shutil.rmtree(TMP, ignore_errors=True)
     return summary()
 
