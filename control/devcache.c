@@ -287,17 +287,28 @@ int lm_devcache_add(lm_devcache *c, const char *url, lm_error *e)
 		return rc;
 	if (strlen(url) >= sizeof(c->dev[0].ssh))
 		return lm_fail(e, -EINVAL, "'%.40s...': too long", url);
-	lm_known *k = NULL;
-	for (int i = 0; i < c->n && !k; i++)
-		if (!strcmp(c->dev[i].name, host) ||
-		    !strcmp(c->dev[i].address, host))
-			k = &c->dev[i];
-	if (!k) {
-		if (!(k = grow(c, e)))
-			return lm_fail_prefix(e, -ENOSPC, "devices cache");
-		snprintf(k->name, sizeof(k->name), "%s", host);
-		snprintf(k->address, sizeof(k->address), "%s", host);
-	}
+	/* the device of that name; else every laminad at that address (the
+	 * URL is the host's: all of them are reached through it) */
+	int given = 0;
+	for (int i = 0; i < c->n; i++)
+		if (!strcmp(c->dev[i].name, host)) {
+			snprintf(c->dev[i].ssh, sizeof(c->dev[i].ssh), "%s",
+				 url);
+			return 0;
+		}
+	for (int i = 0; i < c->n; i++)
+		if (!strcmp(c->dev[i].address, host)) {
+			snprintf(c->dev[i].ssh, sizeof(c->dev[i].ssh), "%s",
+				 url);
+			given++;
+		}
+	if (given)
+		return 0;
+	lm_known *k = grow(c, e);
+	if (!k)
+		return lm_fail_prefix(e, -ENOSPC, "devices cache");
+	snprintf(k->name, sizeof(k->name), "%s", host);
+	snprintf(k->address, sizeof(k->address), "%s", host);
 	snprintf(k->ssh, sizeof(k->ssh), "%s", url);
 	return 0;
 }
@@ -315,18 +326,18 @@ int lm_devcache_ssh_dest(const lm_known *k, char *out, size_t len)
 
 int lm_devcache_remove(lm_devcache *c, const char *name)
 {
+	int k = 0;
 	for (int i = 0; i < c->n; i++) {
 		char host[LM_DNSSD_LABEL_MAX + 1] = "";
 		if (c->dev[i].ssh[0])
 			ssh_host(c->dev[i].ssh, host, sizeof(host), NULL);
 		if (strcmp(c->dev[i].name, name) && strcmp(host, name))
-			continue;
-		memmove(&c->dev[i], &c->dev[i + 1],
-			(size_t)(c->n - i - 1) * sizeof(c->dev[0]));
-		c->n--;
-		return 0;
+			c->dev[k++] = c->dev[i];
 	}
-	return -ENOENT;
+	if (k == c->n)
+		return -ENOENT;
+	c->n = k;
+	return 0;
 }
 
 /* ---- what answered ---- */

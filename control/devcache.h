@@ -75,8 +75,9 @@ int lm_devcache_save(const char *path, const lm_devcache *c, lm_error *e);
 
 /**
  * Add a device by hand: "ssh://[user@]host[:port]" (host a name, an IPv4
- * address or [an IPv6 one]).  Its name is the host; one already known
- * by that name or address gets the URL.
+ * address or [an IPv6 one]).  A device named host gets the URL; else
+ * every device at that address (a host may run several laminads, all
+ * reached through it); else a new one, named and addressed host.
  * @return 0; -EINVAL naming what is wrong with url; -ENOSPC; -ENOMEM.
  */
 int lm_devcache_add(lm_devcache *c, const char *url, lm_error *e);
@@ -90,8 +91,9 @@ int lm_devcache_add(lm_devcache *c, const char *url, lm_error *e);
 int lm_devcache_ssh_dest(const lm_known *k, char *out, size_t len);
 
 /**
- * Remove the device named `name` (or added by hand with that host).
- * @return 0 or -ENOENT.
+ * Remove the device named `name` and every device whose ssh URL names
+ * that host.
+ * @return 0 or -ENOENT (none).
  */
 int lm_devcache_remove(lm_devcache *c, const char *name);
 

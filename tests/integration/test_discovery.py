@@ -543,6 +543,31 @@ def goodbye_and_age_out(a, b, avahi, t_kill, follow):
     check(seen.get("nodeB", {}).get("answering") is False,
           f"nodeB is listed as not answering after it exited: "
           f"{seen.get('nodeB')}")
+    # a host added by hand whose laminad answered before and is silent
+    # now stays in plans, with its ssh destination: deploy starts it there
+    env = dict(os.environ, LAMINA_STATE_DIR=STATE_D)
+    p = subprocess.run(in_ns("D", LAMINA, "devices", "add",
+                             f"ssh://tester@{ADDR['B']}"), capture_output=True,
+                       text=True, env=env)
+    check(p.returncode == 0, f"devices add ssh:// for nodeB's host: "
+          f"{p.stderr}")
+    plan = os.path.join(TMP, "plan-silent.json")
+    p = subprocess.run(in_ns("D", LAMINA, "plan", os.path.join(TMP,
+                                                               "digits.lam"),
+                             "--objective", "throughput", "-o", plan),
+                       capture_output=True, text=True, env=env, timeout=600)
+    if check(p.returncode == 0, f"plan with nodeB silent: {p.stderr}"):
+        ssh = {d["name"]: d.get("ssh") for d in json.load(open(plan))[
+            "devices"]}
+        check(ssh == {"nodeA": f"tester@{ADDR['A']}",
+                      "nodeB": f"tester@{ADDR['B']}"},
+              f"the plan keeps nodeB (silent, added by hand) with its ssh "
+              f"destination, not nodeC (killed, found by discovery): {ssh}")
+    # B's other laminads (the collisions') got the URL too; removing the
+    # host removes them all
+    p = subprocess.run(in_ns("D", LAMINA, "devices", "remove", ADDR["B"]),
+                       capture_output=True, text=True, env=env)
+    check(p.returncode == 0, f"devices remove {ADDR['B']}: {p.stderr}")
     # the age-out: 3 s after their last answer (whole seconds in the
     # cache) nodeB and nodeC are dropped; a device added by hand stays
     p = subprocess.run(in_ns("D", LAMINA, "devices", "add",

@@ -188,6 +188,31 @@ TEST(merge_and_age_out)
 	lm_devcache_free(&c);
 }
 
+/* A host with several laminads: `add` gives the URL to each (all are
+ * reached through it), `remove HOST` takes them all out. */
+TEST(add_to_busy_host)
+{
+	lm_devcache c = { 0 };
+	lm_error e;
+	lm_found f[3] = { found("a-old", "10.0.0.2", 7792, 1),
+			  found("b-now", "10.0.0.2", 7790, 1),
+			  found("other", "10.0.0.3", 7790, 1) };
+	CHECK_EQ_I64(lm_devcache_merge(&c, f, 3, 1000, &e), 0);
+	CHECK_EQ_I64(lm_devcache_add(&c, "ssh://u@10.0.0.2", &e), 0);
+	CHECK_EQ_I64(c.n, 3);
+	CHECK(!strcmp(get(&c, "a-old")->ssh, "ssh://u@10.0.0.2"));
+	CHECK(!strcmp(get(&c, "b-now")->ssh, "ssh://u@10.0.0.2"));
+	CHECK(!get(&c, "other")->ssh[0]);
+	/* a device's name wins over addresses */
+	CHECK_EQ_I64(lm_devcache_add(&c, "ssh://other", &e), 0);
+	CHECK(!strcmp(get(&c, "other")->ssh, "ssh://other"));
+	CHECK_EQ_I64(lm_devcache_remove(&c, "10.0.0.2"), 0);
+	CHECK_EQ_I64(c.n, 1);
+	CHECK(get(&c, "other") != NULL);
+	CHECK_EQ_I64(lm_devcache_remove(&c, "10.0.0.2"), -ENOENT);
+	lm_devcache_free(&c);
+}
+
 TEST(damaged_files)
 {
 	static const char *const bad[] = {
@@ -238,6 +263,7 @@ int main(void)
 	RUN(round_trip);
 	RUN(add_and_remove);
 	RUN(merge_and_age_out);
+	RUN(add_to_busy_host);
 	RUN(damaged_files);
 	static const char *const names[] = { "c.json", "bad.json" };
 	for (size_t i = 0; i < 2; i++)
