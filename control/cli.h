@@ -16,6 +16,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
 int cmd_deploy(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_status(int argc, char **argv);

@@ -9,7 +9,10 @@
  * why).  Each slice's weights and arena come from a session of its own;
  * the cost of a same-device handoff is measured once with DPDK rings
  * (handoff.c).  Devices this host cannot measure yet
- * (remote ones) get times only through --model-speed.
+ * (remote ones) get times through --model-speed, or, without a devices
+ * file, when discovery finds them (discover.h) running the same CPU model
+ * as this host: they are given this host's times, and the profile says
+ * so (the note of each derived device).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "discover.h"
 #include "handoff.h"
 #include "lamina/optimizer.h"
 #include "lamina/runtime.h"
@@ -50,10 +54,14 @@ static const char bench_help[] =
 	"cut and the measured cost of a same-device ring handoff.\n"
 	"\n"
 	"options:\n"
-	"  -d, --devices FILE       devices.json (default: this host, named\n"
-	"                           'local')\n"
+	"  -d, --devices FILE       devices.json (default: the devices that\n"
+	"                           answer on the link, as `lamina devices`\n"
+	"                           lists them: those with this host's CPU\n"
+	"                           model get its times; when none answers,\n"
+	"                           this host, named 'local')\n"
 	"  -D, --device NAME        which device of FILE this host is (default:\n"
-	"                           the one whose address is loopback)\n"
+	"                           the one whose address is loopback, or one\n"
+	"                           of this host's)\n"
 	"  -b, --batch LIST         batch sizes, e.g. 1,8 (default 1)\n"
 	"  -r, --repeat R           timed runs per slice (default 20; the "
 	"median is kept)\n"
@@ -194,6 +202,50 @@ static int local_device(const lm_devices *d, const char *want)
 	cli_errorf("bench", "no device in the devices file is this host (a "
 		   "loopback address); name it with --device");
 	return -1;
+}
+
+/*
+ * Discovered devices that run this host's CPU model get the times
+ * measured here (device `measured`), and the profile says so; the others
+ * are named, without times (lamina plan leaves them out).  Devices given
+ * times by --model-speed keep those.
+ */
+static int same_cpu(lm_profile *p, const lm_devices *devs, int local,
+		    const char *measured, const lm_devcache *c, int quiet)
+{
+	char here[128];
+	lm_dnssd_cpu_model(here, sizeof(here));
+	for (int i = 0; i < devs->n; i++) {
+		const char *name = devs->dev[i].name, *cpu = "";
+		lm_error e;
+		if (i == local || lm_profile_find_device(p, name) >= 0)
+			continue;
+		for (int k = 0; k < c->n; k++)
+			if (!strcmp(c->dev[k].name, name))
+				cpu = c->dev[k].txt.cpu;
+		if (!here[0] || strcmp(cpu, here)) {
+			if (!quiet)
+				printf("device '%s' at %s runs another CPU "
+				       "model ('%s'; this host: '%s'): no times "
+				       "(bench there, or --model-speed %s=F)\n",
+				       name, devs->dev[i].address, cpu, here,
+				       name);
+			continue;
+		}
+		lm_model_speed s = { .factor = 1 };
+		snprintf(s.name, sizeof(s.name), "%s", name);
+		snprintf(s.from, sizeof(s.from), "%s", measured);
+		snprintf(s.note, sizeof(s.note), "same CPU model as the host "
+			 "measured ('%.120s'): its times, measured on '%s'",
+			 here, measured);
+		if (lm_profile_derive(p, &s, &e))
+			return cli_error("bench", &e);
+		if (!quiet)
+			printf("device '%s' at %s: same CPU model as this host "
+			       "('%s'): given the times measured on '%s'\n",
+			       name, devs->dev[i].address, here, measured);
+	}
+	return 0;
 }
 
 /* The core to time on: the one asked for, else the last this process may
@@ -531,11 +583,12 @@ static double tensors_bytes(const lm_mtensor *t, int n)
 int cmd_bench(int argc, char **argv)
 {
 	struct bench_args a;
-	lm_devices *devs = NULL;
+	lm_devices *devs = NULL, *here = NULL;
 	lm_profile *p = NULL;
+	lm_devcache cache = { 0 };
 	lm_error e;
 	lm_manifest *man = NULL;
-	int rc = 1;
+	int rc = 1, fleet = 0;
 	char out[PATH_MAX];
 
 	if (parse_bench(argc, argv, &a))
@@ -543,16 +596,24 @@ int cmd_bench(int argc, char **argv)
 	if (lm_manifest_load(a.dir, &man, &e))
 		return cli_error("bench", &e);
 	if (a.devices ? lm_devices_load(a.devices, &devs, &e)
-		      : lm_devices_local(&devs, &e)) {
+		      : lm_fleet_default("bench", &devs, &cache, &fleet, &e)) {
 		cli_error("bench", &e);
 		goto done;
 	}
-	int local = local_device(devs, a.device);
-	if (local < 0)
+	/* with the discovered fleet, this host may be none of its devices:
+	 * it is then measured as 'local', with its own cores */
+	int local = fleet && !a.device ? lm_fleet_this_host(devs)
+				       : local_device(devs, a.device);
+	if (local < 0 && (!fleet || a.device))
 		goto done;
+	if (local < 0 && lm_devices_local(&here, &e)) {
+		cli_error("bench", &e);
+		goto done;
+	}
+	const lm_device *me = local >= 0 ? &devs->dev[local] : &here->dev[0];
 	int n = man->n_slices;
 	if (lm_profile_create(n, &p) ||
-	    lm_profile_add_device(p, devs->dev[local].name) < 0) {
+	    lm_profile_add_device(p, me->name) < 0) {
 		cli_errorf("bench", "out of memory");
 		goto done;
 	}
@@ -564,7 +625,7 @@ int cmd_bench(int argc, char **argv)
 		goto done;
 	}
 	int others[MAX_NEIGHBOURS];
-	int want = a.neighbours >= 0 ? a.neighbours : devs->dev[local].cores - 1;
+	int want = a.neighbours >= 0 ? a.neighbours : me->cores - 1;
 	int n_others = other_cores(core, want, others);
 	if (a.neighbours > n_others) {
 		cli_errorf("bench", "--neighbours %d: this host has %d other "
@@ -614,6 +675,8 @@ int cmd_bench(int argc, char **argv)
 			cli_error("bench", &e);
 			goto done;
 		}
+	if (fleet && same_cpu(p, devs, local, me->name, &cache, a.quiet))
+		goto done;
 	snprintf(out, sizeof(out), "%s", a.out ? a.out : "");
 	if (!a.out)
 		snprintf(out, sizeof(out), "%s/profile.json", a.dir);
@@ -627,8 +690,8 @@ int cmd_bench(int argc, char **argv)
 			for (int i = 0; i < n; i++)
 				total += p->batches[b].slices[i].time_us[0];
 			printf("batch %d: %d slices, %.3f ms on '%s' (core %d)\n",
-			       p->batches[b].batch, n, total / 1e3,
-			       devs->dev[local].name, core);
+			       p->batches[b].batch, n, total / 1e3, me->name,
+			       core);
 		}
 		printf("ring handoff %.3f us; wrote %s\n", handoff, out);
 	}
@@ -637,5 +700,7 @@ done:
 	lm_manifest_free(man);
 	lm_profile_free(p);
 	lm_devices_free(devs);
+	lm_devices_free(here);
+	lm_devcache_free(&cache);
 	return rc;
 }

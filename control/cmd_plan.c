@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "discover.h"
 #include "lamina/manifest.h"
 #include "lamina/optimizer.h"
 
@@ -46,7 +47,10 @@ static const char plan_help[] =
 	"                            throughput: requests per second, highest\n"
 	"  -o, --output FILE         the plan to write\n"
 	"  -p, --profile FILE        the profile (default DIR/profile.json)\n"
-	"  -d, --devices FILE        devices.json (default: this host, as one\n"
+	"  -d, --devices FILE        devices.json (default: the devices that\n"
+	"                            answer on the link, as `lamina devices`\n"
+	"                            lists them, those the profile has times\n"
+	"                            for; when none answers, this host as one\n"
 	"                            device with all its cores but one)\n"
 	"  -b, --batch B             plan for batch size B (default: the\n"
 	"                            smallest the profile has)\n"
@@ -234,6 +238,62 @@ static int check_manifest(const char *dir, lm_profile *p)
 	}
 	lm_manifest_free(man);
 	return rc;
+}
+
+/*
+ * The discovered devices (*devs) the profile has times for; the others
+ * are said and left out.  When it has times for none of them but for
+ * this host ("local", benched before any laminad answered), this host.
+ */
+static int profiled_fleet(lm_devices **devs, const lm_profile *prof,
+			  const char *path, int quiet)
+{
+	lm_devices *d = *devs, *k = NULL;
+	lm_error e;
+	int keep[4096], n = 0;
+	for (int i = 0; i < d->n && n < 4096; i++) {
+		if (lm_profile_find_device(prof, d->dev[i].name) >= 0)
+			keep[n++] = i;
+		else if (!quiet)
+			fprintf(stderr, "lamina plan: device '%s' (%s) has no "
+				"times in %s: left out (bench while it "
+				"answers, or --model-speed '%s=F')\n",
+				d->dev[i].name, d->dev[i].address, path,
+				d->dev[i].name);
+	}
+	if (!n) {
+		if (lm_profile_find_device(prof, "local") < 0)
+			return cli_errorf("plan", "%s has times for none of the "
+					  "devices that answer (see 'lamina "
+					  "devices'); run 'lamina bench' "
+					  "again", path);
+		if (lm_devices_local(&k, &e))
+			return cli_error("plan", &e);
+		if (!quiet)
+			fprintf(stderr, "lamina plan: planning for this host "
+				"alone ('local')\n");
+	} else {
+		if (lm_devices_create(n, &k))
+			return cli_errorf("plan", "out of memory");
+		for (int i = 0; i < n; i++) {
+			k->dev[i] = d->dev[keep[i]];
+			for (int j = 0; j < n; j++)
+				k->links[i * n + j] =
+					d->links[keep[i] * d->n + keep[j]];
+		}
+		if (!quiet)
+			for (int i = 0; i < n; i++)
+				fprintf(stderr, "lamina plan: device '%s' at %s "
+					"(discovered): %d free core%s, %.1f "
+					"GiB free\n", k->dev[i].name,
+					k->dev[i].address, k->dev[i].cores,
+					k->dev[i].cores == 1 ? "" : "s",
+					k->dev[i].memory_bytes /
+						(1024.0 * 1024 * 1024));
+	}
+	lm_devices_free(d);
+	*devs = k;
+	return 0;
 }
 
 static const char *us_text(double us, char *buf, size_t len)
@@ -524,9 +584,10 @@ int cmd_plan(int argc, char **argv)
 	lm_profile *prof = NULL;
 	lm_plan_cost *cost = NULL;
 	lm_plan *plan = NULL;
+	lm_devcache cache = { 0 };
 	lm_error e;
 	char path[4096];
-	int rc = 1;
+	int rc = 1, fleet = 0;
 	if (parse_plan(argc, argv, &a))
 		return 1;
 	if (!a.profile) {
@@ -551,10 +612,12 @@ int cmd_plan(int argc, char **argv)
 			goto out;
 		}
 	if (a.devices ? lm_devices_load(a.devices, &devs, &e)
-		      : lm_devices_local(&devs, &e)) {
+		      : lm_fleet_default("plan", &devs, &cache, &fleet, &e)) {
 		cli_error("plan", &e);
 		goto out;
 	}
+	if (fleet && profiled_fleet(&devs, prof, a.profile, a.quiet))
+		goto out;
 	if (!a.batch) {
 		a.batch = prof->batches[0].batch;
 		for (int i = 1; i < prof->n_batches; i++)
@@ -611,6 +674,7 @@ out:
 	lm_plan_free(plan);
 	lm_plan_cost_free(cost);
 	lm_devices_free(devs);
+	lm_devcache_free(&cache);
 	lm_profile_free(prof);
 	return rc;
 }

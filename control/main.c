@@ -22,6 +22,8 @@ static const struct command {
 	  "place the slices on devices for latency or throughput" },
 	{ "bench", cmd_bench,
 	  "time every slice on this host and write profile.json" },
+	{ "devices", cmd_devices,
+	  "the laminads on the link and the devices added by hand" },
 	{ "deploy", cmd_deploy,
 	  "run a plan on laminad workers; prints a deployment id" },
 	{ "infer", cmd_infer, "send inputs to a deployment, save its outputs" },

@@ -21,6 +21,9 @@
  *   stats.[ch]           a deployment's telemetry as a plain struct
  *   metrics.c            all of it in the Prometheus text format
  *   store.[ch]           the model files lamina ships (no EAL)
+ *   dnssd.[ch]           its DNS-SD records over mDNS (lamina links it
+ *                        too, to browse them)
+ *   announce.c           laminad announcing itself on the link
  *   service.c            load, start, stop, tear down: the parts in order
  *   control.c            the control port: protobuf in, plain specs out
  *   main.c               options, start-up, the state file, the loop
@@ -63,11 +66,13 @@ struct lm_dp_config {
 	const char *listen, *name, *state_dir, *log;
 	int foreground, managed;
 	uint16_t cleanup_port; /* --cleanup-port: clean up and exit */
+	int announce; /* -1: when listening beyond loopback; 0: no; 1: yes */
 	struct lm_dp_eal_opts eal;
 	struct lm_dp_net_opts net;
 };
 
 struct lm_dp_ctl;
+struct lm_dp_announce;
 
 struct lm_dp {
 	struct lm_dp_config cfg;
@@ -84,6 +89,11 @@ struct lm_dp {
 	uint16_t http_port;	  /* 0: none */
 	struct lm_dp_net *net;
 	lm_store *store; /* the model files lamina shipped */
+	struct lm_dp_announce *announce; /* NULL: not announced */
+	/* the fingerprint of the fleet key laminad was given (16 hex digits,
+	 * lamina/fleet.h), "" without one; announce.c publishes it as TXT
+	 * "fp" when there is one */
+	char fleet_fp[16 + 1];
 	struct lm_dp_ctl *ctls[LM_DP_MAX_CTLS];
 	size_t ctl_buffered; /* input buffers of every control connection */
 	uint64_t tsc_hz, t_start;
@@ -93,7 +103,7 @@ struct lm_dp {
 
 /* epoll user data kinds (ingress.h's LM_DP_EV packs kind and slot) */
 enum { LM_DP_EV_CTL_LISTEN = 1, LM_DP_EV_ING_LISTEN, LM_DP_EV_CTL,
-       LM_DP_EV_ING, LM_DP_EV_BELL, LM_DP_EV_HTTP };
+       LM_DP_EV_ING, LM_DP_EV_BELL, LM_DP_EV_HTTP, LM_DP_EV_MDNS };
 
 /* service.c */
 /**
@@ -134,5 +144,27 @@ void lm_dp_control_event(struct lm_dp *dp, int slot, uint32_t events);
 void lm_dp_control_close_all(struct lm_dp *dp);
 /** Close control connections idle too long (call about every second). */
 void lm_dp_control_sweep(struct lm_dp *dp);
+
+/* announce.c */
+/** Whether cfg.announce can be done with cfg.listen (before start-up):
+ *  as lm_dp_announce_start's address errors. */
+int lm_dp_announce_check(const struct lm_dp_config *c, lm_error *e);
+/**
+ * Announce this laminad on the link (DNS-SD over mDNS) when cfg.announce
+ * asks: always with 1, with -1 when it listens beyond loopback.  Sets
+ * dp->announce; the first records go out on a later tick.
+ * @return 0 (also when -1 and it cannot: logged); with 1, -EADDRNOTAVAIL
+ *         for a loopback --listen, -EAFNOSUPPORT for IPv6, -ENODEV when
+ *         no interface has multicast, -errno from the socket.
+ */
+int lm_dp_announce_start(struct lm_dp *dp, lm_error *e);
+/** The mDNS socket is readable. */
+void lm_dp_announce_event(struct lm_dp *dp);
+/** Every turn of the loop: sends what is due (a comparison otherwise). */
+void lm_dp_announce_tick(struct lm_dp *dp);
+/** About every second: re-announce the TXT record when it changed. */
+void lm_dp_announce_refresh(struct lm_dp *dp);
+/** Goodbyes, then everything closed; safe when not announced. */
+void lm_dp_announce_close(struct lm_dp *dp);
 
 #endif

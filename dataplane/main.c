@@ -69,8 +69,14 @@ static const char help[] =
 	"(default:\n"
 	"                       the first free port from 8000; 0: none)\n"
 	"  --listen ADDR        address of every port (default 127.0.0.1)\n"
-	"  --name NAME          device name reported by describe (default: "
-	"host name)\n"
+	"  --name NAME          device name reported by describe and announced\n"
+	"                       (default: host name)\n"
+	"  --announce, --no-announce\n"
+	"                       announce this laminad on the link with DNS-SD "
+	"over\n"
+	"                       mDNS (_lamina._tcp), or not (default: when "
+	"--listen\n"
+	"                       is not loopback)\n"
 	"  --cores LIST         cpus worker stages may use, e.g. 1-3 (default:"
 	"\n"
 	"                       all but the first on hosts with 4 cpus or "
@@ -175,7 +181,8 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 {
 	enum { O_CTL = 256, O_ING, O_HTTP, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
 	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU,
-	       O_FAULT, O_CLEANUP, O_CLEANUP_PORT, O_VERSION, O_MANAGED };
+	       O_FAULT, O_CLEANUP, O_CLEANUP_PORT, O_VERSION, O_MANAGED,
+	       O_ANNOUNCE, O_NO_ANNOUNCE };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
@@ -197,6 +204,8 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		{ "cleanup", required_argument, 0, O_CLEANUP },
 		{ "cleanup-port", required_argument, 0, O_CLEANUP_PORT },
 		{ "managed", no_argument, 0, O_MANAGED },
+		{ "announce", no_argument, 0, O_ANNOUNCE },
+		{ "no-announce", no_argument, 0, O_NO_ANNOUNCE },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -208,6 +217,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 	c->http_port = LM_DP_HTTP_PORT;
 	c->http_auto = 1;
 	c->listen = "127.0.0.1";
+	c->announce = -1;
 	c->eal.hugepages_auto = 1;
 	c->eal.memory_mb = 1024;
 	c->net.mtu = 9000;
@@ -248,6 +258,8 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 				return -EINVAL;
 			break;
 		case O_MANAGED: c->managed = 1; break;
+		case O_ANNOUNCE: c->announce = 1; break;
+		case O_NO_ANNOUNCE: c->announce = 0; break;
 		case O_VERSION:
 			printf("laminad %s\n", LM_DP_VERSION);
 			exit(0);
@@ -452,6 +464,9 @@ static void events(struct lm_dp *dp, struct epoll_event *ev, int n)
 		case LM_DP_EV_HTTP:
 			lm_dp_http_run(dp->http);
 			break;
+		case LM_DP_EV_MDNS:
+			lm_dp_announce_event(dp);
+			break;
 		case LM_DP_EV_BELL: {
 			uint64_t rung;
 			ssize_t r = read(dp->bell.fd, &rung, sizeof(rung));
@@ -562,12 +577,14 @@ static void loop(struct lm_dp *dp)
 		lm_dp_front_flush(&dp->front);
 		if (dp->http && !lm_dp_http_next_us(dp->http, 1))
 			lm_dp_http_run(dp->http);
+		lm_dp_announce_tick(dp);
 		if (rte_rdtsc() - t_sweep > dp->tsc_hz) {
-			/* connections that hold slots or bundles idly, and
-			 * libmicrohttpd's timeouts */
+			/* connections that hold slots or bundles idly,
+			 * libmicrohttpd's timeouts, what the TXT record says */
 			lm_dp_control_sweep(dp);
 			lm_dp_front_sweep(&dp->front);
 			lm_dp_http_run(dp->http);
+			lm_dp_announce_refresh(dp);
 			t_sweep = rte_rdtsc();
 		}
 		if (n > 0) /* a control message may have changed the stages */
@@ -864,6 +881,10 @@ int main(int argc, char **argv)
 		close(lock);
 		return 0;
 	}
+	if (lm_dp_announce_check(&dp.cfg, &e)) {
+		fprintf(stderr, "laminad: %s\n", e.msg);
+		return 2;
+	}
 	/* connections are descriptors: as many as the system allows */
 	lm_sock_raise_nofile();
 	if (!dp.cfg.state_dir)
@@ -997,7 +1018,7 @@ int main(int argc, char **argv)
 		lm_fail(&e, -errno, "epoll: %s", strerror(errno));
 		goto fail;
 	}
-	if (write_state(&dp, 1, &e))
+	if (write_state(&dp, 1, &e) || lm_dp_announce_start(&dp, &e))
 		goto fail;
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
@@ -1026,6 +1047,7 @@ fail:
 		fputs(msg, stderr);
 	notify(&notify_fd, msg);
 out:
+	lm_dp_announce_close(&dp); /* goodbyes first: it is leaving */
 	for (int i = 0; i < LM_DP_MAX_DEPLOYMENTS; i++)
 		lm_dp_teardown(&dp, dp.deps.d[i]);
 	lm_dp_control_close_all(&dp);

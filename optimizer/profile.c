@@ -57,6 +57,7 @@ void lm_profile_free(lm_profile *p)
 	free(p->devices);
 	free(p->derived_from);
 	free(p->speed);
+	free(p->notes);
 	free(p);
 }
 
@@ -95,6 +96,11 @@ int lm_profile_add_device(lm_profile *p, const char *name)
 	if (!speed)
 		return -ENOMEM;
 	p->speed = speed;
+	char(*notes)[LM_NOTE_MAX] = realloc(p->notes, n * LM_NOTE_MAX);
+	if (!notes)
+		return -ENOMEM;
+	p->notes = notes;
+	p->notes[n - 1][0] = '\0';
 	/* Every slice of every batch gets a column, unmeasured. */
 	for (int b = 0; b < p->n_batches; b++)
 		for (int i = 0; i < p->n_slices; i++) {
@@ -271,7 +277,7 @@ static int read_batch(const json_t *o, lm_profile *p, int i,
 static int read_derived(const json_t *derived, lm_profile *p,
 			const char *path, lm_error *e)
 {
-	static const char *const known[] = { "from", "speed", NULL };
+	static const char *const known[] = { "from", "speed", "note", NULL };
 	const char *name;
 	json_t *o;
 	int rc;
@@ -292,7 +298,9 @@ static int read_derived(const json_t *derived, lm_profile *p,
 		    (rc = jv_string(o, "from", 1, from, sizeof(from), where,
 				    e)) ||
 		    (rc = jv_number(o, "speed", 1, 1e-9, 1e9, &speed, where,
-				    e)))
+				    e)) ||
+		    (rc = jv_string(o, "note", 0, p->notes[d], LM_NOTE_MAX,
+				    where, e)))
 			return rc;
 		int f = lm_profile_find_device(p, from);
 		if (f < 0 || f == d)
@@ -419,12 +427,15 @@ int lm_profile_save(const lm_profile *p, const char *path, lm_error *e)
 	json_object_set_new(doc, "slices", json_integer(p->n_slices));
 	for (int d = 0; d < p->n_devices; d++) {
 		json_array_append_new(devs, json_string(p->devices[d]));
-		if (p->derived_from[d] >= 0)
-			json_object_set_new(
-				derived, p->devices[d],
-				json_pack("{s:s, s:f}", "from",
-					  p->devices[p->derived_from[d]],
-					  "speed", p->speed[d]));
+		if (p->derived_from[d] >= 0) {
+			json_t *o = json_pack("{s:s, s:f}", "from",
+					      p->devices[p->derived_from[d]],
+					      "speed", p->speed[d]);
+			if (o && p->notes[d][0])
+				json_object_set_new(o, "note",
+						    json_string(p->notes[d]));
+			json_object_set_new(derived, p->devices[d], o);
+		}
 	}
 	json_object_set_new(doc, "devices", devs);
 	if (json_object_size(derived))
@@ -565,5 +576,6 @@ int lm_profile_derive(lm_profile *p, const lm_model_speed *s, lm_error *e)
 		}
 	p->derived_from[d] = from;
 	p->speed[d] = s->factor;
+	snprintf(p->notes[d], LM_NOTE_MAX, "%s", s->note);
 	return 0;
 }

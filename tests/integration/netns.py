@@ -1,11 +1,11 @@
 """Hosts on one machine, for the tests of the dataplane between hosts.
 
-Network namespaces A - M - B (and C with hosts="ABC"): A, B and C are the
-hosts (10.77.0.1, .2 and .3 on their veth), M a bridge between them (veth
-pairs, MTU 9000), so a frame dropped in M is lost on the wire and not
-retried by the sender's kernel.  nftables' netdev egress hooks on M's
-ports drop a share of the frames at random: towards B, and (with
-both_ways) towards A.
+Network namespaces A - M - B (and C, D with hosts="ABC" or "ABCD"): A, B,
+C and D are the hosts (10.77.0.1, .2, .3 and .4 on their veth), M a
+bridge between them (veth pairs, MTU 9000), so a frame dropped in M is
+lost on the wire and not retried by the sender's kernel.  nftables'
+netdev egress hooks on M's ports drop a share of the frames at random:
+towards B, and (with both_ways) towards A.
 
     net = Net("lmt", "lt")     # names carry this process's pid
     net.teardown(); net.setup(); net.drop(5); ...; net.teardown()

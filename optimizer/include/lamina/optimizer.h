@@ -98,6 +98,8 @@ static inline int lm_plan_edge_bundles(int prod, int cons)
 /** Longest device name, address or slice label, with its NUL. */
 #define LM_NAME_MAX 64
 #define LM_ADDR_MAX 128
+/** Longest note on a derived device of a profile, with its NUL. */
+#define LM_NOTE_MAX 256
 
 /** Largest byte count accepted from a file (1 PiB): sums stay exact. */
 #define LM_BYTES_MAX 1125899906842624.0
@@ -196,6 +198,7 @@ typedef struct lm_profile {
 	char (*devices)[LM_NAME_MAX]; /**< names of the timed devices */
 	int *derived_from; /**< per device: source of --model-speed, or -1 */
 	double *speed;     /**< per device: the factor F when derived */
+	char (*notes)[LM_NOTE_MAX]; /**< per device: why derived ("" none) */
 	int n_batches;
 	lm_profile_batch *batches;
 	char model[256];   /**< the slice folder it was measured for */
@@ -227,7 +230,7 @@ int lm_profile_find_batch(const lm_profile *p, int batch);
 /**
  * Read profile.json (format "lamina-profile", version 1):
  *   {"format", "version", "model", "slices": N, "devices": [names],
- *    "derived": {NAME: {"from", "speed"}},
+ *    "derived": {NAME: {"from", "speed", "note"?}},
  *    "batches": [{"batch", "input_bytes", "handoff_us",
  *                 "slices": [{"index", "label", "weight_bytes",
  *                             "arena_bytes", "output_bytes",
@@ -256,6 +259,7 @@ typedef struct lm_model_speed {
 	char name[LM_NAME_MAX];
 	char from[LM_NAME_MAX]; /**< "" : the profile's first measured device */
 	double factor;          /**< > 0: 2 is twice as fast, 0.5 half */
+	char note[LM_NOTE_MAX]; /**< why, kept in the profile ("" none) */
 } lm_model_speed;
 
 /** Parse NAME=F[@FROM].  Returns 0 or -EINVAL with a message. */
