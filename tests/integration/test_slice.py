@@ -17,6 +17,7 @@ which also refuses exported test models whose outputs are degenerate).
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,42 @@ def tensor_bytes(t):
         if kv.key == "length":
             return int(kv.value)
     return onnx.numpy_helper.to_array(t).nbytes
+
+
+# A batch axis in a slice file: the model's symbolic batch, with the rows
+# per sample around it ("batch", "batch*4", "16*batch").
+BATCH_DIM = re.compile(r"^(?:(\d+)\*)?([^*\d][^*]*)(?:\*(\d+))?$")
+
+
+def check_dims(man, v, listed, tag):
+    """Every dim of a slice file's tensor is filled in, but the batch axis,
+    which is the symbolic batch when the model follows any batch; for a
+    tensor the manifest lists, on its batch_axis with its rows per
+    sample."""
+    dims = v.type.tensor_type.shape.dim
+    symbolic = [(k, d.dim_param) for k, d in enumerate(dims)
+                if not d.HasField("dim_value")]
+    if not check(len(symbolic) <= 1 and
+                 all(BATCH_DIM.match(p) for _, p in symbolic),
+                 f"{tag}: shape of {v.name} is filled in but for one batch "
+                 f"axis: {symbolic}"):
+        return
+    check(not symbolic or "batch_fixed" not in man,
+          f"{tag}: {v.name} has a symbolic batch, the model keeps its own")
+    if listed is None:
+        return
+    axis = listed.get("batch_axis")
+    if not symbolic:
+        check(axis is None or "batch_fixed" in man,
+              f"{tag}: {v.name} has batch_axis {axis} in the manifest but "
+              f"no symbolic batch in the file")
+        return
+    k, p = symbolic[0]
+    mo = BATCH_DIM.match(p)
+    per = int(mo.group(1) or 1) * int(mo.group(3) or 1)
+    check(k == axis and listed["shape"][k] == per * man["batch"],
+          f"{tag}: {v.name} has '{p}' on axis {k}; the manifest says batch "
+          f"axis {axis}, shape {listed['shape']} at batch {man['batch']}")
 
 
 def check_manifest_and_files(model_path, out_dir):
@@ -129,11 +166,10 @@ def check_manifest_and_files(model_path, out_dir):
         outs = {v.name for v in m.graph.output}
         check(produced - outs <= declared,
               f"{tag}: value_info misses {sorted(produced - outs - declared)}")
+        listed = {t["name"]: t for t in s["inputs"] + s["outputs"]}
         for v in list(m.graph.value_info) + list(m.graph.input) + \
                 list(m.graph.output):
-            dims = v.type.tensor_type.shape.dim
-            check(all(d.HasField("dim_value") for d in dims),
-                  f"{tag}: shape of {v.name} is filled in")
+            check_dims(man, v, listed.get(v.name), tag)
     # Sizes.  Weights: no slice stores a weight it does not read (checked
     # above) and none is stored twice but for weights that several slices
     # read (shared layers), which each standalone slice must carry.
@@ -173,6 +209,11 @@ def test_contract(name):
     run("slice", model, "-o", out)
     man = check_manifest_and_files(model, out)
     ort_check(model, out)
+    if name == "dynamic_batch":
+        # a symbolic batch stays symbolic: the slices chain at batch 8 too
+        check(man["inputs"][0].get("batch_axis") == 0 and man["batch"] == 1,
+              f"the batch axis of the input: {man['inputs'][0]}")
+        ort_check(model, out, ["--batch", "8"])
     small = os.path.getsize(model) < 4 << 20
     if small:
         # other granularities of the same model keep the contract too
