@@ -44,12 +44,13 @@ def fresh(name):
     return path
 
 
-def ort_check(model, out_dir, test_model=True):
+def ort_check(model, out_dir, test_model=True, extra=()):
     """The slices chained in onnxruntime give the model's outputs to
     1e-5 of their own scale (max|diff| <= 1e-5 max|ref|); for the exported
     test models the outputs must also be non-degenerate (max|ref| > 1e-3,
-    not all equal), or the check would say nothing."""
-    extra = ["--min-scale", "1e-3"] if test_model else []
+    not all equal), or the check would say nothing.  extra: more options
+    of check_slices.js (--batch N)."""
+    extra = (["--min-scale", "1e-3"] if test_model else []) + list(extra)
     p = subprocess.run(["node", os.path.join(ORT, "check_slices.js"), model,
                         out_dir, "--tol", "1e-5", *extra],
                        capture_output=True, text=True)
@@ -213,7 +214,7 @@ def test_contract(name):
         # a symbolic batch stays symbolic: the slices chain at batch 8 too
         check(man["inputs"][0].get("batch_axis") == 0 and man["batch"] == 1,
               f"the batch axis of the input: {man['inputs'][0]}")
-        ort_check(model, out, ["--batch", "8"])
+        ort_check(model, out, extra=["--batch", "8"])
     small = os.path.getsize(model) < 4 << 20
     if small:
         # other granularities of the same model keep the contract too
