@@ -382,7 +382,8 @@ static int joined_load(const struct bench_args *a, const lm_manifest *man,
 		paths[i] = path[i];
 	}
 	if (!rc)
-		rc = lm_slice_join(paths, n, batch, &g, e);
+		rc = lm_slice_join(paths, n,
+				   lm_manifest_slice_batch(man, batch), &g, e);
 	free(path);
 	free(paths);
 	if (rc)
@@ -504,7 +505,8 @@ static int time_slices(const struct bench_args *a, const lm_manifest *man,
 			break;
 		snprintf(pb->slices[i].label, sizeof(pb->slices[i].label),
 			 "%s", man->slices[i].label);
-		rc = timed_load(path, pb->batch, &one, &pb->slices[i], e);
+		rc = timed_load(path, (int)lm_manifest_slice_batch(man, pb->batch),
+			       &one, &pb->slices[i], e);
 		timed_free(&one);
 	}
 	if (!rc)

@@ -298,7 +298,8 @@ static void add_slice_arenas(lm_manifest *man, char **errors)
 		lm_error e;
 		if (lm_manifest_slice_path(man, i, path, sizeof(path), &e) ||
 		    lm_onnx_load(path, &m, &e) ||
-		    lm_onnx_prepare_batch(m, man->batch, &e))
+		    lm_onnx_prepare_batch(m, lm_manifest_slice_batch(man,
+								   man->batch), &e))
 			errors[i] = strdup(e.msg);
 		else
 			man->slices[i].arena_bytes =

@@ -164,6 +164,18 @@ int lm_mtensor_shape_at(const lm_manifest *m, const lm_mtensor *t,
 int lm_manifest_batch_ok(const lm_manifest *m, int64_t batch, lm_error *e);
 
 /**
+ * The batch to prepare the folder's slice files at for a run at `batch`
+ * (lm_onnx_prepare_batch): `batch`, or 0 (each file as it declares) when
+ * the model keeps its own batch, since a slice after the node that fixes
+ * it may hold no batch at all.  Check lm_manifest_batch_ok first.
+ */
+static inline int64_t lm_manifest_slice_batch(const lm_manifest *m,
+					      int64_t batch)
+{
+	return m->batch_fixed ? 0 : batch;
+}
+
+/**
  * Bytes of the tensors crossing cut k at batch `batch` (what is alive
  * between slice k and k + 1); 0 when k is out of range or a size
  * overflows.
