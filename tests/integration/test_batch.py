@@ -18,11 +18,9 @@ tools/export_batch_models.py into LAMINA_BATCH_MODELS:
                                 (8x at 8, not 64x, also when sliced at
                                 8); lamina plan; the fixed-batch model
                                 benched at its batch only
-    test_batch.py deploy MODEL  bench, plan 2 stages, deploy: lamina infer
-                                at batch 1 and 8 bitwise equal to lamina
-                                run; for a sequence-first model, requests
-                                of another batch refused saying why (wire
-                                and HTTP) and a whole batch over HTTP
+
+The deployment of the sequence-first encoder is test_deploy.py
+transformer.
 """
 import json
 import os
@@ -296,119 +294,16 @@ def test_bench():
               f"fixed_b2: benched at its batch: {prof and prof[0]}")
 
 
-# ---- deploy ----
-
-def test_deploy(name):
-    from test_deploy import (PORT, cleanup, deploy, devices_json, lam,
-                             laminad_pids, nothing_left, same_bytes)
-    work = fresh_dir(f"batch-deploy/{name}")
-    state = os.path.join(work, "state")
-    os.makedirs(state)
-    model = model_path(name)
-    lamdir, man = slice_model(name, work)
-    if not lamdir or not bench(lamdir, "1,8"):
-        return
-    n = len(man["slices"])
-    devs = devices_json(os.path.join(work, "devices.json"), PORT + 2)
-    rng = np.random.default_rng(7)
-    exact = INFO[name]["axis"] != 0
-    try:
-        for b in (1, 8):
-            x, ref = os.path.join(work, f"x{b}.npy"), os.path.join(
-                work, f"ref{b}.npy")
-            np.save(x, rng.uniform(-1, 1, shape_at(name, b))
-                    .astype(np.float32))
-            p = lam("run", model, "--input", x, "--output", ref, "--batch",
-                    str(b))
-            if not check(p.returncode == 0, f"run {name}: {p.stderr}"):
-                continue
-            plan = os.path.join(work, f"plan{b}.json")
-            p = lam("plan", lamdir, "--objective", "throughput", "--batch",
-                    str(b), "--stages", f"0-{n // 2 - 1},{n // 2}-{n - 1}",
-                    "--devices", devs, "-o", plan, "--quiet")
-            if not check(p.returncode == 0, f"plan {name} at {b}: "
-                         f"{p.stderr}"):
-                continue
-            dep = deploy(plan, state)
-            if not dep:
-                continue
-            what = f"{name} batch {b}, 2 stages"
-            y = os.path.join(work, f"y{b}.npy")
-            p = lam("infer", dep, "--input", x, "--output", y, state=state)
-            check(p.returncode == 0 and same_bytes(y, ref),
-                  f"{what}: bitwise equal to lamina run {p.stderr}")
-            if exact and b == 8:
-                exact_batch(work, state, dep, x, ref)
-            pids = laminad_pids(state)
-            p = lam("teardown", dep, state=state)
-            check(p.returncode == 0, f"{what}: teardown {p.stderr}")
-            nothing_left(state, pids, what)
-    finally:
-        cleanup(state)
-
-
-def exact_batch(work, state, dep, x, ref):
-    """A deployment of a sequence-first model at batch 8: a request of one
-    sample is refused saying why, on the wire and over HTTP (400); a
-    whole batch over HTTP answers what lamina run does."""
-    from test_deploy import lam
-    from test_serving import HDR, base_url, call
-    x8 = np.load(x)
-    one = os.path.join(work, "one.npy")
-    np.save(one, x8[:, :1])
-    p = lam("infer", dep, "--input", one, state=state)
-    check(p.returncode != 0 and "axis 1" in p.stderr and
-          "exactly the plan's batch of 8" in p.stderr,
-          f"a 1-sample request refused on the wire, saying why: "
-          f"{p.stderr!r}")
-    url = base_url(dep, state)
-    if not check(url.startswith("http://"), f"http url: {url!r}"):
-        return
-    st, _, body = call(url, "GET", "/v2/models/" + url_model(state, dep))
-    meta = json.loads(body) if st == 200 else {}
-    check(meta.get("inputs", [{}])[0].get("shape") == list(x8.shape),
-          f"metadata shows the whole batch's shape: {meta}")
-    doc = {"inputs": [{"name": "input", "shape": [8, 1, 32],
-                       "datatype": "FP32",
-                       "data": x8[:, :1].flatten().tolist()}]}
-    st, _, body = call(url, "POST", f"/v2/models/{url_model(state, dep)}"
-                       "/infer", json.dumps(doc).encode(),
-                       {"Content-Type": "application/json"})
-    check(st == 400 and b"exactly the plan's batch of 8" in body,
-          f"HTTP: a 1-sample request gets 400 saying why: {st} {body!r}")
-    head = json.dumps({"inputs": [{"name": "input", "shape": list(x8.shape),
-                                   "datatype": "FP32", "parameters":
-                                   {"binary_data_size": x8.nbytes}}],
-                       "parameters": {"binary_data_output": True}}).encode()
-    st, hd, body = call(url, "POST", f"/v2/models/{url_model(state, dep)}"
-                        "/infer", head + x8.tobytes(), {HDR: str(len(head))})
-    ok = st == 200
-    if ok:
-        hl = int(hd.get(HDR, 0))
-        out = json.loads(body[:hl])["outputs"][0]
-        got = np.frombuffer(body[hl:], np.float32).reshape(out["shape"])
-        r = np.load(ref)
-        ok = got.shape == r.shape and got.tobytes() == r.tobytes()
-    check(ok, f"HTTP: a whole batch, bitwise equal to lamina run: {st}")
-
-
-def url_model(state, dep):
-    """The deployment's name on the HTTP front (the last part of its
-    http_url)."""
-    from test_serving import status
-    return (status(dep, state).get("http_url") or "").rsplit("/", 1)[-1]
-
-
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     os.makedirs(TMP, exist_ok=True)
-    tests = {"slice": test_slice, "run": test_run, "deploy": test_deploy}
+    tests = {"slice": test_slice, "run": test_run}
     if what in tests and len(sys.argv) == 3 and sys.argv[2] in INFO:
         tests[what](sys.argv[2])
     elif what == "bench" and len(sys.argv) == 2:
         test_bench()
     else:
-        raise SystemExit("usage: test_batch.py slice|run|deploy MODEL, or "
+        raise SystemExit("usage: test_batch.py slice|run MODEL, or "
                          "test_batch.py bench")
     return summary()
 
