@@ -950,7 +950,8 @@ static int batchish(const char *name)
 
 /*
  * The model's symbolic batch, from the dims its inputs declare: a name
- * that says batch, else the only name, else the one on the lowest axis.
+ * that says batch ("batch", "N", "B", "bs"), else the one on the lowest
+ * axis.
  * Fills m->batch_name and, per input (in[]) and per output (out[]) that
  * declares it, where (with factors, for the "4*batch" of a slice).
  * Returns 1 when the model has one, else 0.
@@ -960,7 +961,7 @@ static int symbolic_batch(lm_onnx_model *m, lm_batch_pos *in,
 {
 	lm_graph *g = m->g;
 	char name[sizeof(m->batch_name)], best[sizeof(m->batch_name)] = "";
-	int best_rank = 3, best_axis = LM_MAX_RANK, names = 0;
+	int best_rank = 3, best_axis = LM_MAX_RANK;
 	int64_t o, i;
 	for (int k = 0; k < g->n_inputs; k++) {
 		const lm_value *v = &g->values[g->inputs[k]];
@@ -970,7 +971,6 @@ static int symbolic_batch(lm_onnx_model *m, lm_batch_pos *in,
 					       sizeof(name), &o, &i))
 				continue;
 			int rank = batchish(name) ? 0 : 1;
-			names += strcmp(name, best) != 0;
 			if (rank < best_rank ||
 			    (rank == best_rank && d < best_axis)) {
 				snprintf(best, sizeof(best), "%s", name);
@@ -981,7 +981,6 @@ static int symbolic_batch(lm_onnx_model *m, lm_batch_pos *in,
 	}
 	if (!best[0])
 		return 0;
-	(void)names;
 	snprintf(m->batch_name, sizeof(m->batch_name), "%s", best);
 	for (int side = 0; side < 2; side++) {
 		int n = side ? g->n_outputs : g->n_inputs;
