@@ -3,7 +3,8 @@
 static shape (issue 14: batch handling that follows the model).
 
 Run by meson with Debian's python3; the models are exported by
-tools/export_batch_models.py into LAMINA_BATCH_MODELS:
+tools/export_models.py into LAMINA_MODELS (enc_bf, enc_sf, cnn_dyn,
+literal_b1, fixed_b2):
     test_batch.py slice MODEL   lamina slice: the batch and batch axes in
                                 the manifest, the symbolic batch in the
                                 slice files, the slices chained in
@@ -29,10 +30,9 @@ import sys
 
 import numpy as np
 
-from harness import ORT, TMP, check, fresh_dir, summary
+from harness import MODELS, ORT, TMP, check, fresh_dir, summary
 import harness
 
-BATCH_MODELS = os.environ.get("LAMINA_BATCH_MODELS", "")
 TOL = 1e-4  # max|diff| <= TOL * max|ref|
 
 # name -> batch axis of input and output (None: no batch), the input shape
@@ -53,7 +53,7 @@ def lamina(*args):
 
 
 def model_path(name):
-    return os.path.join(BATCH_MODELS, name + ".onnx")
+    return os.path.join(MODELS, name + ".onnx")
 
 
 def shape_at(name, b):

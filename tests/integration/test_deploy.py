@@ -591,11 +591,8 @@ def test_model(name):
 
 # ---- a sequence-first transformer, sliced once, at batch 1 and 8 ----
 
-BATCH_MODELS = os.environ.get("LAMINA_BATCH_MODELS", "")
-
-
 def test_transformer():
-    """The sequence-first encoder (tools/export_batch_models.py enc_sf:
+    """The sequence-first encoder (tools/export_models.py enc_sf:
     input [8, batch, 32], the batch on axis 1 and merged with the heads
     inside attention), sliced once at layer granularity: bench at batch 1
     and 8, plan 2 stages at each, deploy, lamina infer bitwise equal to
@@ -606,7 +603,7 @@ def test_transformer():
     work = fresh_dir("deploy-transformer")
     state = os.path.join(work, "state")
     os.makedirs(state)
-    model = os.path.join(BATCH_MODELS, "enc_sf.onnx")
+    model = os.path.join(MODELS, "enc_sf.onnx")
     lamdir = os.path.join(work, "enc_sf.lam")
     p = lam("slice", model, "-o", lamdir)
     if not check(p.returncode == 0, f"slice enc_sf: {p.stderr}"):
