@@ -382,7 +382,8 @@ static int joined_load(const struct bench_args *a, const lm_manifest *man,
 		paths[i] = path[i];
 	}
 	if (!rc)
-		rc = lm_slice_join(paths, n, batch, &g, e);
+		rc = lm_slice_join(paths, n,
+				   lm_manifest_slice_batch(man, batch), &g, e);
 	free(path);
 	free(paths);
 	if (rc)
@@ -504,7 +505,8 @@ static int time_slices(const struct bench_args *a, const lm_manifest *man,
 			break;
 		snprintf(pb->slices[i].label, sizeof(pb->slices[i].label),
 			 "%s", man->slices[i].label);
-		rc = timed_load(path, pb->batch, &one, &pb->slices[i], e);
+		rc = timed_load(path, (int)lm_manifest_slice_batch(man, pb->batch),
+			       &one, &pb->slices[i], e);
 		timed_free(&one);
 	}
 	if (!rc)
@@ -571,15 +573,6 @@ out:
 	return rc;
 }
 
-/* Bytes of a list of tensors at the manifest's batch. */
-static double tensors_bytes(const lm_mtensor *t, int n)
-{
-	double total = 0;
-	for (int i = 0; i < n; i++)
-		total += (double)t[i].nbytes;
-	return total;
-}
-
 int cmd_bench(int argc, char **argv)
 {
 	struct bench_args a;
@@ -611,6 +604,11 @@ int cmd_bench(int argc, char **argv)
 		goto done;
 	}
 	const lm_device *me = local >= 0 ? &devs->dev[local] : &here->dev[0];
+	for (int b = 0; b < a.n_batches; b++)
+		if (lm_manifest_batch_ok(man, a.batches[b], &e)) {
+			cli_error("bench", &e);
+			goto done;
+		}
 	int n = man->n_slices;
 	if (lm_profile_create(n, &p) ||
 	    lm_profile_add_device(p, me->name) < 0) {
@@ -651,8 +649,9 @@ int cmd_bench(int argc, char **argv)
 			goto done;
 		}
 		pb->handoff_us = handoff;
-		pb->input_bytes = batch * tensors_bytes(man->inputs,
-							man->n_inputs);
+		/* bytes at this batch: the manifest's shapes are at the
+		 * batch it was sliced at, scaled along each batch axis */
+		pb->input_bytes = (double)lm_manifest_input_bytes(man, batch);
 		if (time_slices(&a, man, n, pb, others, n_others, progress, &e)) {
 			if (progress)
 				fputc('\n', stderr);
@@ -660,8 +659,8 @@ int cmd_bench(int argc, char **argv)
 			goto done;
 		}
 		for (int i = 0; i + 1 < n; i++)
-			pb->cut_bytes[i] = batch *
-					   (double)man->slices[i].cut_bytes;
+			pb->cut_bytes[i] = (double)lm_manifest_cut_bytes(
+				man, i, batch);
 		/* boundary k is the cut after slice k - 1: a bundle there as
 		 * laminad lays it out */
 		for (int k = 0; k <= n; k++)

@@ -37,8 +37,9 @@ static const char run_help[] =
 	"  -o, --output [NAME=]FILE.npy  where to save a model output\n"
 	"  -t, --threads T               threads for the heavy kernels "
 	"(default 1)\n"
-	"  -b, --batch N                 run at batch N (rewrites the leading "
-	"dim)\n"
+	"  -b, --batch N                 run at batch N (rewrites the batch "
+	"axis\n"
+	"                                of each input)\n"
 	"  -r, --repeat R                run R more times and print\n"
 	"                                'latency_ms median=X p90=Y min=Z'\n"
 	"  -p, --profile                 print the time of every node\n"
@@ -212,16 +213,10 @@ int cmd_run(int argc, char **argv)
 		for (int d = 0; d < sh->rank; d++)
 			sh->dims[d] = v->rank >= 0 && v->dims[d] >= 0
 					      ? v->dims[d] : files[i].dims[d];
-		if (a.batch && v->rank >= 1)
-			sh->dims[0] = a.batch;
 		n_shapes++;
 	}
-	if (lm_onnx_prepare(m, shapes, n_shapes, NULL, &e)) {
-		cli_error("run", &e);
-		goto out;
-	}
-	if (a.batch && lm_graph_check_batch(g, a.batch, &e)) {
-		lm_fail_prefix(&e, -EINVAL, "%s", a.model);
+	/* --batch: the batch axis of each input (lamina/batch.h) */
+	if (lm_onnx_prepare_at(m, shapes, n_shapes, a.batch, NULL, &e)) {
 		cli_error("run", &e);
 		goto out;
 	}

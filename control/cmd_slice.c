@@ -298,7 +298,8 @@ static void add_slice_arenas(lm_manifest *man, char **errors)
 		lm_error e;
 		if (lm_manifest_slice_path(man, i, path, sizeof(path), &e) ||
 		    lm_onnx_load(path, &m, &e) ||
-		    lm_onnx_prepare(m, NULL, 0, NULL, &e))
+		    lm_onnx_prepare_batch(m, lm_manifest_slice_batch(man,
+								   man->batch), &e))
 			errors[i] = strdup(e.msg);
 		else
 			man->slices[i].arena_bytes =
@@ -332,7 +333,7 @@ int cmd_inspect(int argc, char **argv)
 		if (load_and_plan("inspect", &a, &m, &s))
 			goto out;
 		const char *base = strrchr(a.model, '/');
-		if (lm_manifest_build(lm_onnx_graph(m), s,
+		if (lm_manifest_build(m, s,
 				      base ? base + 1 : a.model, &man, &e)) {
 			cli_error("inspect", &e);
 			goto out;

@@ -58,19 +58,28 @@ struct lm_dp_tdesc {
 	int64_t dims[LM_MAX_RANK];
 	size_t nbytes;
 	size_t offset; /* from lm_dp_bundle_data(), LM_DP_ALIGN-aligned */
+	int batch_axis; /* the manifest's: -1 when it holds no batch */
 };
 
 struct lm_dp_layout {
 	int n;
 	struct lm_dp_tdesc t[LM_DP_MAX_TENSORS];
 	size_t bytes; /* of the data part of a bundle */
+	/* 0: every tensor holds one row per sample along axis 0, so a
+	 * bundle's samples are rows (the ingress gathers requests of 1 to
+	 * batch rows); 1: some tensor has its batch on another axis (a
+	 * sequence-first transformer's [seq, batch, d]) or none, and a
+	 * request carries exactly the batch */
+	int exact_batch;
 };
 
 /**
  * The layout of cut k of manifest m at batch `batch` (lm_manifest_cut
- * says which tensors; their leading dim becomes the batch).
- * @return 0; -EINVAL for a tensor without a batch dim or too large;
- *         -E2BIG above LM_DP_MAX_TENSORS; -ENOMEM.
+ * says which tensors; each is sized at the batch along its batch axis,
+ * lm_mtensor_shape_at).
+ * @return 0; -EINVAL for a tensor too large, or a batch the model does
+ *         not run at (lm_manifest_batch_ok); -E2BIG above
+ *         LM_DP_MAX_TENSORS; -ENOMEM.
  */
 int lm_dp_layout_cut(const lm_manifest *m, int k, int64_t batch,
 		     struct lm_dp_layout *l, lm_error *e);

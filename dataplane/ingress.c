@@ -20,6 +20,7 @@
 #include "lamina/log.h"
 #include "lamina/sock.h"
 #include "lamina/wire.h"
+#include "oip.h"
 
 #define RBUF (64u << 10)
 #define MSG_MAX 200
@@ -187,7 +188,8 @@ static void push_answer(struct lm_dp_conn *c, struct lm_dp_deployment *d,
 		const struct lm_dp_tdesc *t = &l->t[i];
 		int64_t dims[LM_MAX_RANK];
 		memcpy(dims, t->dims, sizeof(dims));
-		dims[0] = r->rows;
+		if (!l->exact_batch)
+			dims[0] = r->rows;
 		off += lm_wire_tensor_put(thdr + off, (uint32_t)t->dtype,
 					  t->rank, dims,
 					  t->nbytes / r->batch * r->rows);
@@ -427,12 +429,27 @@ static void on_thdr(struct lm_dp_front *f, struct lm_dp_conn *c)
 	int rank = (int)w.rank, ok = 1;
 	for (int k = 0; k < rank; k++)
 		ok &= w.dims[k] >= 0;
-	int64_t rows = rank ? w.dims[0] : 0;
+	/* a model whose batch is not rows of axis 0 takes whole batches */
+	int exact = lm_dp_exact_batch(c->d);
+	int64_t rows = exact ? batch : rank ? w.dims[0] : 0;
 	int shape = ok && rank == t->rank && rank >= 1 && rows >= 1 &&
 		    rows <= batch &&
 		    (c->ti == 0 || rows == c->rows) &&
-		    !memcmp(w.dims + 1, t->dims + 1,
-			    sizeof(w.dims[0]) * (size_t)(rank - 1));
+		    !memcmp(w.dims + !exact, t->dims + !exact,
+			    sizeof(w.dims[0]) * (size_t)(rank - !exact));
+	if (exact && ((lm_dtype)w.dtype != t->dtype || !shape)) {
+		char why[256];
+		lm_dp_layout_exact_why(lm_dp_inputs(c->d), lm_dp_outputs(c->d),
+				       batch, why, sizeof(why));
+		return refuse(f, c, -EINVAL, "input %d ('%s'): expected %s %s "
+			      "(%s), got %s %s", c->ti, t->name,
+			      lm_dtype_name(t->dtype),
+			      lm_shape_str(t->rank, t->dims, want,
+					   sizeof(want)),
+			      why, lm_dtype_name((lm_dtype)w.dtype),
+			      ok ? lm_shape_str(rank, w.dims, got, sizeof(got))
+				 : "(negative dims)");
+	}
 	if ((lm_dtype)w.dtype != t->dtype || !shape) {
 		/* "1x1x8x8", or "Nx1x8x8 (N: 1 to 8)" when rows may vary */
 		char rest[112] = "";

@@ -8,9 +8,11 @@
  * so they agree without talking (lm_dp_layout_equal checks it at start).
  * Which tensors cross a cut is the manifest's knowledge (lm_manifest_cut);
  * this file only lays them out.
- * Shapes are the manifest's with the leading dim set to the batch: every
- * cut tensor carries the batch (lm_graph_check_batch refuses models that
- * do not), and each stage checks its slices' prepared graphs against them.
+ * Shapes are the manifest's at the pipeline's batch: each tensor's batch
+ * axis (manifest.h: axis 0 for most, 1 for a sequence-first transformer's
+ * [seq, batch, d], the batch times the heads inside attention) scaled from
+ * the batch the model was sliced at; a tensor without one keeps its shape.
+ * Each stage checks its slices' prepared graphs against them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -36,12 +38,13 @@ int lm_dp_layout_find(const struct lm_dp_layout *l, const char *name)
 int lm_dp_layout_equal(const struct lm_dp_layout *a,
 		       const struct lm_dp_layout *b)
 {
-	if (a->n != b->n || a->bytes != b->bytes)
+	if (a->n != b->n || a->bytes != b->bytes || a->exact_batch != b->exact_batch)
 		return 0;
 	for (int i = 0; i < a->n; i++) {
 		const struct lm_dp_tdesc *x = &a->t[i], *y = &b->t[i];
 		if (strcmp(x->name, y->name) || x->dtype != y->dtype ||
 		    x->rank != y->rank || x->offset != y->offset ||
+		    x->batch_axis != y->batch_axis ||
 		    memcmp(x->dims, y->dims, sizeof(x->dims[0]) *
 			   (size_t)x->rank))
 			return 0;
@@ -49,21 +52,17 @@ int lm_dp_layout_equal(const struct lm_dp_layout *a,
 	return 1;
 }
 
-/* Append a manifest tensor at the given batch (its leading dim). */
-static int add_tensor(struct lm_dp_layout *l, const lm_mtensor *t,
-		      int64_t batch, const char *where, lm_error *e)
+/* Append a manifest tensor at the given batch. */
+static int add_tensor(struct lm_dp_layout *l, const lm_manifest *m,
+		      const lm_mtensor *t, int64_t batch, const char *where,
+		      lm_error *e)
 {
 	int64_t dims[LM_MAX_RANK];
 	size_t nbytes;
-	if (t->rank < 1)
-		return lm_fail(e, -EINVAL, "%s: tensor '%s' has no batch dim",
-			       where, t->name);
 	if (l->n == LM_DP_MAX_TENSORS)
 		return lm_fail(e, -E2BIG, "%s: more than %d tensors cross one "
 			       "cut", where, LM_DP_MAX_TENSORS);
-	memcpy(dims, t->dims, sizeof(dims[0]) * (size_t)t->rank);
-	dims[0] = batch;
-	if (lm_shape_bytes(t->dtype, t->rank, dims, &nbytes) ||
+	if (lm_mtensor_shape_at(m, t, batch, dims, &nbytes) ||
 	    nbytes > (size_t)1 << 40)
 		return lm_fail(e, -EINVAL, "%s: tensor '%s' is too large at "
 			       "batch %lld", where, t->name, (long long)batch);
@@ -76,7 +75,9 @@ static int add_tensor(struct lm_dp_layout *l, const lm_mtensor *t,
 	memcpy(d->dims, dims, sizeof(dims[0]) * (size_t)t->rank);
 	d->nbytes = nbytes;
 	d->offset = l->bytes;
+	d->batch_axis = t->batch_axis;
 	l->bytes += (nbytes + LM_DP_ALIGN - 1) & ~(size_t)(LM_DP_ALIGN - 1);
+	l->exact_batch |= t->batch_axis != 0 || dims[0] != batch;
 	l->n++;
 	return 0;
 }
@@ -85,10 +86,13 @@ int lm_dp_layout_cut(const lm_manifest *m, int k, int64_t batch,
 		     struct lm_dp_layout *l, lm_error *e)
 {
 	const lm_mtensor **t = NULL;
-	int n = 0, rc = lm_manifest_cut(m, k, &t, &n, e);
+	int n = 0, rc;
 	memset(l, 0, sizeof(*l));
+	if ((rc = lm_manifest_batch_ok(m, batch, e)) ||
+	    (rc = lm_manifest_cut(m, k, &t, &n, e)))
+		return rc;
 	for (int i = 0; i < n && !rc; i++)
-		rc = add_tensor(l, t[i], batch, m->dir ? m->dir : "manifest",
+		rc = add_tensor(l, m, t[i], batch, m->dir ? m->dir : "manifest",
 				e);
 	free(t);
 	if (rc)

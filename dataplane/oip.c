@@ -63,6 +63,37 @@ static const char *names(const struct lm_dp_layout *l, char *buf, size_t len)
 	return buf;
 }
 
+const char *lm_dp_layout_exact_why(const struct lm_dp_layout *in,
+				   const struct lm_dp_layout *out,
+				   unsigned batch, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	for (int side = 0; side < 2; side++) {
+		const struct lm_dp_layout *l = side ? out : in;
+		for (int i = 0; l->exact_batch && i < l->n; i++) {
+			const struct lm_dp_tdesc *t = &l->t[i];
+			char how[96];
+			if (t->batch_axis < 0)
+				snprintf(how, sizeof(how), "holds no batch");
+			else if (t->batch_axis)
+				snprintf(how, sizeof(how), "holds the batch on "
+					 "axis %d", t->batch_axis);
+			else if (t->dims[0] != batch)
+				snprintf(how, sizeof(how), "holds %lld rows "
+					 "per sample",
+					 (long long)(t->dims[0] / batch));
+			else
+				continue;
+			snprintf(buf, len, "the model's %s '%s' %s, so a "
+				 "request carries exactly the plan's batch of "
+				 "%u", side ? "output" : "input", t->name, how,
+				 batch);
+			return buf;
+		}
+	}
+	return buf;
+}
+
 static int find(const struct lm_dp_layout *l, const char *name)
 {
 	for (int i = 0; name && i < l->n; i++)
@@ -74,7 +105,8 @@ static int find(const struct lm_dp_layout *l, const char *name)
 /* One request input: name, datatype, shape, then its data (JSON) or its
  * binary_data_size bytes from *bin. */
 static int decode_input(const json_t *j, const struct lm_dp_layout *in,
-			unsigned batch, lm_oip_request *r, uint8_t *seen,
+			const struct lm_dp_layout *out, unsigned batch,
+			lm_oip_request *r, uint8_t *seen,
 			const uint8_t **bin, size_t *bin_left, int ordinal,
 			lm_error *e)
 {
@@ -95,6 +127,7 @@ static int decode_input(const json_t *j, const struct lm_dp_layout *in,
 	if (seen[i]++)
 		return lm_fail(e, -EINVAL, "input '%s' is given twice", name);
 	const struct lm_dp_tdesc *t = &in->t[i];
+	int exact = in->exact_batch || out->exact_batch;
 	lm_dtype dtype = lm_oip_dtype(dt);
 	if (dtype != t->dtype)
 		return lm_fail(e, -EINVAL, "input '%s': datatype %.16s, but the "
@@ -102,25 +135,30 @@ static int decode_input(const json_t *j, const struct lm_dp_layout *in,
 			       lm_oip_datatype(t->dtype)
 				       ? lm_oip_datatype(t->dtype)
 				       : lm_dtype_name(t->dtype));
-	/* the shape: the model's, with 1 to batch rows first */
+	/* the shape: the model's, with 1 to batch rows first; exactly the
+	 * model's when its batch is not rows of axis 0 (bundle.h) */
 	int64_t any[LM_MAX_RANK];
+	char rule[288];
 	memcpy(any, t->dims, sizeof(any));
-	any[0] = -1;
+	if (exact)
+		lm_dp_layout_exact_why(in, out, batch, rule, sizeof(rule));
+	else
+		snprintf(rule, sizeof(rule), "-1: 1 to %u rows", batch);
+	any[0] = exact ? any[0] : -1;
 	lm_shape_str(t->rank, any, want, sizeof(want));
 	if (!json_is_array(shape) || (int)json_array_size(shape) != t->rank)
-		return lm_fail(e, -EINVAL, "input '%s': shape must be %s (-1: "
-			       "1 to %u rows)", name, want, batch);
-	int64_t rows = 0;
+		return lm_fail(e, -EINVAL, "input '%s': shape must be %s (%s)",
+			       name, want, rule);
+	int64_t rows = exact ? batch : 0;
 	for (int k = 0; k < t->rank; k++) {
 		const json_t *d = json_array_get(shape, (size_t)k);
 		json_int_t v = json_is_integer(d) ? json_integer_value(d) : -1;
-		if (k == 0)
+		if (k == 0 && !exact)
 			rows = v;
-		if ((k == 0 && (v < 1 || v > batch)) ||
-		    (k > 0 && v != t->dims[k]))
+		if ((k == 0 && !exact && (v < 1 || v > batch)) ||
+		    ((k > 0 || exact) && v != t->dims[k]))
 			return lm_fail(e, -EINVAL, "input '%s': shape must be "
-				       "%s (-1: 1 to %u rows)", name, want,
-				       batch);
+				       "%s (%s)", name, want, rule);
 	}
 	if (r->rows && rows != r->rows)
 		return lm_fail(e, -EINVAL, "input '%s' has %lld rows, another "
@@ -295,7 +333,8 @@ int lm_oip_request_decode(const uint8_t *body, size_t len, size_t header_len,
 	size_t k;
 	const json_t *j;
 	json_array_foreach(inputs, k, j)
-		if ((rc = decode_input(j, in, batch, r, seen, &bin, &bin_left,
+		if ((rc = decode_input(j, in, out, batch, r, seen, &bin,
+				       &bin_left,
 				       (int)k, e)))
 			goto out;
 	rc = -EINVAL;
@@ -322,11 +361,14 @@ out:
 
 /* ---- responses ---- */
 
-static json_t *shape_json(const struct lm_dp_tdesc *t, int64_t rows)
+/* t's shape with `rows` rows (-1: any), or whole when exact. */
+static json_t *shape_json(const struct lm_dp_tdesc *t, int64_t rows,
+			  int exact)
 {
 	json_t *a = json_array();
 	for (int k = 0; a && k < t->rank; k++)
-		json_array_append_new(a, json_integer(k ? t->dims[k] : rows));
+		json_array_append_new(a, json_integer(k || exact ? t->dims[k]
+								 : rows));
 	return a;
 }
 
@@ -358,7 +400,8 @@ int lm_oip_response_encode(const char *model, const lm_oip_request *r,
 				    json_string(lm_oip_datatype(t->dtype)
 							? lm_oip_datatype(t->dtype)
 							: lm_dtype_name(t->dtype)));
-		json_object_set_new(j, "shape", shape_json(t, r->rows));
+		json_object_set_new(j, "shape",
+				    shape_json(t, r->rows, out->exact_batch));
 		if (r->out_binary[o]) {
 			json_t *pj = json_object();
 			json_object_set_new(pj, "binary_data_size",
@@ -431,7 +474,7 @@ char *lm_oip_error(const char *msg, size_t *len)
 	return dump(json_pack("{s:s}", "error", msg), len);
 }
 
-static json_t *tensors(const struct lm_dp_layout *l)
+static json_t *tensors(const struct lm_dp_layout *l, int exact)
 {
 	json_t *a = json_array();
 	for (int i = 0; a && i < l->n; i++) {
@@ -440,7 +483,7 @@ static json_t *tensors(const struct lm_dp_layout *l)
 			a, json_pack("{s:s,s:s,s:o}", "name", l->t[i].name,
 				     "datatype",
 				     dt ? dt : lm_dtype_name(l->t[i].dtype),
-				     "shape", shape_json(&l->t[i], -1)));
+				     "shape", shape_json(&l->t[i], -1, exact)));
 	}
 	return a;
 }
@@ -450,10 +493,12 @@ char *lm_oip_model_metadata(const char *name, const struct lm_dp_layout *in,
 			    size_t *len)
 {
 	char b[16];
+	int exact = in->exact_batch || out->exact_batch;
 	snprintf(b, sizeof(b), "%u", batch);
 	return dump(json_pack("{s:s,s:[s],s:s,s:o,s:o,s:{s:s}}", "name", name,
 			      "versions", "1", "platform", "lamina_onnx",
-			      "inputs", tensors(in), "outputs", tensors(out),
+			      "inputs", tensors(in, exact), "outputs",
+			      tensors(out, exact),
 			      "properties", "max_batch_size", b),
 		    len);
 }

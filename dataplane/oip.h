@@ -13,7 +13,9 @@
  * with one line saying why, never a crash.
  *
  * A model is a layout at the plan's batch (bundle.h): requests carry 1 to
- * batch rows along axis 0 of every input, the same count in each.
+ * batch rows along axis 0 of every input, the same count in each; or,
+ * when the model holds its batch elsewhere (exact_batch), exactly the
+ * model's shapes, the plan's whole batch.
  */
 #ifndef LAMINA_DP_OIP_H
 #define LAMINA_DP_OIP_H
@@ -26,6 +28,16 @@
 
 #define LM_OIP_ID_MAX 256 /* bytes of a request id, NUL included */
 
+/**
+ * Why a request to a pipeline with input layout `in` and answer layout
+ * `out` must carry exactly its batch (either has exact_batch), as a
+ * clause for an error: "'x' holds the batch on axis 1, so a request
+ * carries exactly the plan's batch of 8".  "" when requests may carry 1 to
+ * batch rows.
+ */
+const char *lm_dp_layout_exact_why(const struct lm_dp_layout *in,
+				   const struct lm_dp_layout *out,
+				   unsigned batch, char *buf, size_t len);
 /** A decoded inference request. */
 typedef struct lm_oip_request {
 	char id[LM_OIP_ID_MAX]; /* "" when the request has none */

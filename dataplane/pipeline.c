@@ -85,7 +85,8 @@ static int stage_graph(const struct lm_dp_stage *st, unsigned batch,
 		paths[k] = path[k];
 	}
 	if (!rc)
-		rc = lm_slice_join(paths, n, batch, &g, e);
+		rc = lm_slice_join(paths, n,
+				   lm_manifest_slice_batch(m, batch), &g, e);
 	for (int i = 0; i < st->out.n && !rc; i++) {
 		int v = lm_graph_find(g, st->out.t[i].name);
 		if (v >= 0 && g->values[v].kind == LM_VAL_NODE &&

@@ -154,6 +154,11 @@ const struct lm_dp_layout *lm_dp_outputs(struct lm_dp_deployment *d)
 	return &lm_pipeline_answers(d->pipe)->layout;
 }
 
+int lm_dp_exact_batch(struct lm_dp_deployment *d)
+{
+	return lm_dp_inputs(d)->exact_batch || lm_dp_outputs(d)->exact_batch;
+}
+
 unsigned lm_dp_batch(const struct lm_dp_deployment *d)
 {
 	return d->pipe->batch;
@@ -437,7 +442,8 @@ int lm_dp_admit(struct lm_dp_serve *s, struct lm_dp_deployment *d,
 		return -ESHUTDOWN;
 	if (!d->pipe->started)
 		return -EAGAIN;
-	if (rows < 1 || rows > in->batch)
+	if (rows < 1 || rows > in->batch ||
+	    (rows != in->batch && lm_dp_exact_batch(d)))
 		return -EINVAL;
 	if (in->n_wait + in->n_gather >= in->max_queue)
 		return -EBUSY;

@@ -7,6 +7,12 @@
  * drains and cancels, and keeps the ingress's telemetry.
  *
  * A request has 1 to `batch` rows (samples along axis 0 of every input).
+ * When some input or output of the model holds its batch elsewhere (a
+ * sequence-first transformer's [seq, batch, d]; lm_dp_exact_batch), rows
+ * are not samples: a request then carries exactly `batch` samples (every
+ * tensor whole) and fills a bundle alone; the fronts refuse other shapes
+ * saying why (lm_dp_layout_exact_why).  (Strided copies could gather such
+ * samples too; whole batches keep the rows machinery as it is.)
  * Admission reserves rows for it in the deployment's open bundle, a bundle
  * of edge 0 being gathered; the front then writes its inputs straight into
  * those rows (lm_dp_req_rows: the TCP front reads the socket into them)
@@ -157,7 +163,8 @@ int lm_dp_queue_start(struct lm_dp_serve *s, struct lm_dp_deployment *d,
  * Admit a request of `rows` rows for d from `front`.
  * @return 0: rows reserved (*out in state WRITE: write, then commit);
  *         1: it waits (*out in state WAIT: the front's ready() comes);
- *         -EINVAL: rows not in 1..batch; -EBUSY: the queue is full;
+ *         -EINVAL: rows not in 1..batch (not batch, for a model that
+ *         takes exact batches); -EBUSY: the queue is full;
  *         -ESHUTDOWN: d is being torn down; -EAGAIN: d is stopped;
  *         -ENOMEM.  On errors nothing is kept.
  */
@@ -223,6 +230,9 @@ void lm_dp_queue_free(struct lm_dp_deployment *d);
 const struct lm_dp_layout *lm_dp_inputs(struct lm_dp_deployment *d);
 const struct lm_dp_layout *lm_dp_outputs(struct lm_dp_deployment *d);
 unsigned lm_dp_batch(const struct lm_dp_deployment *d);
+/** Whether d takes only requests of exactly its batch: some input or
+ *  output holds the batch other than as rows of axis 0. */
+int lm_dp_exact_batch(struct lm_dp_deployment *d);
 /** Whether d takes requests now (started, not draining). */
 int lm_dp_ready(const struct lm_dp_deployment *d);
 

@@ -620,36 +620,6 @@ int lm_value_read_ints(lm_graph *g, lm_value *v, int64_t *out, int max,
 	return (int)n;
 }
 
-int lm_graph_check_batch(const lm_graph *g, int64_t n, lm_error *e)
-{
-	char shape[128];
-	for (int j = 0; j < g->n_outputs; j++) {
-		const lm_value *y = &g->values[g->outputs[j]];
-		if (y->rank >= 1 && y->dims[0] == n)
-			continue;
-		const char *culprit = "?", *op = "?";
-		for (int ni = 0; ni < g->n_nodes && culprit[0] == '?'; ni++) {
-			const lm_node *nd = &g->nodes[ni];
-			const lm_value *x = nd->n_inputs && nd->inputs[0] >= 0
-				? &g->values[nd->inputs[0]] : NULL;
-			const lm_value *o = nd->n_outputs && nd->outputs[0] >= 0
-				? &g->values[nd->outputs[0]] : NULL;
-			if (x && o && x->rank >= 1 && x->dims[0] == n &&
-			    o->rank >= 1 && o->dims[0] != n) {
-				culprit = nd->name;
-				op = nd->op_type;
-			}
-		}
-		return lm_fail(e, -EINVAL, "cannot run at batch %lld: output "
-			       "'%s' comes out as %s; node '%s' (%s) fixes the "
-			       "batch (a hard-coded shape in the model)",
-			       (long long)n, y->name,
-			       lm_shape_str(y->rank, y->dims, shape,
-					    sizeof(shape)), culprit, op);
-	}
-	return 0;
-}
-
 /* ---- joining graphs ---- */
 
 static int same_type(const lm_value *a, const lm_value *b)

@@ -19,10 +19,13 @@
 
 /* ---- reading ---- */
 
-/* Context of one load: the file's path for messages. */
+/* Context of one load: the file's path for messages, its version and
+ * the batch its shapes are at. */
 struct rd {
 	const char *path;
 	lm_error *e;
+	int version;
+	int64_t batch;
 };
 
 static int bad(struct rd *r, const char *fmt, ...)
@@ -89,6 +92,23 @@ static int read_tensor(struct rd *r, json_t *j, lm_mtensor *t,
 		return lm_fail(r->e, rc, "out of memory");
 	if (rc)
 		return bad(r, "%s is too large", what);
+	/* version 1: every tensor's leading dim is the batch */
+	json_t *ax = json_object_get(j, "batch_axis");
+	if (r->version == 1)
+		t->batch_axis = rank >= 1 && dims[0] >= r->batch &&
+					dims[0] % r->batch == 0 ? 0 : -1;
+	else if (!ax)
+		t->batch_axis = -1;
+	else if (!json_is_integer(ax) || json_integer_value(ax) < 0 ||
+		 json_integer_value(ax) >= (json_int_t)rank)
+		return bad(r, "%s: \"batch_axis\" is not one of its axes",
+			   what);
+	else
+		t->batch_axis = (int)json_integer_value(ax);
+	if (t->batch_axis >= 0 && (dims[t->batch_axis] < r->batch ||
+				   dims[t->batch_axis] % r->batch))
+		return bad(r, "%s: axis %d does not hold the batch of %lld",
+			   what, t->batch_axis, (long long)r->batch);
 	return 0;
 }
 
@@ -177,13 +197,31 @@ static int read_root(struct rd *r, json_t *root, lm_manifest *m)
 	if (!fmt || strcmp(fmt, LM_MANIFEST_FORMAT))
 		return bad(r, "%s", "not a lamina slice manifest (\"format\" "
 			   "is not \"" LM_MANIFEST_FORMAT "\")");
-	if (!json_is_integer(ver) ||
-	    json_integer_value(ver) != LM_MANIFEST_VERSION)
+	if (!json_is_integer(ver) || json_integer_value(ver) < 1 ||
+	    json_integer_value(ver) > LM_MANIFEST_VERSION)
 		return lm_fail(r->e, -EINVAL, "%s: manifest version %lld; this "
-			       "lamina reads version %d (slice the model "
+			       "lamina reads versions 1 to %d (slice the model "
 			       "again)", r->path,
 			       (long long)json_integer_value(ver),
 			       LM_MANIFEST_VERSION);
+	r->version = (int)json_integer_value(ver);
+	json_t *batch = json_object_get(root, "batch");
+	json_t *fixed = json_object_get(root, "batch_fixed");
+	json_t *in0 = json_object_get(json_array_get(json_object_get(root,
+								     "inputs"),
+						     0), "shape");
+	if (r->version == 1)
+		batch = json_array_get(in0, 0);
+	r->batch = json_is_integer(batch) ? json_integer_value(batch) : 0;
+	if (r->version > 1 && r->batch < 1)
+		return bad(r, "%s", "\"batch\" is not a batch size");
+	if (r->batch < 1 || r->batch > (int64_t)1 << 40)
+		r->batch = 1;
+	m->batch = r->batch;
+	if (fixed && !json_is_string(fixed))
+		return bad(r, "%s", "\"batch_fixed\" is not a string");
+	if (fixed && !(m->batch_fixed = dup_str(fixed)))
+		return lm_fail(r->e, -ENOMEM, "out of memory");
 	if (!(m->source = dup_str(json_object_get(root, "source"))))
 		return bad(r, "%s", "\"source\" is not a string");
 	m->opset = (int)json_integer_value(json_object_get(root, "opset"));
@@ -255,7 +293,7 @@ int lm_manifest_load(const char *dir, lm_manifest **out, lm_error *e)
 		return lm_fail(e, -EINVAL, "%s: line %d: %s", path, je.line,
 			       je.text);
 	lm_manifest *m = calloc(1, sizeof(*m));
-	struct rd r = { path, e };
+	struct rd r = { path, e, LM_MANIFEST_VERSION, 1 };
 	rc = m ? read_root(&r, root, m) : lm_fail(e, -ENOMEM, "out of memory");
 	json_decref(root);
 	if (!rc && !(m->dir = strdup(dir)))
@@ -283,6 +321,7 @@ int lm_mtensor_set(lm_mtensor *t, const char *name, lm_dtype dtype, int rank,
 	t->rank = rank;
 	memcpy(t->dims, dims, sizeof(dims[0]) * (size_t)rank);
 	t->nbytes = nbytes;
+	t->batch_axis = -1;
 	return 0;
 }
 
@@ -295,6 +334,7 @@ int lm_manifest_create(int n_slices, lm_manifest **out)
 		return n_slices < 1 ? -EINVAL : -ENOMEM;
 	}
 	m->n_slices = n_slices;
+	m->batch = 1;
 	m->arena_bytes = -1;
 	for (int i = 0; i < n_slices; i++)
 		m->slices[i].arena_bytes = -1;
@@ -307,8 +347,12 @@ static json_t *tensor_json(const lm_mtensor *t)
 	json_t *shape = json_array();
 	for (int i = 0; shape && i < t->rank; i++)
 		json_array_append_new(shape, json_integer(t->dims[i]));
-	return json_pack("{s:s, s:s, s:o*}", "name", t->name, "dtype",
-			 lm_dtype_name(t->dtype), "shape", shape);
+	json_t *j = json_pack("{s:s, s:s, s:o*}", "name", t->name, "dtype",
+			      lm_dtype_name(t->dtype), "shape", shape);
+	if (j && t->batch_axis >= 0)
+		json_object_set_new(j, "batch_axis",
+				    json_integer(t->batch_axis));
+	return j;
 }
 
 static json_t *tensors_json(const lm_mtensor *t, int n)
@@ -359,6 +403,12 @@ static json_t *manifest_json(const lm_manifest *m)
 		"outputs", tensors_json(m->outputs, m->n_outputs),
 		"total_flops", m->total_flops,
 		"total_param_bytes", (json_int_t)m->total_param_bytes);
+	if (root)
+		json_object_set_new(root, "batch",
+				    json_integer((json_int_t)m->batch));
+	if (root && m->batch_fixed)
+		json_object_set_new(root, "batch_fixed",
+				    json_string(m->batch_fixed));
 	if (root && m->arena_bytes >= 0)
 		json_object_set_new(root, "arena_bytes",
 				    json_integer(m->arena_bytes));
@@ -414,6 +464,7 @@ void lm_manifest_free(lm_manifest *m)
 	tensors_free(m->inputs, m->n_inputs);
 	tensors_free(m->outputs, m->n_outputs);
 	free(m->source);
+	free(m->batch_fixed);
 	free(m->dir);
 	free(m);
 }
@@ -496,27 +547,76 @@ int lm_manifest_cut(const lm_manifest *m, int k, const lm_mtensor ***out,
 	return 0;
 }
 
+int lm_mtensor_shape_at(const lm_manifest *m, const lm_mtensor *t,
+			int64_t batch, int64_t *dims, size_t *nbytes)
+{
+	size_t b;
+	memcpy(dims, t->dims, sizeof(dims[0]) * (size_t)t->rank);
+	if (t->batch_axis >= 0 && t->batch_axis < t->rank) {
+		int64_t per = t->dims[t->batch_axis] / m->batch;
+		if (batch < 1 || __builtin_mul_overflow(per, batch,
+							&dims[t->batch_axis]))
+			return -EINVAL;
+	}
+	if (lm_shape_bytes(t->dtype, t->rank, dims, &b))
+		return -EINVAL;
+	if (nbytes)
+		*nbytes = b;
+	return 0;
+}
+
+int lm_manifest_batch_ok(const lm_manifest *m, int64_t batch, lm_error *e)
+{
+	if (!m->batch_fixed || batch == m->batch)
+		return 0;
+	return lm_fail(e, -EINVAL, "%s: the model runs at batch %lld only, "
+		       "not %lld: %s", m->dir ? m->dir : m->source,
+		       (long long)m->batch, (long long)batch, m->batch_fixed);
+}
+
+/* Sum of the bytes of tensors t[0..n) at batch, each rounded up to align
+ * plus head; 0 when a size overflows. */
+static size_t tensors_at(const lm_manifest *m, const lm_mtensor *const *t,
+			 int n, int64_t batch, size_t align, size_t head)
+{
+	size_t total = head;
+	for (int i = 0; i < n; i++) {
+		int64_t dims[LM_MAX_RANK];
+		size_t b;
+		if (lm_mtensor_shape_at(m, t[i], batch, dims, &b) ||
+		    lm_size_add(b, align - 1, &b) ||
+		    lm_size_add(total, b & ~(align - 1), &total))
+			return 0;
+	}
+	return total;
+}
+
 size_t lm_manifest_bundle_bytes(const lm_manifest *m, int k, int64_t batch)
 {
 	const lm_mtensor **t = NULL;
 	int n = 0;
-	size_t total = LM_BUNDLE_POOL_HEAD + LM_BUNDLE_HEAD;
 	if (batch < 1 || lm_manifest_cut(m, k, &t, &n, NULL))
 		return 0;
-	for (int i = 0; i < n && total; i++) {
-		int64_t dims[LM_MAX_RANK];
-		size_t b;
-		memcpy(dims, t[i]->dims, sizeof(dims[0]) * (size_t)t[i]->rank);
-		if (t[i]->rank > 0)
-			dims[0] = batch;
-		if (lm_shape_bytes(t[i]->dtype, t[i]->rank, dims, &b) ||
-		    lm_size_add(b, LM_BUNDLE_ALIGN - 1, &b) ||
-		    lm_size_add(total, b & ~(size_t)(LM_BUNDLE_ALIGN - 1),
-				&total))
-			total = 0;
-	}
+	size_t total = tensors_at(m, t, n, batch, LM_BUNDLE_ALIGN,
+				  LM_BUNDLE_POOL_HEAD + LM_BUNDLE_HEAD);
 	free(t);
 	return total;
+}
+
+size_t lm_manifest_cut_bytes(const lm_manifest *m, int k, int64_t batch)
+{
+	const lm_mtensor **t = NULL;
+	int n = 0;
+	if (batch < 1 || lm_manifest_cut(m, k, &t, &n, NULL))
+		return 0;
+	size_t total = tensors_at(m, t, n, batch, 1, 0);
+	free(t);
+	return total;
+}
+
+size_t lm_manifest_input_bytes(const lm_manifest *m, int64_t batch)
+{
+	return lm_manifest_cut_bytes(m, -1, batch);
 }
 
 int lm_manifest_input(const lm_manifest *m, const char *name)

@@ -52,6 +52,8 @@ struct lm_onnx_model {
 	struct range *inits;
 	size_t n_inits;
 	lm_graph *g;
+	lm_batch batch;            /* where the batch is (lm_onnx_prepare) */
+	char batch_name[64];       /* its symbolic name, or "batch" */
 };
 
 static const char *base_name(const char *p)
@@ -777,6 +779,8 @@ int lm_onnx_load(const char *path, lm_onnx_model **out, lm_error *e)
 	int rc;
 	*out = NULL;
 	lm_onnx_model *m = calloc(1, sizeof(*m));
+	if (m)
+		m->batch.stop = -1;
 	if (!m)
 		return lm_fail(e, -ENOMEM, "%s: out of memory", path);
 	m->path = strdup(path);
@@ -835,6 +839,8 @@ int lm_onnx_load_memory(const void *buf, size_t len, const char *name,
 {
 	*out = NULL;
 	lm_onnx_model *m = calloc(1, sizeof(*m));
+	if (m)
+		m->batch.stop = -1;
 	if (!m || !(m->path = strdup(name))) {
 		free(m);
 		return lm_fail(e, -ENOMEM, "%s: out of memory", name);
@@ -860,6 +866,7 @@ void lm_onnx_free(lm_onnx_model *m)
 	if (!m)
 		return;
 	lm_graph_free(m->g);
+	lm_batch_clear(&m->batch);
 	if (m->gmeta)
 		onnx__graph_proto__free_unpacked(m->gmeta, NULL);
 	if (m->meta)
@@ -907,42 +914,13 @@ int lm_input_shape_parse(const char *arg, lm_input_shape *s, lm_error *e)
 	return 0;
 }
 
-int lm_onnx_prepare(lm_onnx_model *m, const lm_input_shape *shapes,
-		    int n_shapes, int *defaulted, lm_error *e)
+/* Fold the shape subgraphs and infer every shape; an error that may come
+ * from a symbolic dim taken as 1 says so. */
+static int fold_and_infer(lm_onnx_model *m, const lm_value *first,
+			  lm_error *e)
 {
 	lm_graph *g = m->g;
-	int nd = 0, rc;
-	for (int s = 0; s < n_shapes; s++) {
-		int v = lm_graph_find(g, shapes[s].name);
-		if (v < 0 || g->values[v].kind != LM_VAL_INPUT)
-			return lm_fail(e, -EINVAL, "--input-shape: the model "
-				       "has no input '%s'", shapes[s].name);
-		lm_value *val = &g->values[v];
-		if (val->rank >= 0 && val->rank != shapes[s].rank)
-			return lm_fail(e, -EINVAL, "--input-shape: input '%s' "
-				       "has rank %d, not %d", val->name,
-				       val->rank, shapes[s].rank);
-		val->rank = shapes[s].rank;
-		for (int i = 0; i < val->rank; i++)
-			val->dims[i] = shapes[s].dims[i];
-	}
-	const lm_value *first = NULL; /* the first input given dims of 1 */
-	for (int i = 0; i < g->n_inputs; i++) {
-		lm_value *v = &g->values[g->inputs[i]];
-		if (v->rank < 0)
-			return lm_fail(e, -EINVAL, "input '%s' declares no "
-				       "shape; give one with --input-shape "
-				       "%s=D0,D1,...", v->name, v->name);
-		for (int d = 0; d < v->rank; d++)
-			if (v->dims[d] < 0) {
-				v->dims[d] = 1;
-				nd++;
-				first = first ? first : v;
-			}
-	}
-	if (defaulted)
-		*defaulted = nd;
-	rc = lm_graph_fold_constants(g, e);
+	int rc = lm_graph_fold_constants(g, e);
 	if (rc >= 0)
 		rc = lm_graph_infer_shapes(g, e);
 	if (rc < 0 && first && e) {
@@ -964,30 +942,253 @@ int lm_onnx_prepare(lm_onnx_model *m, const lm_input_shape *shapes,
 	return 0;
 }
 
-int lm_onnx_prepare_batch(lm_onnx_model *m, int64_t batch, lm_error *e)
+static int batchish(const char *name)
+{
+	return strcasestr(name, "batch") || !strcmp(name, "N") ||
+	       !strcmp(name, "B") || !strcasecmp(name, "bs");
+}
+
+/*
+ * The model's symbolic batch, from the dims its inputs declare: a name
+ * that says batch ("batch", "N", "B", "bs"), else the one on the lowest
+ * axis.
+ * Fills m->batch_name and, per input (in[]) and per output (out[]) that
+ * declares it, where (with factors, for the "4*batch" of a slice).
+ * Returns 1 when the model has one, else 0.
+ */
+static int symbolic_batch(lm_onnx_model *m, lm_batch_pos *in,
+			  lm_batch_pos *out)
 {
 	lm_graph *g = m->g;
-	lm_input_shape *shapes = calloc((size_t)g->n_inputs + 1,
-					sizeof(*shapes));
-	int n = 0, rc;
-	if (!shapes)
-		return lm_fail(e, -ENOMEM, "out of memory");
-	for (int i = 0; i < g->n_inputs; i++) {
-		const lm_value *v = &g->values[g->inputs[i]];
-		if (v->rank < 1)
-			continue;
-		snprintf(shapes[n].name, sizeof(shapes[n].name), "%s",
-			 v->name);
-		shapes[n].rank = v->rank;
-		for (int d = 0; d < v->rank; d++)
-			shapes[n].dims[d] = v->dims[d] >= 0 ? v->dims[d] : 1;
-		shapes[n++].dims[0] = batch;
+	char name[sizeof(m->batch_name)], best[sizeof(m->batch_name)] = "";
+	int best_rank = 3, best_axis = LM_MAX_RANK;
+	int64_t o, i;
+	for (int k = 0; k < g->n_inputs; k++) {
+		const lm_value *v = &g->values[g->inputs[k]];
+		for (int d = 0; d < v->rank && d < LM_MAX_RANK; d++) {
+			if (!v->dim_param[d] ||
+			    lm_batch_dim_parse(v->dim_param[d], name,
+					       sizeof(name), &o, &i))
+				continue;
+			int rank = batchish(name) ? 0 : 1;
+			if (rank < best_rank ||
+			    (rank == best_rank && d < best_axis)) {
+				snprintf(best, sizeof(best), "%s", name);
+				best_rank = rank;
+				best_axis = d;
+			}
+		}
 	}
-	rc = lm_onnx_prepare(m, shapes, n, NULL, e);
-	free(shapes);
-	if (!rc && (rc = lm_graph_check_batch(g, batch, e)))
-		lm_fail_prefix(e, rc, "%s", m->path);
+	if (!best[0])
+		return 0;
+	snprintf(m->batch_name, sizeof(m->batch_name), "%s", best);
+	for (int side = 0; side < 2; side++) {
+		int n = side ? g->n_outputs : g->n_inputs;
+		const int *list = side ? g->outputs : g->inputs;
+		lm_batch_pos *pos = side ? out : in;
+		for (int k = 0; k < n; k++) {
+			const lm_value *v = &g->values[list[k]];
+			pos[k] = lm_batch_none();
+			for (int d = 0; d < v->rank && d < LM_MAX_RANK; d++)
+				if (v->dim_param[d] &&
+				    !lm_batch_dim_parse(v->dim_param[d], name,
+							sizeof(name), &o, &i) &&
+				    !strcmp(name, best)) {
+					pos[k] = (lm_batch_pos){ d, o, i };
+					break;
+				}
+		}
+	}
+	return 1;
+}
+
+/* Set the batch dim of every input that holds one to `batch`. */
+static void set_batch(lm_graph *g, const lm_batch_pos *in, int64_t batch)
+{
+	for (int k = 0; k < g->n_inputs; k++)
+		if (in[k].axis >= 0)
+			g->values[g->inputs[k]].dims[in[k].axis] =
+				in[k].outer * batch * in[k].inner;
+}
+
+/* After preparing a symbolic model at `batch`: the outputs that declare
+ * the batch must come out with it. */
+static int check_outputs(lm_onnx_model *m, const lm_batch_pos *out,
+			 int64_t batch, lm_error *e)
+{
+	lm_graph *g = m->g;
+	char shape[128];
+	int declared = 0;
+	for (int j = 0; j < g->n_outputs; j++) {
+		const lm_value *y = &g->values[g->outputs[j]];
+		if (out[j].axis < 0)
+			continue;
+		declared = 1;
+		if (out[j].axis < y->rank &&
+		    y->dims[out[j].axis] == out[j].outer * batch * out[j].inner)
+			continue;
+		return lm_fail(e, -EINVAL, "%s: cannot run at batch %lld: "
+			       "output '%s' comes out as %s%s%s", m->path,
+			       (long long)batch, y->name,
+			       lm_shape_str(y->rank, y->dims, shape,
+					    sizeof(shape)),
+			       m->batch.stop >= 0 ? "; " : "",
+			       m->batch.stop >= 0 ? m->batch.why : "");
+	}
+	if (!declared && m->batch.stop >= 0)
+		return lm_fail(e, -EINVAL, "%s: cannot run at batch %lld: %s",
+			       m->path, (long long)batch, m->batch.why);
+	return 0;
+}
+
+/* A model with a batch of numbers, prepared at its own: at `batch` when
+ * its samples stay apart, its literal batches rewritten. */
+static int rebatch(lm_onnx_model *m, int64_t batch, lm_error *e)
+{
+	lm_graph *g = m->g;
+	lm_batch_pos *in = calloc((size_t)g->n_inputs + 1, sizeof(*in));
+	lm_batch nb;
+	int64_t own = m->batch.size;
+	int rc;
+	if (!in)
+		return lm_fail(e, -ENOMEM, "out of memory");
+	if (m->batch.stop >= 0 || !m->batch.n) {
+		free(in);
+		return lm_fail(e, -EINVAL, "%s: cannot run at batch %lld: %s; "
+			       "the model runs at batch %lld only", m->path,
+			       (long long)batch,
+			       m->batch.n ? m->batch.why
+					  : "its inputs have no batch dim",
+			       (long long)own);
+	}
+	for (int k = 0; k < g->n_inputs; k++)
+		in[k] = lm_batch_of(&m->batch, g->inputs[k]);
+	set_batch(g, in, batch);
+	if (!(rc = fold_and_infer(m, NULL, e)) &&
+	    !(rc = lm_batch_find(g, batch, in, &nb, e))) {
+		if (nb.stop >= 0)
+			rc = lm_fail(e, -EINVAL, "%s: cannot run at batch %lld: "
+				     "%s; the model runs at batch %lld", m->path,
+				     (long long)batch, nb.why, (long long)own);
+		lm_batch_clear(&m->batch);
+		m->batch = nb;
+	}
+	free(in);
 	return rc;
+}
+
+int lm_onnx_prepare_at(lm_onnx_model *m, const lm_input_shape *shapes,
+		       int n_shapes, int64_t batch, int *defaulted,
+		       lm_error *e)
+{
+	lm_graph *g = m->g;
+	int nd = 0, rc = 0;
+	for (int s = 0; s < n_shapes; s++) {
+		int v = lm_graph_find(g, shapes[s].name);
+		if (v < 0 || g->values[v].kind != LM_VAL_INPUT)
+			return lm_fail(e, -EINVAL, "--input-shape: the model "
+				       "has no input '%s'", shapes[s].name);
+		lm_value *val = &g->values[v];
+		if (val->rank >= 0 && val->rank != shapes[s].rank)
+			return lm_fail(e, -EINVAL, "--input-shape: input '%s' "
+				       "has rank %d, not %d", val->name,
+				       val->rank, shapes[s].rank);
+		val->rank = shapes[s].rank;
+		for (int i = 0; i < val->rank; i++)
+			val->dims[i] = shapes[s].dims[i];
+	}
+	lm_batch_pos *in = calloc((size_t)g->n_inputs + 1, sizeof(*in));
+	lm_batch_pos *out = calloc((size_t)g->n_outputs + 1, sizeof(*out));
+	if (!in || !out) {
+		rc = lm_fail(e, -ENOMEM, "out of memory");
+		goto done;
+	}
+	snprintf(m->batch_name, sizeof(m->batch_name), "batch");
+	int symbolic = symbolic_batch(m, in, out);
+	if (symbolic && batch > 0)
+		set_batch(g, in, batch);
+	const lm_value *first = NULL; /* the first input given dims of 1 */
+	for (int i = 0; i < g->n_inputs; i++) {
+		lm_value *v = &g->values[g->inputs[i]];
+		if (v->rank < 0) {
+			rc = lm_fail(e, -EINVAL, "input '%s' declares no "
+				     "shape; give one with --input-shape "
+				     "%s=D0,D1,...", v->name, v->name);
+			goto done;
+		}
+		for (int d = 0; d < v->rank; d++)
+			if (v->dims[d] < 0) {
+				v->dims[d] = 1;
+				nd++;
+				first = first ? first : v;
+			}
+	}
+	if (defaulted)
+		*defaulted = nd;
+	if ((rc = fold_and_infer(m, first, e)))
+		goto done;
+
+	/* where the batch is, at which size; literal batches rewritten */
+	lm_batch_clear(&m->batch);
+	if (symbolic) {
+		int64_t size = 0;
+		for (int k = 0; k < g->n_inputs; k++) {
+			const lm_value *v = &g->values[g->inputs[k]];
+			if (in[k].axis < 0)
+				continue;
+			int64_t f = in[k].outer * in[k].inner;
+			int64_t b = v->dims[in[k].axis] / f;
+			if (b < 1 || b * f != v->dims[in[k].axis] ||
+			    (size && b != size)) {
+				rc = lm_fail(e, -EINVAL, "%s: input '%s' does "
+					     "not hold a batch of %lld on axis "
+					     "%d ('%s')", m->path, v->name,
+					     (long long)(size ? size : b),
+					     in[k].axis, m->batch_name);
+				goto done;
+			}
+			size = b;
+		}
+		rc = lm_batch_find(g, size, in, &m->batch, e);
+	} else {
+		rc = lm_batch_guess(g, &m->batch, e);
+	}
+	if (!rc && m->batch.stop < 0 && m->batch.n)
+		rc = lm_batch_literals(g, &m->batch, e);
+	if (rc < 0) {
+		lm_fail_prefix(e, rc, "%s", m->path);
+		goto done;
+	}
+	rc = 0;
+	if (batch > 0 && symbolic)
+		rc = check_outputs(m, out, batch, e);
+	else if (batch > 0 && batch != m->batch.size)
+		rc = rebatch(m, batch, e);
+done:
+	free(in);
+	free(out);
+	return rc;
+}
+
+int lm_onnx_prepare(lm_onnx_model *m, const lm_input_shape *shapes,
+		    int n_shapes, int *defaulted, lm_error *e)
+{
+	return lm_onnx_prepare_at(m, shapes, n_shapes, 0, defaulted, e);
+}
+
+int lm_onnx_prepare_batch(lm_onnx_model *m, int64_t batch, lm_error *e)
+{
+	return lm_onnx_prepare_at(m, NULL, 0, batch, NULL, e);
+}
+
+const lm_batch *lm_onnx_batch(const lm_onnx_model *m)
+{
+	return &m->batch;
+}
+
+const char *lm_onnx_batch_name(const lm_onnx_model *m)
+{
+	return m->batch_name;
 }
 
 /* ---- writing ---- */
@@ -1021,9 +1222,19 @@ static void scratch_free(struct scratch *s)
 	free(s->p);
 }
 
+/*
+ * The ValueInfoProto of a tensor: its shape, the batch axis as the
+ * model's symbolic batch (lm_batch_dim_name: "batch", "batch*4") when the
+ * model follows any batch, so that one slicing serves every batch size.
+ */
 static Onnx__ValueInfoProto *make_valueinfo(struct scratch *s,
+					    const lm_onnx_model *m,
 					    const lm_value *v)
 {
+	lm_batch_pos bp = m->batch.stop < 0
+				  ? lm_batch_of(&m->batch,
+						(int)(v - m->g->values))
+				  : lm_batch_none();
 	Onnx__ValueInfoProto *vi = scratch_alloc(s, sizeof(*vi));
 	Onnx__TypeProto *tp = scratch_alloc(s, sizeof(*tp));
 	Onnx__TypeProto__Tensor *tt = scratch_alloc(s, sizeof(*tt));
@@ -1046,6 +1257,16 @@ static Onnx__ValueInfoProto *make_valueinfo(struct scratch *s,
 		d->value_case =
 			ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
 		d->dim_value = v->dims[i];
+		if (i == bp.axis) {
+			char name[96];
+			lm_batch_dim_name(m->batch_name, bp.outer, bp.inner,
+					  name, sizeof(name));
+			if (!(d->dim_param = scratch_alloc(s, strlen(name) + 1)))
+				return NULL;
+			strcpy(d->dim_param, name);
+			d->value_case =
+				ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+		}
 		dims[i] = d;
 	}
 	sh->n_dim = (size_t)rank;
@@ -1189,12 +1410,12 @@ int lm_onnx_write_range(lm_onnx_model *m, const lm_slice *sl,
 		}
 	}
 	for (int i = 0; i < sl->n_inputs; i++)
-		ins[i] = make_valueinfo(&s, &g->values[sl->inputs[i]]);
+		ins[i] = make_valueinfo(&s, m, &g->values[sl->inputs[i]]);
 	for (int i = 0; legacy_inputs && i < sl->n_consts; i++)
 		ins[sl->n_inputs + i] =
-			make_valueinfo(&s, &g->values[sl->consts[i]]);
+			make_valueinfo(&s, m, &g->values[sl->consts[i]]);
 	for (int i = 0; i < sl->n_outputs; i++)
-		outs[i] = make_valueinfo(&s, &g->values[sl->outputs[i]]);
+		outs[i] = make_valueinfo(&s, m, &g->values[sl->outputs[i]]);
 	for (int i = 0; i < n_nodes; i++) {
 		const lm_node *n = &g->nodes[sl->first_node + i];
 		for (int o = 0; o < n->n_outputs; o++) {
@@ -1205,7 +1426,7 @@ int lm_onnx_write_range(lm_onnx_model *m, const lm_slice *sl,
 			for (int k = 0; k < sl->n_outputs; k++)
 				is_out |= &g->values[sl->outputs[k]] == v;
 			if (!is_out)
-				vinfo[n_vinfo++] = make_valueinfo(&s, v);
+				vinfo[n_vinfo++] = make_valueinfo(&s, m, v);
 		}
 	}
 	for (int i = 0; i < n_in; i++)

@@ -26,8 +26,8 @@ static int file_digits(int n)
 	return d < 3 ? 3 : d;
 }
 
-static int set_tensors(const lm_graph *g, const int *idx, int n,
-		       lm_mtensor **out, int *count)
+static int set_tensors(const lm_graph *g, const lm_batch *b, const int *idx,
+		       int n, lm_mtensor **out, int *count)
 {
 	*out = calloc((size_t)n + 1, sizeof(**out));
 	if (!*out)
@@ -39,28 +39,38 @@ static int set_tensors(const lm_graph *g, const int *idx, int n,
 					v->rank, v->dims);
 		if (rc)
 			return rc;
+		(*out)[i].batch_axis = b ? lm_batch_of(b, idx[i]).axis : -1;
 		*count = i + 1;
 	}
 	return 0;
 }
 
-int lm_manifest_build(lm_graph *g, const lm_slicing *s, const char *source,
-		      lm_manifest **out, lm_error *e)
+int lm_manifest_build(lm_onnx_model *model, const lm_slicing *s,
+		      const char *source, lm_manifest **out, lm_error *e)
 {
+	lm_graph *g = lm_onnx_graph(model);
+	const lm_batch *bt = lm_onnx_batch(model);
 	lm_manifest *m = NULL;
 	int digits = file_digits(s->n), rc = lm_manifest_create(s->n, &m);
 	char file[64];
+	/* a model whose samples mix records why, and no batch axes */
+	const lm_batch *b = bt->stop < 0 && bt->n ? bt : NULL;
 	if (!rc && !(m->source = strdup(source)))
 		rc = -ENOMEM;
+	if (!rc && !b &&
+	    !(m->batch_fixed = strdup(bt->n ? bt->why
+					    : "its inputs have no batch dim")))
+		rc = -ENOMEM;
 	if (!rc) {
+		m->batch = bt->size > 0 ? bt->size : 1;
 		m->opset = (int)g->opset;
 		m->ir_version = (int)g->ir_version;
 		m->node_granularity = s->granularity == LM_GRAN_NODE;
-		rc = set_tensors(g, g->inputs, g->n_inputs, &m->inputs,
+		rc = set_tensors(g, b, g->inputs, g->n_inputs, &m->inputs,
 				 &m->n_inputs);
 	}
 	if (!rc)
-		rc = set_tensors(g, g->outputs, g->n_outputs, &m->outputs,
+		rc = set_tensors(g, b, g->outputs, g->n_outputs, &m->outputs,
 				 &m->n_outputs);
 	for (int i = 0; i < s->n && !rc; i++) {
 		const lm_slice *sl = &s->slices[i];
@@ -78,10 +88,10 @@ int lm_manifest_build(lm_graph *g, const lm_slicing *s, const char *source,
 				      g->nodes[sl->first_node + k].name)))
 				rc = -ENOMEM;
 		if (!rc)
-			rc = set_tensors(g, sl->inputs, sl->n_inputs,
+			rc = set_tensors(g, b, sl->inputs, sl->n_inputs,
 					 &ms->inputs, &ms->n_inputs);
 		if (!rc)
-			rc = set_tensors(g, sl->outputs, sl->n_outputs,
+			rc = set_tensors(g, b, sl->outputs, sl->n_outputs,
 					 &ms->outputs, &ms->n_outputs);
 		ms->flops = sl->flops;
 		ms->param_bytes = sl->param_bytes;
@@ -148,7 +158,6 @@ int lm_slice_write(lm_onnx_model *m, const lm_slicing *s, const char *dir,
 {
 	char tmp[PATH_MAX], old[PATH_MAX], path[PATH_MAX];
 	struct stat st;
-	lm_graph *g = lm_onnx_graph(m);
 	int rc = 0, exists = lstat(dir, &st) == 0;
 
 	if (exists && !force)
@@ -178,7 +187,7 @@ int lm_slice_write(lm_onnx_model *m, const lm_slicing *s, const char *dir,
 	if (!rc) {
 		const char *src = strrchr(lm_onnx_path(m), '/');
 		lm_manifest *man = NULL;
-		rc = lm_manifest_build(g, s, src ? src + 1 : lm_onnx_path(m),
+		rc = lm_manifest_build(m, s, src ? src + 1 : lm_onnx_path(m),
 				       &man, e);
 		if (!rc && snprintf(path, sizeof(path), "%s/%s", tmp,
 				    LM_MANIFEST_FILE) >= (int)sizeof(path))

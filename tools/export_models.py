@@ -17,6 +17,24 @@ graphs (1x3x32x32 unless noted) that each exercise one graph shape the
 slicer must handle: branches, concat, multi_output, residual,
 shape_reshape, dynamic_batch, effnet_block, transformer (1x16x64).
 
+Models whose batch is not simply axis 0 of a static shape (issue 14; the
+batch models of tests/integration/test_batch.py, not in the contract
+list):
+  enc_bf      a 2-layer nn.TransformerEncoder (d_model 32, 4 heads,
+              feed-forward 64), batch-first, and a Linear head: input
+              [batch, 8, 32], output [batch, 8, 10], batch symbolic
+  enc_sf      the same layers sequence-first (torch's default attention
+              layout): input [8, batch, 32], output [8, batch, 10], the
+              batch symbolic on axis 1 (also with --dynamic-batch)
+  cnn_dyn     Conv+BatchNorm+ReLU twice, max pooling, then two heads: one
+              through x.view(x.size(0), -1), one through nn.Flatten after
+              average pooling; input [batch, 3, 16, 16], output [batch, 10]
+  literal_b1  a conv and x.view(x.size(0), -1) exported at the fixed batch
+              1: the Reshape target holds the batch as the literal 1
+  fixed_b2    exported at the fixed batch 2: a conv, then x.view(3, -1),
+              which cuts across samples: it runs at batch 2 only; input
+              [2, 3, 4, 4], output [3, 5]
+
 Random initialisation alone makes useless test models: BatchNorm's running
 statistics start at mean 0, variance 1, so every block shrinks (or grows)
 its activations: MobileNetV2's logits came out near 2e-9 (and ResNet-50's
@@ -203,6 +221,64 @@ class Transformer(nn.Module):
         return self.fc(self.encoder(x))
 
 
+class Encoder(nn.Module):
+    """A small transformer encoder with a head; batch_first False is
+    torch's default, sequence-first layout ([seq, batch, d])."""
+
+    def __init__(self, batch_first):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d_model=32, nhead=4,
+                                           dim_feedforward=64,
+                                           batch_first=batch_first)
+        self.encoder = nn.TransformerEncoder(layer, num_layers=2)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+
+class CnnDyn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(3, 8), nn.MaxPool2d(2),
+                                  conv_bn_relu(8, 16))
+        self.fc = nn.Sequential(nn.Linear(16 * 8 * 8, 32), nn.ReLU(),
+                                nn.Linear(32, 10))
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                  nn.Linear(16, 10))
+
+    def forward(self, x):
+        x = self.body(x)
+        return self.fc(x.view(x.size(0), -1)) + self.pool(x)
+
+
+class LiteralB1(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 6)
+
+    def forward(self, x):
+        x = torch.relu(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
+class FixedB2(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(64, 5)
+
+    def forward(self, x):
+        # [2, 6, 4, 4] -> [3, 64]: rows that mix the two samples
+        return self.fc(torch.relu(self.conv(x)).view(3, -1))
+
+
+def batch_on(axis):
+    return {"dynamic_axes": {"input": {axis: "batch"},
+                             "output": {axis: "batch"}}}
+
+
 def fix_batch_1(model):
     """Set dim 0 of the graph's inputs and outputs back to 1.
 
@@ -298,6 +374,12 @@ MODELS = {
     "dynamic_batch": (SmallConvNet, SMALL, {"dynamic_axes": DYNAMIC_BATCH}, None),
     "effnet_block": (EffnetBlock, SMALL, {}, None),
     "transformer": (Transformer, (1, 16, 64), {}, None),
+    # the batch models (test_batch.py)
+    "enc_bf": (lambda: Encoder(True), (1, 8, 32), batch_on(0), None),
+    "enc_sf": (lambda: Encoder(False), (8, 1, 32), batch_on(1), None),
+    "cnn_dyn": (CnnDyn, (1, 3, 16, 16), batch_on(0), None),
+    "literal_b1": (LiteralB1, (1, 3, 8, 8), {}, None),
+    "fixed_b2": (FixedB2, (2, 3, 4, 4), {}, None),
 }
 
 
@@ -309,8 +391,10 @@ def export(name, path, dynamic_batch=False):
               "do_constant_folding": True}
     kwargs.update(extra)
     if dynamic_batch:
-        kwargs["dynamic_axes"] = {n: {0: "batch"}
-                                  for n in kwargs["input_names"] + kwargs["output_names"]}
+        if "dynamic_axes" not in extra:  # enc_sf's batch is axis 1
+            kwargs["dynamic_axes"] = {
+                n: {0: "batch"}
+                for n in kwargs["input_names"] + kwargs["output_names"]}
         post = None  # fix_batch_1 would pin the batch again
     tmp = path + ".tmp"
     # Not under torch.no_grad(): with grad enabled, torch's eval-mode

@@ -14,6 +14,11 @@
                                    planned: laminad's memory grows by what
                                    the plan charged (within 10%); a plan
                                    charging less is refused at deploy
+    test_deploy.py transformer     a sequence-first transformer encoder
+                                   (batch on axis 1) sliced once, benched
+                                   at 1 and 8, 2 stages at each: bitwise
+                                   equal to lamina run; requests that are
+                                   not the whole batch refused saying why
     test_deploy.py model NAME      NAME (from LAMINA_MODELS) in 1-, 2- and
                                    4-stage plans at batch 1 and 8: outputs
                                    bitwise equal to lamina run of the model
@@ -584,6 +589,114 @@ def test_model(name):
         cleanup(state)
 
 
+# ---- a sequence-first transformer, sliced once, at batch 1 and 8 ----
+
+def test_transformer():
+    """The sequence-first encoder (tools/export_models.py enc_sf:
+    input [8, batch, 32], the batch on axis 1 and merged with the heads
+    inside attention), sliced once at layer granularity: bench at batch 1
+    and 8, plan 2 stages at each, deploy, lamina infer bitwise equal to
+    lamina run.  At batch 8 the serving contract of a model whose batch is
+    not rows of axis 0: a 1-sample request refused saying why (wire and
+    HTTP, 400), the metadata showing the whole batch's shape, and a whole
+    batch over HTTP answered as lamina run does."""
+    work = fresh_dir("deploy-transformer")
+    state = os.path.join(work, "state")
+    os.makedirs(state)
+    model = os.path.join(MODELS, "enc_sf.onnx")
+    lamdir = os.path.join(work, "enc_sf.lam")
+    p = lam("slice", model, "-o", lamdir)
+    if not check(p.returncode == 0, f"slice enc_sf: {p.stderr}"):
+        return
+    man = json.load(open(os.path.join(lamdir, "manifest.json")))
+    n = len(man["slices"])
+    check(n >= 20 and man["inputs"][0].get("batch_axis") == 1,
+          f"enc_sf: {n} slices, input {man['inputs'][0]}")
+    p = lam("bench", lamdir, "--batch", "1,8", "--repeat", "3", "--quiet")
+    if not check(p.returncode == 0, f"bench enc_sf 1,8: {p.stderr}"):
+        return
+    devs = devices_json(os.path.join(work, "devices.json"), PORT + 2)
+    rng = np.random.default_rng(7)
+    try:
+        for b in (1, 8):
+            x, ref = (os.path.join(work, f"x{b}.npy"),
+                      os.path.join(work, f"ref{b}.npy"))
+            np.save(x, rng.uniform(-1, 1, [8, b, 32]).astype(np.float32))
+            p = lam("run", model, "--input", x, "--output", ref, "--batch",
+                    str(b))
+            if not check(p.returncode == 0, f"run enc_sf: {p.stderr}"):
+                continue
+            plan = os.path.join(work, f"plan{b}.json")
+            p = lam("plan", lamdir, "--objective", "throughput", "--batch",
+                    str(b), "--stages", f"0-{n // 2 - 1},{n // 2}-{n - 1}",
+                    "--devices", devs, "-o", plan, "--quiet")
+            if not check(p.returncode == 0, f"plan enc_sf at {b}: "
+                         f"{p.stderr}"):
+                continue
+            dep = deploy(plan, state)
+            if not dep:
+                continue
+            what = f"enc_sf batch {b}, 2 stages"
+            y = os.path.join(work, f"y{b}.npy")
+            p = lam("infer", dep, "--input", x, "--output", y, state=state)
+            check(p.returncode == 0 and same_bytes(y, ref),
+                  f"{what}: bitwise equal to lamina run {p.stderr}")
+            if b == 8:
+                exact_batch(work, state, dep, x, ref)
+            pids = laminad_pids(state)
+            p = lam("teardown", dep, state=state)
+            check(p.returncode == 0, f"{what}: teardown {p.stderr}")
+            nothing_left(state, pids, what)
+    finally:
+        cleanup(state)
+
+
+def exact_batch(work, state, dep, x, ref):
+    """A deployment of the sequence-first model at batch 8: a request of
+    one sample is refused saying why, on the wire and over HTTP (400); a
+    whole batch over HTTP answers what lamina run does."""
+    from test_serving import HDR, base_url, call, status
+    x8 = np.load(x)
+    one = os.path.join(work, "one.npy")
+    np.save(one, x8[:, :1])
+    p = lam("infer", dep, "--input", one, state=state)
+    check(p.returncode != 0 and "axis 1" in p.stderr and
+          "exactly the plan's batch of 8" in p.stderr,
+          f"a 1-sample request refused on the wire, saying why: "
+          f"{p.stderr!r}")
+    url = base_url(dep, state)
+    name = (status(dep, state).get("http_url") or "").rsplit("/", 1)[-1]
+    if not check(url.startswith("http://") and name,
+                 f"http url: {url!r}, model {name!r}"):
+        return
+    st, _, body = call(url, "GET", "/v2/models/" + name)
+    meta = json.loads(body) if st == 200 else {}
+    check(meta.get("inputs", [{}])[0].get("shape") == list(x8.shape),
+          f"metadata shows the whole batch's shape: {meta}")
+    doc = {"inputs": [{"name": "input", "shape": [8, 1, 32],
+                       "datatype": "FP32",
+                       "data": x8[:, :1].flatten().tolist()}]}
+    st, _, body = call(url, "POST", f"/v2/models/{name}/infer",
+                       json.dumps(doc).encode(),
+                       {"Content-Type": "application/json"})
+    check(st == 400 and b"exactly the plan's batch of 8" in body,
+          f"HTTP: a 1-sample request gets 400 saying why: {st} {body!r}")
+    head = json.dumps({"inputs": [{"name": "input", "shape": list(x8.shape),
+                                   "datatype": "FP32", "parameters":
+                                   {"binary_data_size": x8.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    st, hd, body = call(url, "POST", f"/v2/models/{name}/infer",
+                        head + x8.tobytes(), {HDR: str(len(head))})
+    ok = st == 200
+    if ok:
+        hl = int(hd.get(HDR, 0))
+        out = json.loads(body[:hl])["outputs"][0]
+        got = np.frombuffer(body[hl:], np.float32).reshape(out["shape"])
+        r = np.load(ref)
+        ok = got.shape == r.shape and got.tobytes() == r.tobytes()
+    check(ok, f"HTTP: a whole batch, bitwise equal to lamina run: {st}")
+
+
 # ---- the memory a plan promises is the memory laminad takes ----
 
 LAMINAD = os.environ.get("LAMINAD")
@@ -628,11 +741,13 @@ def main():
         test_errors()
     elif what == ["memory"]:
         test_memory()
+    elif what == ["transformer"]:
+        test_transformer()
     elif len(what) == 2 and what[0] == "model":
         test_model(what[1])
     else:
         raise SystemExit("usage: test_deploy.py digits|errors|memory|"
-                         "model NAME")
+                         "transformer|model NAME")
     return summary()
 
 

@@ -23,7 +23,8 @@ The errors group holds the contract's failures: an operator or attribute
 the runtime lacks is refused at load time in one line naming the node and
 its op (and nothing is written); an input of the wrong dtype, rank or shape
 gets one line naming the input; a missing --input is explained; --batch on
-a graph whose Reshape hard-codes batch 1 is refused.  The cli group checks
+a graph whose Reshape holds batch 1 as a literal follows the batch, and on
+one whose Reshape cuts across samples is refused naming it.  The cli group checks
 --repeat's single latency line, --profile's rows and --help.
 """
 import os
@@ -1587,20 +1588,37 @@ def test_errors():
                  any_of=("twice", "more than once", "again", "duplicate"))
     check(not os.path.exists(out), "no output written by failed runs")
 
-    # --batch on a graph whose Reshape hard-codes batch 1
+    # --batch on a graph whose Reshape holds batch 1 as a literal: it is
+    # rewritten to follow the batch (issue 14) ...
     hard = Case("hardcoded_reshape",
                 [node("Relu", ["x"], ["r"]),
                  node("Reshape", ["r", "s"], ["y"], name="flatten_b1")],
                 [("x", r.f(1, 3, 4, 4))], ["y"], {"s": i64(1, -1)})
     model3, _ = write_case(hard, work)
     f8 = os.path.join(work, "hard_b8.npy")
-    np.save(f8, r.f(8, 3, 4, 4))
+    x8 = r.f(8, 3, 4, 4)
+    np.save(f8, x8)
     out8 = os.path.join(work, "hard_b8.out.npy")
     p = lamina("run", model3, "--input", f8, "--output", out8,
                "--batch", "8")
-    expect_error(p, "--batch 8 with Reshape to [1,-1]",
-                 any_of=("flatten_b1", "Reshape"))
-    check(not os.path.exists(out8), "--batch refused: no output written")
+    if check(p.returncode == 0, f"--batch 8 with Reshape to [1,-1]: "
+             f"{p.stderr.strip()}"):
+        compare(np.load(out8), np.maximum(x8, 0).reshape(8, -1),
+                "--batch 8 with Reshape to [1,-1]")
+    # ... and one whose Reshape cuts across samples runs at its batch only
+    mixed = Case("across_samples",
+                 [node("Relu", ["x"], ["r"]),
+                  node("Reshape", ["r", "s"], ["y"], name="rows_of_4")],
+                 [("x", r.f(2, 6))], ["y"], {"s": i64(3, 4)})
+    model4, _ = write_case(mixed, work)
+    f8b = os.path.join(work, "mixed_b8.npy")
+    np.save(f8b, r.f(8, 6))
+    out8b = os.path.join(work, "mixed_b8.out.npy")
+    p = lamina("run", model4, "--input", f8b, "--output", out8b,
+               "--batch", "8")
+    expect_error(p, "--batch 8 with a Reshape across samples",
+                 needles=("rows_of_4", "batch 2 only"))
+    check(not os.path.exists(out8b), "--batch refused: no output written")
     # and --batch values that make no sense
     for v in ("0", "-1", "x"):
         p = lamina("run", model3, "--input", f8, "--batch", v)

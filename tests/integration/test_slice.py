@@ -17,6 +17,7 @@ which also refuses exported test models whose outputs are degenerate).
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -43,12 +44,13 @@ def fresh(name):
     return path
 
 
-def ort_check(model, out_dir, test_model=True):
+def ort_check(model, out_dir, test_model=True, extra=()):
     """The slices chained in onnxruntime give the model's outputs to
     1e-5 of their own scale (max|diff| <= 1e-5 max|ref|); for the exported
     test models the outputs must also be non-degenerate (max|ref| > 1e-3,
-    not all equal), or the check would say nothing."""
-    extra = ["--min-scale", "1e-3"] if test_model else []
+    not all equal), or the check would say nothing.  extra: more options
+    of check_slices.js (--batch N)."""
+    extra = (["--min-scale", "1e-3"] if test_model else []) + list(extra)
     p = subprocess.run(["node", os.path.join(ORT, "check_slices.js"), model,
                         out_dir, "--tol", "1e-5", *extra],
                        capture_output=True, text=True)
@@ -64,6 +66,42 @@ def tensor_bytes(t):
         if kv.key == "length":
             return int(kv.value)
     return onnx.numpy_helper.to_array(t).nbytes
+
+
+# A batch axis in a slice file: the model's symbolic batch, with the rows
+# per sample around it ("batch", "batch*4", "16*batch").
+BATCH_DIM = re.compile(r"^(?:(\d+)\*)?([^*\d][^*]*)(?:\*(\d+))?$")
+
+
+def check_dims(man, v, listed, tag):
+    """Every dim of a slice file's tensor is filled in, but the batch axis,
+    which is the symbolic batch when the model follows any batch; for a
+    tensor the manifest lists, on its batch_axis with its rows per
+    sample."""
+    dims = v.type.tensor_type.shape.dim
+    symbolic = [(k, d.dim_param) for k, d in enumerate(dims)
+                if not d.HasField("dim_value")]
+    if not check(len(symbolic) <= 1 and
+                 all(BATCH_DIM.match(p) for _, p in symbolic),
+                 f"{tag}: shape of {v.name} is filled in but for one batch "
+                 f"axis: {symbolic}"):
+        return
+    check(not symbolic or "batch_fixed" not in man,
+          f"{tag}: {v.name} has a symbolic batch, the model keeps its own")
+    if listed is None:
+        return
+    axis = listed.get("batch_axis")
+    if not symbolic:
+        check(axis is None or "batch_fixed" in man,
+              f"{tag}: {v.name} has batch_axis {axis} in the manifest but "
+              f"no symbolic batch in the file")
+        return
+    k, p = symbolic[0]
+    mo = BATCH_DIM.match(p)
+    per = int(mo.group(1) or 1) * int(mo.group(3) or 1)
+    check(k == axis and listed["shape"][k] == per * man["batch"],
+          f"{tag}: {v.name} has '{p}' on axis {k}; the manifest says batch "
+          f"axis {axis}, shape {listed['shape']} at batch {man['batch']}")
 
 
 def check_manifest_and_files(model_path, out_dir):
@@ -129,11 +167,10 @@ def check_manifest_and_files(model_path, out_dir):
         outs = {v.name for v in m.graph.output}
         check(produced - outs <= declared,
               f"{tag}: value_info misses {sorted(produced - outs - declared)}")
+        listed = {t["name"]: t for t in s["inputs"] + s["outputs"]}
         for v in list(m.graph.value_info) + list(m.graph.input) + \
                 list(m.graph.output):
-            dims = v.type.tensor_type.shape.dim
-            check(all(d.HasField("dim_value") for d in dims),
-                  f"{tag}: shape of {v.name} is filled in")
+            check_dims(man, v, listed.get(v.name), tag)
     # Sizes.  Weights: no slice stores a weight it does not read (checked
     # above) and none is stored twice but for weights that several slices
     # read (shared layers), which each standalone slice must carry.
@@ -173,6 +210,11 @@ def test_contract(name):
     run("slice", model, "-o", out)
     man = check_manifest_and_files(model, out)
     ort_check(model, out)
+    if name == "dynamic_batch":
+        # a symbolic batch stays symbolic: the slices chain at batch 8 too
+        check(man["inputs"][0].get("batch_axis") == 0 and man["batch"] == 1,
+              f"the batch axis of the input: {man['inputs'][0]}")
+        ort_check(model, out, extra=["--batch", "8"])
     small = os.path.getsize(model) < 4 << 20
     if small:
         # other granularities of the same model keep the contract too

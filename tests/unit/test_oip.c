@@ -283,6 +283,46 @@ TEST(half_precision_rounds_to_nearest_even)
 	CHECK_EQ_I64(lm_oip_dtype("BYTES"), LM_DT_UNDEFINED);
 }
 
+/* A model whose batch is on axis 1 of its input ([3, batch], a
+ * sequence-first layout): requests carry exactly the plan's batch, a
+ * smaller one is refused saying which tensor holds it where, and the
+ * metadata shows whole shapes, no -1. */
+TEST(exact_batch_when_the_batch_is_not_axis_0)
+{
+	struct lm_dp_layout xin = { 0 }, xout = { 0 };
+	lm_oip_request r;
+	lm_error e;
+	xin.n = xout.n = 1;
+	xin.t[0] = (struct lm_dp_tdesc){ .name = "s", .dtype = LM_DT_FLOAT,
+					 .rank = 2, .dims = { 3, BATCH },
+					 .nbytes = 4 * 3 * BATCH,
+					 .batch_axis = 1 };
+	xout.t[0] = xin.t[0];
+	xout.t[0].name = "t";
+	xin.bytes = xout.bytes = 64;
+	xin.exact_batch = xout.exact_batch = 1;
+	const char *one = "{\"inputs\":[{\"name\":\"s\",\"shape\":[3,1],"
+			  "\"datatype\":\"FP32\",\"data\":[1,2,3]}]}";
+	int rc = lm_oip_request_decode((const uint8_t *)one, strlen(one), 0,
+				       &xin, &xout, BATCH, &r, &e);
+	lm_oip_request_free(&r);
+	CHECK_EQ_I64(rc, -EINVAL);
+	CHECK(strstr(e.msg, "holds the batch on axis 1") != NULL);
+	CHECK(strstr(e.msg, "exactly the plan's batch of 4") != NULL);
+	const char *all = "{\"inputs\":[{\"name\":\"s\",\"shape\":[3,4],"
+			  "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6,7,8,"
+			  "9,10,11,12]}]}";
+	rc = lm_oip_request_decode((const uint8_t *)all, strlen(all), 0, &xin,
+				   &xout, BATCH, &r, &e);
+	CHECK_EQ_I64(rc, 0);
+	CHECK_EQ_I64(r.rows, BATCH);
+	lm_oip_request_free(&r);
+	size_t len;
+	char *meta = lm_oip_model_metadata("m", &xin, &xout, BATCH, &len);
+	CHECK(meta && strstr(meta, "[3,4]") && !strstr(meta, "-1"));
+	free(meta);
+}
+
 int main(void)
 {
 	model();
@@ -291,5 +331,6 @@ int main(void)
 	RUN(json_answers_read_back_exactly);
 	RUN(requests_that_are_not_the_models);
 	RUN(half_precision_rounds_to_nearest_even);
+	RUN(exact_batch_when_the_batch_is_not_axis_0);
 	return harness_done();
 }

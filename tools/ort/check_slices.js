@@ -2,7 +2,7 @@
 // check_slices.js: check that a sliced model computes what the whole model does.
 //
 //   node tools/ort/check_slices.js MODEL.onnx SLICE_DIR [--tol 1e-5] [--min-scale S]
-//        [--seed N] [--input NAME=FILE.npy ...] [--write-ref DIR]
+//        [--seed N] [--input NAME=FILE.npy ...] [--write-ref DIR] [--batch N]
 //
 // Reads SLICE_DIR/manifest.json, written by lamina's slicer:
 //   {"inputs":  [{"name", "dtype", "shape"}],      the model's inputs
@@ -11,6 +11,11 @@
 //                 "nodes", "flops", "param_bytes", "output_bytes"}]}
 // with `file` relative to SLICE_DIR, numpy dtype names and int shapes (a
 // dimension that is not a positive number is taken as 1 for generated data).
+// Shapes are at the manifest's "batch" (1 when absent); a tensor with a
+// "batch_axis" holds shape[batch_axis] / batch rows per sample there, and
+// with --batch N the check runs at batch N: generated inputs have N times
+// those rows and every slice input is checked at N (the whole model must
+// take N too: exported with a symbolic batch).
 //
 // It makes deterministic inputs (float: uniform in [-1, 1]; integers: small
 // non-negative values; from a seeded PRNG) unless --input gives them, runs the
@@ -41,11 +46,15 @@ const fail = (msg) => { throw new Error(msg); };
 
 function usage() {
   return 'usage: node tools/ort/check_slices.js MODEL.onnx SLICE_DIR [--tol 1e-5] ' +
-    '[--min-scale S] [--seed N] [--input NAME=FILE.npy ...] [--write-ref DIR]';
+    '[--min-scale S] [--seed N] [--input NAME=FILE.npy ...] [--write-ref DIR] ' +
+    '[--batch N]';
 }
 
 function parseArgs(argv) {
-  const opts = { model: null, dir: null, tol: 1e-5, minScale: null, seed: 1, inputs: [], writeRef: null };
+  const opts = {
+    model: null, dir: null, tol: 1e-5, minScale: null, seed: 1, inputs: [], writeRef: null,
+    batch: null,
+  };
   const positional = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -64,6 +73,10 @@ function parseArgs(argv) {
       const v = next();
       if (!/^\d+$/.test(v)) fail('--seed needs a non-negative integer');
       opts.seed = Number(v);
+    } else if (a === '--batch') {
+      const v = next();
+      if (!/^[1-9]\d*$/.test(v)) fail('--batch needs a positive integer');
+      opts.batch = Number(v);
     } else if (a === '--input') opts.inputs.push(parseNamedFile(next()));
     else if (a === '--write-ref') opts.writeRef = next();
     else if (a === '-h' || a === '--help') { console.log(usage()); process.exit(0); }
@@ -118,7 +131,17 @@ function readManifest(dir) {
   slices.forEach((s, i) => {
     if (i && s.index === slices[i - 1].index) fail(`manifest: slice index ${s.index} repeated`);
   });
-  return { inputs: m.inputs, outputs: m.outputs, slices };
+  const batch = m.batch === undefined ? 1 : m.batch;
+  if (!Number.isInteger(batch) || batch < 1) fail('manifest: "batch" is not a batch size');
+  return { inputs: m.inputs, outputs: m.outputs, slices, batch };
+}
+
+// A manifest tensor's shape at batch n: its batch axis scaled.
+function shapeAt(v, batch0, n) {
+  const shape = [...v.shape];
+  const a = v.batch_axis;
+  if (Number.isInteger(a) && a >= 0 && a < shape.length) shape[a] = shape[a] / batch0 * n;
+  return shape;
 }
 
 // ---- deterministic inputs ------------------------------------------------
@@ -221,6 +244,7 @@ function writeRef(dir, manifest, feeds, results) {
 async function main(argv) {
   const opts = parseArgs(argv);
   const manifest = readManifest(opts.dir);
+  const batch = opts.batch === null ? manifest.batch : opts.batch;
   const model = await createSession(opts.model, 1);
 
   const names = (list) => list.map((v) => v.name);
@@ -260,7 +284,9 @@ async function main(argv) {
   }
   const rng = makeRng(opts.seed);
   for (const v of manifest.inputs) {
-    if (!(v.name in feeds)) feeds[v.name] = toTensor(randomArray(v.dtype, v.shape, rng));
+    if (!(v.name in feeds)) {
+      feeds[v.name] = toTensor(randomArray(v.dtype, shapeAt(v, manifest.batch, batch), rng));
+    }
   }
 
   const reference = await runOnce(model, feeds);
@@ -280,10 +306,12 @@ async function main(argv) {
         fail(`slice ${s.index} input '${v.name}': manifest says ${v.dtype}, tensor is ${t.type}`);
       }
       const dims = Array.from(t.dims);
-      const fits = dims.length === v.shape.length &&
-        v.shape.every((d, k) => d <= 0 || d === dims[k]);
+      const want = shapeAt(v, manifest.batch, batch);
+      const fits = dims.length === want.length &&
+        want.every((d, k) => d <= 0 || d === dims[k]);
       if (!fits) {
-        fail(`slice ${s.index} input '${v.name}': manifest shape [${v.shape}], tensor [${dims}]`);
+        fail(`slice ${s.index} input '${v.name}': manifest shape [${want}] at batch ` +
+          `${batch}, tensor [${dims}]`);
       }
       sliceFeeds[v.name] = t;
     }

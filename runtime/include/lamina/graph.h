@@ -281,13 +281,6 @@ int lm_graph_infer_shapes(lm_graph *g, lm_error *e);
  */
 int lm_graph_fold_constants(lm_graph *g, lm_error *e);
 
-/**
- * After the inputs' leading dim was set to n: check every graph output
- * carries it too.  Fails naming the first node that dropped it (a shape
- * hard-coded in the model), so running at batch n is refused clearly.
- */
-int lm_graph_check_batch(const lm_graph *g, int64_t n, lm_error *e);
-
 /** Floating-point operations of a node (0 when the op is unknown). */
 double lm_node_flops(lm_graph *g, const lm_node *n);
 

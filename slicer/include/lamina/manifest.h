@@ -3,10 +3,13 @@
  * `lamina slice` writes and that bench, plan, deploy, infer, inspect and
  * laminad read.  manifest.c is the only code that reads or writes it.
  *
- *   {"format": "lamina-slices", "version": 1,
+ *   {"format": "lamina-slices", "version": 2,
  *    "source": "resnet18.onnx",        the model the slices came from
  *    "opset": 13, "ir_version": 7,     the model's, kept by every slice
  *    "granularity": "layer" | "node",
+ *    "batch": 1,                       the batch it was sliced at
+ *    "batch_fixed": "node ...",        (only when the model cannot run at
+ *                                      another batch) why not
  *    "inputs":  [TENSOR...],           the model's, in graph order
  *    "outputs": [TENSOR...],
  *    "total_flops": F, "total_param_bytes": B,
@@ -24,12 +27,22 @@
  *      "cut_bytes": B,                 everything alive across the cut
  *                                      after it (passed-through included)
  *      "arena_bytes": B?}]}            (inspect only)
- *   TENSOR := {"name": "x", "dtype": "float32", "shape": [1, 3, 224, 224]}
+ *   TENSOR := {"name": "x", "dtype": "float32", "shape": [1, 3, 224, 224],
+ *              "batch_axis": 0}        (absent: the tensor holds no batch)
  *
  * Shapes and bytes are those of the batch the model was sliced at (its
- * own, or what --input-shape gave).  A cut k (between slice k and k + 1)
- * carries every tensor made at or before k and read after k; k = -1 is
- * the model's inputs and k = n - 1 its outputs (lm_manifest_cut).
+ * own, or what --input-shape gave): "batch".  A tensor's batch axis holds
+ * dims[batch_axis] / batch rows per sample (1 for a plain batch axis, 4
+ * for [batch*heads, ...]); at another batch only that dim changes
+ * (lm_mtensor_shape_at).  The slice files declare the model's symbolic
+ * batch on those axes (lamina/batch.h, lm_batch_dim_name), so one slicing
+ * serves every batch unless "batch_fixed" says otherwise.  A cut k
+ * (between slice k and k + 1) carries every tensor made at or before k
+ * and read after k; k = -1 is the model's inputs and k = n - 1 its
+ * outputs (lm_manifest_cut).
+ *
+ * Version 1 (before the batch axes) is still read: its batch is the
+ * leading dim of the first input and every tensor holds it on axis 0.
  *
  * Everything read is untrusted: the format and version must match, every
  * field has its type, slice files are plain names inside the folder (no
@@ -49,7 +62,7 @@ extern "C" {
 #endif
 
 #define LM_MANIFEST_FORMAT "lamina-slices"
-#define LM_MANIFEST_VERSION 1
+#define LM_MANIFEST_VERSION 2
 #define LM_MANIFEST_FILE "manifest.json"
 /** Tensors one slice or one cut may carry (a bound on untrusted lists). */
 #define LM_MANIFEST_MAX_TENSORS 4096
@@ -60,7 +73,8 @@ typedef struct lm_mtensor {
 	lm_dtype dtype;
 	int rank;
 	int64_t dims[LM_MAX_RANK];
-	size_t nbytes; /**< of the shape above */
+	size_t nbytes;  /**< of the shape above */
+	int batch_axis; /**< -1: the tensor holds no batch */
 } lm_mtensor;
 
 typedef struct lm_mslice {
@@ -78,6 +92,8 @@ typedef struct lm_manifest {
 	char *source;
 	int opset, ir_version;
 	int node_granularity; /**< 1: "node", 0: "layer" */
+	int64_t batch;        /**< the batch the shapes are at (>= 1) */
+	char *batch_fixed;    /**< why no other batch works, or NULL */
 	int n_inputs, n_outputs;
 	lm_mtensor *inputs, *outputs;
 	double total_flops;
@@ -132,10 +148,49 @@ int lm_manifest_slice_path(const lm_manifest *m, int i, char *buf,
 int lm_manifest_cut(const lm_manifest *m, int k, const lm_mtensor ***out,
 		    int *n, lm_error *e);
 
+/**
+ * Tensor t of manifest m at batch `batch`: its shape into dims (rank
+ * t->rank) and, when nbytes is not NULL, its bytes.  Only the batch axis
+ * changes.  @return 0; -EINVAL when the size overflows.
+ */
+int lm_mtensor_shape_at(const lm_manifest *m, const lm_mtensor *t,
+			int64_t batch, int64_t *dims, size_t *nbytes);
+
+/**
+ * Whether the folder's slices run at `batch`: every batch unless the
+ * model keeps its own ("batch_fixed").
+ * @return 0; -EINVAL naming the folder, the batch it runs at and why.
+ */
+int lm_manifest_batch_ok(const lm_manifest *m, int64_t batch, lm_error *e);
+
+/**
+ * The batch to prepare the folder's slice files at for a run at `batch`
+ * (lm_onnx_prepare_batch): `batch`, or 0 (each file as it declares) when
+ * the model keeps its own batch, since a slice after the node that fixes
+ * it may hold no batch at all.  Check lm_manifest_batch_ok first.
+ */
+static inline int64_t lm_manifest_slice_batch(const lm_manifest *m,
+					      int64_t batch)
+{
+	return m->batch_fixed ? 0 : batch;
+}
+
+/**
+ * Bytes of the tensors crossing cut k at batch `batch` (what is alive
+ * between slice k and k + 1); 0 when k is out of range or a size
+ * overflows.
+ */
+size_t lm_manifest_cut_bytes(const lm_manifest *m, int k, int64_t batch);
+
+/**
+ * Bytes of the model's inputs at batch `batch`; 0 when a size overflows.
+ */
+size_t lm_manifest_input_bytes(const lm_manifest *m, int64_t batch);
+
 /*
  * The dataplane's bundle, the unit tensors cross an edge in: a header of
  * LM_BUNDLE_HEAD bytes, then each tensor of the cut at an offset aligned
- * to LM_BUNDLE_ALIGN, its leading dim the batch; a pool adds
+ * to LM_BUNDLE_ALIGN, at the batch of the pipeline; a pool adds
  * LM_BUNDLE_POOL_HEAD bytes per bundle.  laminad lays bundles out so
  * (dataplane/bundle.h checks the header) and `lamina bench` records these
  * sizes in the profile, so the planner charges what laminad allocates.
@@ -162,7 +217,8 @@ int lm_manifest_output(const lm_manifest *m, const char *name);
 int lm_manifest_slice_of_node(const lm_manifest *m, int from,
 			      const char *name);
 
-/** Set a tensor's name and shape (bytes computed); 0, -EINVAL, -ENOMEM. */
+/** Set a tensor's name and shape (bytes computed, no batch axis); 0,
+ *  -EINVAL, -ENOMEM. */
 int lm_mtensor_set(lm_mtensor *t, const char *name, lm_dtype dtype, int rank,
 		   const int64_t *dims);
 

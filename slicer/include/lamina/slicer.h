@@ -6,7 +6,8 @@
  *   lm_onnx_load()        parse a model into the graph IR (weights stay in
  *                         the mapped file until asked for)
  *   lm_onnx_prepare()     fix symbolic dims, sort, fold shape subgraphs,
- *                         infer shapes: what slice, inspect and run all need
+ *                         infer shapes, find the batch in every tensor:
+ *                         what slice, inspect and run all need
  *   lm_slice_plan()       group nodes into layers, then into slices
  *   lm_slice_write()      write DIR/manifest.json and one .onnx per slice
  *   lm_slicing_free(), lm_onnx_free()
@@ -14,6 +15,7 @@
 #ifndef LAMINA_SLICER_H
 #define LAMINA_SLICER_H
 
+#include "lamina/batch.h"
 #include "lamina/graph.h"
 #include "lamina/manifest.h"
 
@@ -69,7 +71,12 @@ const char *lm_onnx_path(const lm_onnx_model *m);
 /**
  * Make the graph ready for analysis: apply user input shapes, give any
  * remaining symbolic dim the value 1 (reported through `defaulted`, which
- * may be NULL), fold constant shape subgraphs and infer every shape.
+ * may be NULL), fold constant shape subgraphs, infer every shape, and
+ * find where the batch lies in every tensor (lm_onnx_batch): from the
+ * symbolic batch the inputs declare, else the first axis of the inputs
+ * along which samples stay apart (lamina/batch.h).  When they do, every
+ * Reshape target holding the batch as a literal is rewritten to follow
+ * any batch (the graph computes the same as before).
  *
  * @param shapes     user shapes (n_shapes entries), each naming an input
  * @param defaulted  if non-NULL, receives how many symbolic dims were set to 1
@@ -79,10 +86,26 @@ int lm_onnx_prepare(lm_onnx_model *m, const lm_input_shape *shapes,
 		    int n_shapes, int *defaulted, lm_error *e);
 
 /**
- * lm_onnx_prepare with every input's leading dim set to `batch` (its other
- * dims as declared, symbolic ones 1), then lm_graph_check_batch.
+ * lm_onnx_prepare at batch `batch` (0: as the model and shapes say): a
+ * symbolic batch is set before the shapes are inferred; a model whose
+ * batch is a number is prepared at its own, then at `batch` when its
+ * samples stay apart.  Only the batch axis of each input changes.
+ * @return 0; -EINVAL "cannot run at batch N" naming the node that keeps
+ *         the batch from changing and the batch the model runs at, or an
+ *         output that comes out without the batch; as lm_onnx_prepare.
  */
+int lm_onnx_prepare_at(lm_onnx_model *m, const lm_input_shape *shapes,
+		       int n_shapes, int64_t batch, int *defaulted,
+		       lm_error *e);
+
+/** lm_onnx_prepare_at(m, NULL, 0, batch, NULL, e): what a slice needs. */
 int lm_onnx_prepare_batch(lm_onnx_model *m, int64_t batch, lm_error *e);
+
+/** Where the batch lies in every tensor of the prepared graph. */
+const lm_batch *lm_onnx_batch(const lm_onnx_model *m);
+
+/** The name of the model's symbolic batch ("batch" when it has none). */
+const char *lm_onnx_batch_name(const lm_onnx_model *m);
 
 /* ---- slicing ---- */
 
@@ -149,13 +172,15 @@ int lm_onnx_write_range(lm_onnx_model *m, const lm_slice *s, const char *path,
 			lm_error *e);
 
 /**
- * The manifest of a slicing (lamina/manifest.h): model inputs and
- * outputs, and per slice its file, tensors, nodes and costs.
+ * The manifest of a slicing of the prepared model m (lamina/manifest.h):
+ * model inputs and outputs, and per slice its file, tensors, nodes and
+ * costs; the batch they are at and each tensor's batch axis, or why the
+ * model keeps its batch.
  * @param source  the model's file name, recorded in the manifest
  * @return 0, -ENOMEM; free *out with lm_manifest_free.
  */
-int lm_manifest_build(lm_graph *g, const lm_slicing *s, const char *source,
-		      lm_manifest **out, lm_error *e);
+int lm_manifest_build(lm_onnx_model *m, const lm_slicing *s,
+		      const char *source, lm_manifest **out, lm_error *e);
 
 /**
  * Load slice files (consecutive slices of one model, in order), prepare
