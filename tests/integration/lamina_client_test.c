@@ -27,6 +27,11 @@
  *
  * Replies are printed as one JSON object (stats, describe, load) or "ok";
  * failures as one line on stderr with exit status 1.
+ *
+ * The control commands prove the fleet key of file $LAMINA_FLEET_KEY;
+ * without it set, of lamina's default key file when it exists
+ * (lamina/fleet.h); with it set to "" or "none", or with no file, they
+ * make an anonymous session (describe and stats only).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -338,13 +343,44 @@ static int load_files(lm_ctl *c, const char *dep, char **args, int n)
 	return call(c, &q);
 }
 
+/* The key to prove (see the top of this file): 0 with *have set, or -1. */
+static int fleet_key(lm_fleet_key *key, int *have)
+{
+	const char *env = getenv("LAMINA_FLEET_KEY");
+	char path[4096];
+	lm_error e;
+	*have = 0;
+	if (env && (!*env || !strcmp(env, "none")))
+		return 0;
+	if (env)
+		snprintf(path, sizeof(path), "%s", env);
+	else if (lm_fleet_key_path(path, sizeof(path), &e))
+		return 0;
+	int rc = lm_fleet_key_load(path, key, &e);
+	if (rc == -ENOENT && !env)
+		return 0;
+	if (rc) {
+		fail(&e);
+		return -1;
+	}
+	*have = 1;
+	return 0;
+}
+
 static int control(int argc, char **argv, uint16_t port)
 {
 	lm_ctl *c;
 	lm_error e;
-	int rc = 1;
-	if (lm_ctl_connect("127.0.0.1", port, TIMEOUT_MS, &c, &e))
+	lm_fleet_key key;
+	int rc = 1, have;
+	if (fleet_key(&key, &have))
+		return 1;
+	rc = lm_ctl_connect("127.0.0.1", port, TIMEOUT_MS, have ? &key : NULL,
+			    &c, &e);
+	lm_fleet_key_wipe(&key);
+	if (rc)
 		return fail(&e);
+	rc = 1;
 	const char *cmd = argv[2], *dep = argc > 3 ? argv[3] : "";
 	Lamina__Request q = LAMINA__REQUEST__INIT;
 	Lamina__DescribeRequest dq = LAMINA__DESCRIBE_REQUEST__INIT;
