@@ -31,13 +31,14 @@
  * what connections buffer is bounded, each by one message (a handshake
  * frame by LM_CTL_HELLO_MAX, an untrusted session's by LM_CTL_ANON_MAX)
  * and all together by CTL_BUDGET (beyond it the connection that wants
- * more is told and closed).
+ * more is told and closed).  Lines about connections are logged at most
+ * CTL_LOG_LINES per CTL_LOG_MS, so a flood of them cannot fill the disk;
+ * the sweep says how many were left out.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <netdb.h>
 #include <numa.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -59,6 +60,8 @@
 #define CTL_BUDGET (64u << 20) /* input buffered by every connection */
 #define CTL_CHUNK 65536	 /* a connection's first buffer */
 #define LM_CTL_MAX_QUERY 65536 /* files one StoreQuery may ask about */
+#define CTL_LOG_LINES 100	 /* lines about connections per CTL_LOG_MS */
+#define CTL_LOG_MS 10000
 
 struct lm_dp_ctl {
 	int fd;
@@ -96,6 +99,25 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static void ctl_log(struct lm_dp *dp, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* One line about a connection, within the budget (see the top). */
+static void ctl_log(struct lm_dp *dp, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	if (dp->ctl_log_lines >= CTL_LOG_LINES) {
+		dp->ctl_log_dropped++;
+		return;
+	}
+	dp->ctl_log_lines++;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	lm_log("control: %s", line);
+}
+
 /* The slot to give to a new connection: the one idle the longest of those
  * that did not prove the fleet key, else of all, so a flood of strangers
  * cannot push lamina's own connections out. */
@@ -111,8 +133,8 @@ static int evict_slot(struct lm_dp *dp)
 			    c->t_active < dp->ctls[oldest]->t_active)
 				oldest = i;
 		}
-	lm_log("control: every connection is taken; closing %s, idle "
-	       "longest (%llu ms)%s", dp->ctls[oldest]->peer,
+	ctl_log(dp, "every connection is taken; closing %s, idle longest "
+		"(%llu ms)%s", dp->ctls[oldest]->peer,
 	       (unsigned long long)(now_ms() - dp->ctls[oldest]->t_active),
 	       dp->ctls[oldest]->s.trusted ? "" : " of those without the key");
 	ctl_close(dp, oldest);
@@ -124,13 +146,20 @@ void lm_dp_control_sweep(struct lm_dp *dp)
 	uint64_t now = now_ms();
 	for (int i = 0; i < MAX_CTLS; i++)
 		if (dp->ctls[i] && now - dp->ctls[i]->t_active > CTL_IDLE_MS) {
-			lm_log("control: %s: %s for %u s, closing it",
-			       dp->ctls[i]->peer,
-			       dp->ctls[i]->session ? "idle"
-						    : "no handshake",
-			       CTL_IDLE_MS / 1000);
+			ctl_log(dp, "%s: %s for %u s, closing it",
+				dp->ctls[i]->peer,
+				dp->ctls[i]->session ? "idle" : "no handshake",
+				CTL_IDLE_MS / 1000);
 			ctl_close(dp, i);
 		}
+	if (now - dp->ctl_log_t >= CTL_LOG_MS) {
+		if (dp->ctl_log_dropped)
+			lm_log("control: %u more lines about connections left "
+			       "out in the last %u s", dp->ctl_log_dropped,
+			       CTL_LOG_MS / 1000);
+		dp->ctl_log_lines = dp->ctl_log_dropped = 0;
+		dp->ctl_log_t = now;
+	}
 }
 
 static void peer_name(int fd, char *out, size_t len)
@@ -155,8 +184,8 @@ int lm_dp_control_accept(struct lm_dp *dp)
 	for (;;) {
 		int fd = lm_sock_accept(dp->ctl_fd);
 		if (fd == -EMFILE) {
-			lm_log("control: out of file descriptors, a connection "
-			       "refused");
+			ctl_log(dp, "out of file descriptors, a connection "
+				"refused");
 			continue;
 		}
 		if (fd < 0)
@@ -173,7 +202,7 @@ int lm_dp_control_accept(struct lm_dp *dp)
 			.data.u64 = LM_DP_EV(LM_DP_EV_CTL, slot),
 		};
 		if (!c || epoll_ctl(dp->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-			lm_log("control: no room for another connection");
+			ctl_log(dp, "no room for another connection");
 			free(c);
 			close(fd);
 			continue;
@@ -301,7 +330,7 @@ static void answer(struct lm_dp *dp, struct lm_dp_ctl *c, const uint8_t *body,
 	int rc = lm_ctl_accept(&c->hs, fleet_key(dp), body, n, &c->s, frame,
 			       &len, &e);
 	if (ctl_send_plain(c, frame, len) || rc) {
-		lm_log("control: %s: handshake refused: %s", c->peer, e.msg);
+		ctl_log(dp, "%s: handshake refused: %s", c->peer, e.msg);
 		c->closing = 1;
 		return;
 	}
@@ -767,9 +796,9 @@ out:
 		err.message = e.msg;
 		r.error = &err;
 		r.body_case = LAMINA__REPLY__BODY__NOT_SET;
-		lm_log("control: %s: %s request %llu refused: %s", c->peer,
-		       body_name(q->body_case), (unsigned long long)q->id,
-		       e.msg);
+		ctl_log(dp, "%s: %s request %llu refused: %s", c->peer,
+			body_name(q->body_case), (unsigned long long)q->id,
+			e.msg);
 	} else if (r.body_case == LAMINA__REPLY__BODY__NOT_SET) {
 		r.body_case = LAMINA__REPLY__BODY_DONE;
 		r.done = &done;
@@ -782,10 +811,11 @@ out:
 	free(have);
 }
 
-static void refuse(struct lm_dp_ctl *c, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void refuse(struct lm_dp *dp, struct lm_dp_ctl *c, int code,
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static void refuse(struct lm_dp_ctl *c, int code, const char *fmt, ...)
+static void refuse(struct lm_dp *dp, struct lm_dp_ctl *c, int code,
+		   const char *fmt, ...)
 {
 	Lamina__Reply r = LAMINA__REPLY__INIT;
 	Lamina__Error err = LAMINA__ERROR__INIT;
@@ -799,7 +829,7 @@ static void refuse(struct lm_dp_ctl *c, int code, const char *fmt, ...)
 	r.error = &err;
 	if (ctl_send(c, &r))
 		c->closing = 1;
-	lm_log("control: %s: %s", c->peer, msg);
+	ctl_log(dp, "%s: %s", c->peer, msg);
 }
 
 /* The longest frame this connection may send now. */
@@ -824,13 +854,13 @@ static void ctl_frame(struct lm_dp *dp, struct lm_dp_ctl *c, const uint8_t *p,
 	}
 	int rc = lm_ctl_open(&c->s, p, n, &body, &len, &e);
 	if (rc) {
-		refuse(c, rc, "%s; closing the connection", e.msg);
+		refuse(dp, c, rc, "%s; closing the connection", e.msg);
 		c->closing = 1;
 		return;
 	}
 	Lamina__Request *q = lamina__request__unpack(NULL, len, body);
 	if (!q)
-		refuse(c, -EPROTO, "a control message that is not a "
+		refuse(dp, c, -EPROTO, "a control message that is not a "
 		       "lamina.Request");
 	else
 		handle(dp, c, q);
@@ -845,18 +875,14 @@ static void ctl_parse(struct lm_dp *dp, struct lm_dp_ctl *c)
 		const uint8_t *p = c->in + off;
 		uint32_t n = lm_ctl_frame_len(p), max = frame_max(c);
 		if (n > max) {
-			if (!c->session)
-				refuse(c, -EMSGSIZE, "a handshake frame of %u "
-				       "bytes (at most %u); closing the "
-				       "connection", n, max);
-			else if (!c->s.trusted)
-				refuse(c, -EMSGSIZE, "a control message of %u "
-				       "bytes from a client without the fleet "
-				       "key (at most %u); closing the "
-				       "connection", n, max);
-			else
-				refuse(c, -EMSGSIZE, "a control message above "
-				       "16 MiB; closing the connection");
+			refuse(dp, c, -EMSGSIZE, "%s of %u bytes%s (at most "
+			       "%u %s); closing the connection",
+			       c->session ? "a control message"
+					  : "a handshake frame", n,
+			       c->session && !c->s.trusted
+				       ? " from a client without the fleet key"
+				       : "", max >> 20 ? max >> 20 : max,
+			       max >> 20 ? "MiB" : "bytes");
 			c->closing = 1;
 			break;
 		}
@@ -893,8 +919,8 @@ static int grow(struct lm_dp *dp, struct lm_dp_ctl *c)
 	if (cap <= c->in_cap) /* a message this long was refused already */
 		return 0;
 	if (dp->ctl_buffered - c->in_cap + cap > CTL_BUDGET) {
-		refuse(c, -ENOBUFS, "laminad is receiving other large control "
-		       "messages; try again");
+		refuse(dp, c, -ENOBUFS, "laminad is receiving other large "
+		       "control messages; try again");
 		ctl_flush_now(c);
 		return 0;
 	}

@@ -101,6 +101,8 @@ struct lm_dp {
 	 * "fp" when there is one */
 	char fleet_fp[LM_FLEET_FP_CHARS + 1];
 	size_t ctl_buffered; /* input buffers of every control connection */
+	unsigned ctl_log_lines, ctl_log_dropped; /* control.c's log budget */
+	uint64_t ctl_log_t;
 	uint64_t tsc_hz, t_start;
 	double cycles_per_us;
 	int quit;

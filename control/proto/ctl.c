@@ -216,8 +216,8 @@ int lm_ctl_accept(lm_ctl_hs *hs, const lm_fleet_key *key,
 	    a->nonce.len != LM_CTL_NONCE_BYTES ||
 	    (a->proof.len != 0 && a->proof.len != LM_CTL_PROOF_BYTES)) {
 		rc = refusal(-EPROTO, frame, len, e, "a handshake answer of "
-			     "protocol %u that is not well formed (this laminad "
-			     "speaks protocol %d)", a->protocol,
+			     "protocol %u that is not well formed (this "
+			     "laminad speaks protocol %d)", a->protocol,
 			     LM_CTL_PROTOCOL);
 		goto out;
 	}

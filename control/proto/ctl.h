@@ -84,11 +84,13 @@ typedef struct lm_ctl_session {
 /** The handshake in progress (either side). */
 typedef struct lm_ctl_hs {
 	uint8_t ns[LM_CTL_NONCE_BYTES], nc[LM_CTL_NONCE_BYTES];
-	int keyed;		  /* laminad: it has a key; client: proving one */
+	/* laminad: it has a key; client: it proves one */
+	int keyed;
 	char fp[LM_FLEET_FP_CHARS + 1]; /* laminad's fingerprint ("": none) */
 	char version[32];		/* client: laminad's version */
-	uint8_t expect[LM_CTL_PROOF_BYTES]; /* client: the Ps it expects */
-	lm_ctl_session pending;		     /* client: the session once welcomed */
+	/* client: the Ps it expects, and the session once welcomed */
+	uint8_t expect[LM_CTL_PROOF_BYTES];
+	lm_ctl_session pending;
 } lm_ctl_hs;
 
 typedef struct lm_ctl lm_ctl;
