@@ -54,12 +54,31 @@ int lm_fleet_key_path(char *out, size_t len, lm_error *e)
 	return 0;
 }
 
+/* The key in the got bytes of buf: 64 hex digits, then at most a
+ * newline; what names where they came from. */
+static int parse_hex(const char *buf, size_t got, const char *what,
+		     lm_fleet_key *key, lm_error *e)
+{
+	size_t bin = 0;
+	while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
+		got--;
+	if (got != KEY_HEX ||
+	    sodium_hex2bin(key->bytes, sizeof(key->bytes), buf, got, NULL,
+			   &bin, NULL) != 0 ||
+	    bin != LM_FLEET_KEY_BYTES) {
+		lm_fleet_key_wipe(key);
+		return lm_fail(e, -EINVAL, "fleet key %s does not hold %d hex "
+			       "digits", what, KEY_HEX);
+	}
+	return 0;
+}
+
 int lm_fleet_key_load(const char *path, lm_fleet_key *key, lm_error *e)
 {
 	char buf[KEY_HEX + 8];
 	struct stat sb;
 	ssize_t n;
-	size_t got = 0, bin = 0;
+	size_t got = 0;
 	int rc = lm_fleet_init(e);
 	if (rc)
 		return rc;
@@ -87,21 +106,45 @@ int lm_fleet_key_load(const char *path, lm_fleet_key *key, lm_error *e)
 	while (got < sizeof(buf) &&
 	       (n = read(fd, buf + got, sizeof(buf) - got)) > 0)
 		got += (size_t)n;
-	/* 64 hex digits, then at most a newline */
-	while (got > 0 && (buf[got - 1] == '\n' || buf[got - 1] == '\r'))
-		got--;
-	if (got != KEY_HEX ||
-	    sodium_hex2bin(key->bytes, sizeof(key->bytes), buf, got, NULL,
-			   &bin, NULL) != 0 ||
-	    bin != LM_FLEET_KEY_BYTES) {
-		lm_fleet_key_wipe(key);
-		rc = lm_fail(e, -EINVAL, "fleet key %s does not hold %d hex "
-			     "digits", path, KEY_HEX);
-	}
+	rc = parse_hex(buf, got, path, key, e);
 out:
 	sodium_memzero(buf, sizeof(buf));
 	close(fd);
 	return rc;
+}
+
+int lm_fleet_key_read_fd(int fd, const char *what, lm_fleet_key *key,
+			 lm_error *e)
+{
+	char buf[KEY_HEX + 8];
+	size_t got = 0;
+	int rc = lm_fleet_init(e);
+	if (rc)
+		return rc;
+	/* a byte at a time up to the newline: what follows is not ours */
+	while (got < sizeof(buf)) {
+		ssize_t n = read(fd, buf + got, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = lm_fail(e, -errno, "fleet key from %s: %s", what,
+				     strerror(errno));
+			goto out;
+		}
+		if (n == 0 || buf[got++] == '\n')
+			break;
+	}
+	rc = parse_hex(buf, got, what, key, e);
+out:
+	sodium_memzero(buf, sizeof(buf));
+	return rc;
+}
+
+void lm_fleet_key_hex(const lm_fleet_key *key, char out[LM_FLEET_KEY_LINE])
+{
+	sodium_bin2hex(out, KEY_HEX + 1, key->bytes, sizeof(key->bytes));
+	out[KEY_HEX] = '\n';
+	out[KEY_HEX + 1] = '\0';
 }
 
 /* Make the key file: a fresh key in a temporary file beside it, linked to

@@ -265,14 +265,19 @@ static int start_remote(const lm_deploy_opts *o, lm_record *r, int l,
 	say(o->progress, "starting laminad '%s' on %s over ssh (%s)%s%s",
 	    dev->name, ld->host, dev->ssh, port_if[0] ? ", its port on " : "",
 	    port_if);
+	lm_fleet_key key; /* made here on first use; goes over ssh's stdin */
+	if ((rc = lm_agent_fleet_key(&key, NULL, 0, e)))
+		return rc;
 	lm_remote_start_opts so = {
 		.dest = dev->ssh, .exe = o->laminad, .listen = ld->host,
 		.control_port = ld->control_port,
 		.ingress_port = ld->ingress_port, .name = dev->name,
 		.port_if = port_if[0] ? port_if : NULL, .poll = o->poll,
-		.hugepages = o->hugepages,
+		.hugepages = o->hugepages, .key = &key,
 	};
-	if ((rc = lm_remote_start(&so, &pid, e)))
+	rc = lm_remote_start(&so, &pid, e);
+	lm_fleet_key_wipe(&key);
+	if (rc)
 		return lm_fail_prefix(e, rc, "device '%s'", dev->name);
 	ld->pid = pid;
 	if ((rc = lm_record_save(r, e)))
@@ -292,6 +297,10 @@ static int start_remote(const lm_deploy_opts *o, lm_record *r, int l,
 	ld->ingress_port = (int)rep->describe->ingress_port;
 	ld->http_port = (int)rep->describe->http_port;
 	lamina__reply__free_unpacked(rep, NULL);
+	/* it took the key (an older laminad there would not have) */
+	if ((rc = lm_agent_trusted(ld->host, ld->control_port, e)))
+		return lm_fail_prefix(e, rc, "laminad pid %d on %s", pid,
+				      dev->ssh);
 	say(o->progress, "laminad pid %d is up on %s:%d", pid, ld->host,
 	    ld->control_port);
 	return lm_record_save(r, e);

@@ -66,7 +66,7 @@ struct lm_dp_config {
 	uint16_t http_port; /* 0: no HTTP front */
 	int http_auto;	    /* not given: the first free from 8000 */
 	const char *listen, *name, *state_dir, *log;
-	const char *fleet_key; /* --fleet-key FILE, or NULL */
+	const char *fleet_key; /* --fleet-key FILE ("-": stdin), or NULL */
 	int foreground, managed;
 	uint16_t cleanup_port; /* --cleanup-port: clean up and exit */
 	int announce; /* -1: when listening beyond loopback; 0: no; 1: yes */

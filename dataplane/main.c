@@ -72,11 +72,13 @@ static const char help[] =
 	"another host's\n"
 	"                       lamina reaches it only on the address given "
 	"here)\n"
-	"  --fleet-key FILE     the fleet key (lamina fleet key --path): only "
-	"a client\n"
-	"                       proving it may load, start, stop or tear down; "
-	"without\n"
-	"                       it laminad answers describe and stats only\n"
+	"  --fleet-key FILE     the fleet key (lamina fleet key --path; -: "
+	"read from\n"
+	"                       stdin): only a client proving it may load, "
+	"start, stop,\n"
+	"                       tear down or push files; without it laminad "
+	"answers\n"
+	"                       describe and stats only\n"
 	"  --name NAME          device name reported by describe and announced\n"
 	"                       (default: host name)\n"
 	"  --announce, --no-announce\n"
@@ -896,9 +898,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	/* the key is checked before anything is taken: a key file others
-	 * may read is refused, and says so on stderr */
+	 * may read is refused, and says so on stderr.  "-": from stdin (a
+	 * pipe from ssh when lamina starts this laminad on another host, so
+	 * the key is on no command line and in no file there) */
 	if (dp.cfg.fleet_key) {
-		if (lm_fleet_key_load(dp.cfg.fleet_key, &dp.key, &e)) {
+		int from_stdin = !strcmp(dp.cfg.fleet_key, "-");
+		if (from_stdin ? lm_fleet_key_read_fd(0, "stdin", &dp.key, &e)
+			       : lm_fleet_key_load(dp.cfg.fleet_key, &dp.key,
+						   &e)) {
 			fprintf(stderr, "laminad: %s (--fleet-key)\n", e.msg);
 			return 1;
 		}

@@ -19,6 +19,7 @@ DIR_TO_LAMINAD, DIR_TO_CLIENT = 1, 2
 # lamina.Request's bodies (lamina.proto)
 DESCRIBE, LOAD_STAGE, START, STOP, STATS, TEARDOWN, SHUTDOWN, DRAIN = \
     10, 11, 12, 13, 14, 15, 16, 17
+STORE_QUERY, PUSH_FILE = 18, 19
 
 
 # ---- the key ----

@@ -5,19 +5,25 @@ authenticated control channel, against real laminads.
     test_trust.py key        the key file: made on first use (0600, folder
                              0700) under a temporary HOME, its fingerprint
                              stable and the one laminad publishes, refused
-                             by lamina and laminad when others may read it
+                             by lamina and laminad when others may read it;
+                             `laminad --fleet-key -` takes it on stdin
     test_trust.py refuse     a laminad started with --fleet-key and the
                              digits model deployed on it by lamina; clients
                              without the key (lamina-client-test without
                              it, lamina with another key, raw sockets
                              anonymous or older than the handshake) are
-                             refused load, start, stop, teardown, drain
-                             and shutdown with one line each, and laminad
-                             logs every refusal; describe and stats stay
-                             open; a recorded message replayed on a new
-                             connection, in another session or twice in its
-                             own is refused and changes nothing; a laminad
-                             without a key refuses lamina's deploy
+                             refused load, start, stop, teardown, drain,
+                             shutdown, store queries and file pushes with
+                             one line each, and laminad logs every refusal;
+                             describe and stats stay open; a recorded
+                             message replayed on a new connection, in
+                             another session or twice in its own (Python's
+                             ctlwire and lamina-client-test replay) is
+                             refused and changes nothing; with the key, a
+                             LoadStage of /etc/passwd or any path, a push
+                             that does not hash to its name and a `..`
+                             name are refused; a laminad without a key
+                             refuses lamina's deploy
     test_trust.py lockout    200 idle connections (no handshake, anonymous
                              sessions) and a client sending one byte a
                              second do not stop lamina status, infer and
@@ -55,7 +61,9 @@ MODEL = os.path.join(SRC, "models", "digits.onnx")
 EACCES = 13
 PRIVILEGED = {"load_stage": ctlwire.LOAD_STAGE, "start": ctlwire.START,
               "stop": ctlwire.STOP, "teardown": ctlwire.TEARDOWN,
-              "drain": ctlwire.DRAIN, "shutdown": ctlwire.SHUTDOWN}
+              "drain": ctlwire.DRAIN, "shutdown": ctlwire.SHUTDOWN,
+              "store_query": ctlwire.STORE_QUERY,
+              "push_file": ctlwire.PUSH_FILE}
 
 
 def run(argv, env=None, timeout=300):
@@ -71,12 +79,15 @@ def lam(*args, state=None, env=None, timeout=300):
 
 
 def client(port, *args, key=None):
-    """lamina-client-test; key: a key file, "none", or None (the
-    default file, as lamina)."""
+    """lamina-client-test; key: a key file, "none" (--no-key), or None
+    (the default file, as lamina)."""
     env = dict(os.environ)
-    if key is not None:
+    flags = []
+    if key == "none":
+        flags = ["--no-key"]
+    elif key is not None:
         env["LAMINA_FLEET_KEY"] = key
-    return run([CLIENT, str(port), *map(str, args)], env=env)
+    return run([CLIENT, *flags, str(port), *map(str, args)], env=env)
 
 
 def one_line(p, *needles):
@@ -126,7 +137,9 @@ class Laminad:
     """A laminad started by the test (by hand, as an operator would), in
     the foreground with its log in state/."""
 
-    def __init__(self, state, key=None, port=PORT):
+    def __init__(self, state, key=None, port=PORT, stdin=False):
+        """key: the key file; stdin: give it as `--fleet-key -`, its
+        line on laminad's stdin (as lamina does over ssh)."""
         self.port, self.state = port, state
         self.log = os.path.join(state, f"laminad-{port}.log")
         self.key = key
@@ -134,9 +147,13 @@ class Laminad:
                 "--memory", "256", "--state-dir", state, "--http-port",
                 "0", "--foreground", "--log", self.log]
         if key:
-            argv += ["--fleet-key", key]
+            argv += ["--fleet-key", "-" if stdin else key]
         self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
+                                  stderr=subprocess.DEVNULL,
+                                  stdin=subprocess.PIPE if stdin else None)
+        if stdin:
+            self.p.stdin.write(open(key, "rb").read())
+            self.p.stdin.close()
         for _ in range(1200):
             if self.up() or self.p.poll() is not None:
                 break
@@ -223,6 +240,26 @@ def test_key():
              "--fleet-key", bad])
     check(p.returncode != 0 and "64 hex digits" in p.stderr,
           f"a key file of another length is refused: {p.stderr!r}")
+    # --fleet-key -: the key's line on stdin (how lamina starts laminads
+    # on other hosts, over ssh)
+    p = subprocess.run([LAMINAD, "--control-port", str(PORT), "--state-dir",
+                        work, "--fleet-key", "-"], input="01" * 16 + "\n",
+                       capture_output=True, text=True, timeout=60)
+    check(p.returncode != 0 and "stdin does not hold 64 hex digits" in
+          p.stderr, f"a short key on stdin is refused: {p.stderr!r}")
+    d = Laminad(work, path, stdin=True)
+    try:
+        check(len(d.lines("fleet key " + fp)) == 1,
+              "laminad keyed from stdin logs the fleet's fingerprint")
+        p = client(PORT, "teardown", "nosuch")
+        check(p.returncode == 0, f"it takes a privileged request with the "
+              f"key: {p.stderr}")
+        p = client(PORT, "teardown", "nosuch", key="none")
+        check(one_line(p, "refuses teardown"), f"and refuses it without: "
+              f"{p.stderr!r}")
+    finally:
+        d.stop()
+        cleanup(work)
     shutil.rmtree(work, ignore_errors=True)
 
 
@@ -306,6 +343,45 @@ def replays(d, dep, state, xf, yf):
           "laminad logs each replay in one line")
 
 
+def client_replay(d, dep, state, xf, yf):
+    """lamina-client-test's replay: a Stop sealed with the key (by ctl.c,
+    the C end) sent twice byte for byte on one connection."""
+    n_log = len(d.lines("out of sequence"))
+    p = client(d.port, "replay", dep)
+    r = json.loads(p.stdout) if p.returncode == 0 else {}
+    check(r.get("first") == "ok" and "out of sequence" in
+          r.get("replayed", "") and r.get("closed"),
+          f"a replayed authenticated Stop: refused, connection closed "
+          f"{r} {p.stderr}")
+    check(len(d.lines("out of sequence")) == n_log + 1,
+          "laminad logs the replay in one line")
+    p = client(d.port, "start", dep)
+    check(p.returncode == 0, f"start after the replay: {p.stderr}")
+    infer_ok(dep, state, xf, yf, "after lamina-client-test's replay")
+
+
+def store_refusals(d, lamdir):
+    """With the key: model files only from laminad's store, by plain
+    names, and only files that hash to their names."""
+    n_log = len(d.lines("refused"))
+    for args, needle in [
+            (("load-one", "x2", 0, 1, "/etc/passwd", 0, 0, 1), "its store"),
+            (("load-one", "x2", 0, 1, os.path.dirname(lamdir), 0, 0, 1),
+             "its store"),
+            (("push", "/etc/hostname", "00" * 32), "do not hash"),
+            (("load-files", "x2", "../passwd=" + "00" * 32), "plain name"),
+            (("load-files", "x2", "a/../../passwd=" + "00" * 32),
+             "plain name")]:
+        p = client(d.port, *args)
+        check(one_line(p, needle), f"with the key, {args[:3]} refused: "
+              f"{p.stderr!r}")
+    check(len(d.lines("refused")) - n_log == 5,
+          f"laminad logs each: {d.lines('refused')[n_log:]}")
+    desc = json.loads(client(d.port, "describe").stdout)
+    check("x2" not in desc["deployments"],
+          f"nothing of them loaded: {desc['deployments']}")
+
+
 def test_refuse():
     work = fresh_dir("trust-refuse")
     state = os.path.join(work, "state")
@@ -337,11 +413,16 @@ def test_refuse():
         n_log = len(d.lines("refused"))
         # lamina-client-test without the key
         lamdir = os.path.join(work, "digits.lam")
+        # (load-one ships the folder's files first: a store query)
         for args, name in [(("load-one", "x1", 0, 1, lamdir, 0, 0, 1),
-                            "load_stage"),
+                            "store_query"),
                            (("start", dep), "start"), (("stop", dep), "stop"),
                            (("teardown", dep), "teardown"),
-                           (("shutdown",), "shutdown")]:
+                           (("shutdown",), "shutdown"),
+                           (("push", "/etc/hostname", "00" * 32),
+                            "push_file"),
+                           (("load-files", "x1",
+                             "manifest.json=" + "ab" * 32), "load_stage")]:
             p = client(d.port, *args, key="none")
             check(one_line(p, f"refuses {name}", "without the fleet key"),
                   f"no key: {name} refused in one line: {p.stderr!r}")
@@ -351,7 +432,7 @@ def test_refuse():
         p = client(d.port, "stats", dep, key="none")
         check(p.returncode == 0 and '"requests"' in p.stdout,
               f"no key: stats answered {p.stderr}")
-        check(len(d.lines("refused")) - n_log == 5,
+        check(len(d.lines("refused")) - n_log == 7,
               f"laminad logs each refusal once: "
               f"{d.lines('refused')[n_log:]}")
         # lamina with another key: teardown, status, infer's status
@@ -361,6 +442,8 @@ def test_refuse():
                   f"another key: {cmd[0]} refused: {p.stderr!r}")
         raw_refusals(d, dep)
         replays(d, dep, state, xf, yf)
+        client_replay(d, dep, state, xf, yf)
+        store_refusals(d, lamdir)
         infer_ok(dep, state, xf, yf, "after every refusal")
         p = lam("teardown", dep, state=state)
         check(p.returncode == 0, f"teardown with the key: {p.stderr}")

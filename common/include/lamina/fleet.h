@@ -31,6 +31,8 @@ extern "C" {
 
 #define LM_FLEET_KEY_BYTES 32
 #define LM_FLEET_FP_CHARS 16 /* hex digits of a fingerprint */
+/* the key as its file holds it: 64 hex digits, a newline and a NUL */
+#define LM_FLEET_KEY_LINE (2 * LM_FLEET_KEY_BYTES + 2)
 
 typedef struct lm_fleet_key {
 	uint8_t bytes[LM_FLEET_KEY_BYTES];
@@ -71,6 +73,20 @@ int lm_fleet_key_load(const char *path, lm_fleet_key *key, lm_error *e);
  */
 int lm_fleet_key_ensure(const char *path, lm_fleet_key *key, int *created,
 			lm_error *e);
+
+/**
+ * Read the key from a descriptor (laminad's `--fleet-key -`: its stdin, a
+ * pipe from ssh when lamina starts it on another host), as the file holds
+ * it; reads up to the newline and no further.
+ * @param what  names the source in messages ("stdin")
+ * @return 0; -EINVAL when it does not hold 64 hex digits; -errno.
+ */
+int lm_fleet_key_read_fd(int fd, const char *what, lm_fleet_key *key,
+			 lm_error *e);
+
+/** The key as its file holds it (64 hex digits and a newline), for
+ *  lm_fleet_key_read_fd at the other end; wipe out after use. */
+void lm_fleet_key_hex(const lm_fleet_key *key, char out[LM_FLEET_KEY_LINE]);
 
 /** The key's fingerprint: LM_FLEET_FP_CHARS lowercase hex digits and a
  *  NUL. */
