@@ -20,9 +20,10 @@
  * log line.  A connection that proved the key is trusted; one that did not
  * (an anonymous session, or any on a laminad without --fleet-key) gets
  * describe and stats only: every other request, the privileged ones
- * (load, start, stop, teardown, drain, shutdown and whatever is added
- * later), is refused with one line, and logged.  Describe and stats stay
- * open because they tell no more than mDNS and /metrics already do.
+ * (load, start, stop, teardown, drain, shutdown, store queries, file
+ * pushes and whatever is added later), is refused with one line, and
+ * logged.  Describe and stats stay open because they tell no more than
+ * mDNS and /metrics already do.
  *
  * No client can lock the port: a connection that has not completed a
  * message for CTL_IDLE_MS is closed (in the handshake too), a new

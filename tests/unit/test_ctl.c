@@ -5,11 +5,13 @@
  * sessions; a wrong key, a replayed answer, a proof to a keyless laminad,
  * an old client's request and a welcome that proves nothing are refused;
  * a frame replayed, reordered, truncated, with any one bit flipped,
- * reflected back or from another session is refused.
+ * reflected back or from another session is refused.  The fleet key's
+ * line read from a pipe (laminad --fleet-key -).
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "ctl.h"
@@ -133,6 +135,44 @@ TEST(two_fingerprints)
 	CHECK(strcmp(fa, fb) != 0 && !strcmp(fa, fa2));
 	for (int i = 0; i < LM_FLEET_FP_CHARS; i++)
 		CHECK(strchr("0123456789abcdef", fa[i]) != NULL);
+}
+
+/* `laminad --fleet-key -`: the key's line from a pipe, read up to its
+ * newline and no further; a short or non-hex line refused. */
+TEST(key_from_pipe)
+{
+	lm_fleet_key a, b, got;
+	char line[LM_FLEET_KEY_LINE], rest[8] = "";
+	int fd[2];
+	lm_error e;
+	keys(&a, &b);
+	lm_fleet_key_hex(&a, line);
+	CHECK(strlen(line) == 2 * LM_FLEET_KEY_BYTES + 1 &&
+	      line[2 * LM_FLEET_KEY_BYTES] == '\n');
+	CHECK(pipe(fd) == 0);
+	CHECK(write(fd[1], line, strlen(line)) == (ssize_t)strlen(line));
+	CHECK(write(fd[1], "more", 4) == 4);
+	close(fd[1]);
+	CHECK(lm_fleet_key_read_fd(fd[0], "stdin", &got, &e) == 0);
+	CHECK(!memcmp(got.bytes, a.bytes, LM_FLEET_KEY_BYTES));
+	CHECK(read(fd[0], rest, sizeof(rest)) == 4 && !memcmp(rest, "more", 4));
+	close(fd[0]);
+	/* a line of another length, and non-hex digits */
+	const char *bad[] = { "0123\n", "", NULL };
+	char nonhex[LM_FLEET_KEY_LINE];
+	memcpy(nonhex, line, sizeof(nonhex));
+	nonhex[5] = 'g';
+	for (int i = 0; i < 3; i++) {
+		const char *l = i < 2 ? bad[i] : nonhex;
+		CHECK(pipe(fd) == 0);
+		CHECK(write(fd[1], l, strlen(l)) == (ssize_t)strlen(l));
+		close(fd[1]);
+		CHECK(lm_fleet_key_read_fd(fd[0], "stdin", &got, &e) ==
+		      -EINVAL);
+		CHECK(strstr(e.msg, "stdin does not hold 64 hex digits") !=
+		      NULL);
+		close(fd[0]);
+	}
 }
 
 TEST(wrong_key)
@@ -323,6 +363,7 @@ int main(void)
 {
 	RUN(good_handshake);
 	RUN(two_fingerprints);
+	RUN(key_from_pipe);
 	RUN(wrong_key);
 	RUN(replayed_answer);
 	RUN(anonymous);
