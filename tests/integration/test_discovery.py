@@ -9,8 +9,9 @@ dbus-daemon are installed, a private D-Bus and avahi-daemon of its own.
 Checks:
   - from D, `lamina devices --json` lists the three within 2 s with their
     names, addresses, control ports and TXT values (cores, free cores,
-    memory, version: as Describe reports them; nodeA, started with
-    lamina's fleet key, its fingerprint, the others none); laminads on loopback or
+    memory, version: as Describe reports them; nodeA and nodeC, started
+    with lamina's fleet key, its fingerprint and FLEET yes, nodeB without
+    one none and unknown); laminads on loopback or
     started with --no-announce are not listed; --announce on loopback is
     refused;
   - independently: avahi-browse -rtp _lamina._tcp (avahi-daemon in D), and
@@ -302,8 +303,8 @@ def same_as_describe(d, got, tag):
 
 
 # started with this lamina's fleet key (nodeA takes a stage: only with the
-# key); it announces its fingerprint
-KEYED = ("nodeA",)
+# key; nodeB has none, so its FLEET is unknown)
+KEYED = ("nodeA", "nodeC")
 
 
 def fleet_fp():
@@ -326,8 +327,8 @@ def listing(nodes, version):
               got["cores_free"] == 1 and got["deployments"] == 0,
               f"{d.name}: TXT values {got}")
         if d.name in KEYED:  # started with this lamina's fleet key
-            check(got["fingerprint"] == fleet_fp(),
-                  f"{d.name}: this fleet's fingerprint {got}")
+            check(got["fleet"] == "yes" and got["fingerprint"] == fleet_fp(),
+                  f"{d.name}: this fleet's fingerprint, FLEET yes {got}")
         else:
             check(got["fleet"] == "unknown" and got["fingerprint"] is None,
                   f"{d.name}: no fleet key, no fingerprint {got}")
@@ -678,7 +679,8 @@ def main():
         a = Laminad("A", "nodeA", "0.0.0.0", CTL, "--http-port", "8000",
                     "--fleet-key", fleet_key_path())
         b = Laminad("B", "nodeB", "0.0.0.0", CTL, "--http-port", "0")
-        c = Laminad("C", "nodeC", ADDR["C"], CTL, "--http-port", "0")
+        c = Laminad("C", "nodeC", ADDR["C"], CTL, "--http-port", "0",
+                    "--fleet-key", fleet_key_path())
         quiet = [Laminad("D", "onloop", "127.0.0.1", 7795, "--http-port",
                          "0"),
                  Laminad("C", "silent", ADDR["C"], 7796, "--no-announce",
