@@ -115,6 +115,10 @@ int lm_agent_spawn(const lm_agent_spawn_opts *o, int *pid, lm_error *e)
 		argv[n++] = "--hugepages";
 		argv[n++] = o->hugepages;
 	}
+	if (o->fleet_key) {
+		argv[n++] = "--fleet-key";
+		argv[n++] = o->fleet_key;
+	}
 	argv[n] = NULL;
 	int log = open(o->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	if (log < 0)
@@ -195,8 +199,7 @@ int lm_agent_wait_up(int pid, const char *state_file, const char *host,
 		if (!lm_state_load(state_file, st, &ignore) &&
 		    st->pid == pid && st->up) {
 			lm_ctl *c = NULL;
-			if (!lm_ctl_connect(host, (uint16_t)port, 1000, &c,
-					       &ignore)) {
+			if (!lm_agent_connect(host, port, 1000, &c, &ignore)) {
 				lm_ctl_free(c);
 				return 0;
 			}
@@ -215,12 +218,49 @@ int lm_agent_wait_up(int pid, const char *state_file, const char *host,
 	}
 }
 
+int lm_agent_fleet_key(lm_fleet_key *key, char *path, size_t len,
+		       lm_error *e)
+{
+	char mine[PATH_MAX];
+	int rc = lm_fleet_key_path(mine, sizeof(mine), e);
+	if (rc || (rc = lm_fleet_key_ensure(mine, key, NULL, e)))
+		return rc;
+	if (path && (size_t)snprintf(path, len, "%s", mine) >= len)
+		return lm_fail(e, -ENAMETOOLONG, "%s: path too long", mine);
+	return 0;
+}
+
+int lm_agent_connect(const char *host, int port, int timeout_ms, lm_ctl **c,
+		     lm_error *e)
+{
+	lm_fleet_key key;
+	int rc = lm_agent_fleet_key(&key, NULL, 0, e);
+	if (!rc)
+		rc = lm_ctl_connect(host, (uint16_t)port, timeout_ms, &key, c,
+				    e);
+	lm_fleet_key_wipe(&key);
+	return rc;
+}
+
+int lm_agent_trusted(const char *host, int port, lm_error *e)
+{
+	lm_ctl *c = NULL;
+	int rc = lm_agent_connect(host, port, LM_AGENT_QUICK_MS, &c, e);
+	if (!rc && !lm_ctl_trusted(c))
+		rc = lm_fail(e, -EACCES, "laminad at %s:%d has no fleet key, "
+			     "so it takes no stages: restart it with "
+			     "--fleet-key \"$(lamina fleet key --path)\"", host,
+			     port);
+	lm_ctl_free(c);
+	return rc;
+}
+
 int lm_agent_call(const char *host, int port, int timeout_ms,
 		  Lamina__Request *req, Lamina__Reply **reply, lm_error *e)
 {
 	lm_ctl *c = NULL;
 	*reply = NULL;
-	int rc = lm_ctl_connect(host, (uint16_t)port, timeout_ms, &c, e);
+	int rc = lm_agent_connect(host, port, timeout_ms, &c, e);
 	if (rc)
 		return rc;
 	rc = lm_ctl_call(c, req, reply, e);

@@ -37,6 +37,7 @@ typedef struct lm_agent_spawn_opts {
 	const char *poll;      /**< busy, adaptive or NULL */
 	const char *hugepages; /**< auto, no or NULL */
 	const char *log;       /**< its stdout and stderr go here */
+	const char *fleet_key; /**< --fleet-key FILE, or NULL */
 } lm_agent_spawn_opts;
 
 /**
@@ -58,12 +59,38 @@ int lm_agent_wait_up(int pid, const char *state_file, const char *host,
 		     volatile int *stop, lm_laminad_state *st, lm_error *e);
 
 /**
- * One request on a fresh control connection to host:port.
+ * This user's fleet key (lamina/fleet.h's default file), made on first
+ * use; every control connection of lamina proves it.
+ * @param path  set to the key's file when not NULL (len bytes of room)
+ * @return as lm_fleet_key_ensure.
+ */
+int lm_agent_fleet_key(lm_fleet_key *key, char *path, size_t len,
+		       lm_error *e);
+
+/**
+ * One request on a fresh control connection to host:port, proving the
+ * fleet key (lm_agent_fleet_key).
  * @param reply  the reply (free with lamina__reply__free_unpacked)
- * @return what lm_ctl_connect and lm_ctl_call return.
+ * @return what lm_agent_connect and lm_ctl_call return.
  */
 int lm_agent_call(const char *host, int port, int timeout_ms,
 		  Lamina__Request *req, Lamina__Reply **reply, lm_error *e);
+
+/**
+ * Connect to the laminad at host:port, proving the fleet key.
+ * @return as lm_agent_fleet_key and lm_ctl_connect.
+ */
+int lm_agent_connect(const char *host, int port, int timeout_ms, lm_ctl **c,
+		     lm_error *e);
+
+/**
+ * Whether the laminad at host:port takes this lamina's privileged
+ * requests (a laminad of another fleet refuses the connection; one
+ * without a key makes it anonymous).
+ * @return 0; -EACCES saying how to start it with the key; as
+ *         lm_agent_connect.
+ */
+int lm_agent_trusted(const char *host, int port, lm_error *e);
 
 /**
  * Describe the laminad at host:port.

@@ -21,6 +21,7 @@ int cmd_deploy(int argc, char **argv);
 int cmd_infer(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_teardown(int argc, char **argv);
+int cmd_fleet(int argc, char **argv);
 
 /** Print "lamina CMD: message" on stderr; returns 1 (the exit code). */
 int cli_error(const char *cmd, const lm_error *e);

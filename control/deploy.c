@@ -265,14 +265,19 @@ static int start_remote(const lm_deploy_opts *o, lm_record *r, int l,
 	say(o->progress, "starting laminad '%s' on %s over ssh (%s)%s%s",
 	    dev->name, ld->host, dev->ssh, port_if[0] ? ", its port on " : "",
 	    port_if);
+	lm_fleet_key key; /* made here on first use; goes over ssh's stdin */
+	if ((rc = lm_agent_fleet_key(&key, NULL, 0, e)))
+		return rc;
 	lm_remote_start_opts so = {
 		.dest = dev->ssh, .exe = o->laminad, .listen = ld->host,
 		.control_port = ld->control_port,
 		.ingress_port = ld->ingress_port, .name = dev->name,
 		.port_if = port_if[0] ? port_if : NULL, .poll = o->poll,
-		.hugepages = o->hugepages,
+		.hugepages = o->hugepages, .key = &key,
 	};
-	if ((rc = lm_remote_start(&so, &pid, e)))
+	rc = lm_remote_start(&so, &pid, e);
+	lm_fleet_key_wipe(&key);
+	if (rc)
 		return lm_fail_prefix(e, rc, "device '%s'", dev->name);
 	ld->pid = pid;
 	if ((rc = lm_record_save(r, e)))
@@ -292,6 +297,10 @@ static int start_remote(const lm_deploy_opts *o, lm_record *r, int l,
 	ld->ingress_port = (int)rep->describe->ingress_port;
 	ld->http_port = (int)rep->describe->http_port;
 	lamina__reply__free_unpacked(rep, NULL);
+	/* it took the key (an older laminad there would not have) */
+	if ((rc = lm_agent_trusted(ld->host, ld->control_port, e)))
+		return lm_fail_prefix(e, rc, "laminad pid %d on %s", pid,
+				      dev->ssh);
 	say(o->progress, "laminad pid %d is up on %s:%d", pid, ld->host,
 	    ld->control_port);
 	return lm_record_save(r, e);
@@ -316,7 +325,13 @@ static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
 		    rep->describe->name, ld->pid, ld->host,
 		    ld->control_port);
 		lamina__reply__free_unpacked(rep, NULL);
+		if ((rc = lm_agent_trusted(ld->host, ld->control_port, e)))
+			return rc;
 		return lm_record_save(r, e);
+	}
+	if (rc == -EACCES) { /* another fleet's: the message says so */
+		*e = probe;
+		return rc;
 	}
 	if (!lm_agent_is_local(ld->host) && dev->ssh[0] &&
 	    (rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -EHOSTUNREACH))
@@ -339,6 +354,7 @@ static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
 	 * clean up after it first (its owner's teardown then finds a file
 	 * that is not its laminad's, or none). */
 	char state_file[PATH_MAX], exe[PATH_MAX], log[PATH_MAX];
+	char key[PATH_MAX];
 	if (lm_state_path(o->state_dir, ld->control_port, state_file,
 			  sizeof(state_file)) ||
 	    lm_state_log_path(o->state_dir, ld->control_port, log,
@@ -360,6 +376,11 @@ static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
 	}
 	if ((rc = lm_agent_find(o->laminad, exe, sizeof(exe), e)))
 		return rc;
+	lm_fleet_key fk; /* made here on first use; laminad reads the file */
+	rc = lm_agent_fleet_key(&fk, key, sizeof(key), e);
+	lm_fleet_key_wipe(&fk);
+	if (rc)
+		return rc;
 	ld->ingress_port = ld->control_port + 1;
 	ld->started = 1; /* from here on, teardown stops and cleans it */
 	if ((rc = lm_record_save(r, e)))
@@ -369,7 +390,7 @@ static int find_or_start(const lm_deploy_opts *o, lm_record *r, int l,
 		.control_port = ld->control_port,
 		.ingress_port = ld->ingress_port, .name = dev->name,
 		.state_dir = o->state_dir, .poll = o->poll,
-		.hugepages = o->hugepages, .log = log,
+		.hugepages = o->hugepages, .log = log, .fleet_key = key,
 	};
 	say(o->progress, "starting laminad '%s' on %s:%d (log %s)", dev->name,
 	    ld->host, ld->control_port, log);
@@ -641,8 +662,8 @@ static int ship(const lm_deploy_opts *o, const lm_record *r, int i,
 	int rc = lm_ship_stage_files(r->model, st->first, st->last, files, n,
 				     e);
 	if (!rc)
-		rc = lm_ctl_connect(ld->host, (uint16_t)ld->control_port,
-				    LM_AGENT_LOAD_MS, &c, e);
+		rc = lm_agent_connect(ld->host, ld->control_port,
+				      LM_AGENT_LOAD_MS, &c, e);
 	if (!rc)
 		rc = lm_ship(c, *files, *n, &pushed, e);
 	lm_ctl_free(c);
@@ -1101,8 +1122,24 @@ static void drain(const lm_record *r, int progress, double drain_s)
 int lm_teardown(lm_record *r, const char *state_dir, int progress,
 		double drain_s, lm_error *e)
 {
-	int first = 0;
-	lm_error err;
+	int first = 0, probed[LM_REC_MAX_LAMINADS];
+	lm_error err, why[LM_REC_MAX_LAMINADS];
+	/* a quick question to every laminad first: one that holds stages of
+	 * r and refuses this lamina's fleet key ends the teardown before it
+	 * changes anything (the deployment is another fleet's to undo) */
+	for (int l = 0; l < r->n_laminads; l++) {
+		Lamina__Reply *probe = NULL;
+		probed[l] = lm_agent_describe(r->laminads[l].host,
+					      r->laminads[l].control_port,
+					      LM_AGENT_QUICK_MS, &probe,
+					      &why[l]);
+		if (probe)
+			lamina__reply__free_unpacked(probe, NULL);
+		if (probed[l] == -EACCES && sent_any(r, l)) {
+			*e = why[l];
+			return probed[l];
+		}
+	}
 	/* best effort: a full state file system must not stop the undo
 	 * (the record is removed at the end, which needs no room) */
 	snprintf(r->status, sizeof(r->status), "tearing-down");
@@ -1113,16 +1150,24 @@ int lm_teardown(lm_record *r, const char *state_dir, int progress,
 	for (int l = 0; l < r->n_laminads; l++) {
 		lm_rec_laminad *ld = &r->laminads[l];
 		Lamina__Reply *probe = NULL;
-		/* a quick question first: a laminad that does not answer it
-		 * (dead, stopped, cut off) is not waited on for a minute */
-		int rc = lm_agent_describe(ld->host, ld->control_port,
-					   LM_AGENT_QUICK_MS, &probe, &err);
+		/* the quick question again, for one that answered it: a
+		 * laminad that does not (dead, stopped, cut off) is not
+		 * waited on for a minute */
+		int rc = probed[l];
+		err = why[l];
+		if (!rc)
+			rc = lm_agent_describe(ld->host, ld->control_port,
+					       LM_AGENT_QUICK_MS, &probe, &err);
 		if (probe)
 			lamina__reply__free_unpacked(probe, NULL);
-		if (!rc) {
+		if (rc == -EACCES) {
+			rc = 0; /* another fleet's, holding nothing of r */
+		} else if (!rc) {
 			rc = lm_agent_simple(ld->host, ld->control_port,
 					     LAMINA__REQUEST__BODY_TEARDOWN,
 					     r->id, &err);
+			if (rc == -EACCES && !sent_any(r, l))
+				rc = 0; /* keyless: it holds nothing of r */
 			if (!rc) {
 				say(progress, "stages of %s removed from "
 				    "%s:%d", r->id, ld->host,

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -23,6 +24,8 @@
 #include <time.h>
 
 #include <libmdnsd/mdnsd.h>
+
+#include "lamina/fleet.h"
 
 #include "agent.h"
 #include "discover.h"
@@ -214,10 +217,22 @@ int lm_discover(unsigned timeout_ms, lm_found **out, int *n, int *skipped,
 
 const char *lm_fleet_own_fingerprint(void)
 {
-	/* The fleet key (the control channel's authentication) is not part
-	 * of this lamina: it has no fingerprint, and lm_fleet_member says
-	 * "unknown" for every device. */
-	return "";
+	/* the key this lamina proves on every control connection
+	 * (lm_agent_fleet_key), read once; not made here: listing devices
+	 * makes no key, and without one every device is "unknown" */
+	static char fp[LM_FLEET_FP_CHARS + 1];
+	static int done;
+	if (!done) {
+		char path[PATH_MAX];
+		lm_fleet_key key;
+		lm_error ignore;
+		done = 1;
+		if (!lm_fleet_key_path(path, sizeof(path), &ignore) &&
+		    !lm_fleet_key_load(path, &key, &ignore))
+			lm_fleet_fingerprint(&key, fp);
+		lm_fleet_key_wipe(&key);
+	}
+	return fp;
 }
 
 const char *lm_fleet_member(const char *fp)

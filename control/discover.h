@@ -48,7 +48,8 @@ typedef struct lm_found {
 int lm_discover(unsigned timeout_ms, lm_found **out, int *n, int *skipped,
 		lm_error *e);
 
-/** This lamina's fleet key fingerprint, "" while it has no key (named
+/** This lamina's fleet key fingerprint (of lamina/fleet.h's default
+ *  file, read once, never made here), "" while it has no key (named
  *  apart from lamina/fleet.h's lm_fleet_fingerprint, which computes one
  *  from a key). */
 const char *lm_fleet_own_fingerprint(void);

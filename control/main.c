@@ -31,6 +31,8 @@ static const struct command {
 	  "a deployment's stages, throughput, queues and latency" },
 	{ "teardown", cmd_teardown,
 	  "undo a deployment and stop what it started" },
+	{ "fleet", cmd_fleet,
+	  "the fleet key: 'lamina fleet key' prints its fingerprint" },
 };
 
 static void usage(FILE *f)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,13 +74,16 @@ static int quote(char *out, size_t len, const char *arg)
 	return 0;
 }
 
-int lm_remote_run(const char *dest, const char *const *argv, char *out,
-		  size_t len, int timeout_s, lm_error *e)
+/* lm_remote_run, with input (n bytes, or NULL: /dev/null) on the remote
+ * command's stdin: a pipe to ssh, which forwards it and then its end. */
+static int run(const char *dest, const char *const *argv, const char *input,
+	       size_t n_input, char *out, size_t len, int timeout_s,
+	       lm_error *e)
 {
 	char host[256], port[16], cmd[8192] = "", word[1024];
 	char ssh_cmd[512];
 	const char *av[MAX_ARGS];
-	int n = 0, pipefd[2];
+	int n = 0, pipefd[2], infd[2] = { -1, -1 };
 	out[0] = '\0';
 	if (split_dest(dest, host, sizeof(host), port, sizeof(port)))
 		return lm_fail(e, -EINVAL, "'%s' is not an ssh destination "
@@ -108,12 +112,22 @@ int lm_remote_run(const char *dest, const char *const *argv, char *out,
 	av[n++] = host;
 	av[n++] = cmd;
 	av[n] = NULL;
+	/* the input fits in a pipe's buffer (remote.h): written before ssh
+	 * reads it, never blocking */
+	if (input && n_input > 4096)
+		return lm_fail(e, -E2BIG, "input to a remote command too long");
 	if (pipe2(pipefd, O_CLOEXEC) != 0)
 		return lm_fail(e, -errno, "pipe: %s", strerror(errno));
+	if (input && pipe2(infd, O_CLOEXEC) != 0) {
+		int err = errno;
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return lm_fail(e, -err, "pipe: %s", strerror(err));
+	}
 	pid_t pid = fork();
 	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(pipefd[1], 1) < 0 ||
+		int in = input ? infd[0] : open("/dev/null", O_RDONLY);
+		if (in < 0 || dup2(in, 0) < 0 || dup2(pipefd[1], 1) < 0 ||
 		    dup2(pipefd[1], 2) < 0)
 			_exit(126);
 		execvp(av[0], (char *const *)av);
@@ -121,6 +135,23 @@ int lm_remote_run(const char *dest, const char *const *argv, char *out,
 		_exit(126);
 	}
 	close(pipefd[1]);
+	if (input) {
+		close(infd[0]);
+		/* the read end is ssh's only now: if ssh is gone already the
+		 * write fails with EPIPE, and its SIGPIPE, blocked, is taken
+		 * back rather than ending lamina */
+		sigset_t pipe_set, old;
+		sigemptyset(&pipe_set);
+		sigaddset(&pipe_set, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+		if (pid > 0 && write(infd[1], input, n_input) != (ssize_t)n_input)
+			n_input = 0; /* ssh failed: its output says why */
+		close(infd[1]);
+		struct timespec zero = { 0, 0 };
+		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+			; /* a SIGPIPE of that write, taken back */
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
 	if (pid < 0) {
 		close(pipefd[0]);
 		return lm_fail(e, -errno, "fork: %s", strerror(errno));
@@ -160,6 +191,12 @@ int lm_remote_run(const char *dest, const char *const *argv, char *out,
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
 }
 
+int lm_remote_run(const char *dest, const char *const *argv, char *out,
+		  size_t len, int timeout_s, lm_error *e)
+{
+	return run(dest, argv, NULL, 0, out, len, timeout_s, e);
+}
+
 /* The last non-empty line of text, for a one-line message. */
 static const char *last_line(char *text)
 {
@@ -172,7 +209,7 @@ static const char *last_line(char *text)
 
 int lm_remote_start(const lm_remote_start_opts *o, int *pid, lm_error *e)
 {
-	char cport[16], iport[16], out[4096];
+	char cport[16], iport[16], out[4096], key[LM_FLEET_KEY_LINE];
 	const char *av[24];
 	int n = 0;
 	snprintf(cport, sizeof(cport), "%d", o->control_port);
@@ -199,9 +236,15 @@ int lm_remote_start(const lm_remote_start_opts *o, int *pid, lm_error *e)
 		av[n++] = "--hugepages";
 		av[n++] = o->hugepages;
 	}
+	if (o->key) { /* on its stdin, through ssh: see remote.h */
+		av[n++] = "--fleet-key";
+		av[n++] = "-";
+		lm_fleet_key_hex(o->key, key);
+	}
 	av[n] = NULL;
-	int rc = lm_remote_run(o->dest, av, out, sizeof(out),
-			       LM_REMOTE_TIMEOUT_S, e);
+	int rc = run(o->dest, av, o->key ? key : NULL, o->key ? strlen(key) : 0,
+		     out, sizeof(out), LM_REMOTE_TIMEOUT_S, e);
+	explicit_bzero(key, sizeof(key));
 	if (rc < 0)
 		return rc;
 	const char *why = last_line(out);

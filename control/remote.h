@@ -6,7 +6,9 @@
  *
  * A destination is "[user@]host[:port]" (devices.json's "ssh", `lamina
  * devices add ssh://...`).  Commands run in the remote user's shell, each
- * argument quoted for it.
+ * argument quoted for it.  What a command needs to keep secret (the fleet
+ * key) goes on its stdin, never in its arguments: a remote command line is
+ * visible to every user of that host (ps) and to ssh's logs.
  */
 #ifndef LAMINA_REMOTE_H
 #define LAMINA_REMOTE_H
@@ -14,6 +16,7 @@
 #include <stddef.h>
 
 #include "lamina/common.h"
+#include "lamina/fleet.h"
 
 #define LM_REMOTE_TIMEOUT_S 60
 
@@ -34,6 +37,10 @@ typedef struct lm_remote_start_opts {
 	const char *name;     /**< device name */
 	const char *port_if;  /**< its port to other laminads, or NULL */
 	const char *poll, *hugepages; /**< or NULL */
+	/** the fleet key it gets, or NULL: written to ssh's stdin and read
+	 *  there by `laminad --fleet-key -` before it detaches, so it is on
+	 *  no command line (ps) and in no file on that host */
+	const lm_fleet_key *key;
 } lm_remote_start_opts;
 
 /**

@@ -13,14 +13,33 @@
  * past it.  Requests run to completion on the loop: loading a large stage
  * pauses the ingress for as long as it takes.
  *
+ * Every connection opens with the fleet handshake (ctl.h): laminad greets
+ * it at once with a fresh nonce, checks the answer's proof of the fleet
+ * key, and from then on opens (checks) every frame and seals every reply.
+ * A frame with a wrong tag or out of sequence ends the connection with one
+ * log line.  A connection that proved the key is trusted; one that did not
+ * (an anonymous session, or any on a laminad without --fleet-key) gets
+ * describe and stats only: every other request, the privileged ones
+ * (load, start, stop, teardown, drain, shutdown, store queries, file
+ * pushes and whatever is added later), is refused with one line, and
+ * logged.  Describe and stats stay open because they tell no more than
+ * mDNS and /metrics already do.
+ *
  * No client can lock the port: a connection that has not completed a
- * message for CTL_IDLE_MS is closed, a new connection to a full table
- * takes the slot of the one idle longest, and what connections buffer is
- * bounded, each by one message and all together by CTL_BUDGET (beyond it
- * the connection that wants more is told and closed).
+ * message for CTL_IDLE_MS is closed (in the handshake too), a new
+ * connection to a full table takes the slot of the one idle longest among
+ * those that did not prove the key (of every one only when all did), and
+ * what connections buffer is bounded, each by one message (a handshake
+ * frame by LM_CTL_HELLO_MAX, an untrusted session's by LM_CTL_ANON_MAX)
+ * and all together by CTL_BUDGET (beyond it the connection that wants
+ * more is told and closed).  Lines about connections are logged at most
+ * CTL_LOG_LINES per CTL_LOG_MS, so a flood of them cannot fill the disk;
+ * the sweep says how many were left out.
  */
 #include <errno.h>
+#include <netdb.h>
 #include <numa.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -42,11 +61,17 @@
 #define CTL_BUDGET (64u << 20) /* input buffered by every connection */
 #define CTL_CHUNK 65536	 /* a connection's first buffer */
 #define LM_CTL_MAX_QUERY 65536 /* files one StoreQuery may ask about */
+#define CTL_LOG_LINES 100	 /* lines about connections per CTL_LOG_MS */
+#define CTL_LOG_MS 10000
 
 struct lm_dp_ctl {
 	int fd;
 	uint32_t events;
 	int closing;
+	int session;	   /* 0: greeted, its answer awaited; 1: session */
+	lm_ctl_hs hs;	   /* the handshake, until the session */
+	lm_ctl_session s;  /* s.trusted: it proved the fleet key */
+	char peer[80];	   /* ADDR:PORT, for the log */
 	uint64_t t_active; /* ms: accepted, or last complete message */
 	uint8_t *in;
 	size_t in_len, in_cap;
@@ -63,6 +88,7 @@ static void ctl_close(struct lm_dp *dp, int slot)
 	dp->ctl_buffered -= c->in_cap;
 	free(c->in);
 	free(c->out);
+	lm_ctl_wipe(&c->hs, &c->s);
 	free(c);
 	dp->ctls[slot] = NULL;
 }
@@ -74,16 +100,44 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The slot of the connection idle the longest, to give to a new one. */
+static void ctl_log(struct lm_dp *dp, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* One line about a connection, within the budget (see the top). */
+static void ctl_log(struct lm_dp *dp, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	if (dp->ctl_log_lines >= CTL_LOG_LINES) {
+		dp->ctl_log_dropped++;
+		return;
+	}
+	dp->ctl_log_lines++;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	lm_log("control: %s", line);
+}
+
+/* The slot to give to a new connection: the one idle the longest of those
+ * that did not prove the fleet key, else of all, so a flood of strangers
+ * cannot push lamina's own connections out. */
 static int evict_slot(struct lm_dp *dp)
 {
-	int oldest = 0;
-	for (int i = 1; i < MAX_CTLS; i++)
-		if (dp->ctls[i]->t_active < dp->ctls[oldest]->t_active)
-			oldest = i;
-	lm_log("control: every connection is taken; closing the one idle "
-	       "longest (%llu ms)",
-	       (unsigned long long)(now_ms() - dp->ctls[oldest]->t_active));
+	int oldest = -1;
+	for (int pass = 0; pass < 2 && oldest < 0; pass++)
+		for (int i = 0; i < MAX_CTLS; i++) {
+			const struct lm_dp_ctl *c = dp->ctls[i];
+			if (pass == 0 && c->session && c->s.trusted)
+				continue;
+			if (oldest < 0 ||
+			    c->t_active < dp->ctls[oldest]->t_active)
+				oldest = i;
+		}
+	ctl_log(dp, "every connection is taken; closing %s, idle longest "
+		"(%llu ms)%s", dp->ctls[oldest]->peer,
+	       (unsigned long long)(now_ms() - dp->ctls[oldest]->t_active),
+	       dp->ctls[oldest]->s.trusted ? "" : " of those without the key");
 	ctl_close(dp, oldest);
 	return oldest;
 }
@@ -93,19 +147,46 @@ void lm_dp_control_sweep(struct lm_dp *dp)
 	uint64_t now = now_ms();
 	for (int i = 0; i < MAX_CTLS; i++)
 		if (dp->ctls[i] && now - dp->ctls[i]->t_active > CTL_IDLE_MS) {
-			lm_log("control: connection idle for %u s, closing it",
-			       CTL_IDLE_MS / 1000);
+			ctl_log(dp, "%s: %s for %u s, closing it",
+				dp->ctls[i]->peer,
+				dp->ctls[i]->session ? "idle" : "no handshake",
+				CTL_IDLE_MS / 1000);
 			ctl_close(dp, i);
 		}
+	if (now - dp->ctl_log_t >= CTL_LOG_MS) {
+		if (dp->ctl_log_dropped)
+			lm_log("control: %u more lines about connections left "
+			       "out in the last %u s", dp->ctl_log_dropped,
+			       CTL_LOG_MS / 1000);
+		dp->ctl_log_lines = dp->ctl_log_dropped = 0;
+		dp->ctl_log_t = now;
+	}
 }
+
+static void peer_name(int fd, char *out, size_t len)
+{
+	struct sockaddr_storage a;
+	socklen_t al = sizeof(a);
+	char host[64], port[8];
+	if (getpeername(fd, (struct sockaddr *)&a, &al) != 0 ||
+	    getnameinfo((struct sockaddr *)&a, al, host, sizeof(host), port,
+			sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		snprintf(out, len, "a client");
+	else
+		snprintf(out, len, a.ss_family == AF_INET6 ? "[%s]:%s"
+							   : "%s:%s", host,
+			 port);
+}
+
+static void greet(struct lm_dp *dp, int slot);
 
 int lm_dp_control_accept(struct lm_dp *dp)
 {
 	for (;;) {
 		int fd = lm_sock_accept(dp->ctl_fd);
 		if (fd == -EMFILE) {
-			lm_log("control: out of file descriptors, a connection "
-			       "refused");
+			ctl_log(dp, "out of file descriptors, a connection "
+				"refused");
 			continue;
 		}
 		if (fd < 0)
@@ -122,7 +203,7 @@ int lm_dp_control_accept(struct lm_dp *dp)
 			.data.u64 = LM_DP_EV(LM_DP_EV_CTL, slot),
 		};
 		if (!c || epoll_ctl(dp->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-			lm_log("control: no room for another connection");
+			ctl_log(dp, "no room for another connection");
 			free(c);
 			close(fd);
 			continue;
@@ -130,7 +211,9 @@ int lm_dp_control_accept(struct lm_dp *dp)
 		c->fd = fd;
 		c->events = EPOLLIN;
 		c->t_active = now_ms();
+		peer_name(fd, c->peer, sizeof(c->peer));
 		dp->ctls[slot] = c;
+		greet(dp, slot);
 	}
 }
 
@@ -175,22 +258,84 @@ static void ctl_flush(struct lm_dp *dp, int slot)
 	ctl_events(dp, slot);
 }
 
-static int ctl_send(struct lm_dp_ctl *c, const Lamina__Reply *r)
+/* Room for n more bytes of output; NULL when out of memory. */
+static uint8_t *out_room(struct lm_dp_ctl *c, size_t n)
 {
-	size_t n = lamina__reply__get_packed_size(r);
-	if (c->out_len + LM_CTL_FRAME_HEAD + n > c->out_cap) {
-		size_t cap = (c->out_len + LM_CTL_FRAME_HEAD + n) * 2;
+	if (c->out_len + n > c->out_cap) {
+		size_t cap = (c->out_len + n) * 2;
 		uint8_t *p = realloc(c->out, cap);
 		if (!p)
-			return -ENOMEM;
+			return NULL;
 		c->out = p;
 		c->out_cap = cap;
 	}
-	uint8_t *p = c->out + c->out_len;
-	lm_ctl_frame_put(p, (uint32_t)n);
-	lamina__reply__pack(r, p + LM_CTL_FRAME_HEAD);
-	c->out_len += LM_CTL_FRAME_HEAD + n;
+	return c->out + c->out_len;
+}
+
+/* Queue a reply: sealed in a session, a plain frame before it. */
+static int ctl_send(struct lm_dp_ctl *c, const Lamina__Reply *r)
+{
+	size_t n = lamina__reply__get_packed_size(r);
+	size_t head = c->session ? LM_CTL_SEALED_HEAD : LM_CTL_FRAME_HEAD;
+	size_t all = head + n + (c->session ? LM_CTL_TAG_BYTES : 0);
+	uint8_t *p = out_room(c, all);
+	if (!p)
+		return -ENOMEM;
+	lamina__reply__pack(r, p + head);
+	if (c->session)
+		lm_ctl_seal(&c->s, p, n);
+	else
+		lm_ctl_frame_put(p, (uint32_t)n);
+	c->out_len += all;
 	return 0;
+}
+
+/* Queue a handshake frame (greeting, welcome, refusal). */
+static int ctl_send_plain(struct lm_dp_ctl *c, const uint8_t *frame,
+			  size_t len)
+{
+	uint8_t *p = out_room(c, len);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, frame, len);
+	c->out_len += len;
+	return 0;
+}
+
+static const lm_fleet_key *fleet_key(const struct lm_dp *dp)
+{
+	return dp->keyed ? &dp->key : NULL;
+}
+
+/* A new connection: the greeting, with its fresh nonce, at once. */
+static void greet(struct lm_dp *dp, int slot)
+{
+	struct lm_dp_ctl *c = dp->ctls[slot];
+	uint8_t frame[LM_CTL_HELLO_FRAME];
+	size_t len;
+	lm_ctl_greet(&c->hs, fleet_key(dp), LM_DP_VERSION, frame, &len);
+	if (ctl_send_plain(c, frame, len)) {
+		ctl_close(dp, slot);
+		return;
+	}
+	ctl_flush(dp, slot);
+}
+
+/* The client's answer to the greeting: its session, or a refusal. */
+static void answer(struct lm_dp *dp, struct lm_dp_ctl *c, const uint8_t *body,
+		   size_t n)
+{
+	uint8_t frame[LM_CTL_HELLO_FRAME];
+	size_t len;
+	lm_error e;
+	int rc = lm_ctl_accept(&c->hs, fleet_key(dp), body, n, &c->s, frame,
+			       &len, &e);
+	if (ctl_send_plain(c, frame, len) || rc) {
+		ctl_log(dp, "%s: handshake refused: %s", c->peer, e.msg);
+		c->closing = 1;
+		return;
+	}
+	c->session = 1;
 }
 
 /* ---- describe ---- */
@@ -442,6 +587,15 @@ static int stats_encode(struct lm_dp *dp, const struct lm_dp_deployment *d,
 
 /* ---- dispatch ---- */
 
+/* Requests anyone may make: they change nothing and tell no more than
+ * mDNS and the HTTP front's /metrics do.  Every other request, including
+ * any added later, needs the fleet key. */
+static int open_request(int body)
+{
+	return body == LAMINA__REQUEST__BODY_DESCRIBE ||
+	       body == LAMINA__REQUEST__BODY_STATS;
+}
+
 static const char *body_name(int c)
 {
 	switch (c) {
@@ -527,6 +681,18 @@ static void handle(struct lm_dp *dp, struct lm_dp_ctl *c,
 	int rc = 0, have_desc = 0;
 
 	r.id = q->id;
+	if (!c->s.trusted && !open_request(q->body_case)) {
+		if (dp->keyed)
+			rc = lm_fail(&e, -EACCES, "laminad refuses %s from a "
+				     "client without the fleet key (its "
+				     "fingerprint is %s: lamina fleet key)",
+				     body_name(q->body_case), dp->fleet_fp);
+		else
+			rc = lm_fail(&e, -EACCES, "laminad refuses %s: it has "
+				     "no fleet key (start it with --fleet-key)",
+				     body_name(q->body_case));
+		goto out;
+	}
 	switch (q->body_case) {
 	case LAMINA__REQUEST__BODY_DESCRIBE:
 		if (!(rc = describe(dp, &desc, &e))) {
@@ -625,14 +791,15 @@ static void handle(struct lm_dp *dp, struct lm_dp_ctl *c,
 			     "laminad knows (version %s)",
 			     (unsigned long long)q->id, LM_DP_VERSION);
 	}
+out:
 	if (rc) {
 		err.code = rc;
 		err.message = e.msg;
 		r.error = &err;
 		r.body_case = LAMINA__REPLY__BODY__NOT_SET;
-		lm_log("control: %s request %llu refused: %s",
-		       body_name(q->body_case), (unsigned long long)q->id,
-		       e.msg);
+		ctl_log(dp, "%s: %s request %llu refused: %s", c->peer,
+			body_name(q->body_case), (unsigned long long)q->id,
+			e.msg);
 	} else if (r.body_case == LAMINA__REPLY__BODY__NOT_SET) {
 		r.body_case = LAMINA__REPLY__BODY_DONE;
 		r.done = &done;
@@ -645,41 +812,85 @@ static void handle(struct lm_dp *dp, struct lm_dp_ctl *c,
 	free(have);
 }
 
-static void refuse(struct lm_dp_ctl *c, int code, const char *msg)
+static void refuse(struct lm_dp *dp, struct lm_dp_ctl *c, int code,
+		   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void refuse(struct lm_dp *dp, struct lm_dp_ctl *c, int code,
+		   const char *fmt, ...)
 {
 	Lamina__Reply r = LAMINA__REPLY__INIT;
 	Lamina__Error err = LAMINA__ERROR__INIT;
+	char msg[sizeof(((lm_error *)0)->msg)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
 	err.code = code;
-	err.message = (char *)msg;
+	err.message = msg;
 	r.error = &err;
 	if (ctl_send(c, &r))
 		c->closing = 1;
-	lm_log("control: %s", msg);
+	ctl_log(dp, "%s: %s", c->peer, msg);
 }
 
-/* Handle every complete message in the input buffer. */
+/* The longest frame this connection may send now. */
+static uint32_t frame_max(const struct lm_dp_ctl *c)
+{
+	if (!c->session)
+		return LM_CTL_HELLO_MAX;
+	return c->s.trusted ? LM_CONTROL_MAX_BYTES : LM_CTL_ANON_MAX;
+}
+
+/* One whole frame's payload (n bytes at p): the handshake's answer, or a
+ * sealed request. */
+static void ctl_frame(struct lm_dp *dp, struct lm_dp_ctl *c, const uint8_t *p,
+		      uint32_t n)
+{
+	const uint8_t *body;
+	size_t len;
+	lm_error e;
+	if (!c->session) {
+		answer(dp, c, p, n);
+		return;
+	}
+	int rc = lm_ctl_open(&c->s, p, n, &body, &len, &e);
+	if (rc) {
+		refuse(dp, c, rc, "%s; closing the connection", e.msg);
+		c->closing = 1;
+		return;
+	}
+	Lamina__Request *q = lamina__request__unpack(NULL, len, body);
+	if (!q)
+		refuse(dp, c, -EPROTO, "a control message that is not a "
+		       "lamina.Request");
+	else
+		handle(dp, c, q);
+	lamina__request__free_unpacked(q, NULL);
+}
+
+/* Handle every complete frame in the input buffer. */
 static void ctl_parse(struct lm_dp *dp, struct lm_dp_ctl *c)
 {
 	size_t off = 0;
-	while (!c->closing && c->in_len - off >= 4) {
+	while (!c->closing && c->in_len - off >= LM_CTL_FRAME_HEAD) {
 		const uint8_t *p = c->in + off;
-		uint32_t n = lm_ctl_frame_len(p);
-		if (n > LM_CONTROL_MAX_BYTES) {
-			refuse(c, -EMSGSIZE, "a control message above 16 MiB; "
-			       "closing the connection");
+		uint32_t n = lm_ctl_frame_len(p), max = frame_max(c);
+		if (n > max) {
+			refuse(dp, c, -EMSGSIZE, "%s of %u bytes%s (at most "
+			       "%u %s); closing the connection",
+			       c->session ? "a control message"
+					  : "a handshake frame", n,
+			       c->session && !c->s.trusted
+				       ? " from a client without the fleet key"
+				       : "", max >> 20 ? max >> 20 : max,
+			       max >> 20 ? "MiB" : "bytes");
 			c->closing = 1;
 			break;
 		}
-		if (c->in_len - off - 4 < n)
+		if (c->in_len - off - LM_CTL_FRAME_HEAD < n)
 			break;
-		Lamina__Request *q = lamina__request__unpack(NULL, n, p + 4);
-		if (!q)
-			refuse(c, -EPROTO, "a control message that is not a "
-			       "lamina.Request");
-		else
-			handle(dp, c, q);
-		lamina__request__free_unpacked(q, NULL);
-		off += 4 + n;
+		ctl_frame(dp, c, p + LM_CTL_FRAME_HEAD, n);
+		off += LM_CTL_FRAME_HEAD + n;
 		c->t_active = now_ms();
 	}
 	memmove(c->in, c->in + off, c->in_len - off);
@@ -709,8 +920,8 @@ static int grow(struct lm_dp *dp, struct lm_dp_ctl *c)
 	if (cap <= c->in_cap) /* a message this long was refused already */
 		return 0;
 	if (dp->ctl_buffered - c->in_cap + cap > CTL_BUDGET) {
-		refuse(c, -ENOBUFS, "laminad is receiving other large control "
-		       "messages; try again");
+		refuse(dp, c, -ENOBUFS, "laminad is receiving other large "
+		       "control messages; try again");
 		ctl_flush_now(c);
 		return 0;
 	}

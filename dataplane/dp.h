@@ -38,6 +38,8 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "lamina/fleet.h"
+
 #include "bundle.h"
 #include "deployment.h"
 #include "eal.h"
@@ -64,6 +66,7 @@ struct lm_dp_config {
 	uint16_t http_port; /* 0: no HTTP front */
 	int http_auto;	    /* not given: the first free from 8000 */
 	const char *listen, *name, *state_dir, *log;
+	const char *fleet_key; /* --fleet-key FILE ("-": stdin), or NULL */
 	int foreground, managed;
 	uint16_t cleanup_port; /* --cleanup-port: clean up and exit */
 	int announce; /* -1: when listening beyond loopback; 0: no; 1: yes */
@@ -90,12 +93,16 @@ struct lm_dp {
 	struct lm_dp_net *net;
 	lm_store *store; /* the model files lamina shipped */
 	struct lm_dp_announce *announce; /* NULL: not announced */
+	struct lm_dp_ctl *ctls[LM_DP_MAX_CTLS];
+	lm_fleet_key key; /* the fleet key, when keyed */
+	int keyed;	  /* 0: privileged requests are refused */
 	/* the fingerprint of the fleet key laminad was given (16 hex digits,
 	 * lamina/fleet.h), "" without one; announce.c publishes it as TXT
 	 * "fp" when there is one */
-	char fleet_fp[16 + 1];
-	struct lm_dp_ctl *ctls[LM_DP_MAX_CTLS];
+	char fleet_fp[LM_FLEET_FP_CHARS + 1];
 	size_t ctl_buffered; /* input buffers of every control connection */
+	unsigned ctl_log_lines, ctl_log_dropped; /* control.c's log budget */
+	uint64_t ctl_log_t;
 	uint64_t tsc_hz, t_start;
 	double cycles_per_us;
 	int quit;

@@ -68,7 +68,17 @@ static const char help[] =
 	"  --http-port N        the HTTP front, the Open Inference Protocol "
 	"(default:\n"
 	"                       the first free port from 8000; 0: none)\n"
-	"  --listen ADDR        address of every port (default 127.0.0.1)\n"
+	"  --listen ADDR        address of every port (default 127.0.0.1; "
+	"another host's\n"
+	"                       lamina reaches it only on the address given "
+	"here)\n"
+	"  --fleet-key FILE     the fleet key (lamina fleet key --path; -: "
+	"read from\n"
+	"                       stdin): only a client proving it may load, "
+	"start, stop,\n"
+	"                       tear down or push files; without it laminad "
+	"answers\n"
+	"                       describe and stats only\n"
 	"  --name NAME          device name reported by describe and announced\n"
 	"                       (default: host name)\n"
 	"  --announce, --no-announce\n"
@@ -182,7 +192,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 	enum { O_CTL = 256, O_ING, O_HTTP, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
 	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU,
 	       O_FAULT, O_CLEANUP, O_CLEANUP_PORT, O_VERSION, O_MANAGED,
-	       O_ANNOUNCE, O_NO_ANNOUNCE };
+	       O_ANNOUNCE, O_NO_ANNOUNCE, O_FLEET_KEY };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
@@ -206,6 +216,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		{ "managed", no_argument, 0, O_MANAGED },
 		{ "announce", no_argument, 0, O_ANNOUNCE },
 		{ "no-announce", no_argument, 0, O_NO_ANNOUNCE },
+		{ "fleet-key", required_argument, 0, O_FLEET_KEY },
 		{ "version", no_argument, 0, O_VERSION },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
@@ -260,6 +271,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		case O_MANAGED: c->managed = 1; break;
 		case O_ANNOUNCE: c->announce = 1; break;
 		case O_NO_ANNOUNCE: c->announce = 0; break;
+		case O_FLEET_KEY: c->fleet_key = optarg; break;
 		case O_VERSION:
 			printf("laminad %s\n", LM_DP_VERSION);
 			exit(0);
@@ -885,6 +897,21 @@ int main(int argc, char **argv)
 		fprintf(stderr, "laminad: %s\n", e.msg);
 		return 2;
 	}
+	/* the key is checked before anything is taken: a key file others
+	 * may read is refused, and says so on stderr.  "-": from stdin (a
+	 * pipe from ssh when lamina starts this laminad on another host, so
+	 * the key is on no command line and in no file there) */
+	if (dp.cfg.fleet_key) {
+		int from_stdin = !strcmp(dp.cfg.fleet_key, "-");
+		if (from_stdin ? lm_fleet_key_read_fd(0, "stdin", &dp.key, &e)
+			       : lm_fleet_key_load(dp.cfg.fleet_key, &dp.key,
+						   &e)) {
+			fprintf(stderr, "laminad: %s (--fleet-key)\n", e.msg);
+			return 1;
+		}
+		dp.keyed = 1;
+		lm_fleet_fingerprint(&dp.key, dp.fleet_fp);
+	}
 	/* connections are descriptors: as many as the system allows */
 	lm_sock_raise_nofile();
 	if (!dp.cfg.state_dir)
@@ -935,6 +962,10 @@ int main(int argc, char **argv)
 			dup2(fileno(log), 2);
 		}
 	}
+	if (!dp.keyed)
+		lm_log("no fleet key (--fleet-key): describe and stats only; "
+		       "load, start, stop, teardown, drain and shutdown are "
+		       "refused");
 	if (dp.cfg.name)
 		snprintf(dp.name, sizeof(dp.name), "%s", dp.cfg.name);
 	else if (gethostname(dp.name, sizeof(dp.name) - 1) != 0)
@@ -1030,10 +1061,11 @@ int main(int argc, char **argv)
 		snprintf(http, sizeof(http), "http %s:%u", dp.cfg.listen,
 			 dp.http_port);
 	snprintf(msg, sizeof(msg), "ok laminad %s: pid %d, control %s:%u, "
-		 "ingress %s:%u, %s, %u worker cpu(s), %s, log %s\n", dp.name,
-		 (int)getpid(), dp.cfg.listen, dp.cfg.control_port,
+		 "ingress %s:%u, %s, %u worker cpu(s), %s, %s%s, log %s\n",
+		 dp.name, (int)getpid(), dp.cfg.listen, dp.cfg.control_port,
 		 dp.cfg.listen, dp.cfg.ingress_port, http, dp.lc.n_worker_cpus,
 		 dp.eal.hugepages ? "hugepages" : "no hugepages",
+		 dp.keyed ? "fleet key " : "no fleet key", dp.fleet_fp,
 		 dp.log_path[0] ? dp.log_path : "stderr");
 	lm_log("%.*s", (int)strlen(msg + 3) - 1, msg + 3);
 	notify(&notify_fd, msg);
@@ -1072,6 +1104,7 @@ out:
 	lm_remove_tree(dp.eal.run_dir);
 	lm_huge_release(&dp.eal.huge, NULL);
 	lm_dp_eal_args_free(eal_argc, eal_argv);
+	lm_fleet_key_wipe(&dp.key);
 	/* everything is given back: the file no longer has anything to say
 	 * (after a failed start too: nothing is left to clean up) */
 	unlink(dp.state_file);

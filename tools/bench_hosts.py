@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +53,8 @@ class Laminad:
         run(["ip", "netns", "exec", net.ns[host], args.laminad,
              "--control-port", str(ctl), "--hugepages", "no", "--memory",
              "1024", "--cores", cores, "--poll", "busy", "--state-dir",
-             state, *extra], f"laminad in {host}")
+             state, "--fleet-key", args.fleet_key, *extra],
+            f"laminad in {host}")
         with open(os.path.join(state, f"laminad-{ctl}.json")) as f:
             self.pid = json.load(f)["pid"]
 
@@ -129,6 +131,10 @@ def main():
     for f in (args.laminad, args.client, lamina, model):
         if not os.path.exists(f):
             die(f"{f} is missing (build first)")
+    # the fleet key this user's lamina (and lamina-client-test) proves
+    args.fleet_key = subprocess.run([lamina, "fleet", "key", "--path"],
+                                    capture_output=True, text=True,
+                                    check=True).stdout.strip()
 
     work = tempfile.mkdtemp(prefix=f"bench_hosts{os.getpid()}.")
     lam = os.path.join(work, "model.lam")

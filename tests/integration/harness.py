@@ -64,6 +64,14 @@ def lamina(*args, ok=False):
     return p
 
 
+def fleet_key_path():
+    """The fleet key's file (made on first use by `lamina fleet key`), for
+    a laminad started by hand with --fleet-key: lamina and
+    lamina-client-test prove the same key."""
+    p = lamina("fleet", "key", "--path", ok=True)
+    return p.stdout.strip()
+
+
 def free_port():
     """A TCP port of 127.0.0.1 that nothing listens on (just now)."""
     import socket

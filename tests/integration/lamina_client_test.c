@@ -25,8 +25,17 @@
  *        requests/s and, on a second line, the latency percentiles of
  *        every request (send to answer, as the client sees it)
  *
+ *   lamina-client-test PORT replay DEP: a sealed Stop of DEP sent twice,
+ *        byte for byte, on one authenticated connection (see replay())
+ *   lamina-client-test --no-key PORT ...: as LAMINA_FLEET_KEY=none
+ *
  * Replies are printed as one JSON object (stats, describe, load) or "ok";
  * failures as one line on stderr with exit status 1.
+ *
+ * The control commands prove the fleet key of file $LAMINA_FLEET_KEY;
+ * without it set, of lamina's default key file when it exists
+ * (lamina/fleet.h); with it set to "" or "none", or with no file, they
+ * make an anonymous session (describe and stats only).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,7 +44,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -44,6 +55,7 @@
 #include "lamina/client.h"
 #include "lamina/npy.h"
 #include "lamina/runtime.h"
+#include "lamina/sock.h"
 
 #define TIMEOUT_MS 60000
 
@@ -338,13 +350,144 @@ static int load_files(lm_ctl *c, const char *dep, char **args, int n)
 	return call(c, &q);
 }
 
+/* The key to prove (see the top of this file): 0 with *have set, or -1. */
+static int fleet_key(lm_fleet_key *key, int *have)
+{
+	const char *env = getenv("LAMINA_FLEET_KEY");
+	char path[4096];
+	lm_error e;
+	*have = 0;
+	if (env && (!*env || !strcmp(env, "none")))
+		return 0;
+	if (env)
+		snprintf(path, sizeof(path), "%s", env);
+	else if (lm_fleet_key_path(path, sizeof(path), &e))
+		return 0;
+	int rc = lm_fleet_key_load(path, key, &e);
+	if (rc == -ENOENT && !env)
+		return 0;
+	if (rc) {
+		fail(&e);
+		return -1;
+	}
+	*have = 1;
+	return 0;
+}
+
+/* One plain frame (at most max bytes) into buf; 0, or -1 at the end or
+ * on an error (e says which). */
+static int raw_frame(int fd, uint8_t *buf, uint32_t max, uint32_t *n,
+		     lm_error *e)
+{
+	uint8_t head[LM_CTL_FRAME_HEAD];
+	if (lm_sock_read(fd, head, sizeof(head), TIMEOUT_MS, "laminad", e))
+		return -1;
+	*n = lm_ctl_frame_len(head);
+	if (*n > max) {
+		lm_fail(e, -EPROTO, "a frame of %u bytes", *n);
+		return -1;
+	}
+	return lm_sock_read(fd, buf, *n, TIMEOUT_MS, "laminad", e) ? -1 : 0;
+}
+
+/* `replay DEP`: the handshake with the key (ctl.h's session layer, on a
+ * socket of its own), a sealed Stop of DEP sent, its reply read, then the
+ * very same bytes sent again, as an attacker who recorded them would.
+ * Prints {"first": ..., "replayed": ..., "closed": ...}: the first reply
+ * ("ok" or its error), laminad's answer to the replay (its error, or
+ * "ok" when it took it: a failure) and whether it then closed. */
+static int replay(uint16_t port, const char *dep, const lm_fleet_key *key)
+{
+	static uint8_t buf[LM_CTL_HELLO_FRAME + 65536];
+	uint8_t frame[LM_CTL_HELLO_FRAME], sealed[1024];
+	char first[600] = "ok", again[600] = "ok";
+	lm_ctl_hs hs;
+	lm_ctl_session s;
+	lm_error e;
+	size_t len;
+	uint32_t n;
+	int fd, rc = 1;
+	if (lm_sock_connect("127.0.0.1", port, TIMEOUT_MS, &fd, &e))
+		return fail(&e);
+	if (raw_frame(fd, buf, sizeof(buf), &n, &e) ||
+	    lm_ctl_answer(&hs, key, buf, n, frame, &len, &e))
+		goto out;
+	struct iovec iov = { frame, len };
+	if (lm_sock_writev(fd, &iov, 1, "laminad", &e) ||
+	    raw_frame(fd, buf, sizeof(buf), &n, &e) ||
+	    lm_ctl_welcome(&hs, buf, n, &s, &e))
+		goto out;
+	Lamina__Request q = LAMINA__REQUEST__INIT;
+	Lamina__StopRequest st = LAMINA__STOP_REQUEST__INIT;
+	st.deployment = (char *)dep;
+	q.id = 1;
+	q.body_case = LAMINA__REQUEST__BODY_STOP;
+	q.stop = &st;
+	size_t m = lamina__request__get_packed_size(&q);
+	if (LM_CTL_SEALED_HEAD + m + LM_CTL_TAG_BYTES > sizeof(sealed)) {
+		lm_fail(&e, -E2BIG, "deployment id too long");
+		goto out;
+	}
+	lamina__request__pack(&q, sealed + LM_CTL_SEALED_HEAD);
+	lm_ctl_seal(&s, sealed, m);
+	for (int round = 0; round < 2; round++) {
+		char *what = round ? again : first;
+		const uint8_t *body;
+		size_t blen;
+		iov.iov_base = sealed;
+		iov.iov_len = LM_CTL_SEALED_HEAD + m + LM_CTL_TAG_BYTES;
+		if (lm_sock_writev(fd, &iov, 1, "laminad", &e) ||
+		    raw_frame(fd, buf, sizeof(buf), &n, &e))
+			goto out;
+		/* the replay's refusal is sealed as laminad's next frame */
+		if (lm_ctl_open(&s, buf, n, &body, &blen, &e))
+			goto out;
+		Lamina__Reply *r = lamina__reply__unpack(NULL, blen, body);
+		if (r && r->error)
+			snprintf(what, 600, "%s", r->error->message
+							 ? r->error->message
+							 : "refused");
+		else if (!r)
+			snprintf(what, 600, "a reply that does not decode");
+		lamina__reply__free_unpacked(r, NULL);
+	}
+	/* laminad ends the connection after a replay: a read sees the end */
+	int closed = raw_frame(fd, buf, sizeof(buf), &n, &e) != 0;
+	json_t *j = json_pack("{s:s, s:s, s:b}", "first", first, "replayed",
+			      again, "closed", closed);
+	print_json(j); /* and frees it */
+	rc = 0;
+out:
+	if (rc)
+		fail(&e);
+	close(fd);
+	return rc;
+}
+
 static int control(int argc, char **argv, uint16_t port)
 {
 	lm_ctl *c;
 	lm_error e;
-	int rc = 1;
-	if (lm_ctl_connect("127.0.0.1", port, TIMEOUT_MS, &c, &e))
+	lm_fleet_key key;
+	int rc = 1, have;
+	if (fleet_key(&key, &have))
+		return 1;
+	if (!strcmp(argv[2], "replay") && argc == 4) {
+		if (!have) {
+			fprintf(stderr, "lamina-client-test: replay needs the "
+				"fleet key\n");
+			return 1;
+		}
+		rc = replay(port, argv[3], &key);
+		lm_fleet_key_wipe(&key);
+		return rc;
+	}
+	rc = lm_ctl_connect("127.0.0.1", port, TIMEOUT_MS, have ? &key : NULL,
+			    &c, &e);
+	lm_fleet_key_wipe(&key);
+	if (rc)
 		return fail(&e);
+	rc = 1;
 	const char *cmd = argv[2], *dep = argc > 3 ? argv[3] : "";
 	Lamina__Request q = LAMINA__REQUEST__INIT;
 	Lamina__DescribeRequest dq = LAMINA__DESCRIBE_REQUEST__INIT;
@@ -663,6 +806,12 @@ static int stress(int argc, char **argv, uint16_t port)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "--no-key")) {
+		setenv("LAMINA_FLEET_KEY", "none", 1);
+		argv[1] = argv[0];
+		argv++;
+		argc--;
+	}
 	if (argc < 3) {
 		fprintf(stderr, "usage: lamina-client-test PORT COMMAND ... "
 			"(see the source)\n");

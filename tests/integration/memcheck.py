@@ -59,7 +59,10 @@ def grows_as_planned(lamina, laminad, client, model, work, port, heap=True,
     rings = sum(s["ring_bytes"] for s in doc["stages"])
     ld = subprocess.Popen([laminad, "--control-port", str(port),
                            "--state-dir", state, "--foreground", "--log",
-                           os.path.join(work, "laminad.log")], env=env)
+                           os.path.join(work, "laminad.log"),
+                           "--fleet-key", lam("fleet", "key",
+                                              "--path").stdout.strip()],
+                          env=env)
     try:
         before = None
         for _ in range(600):  # it maps its hugepages first

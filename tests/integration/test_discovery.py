@@ -9,7 +9,9 @@ dbus-daemon are installed, a private D-Bus and avahi-daemon of its own.
 Checks:
   - from D, `lamina devices --json` lists the three within 2 s with their
     names, addresses, control ports and TXT values (cores, free cores,
-    memory, version: as Describe reports them); laminads on loopback or
+    memory, version: as Describe reports them; nodeA and nodeC, started
+    with lamina's fleet key, its fingerprint and FLEET yes, nodeB without
+    one none and unknown); laminads on loopback or
     started with --no-announce are not listed; --announce on loopback is
     refused;
   - independently: avahi-browse -rtp _lamina._tcp (avahi-daemon in D), and
@@ -42,7 +44,8 @@ import sys
 import threading
 import time
 
-from harness import check, note, summary
+import ctlwire
+from harness import check, fleet_key_path, note, summary
 from netns import ADDR, Net, pid_alive
 
 LAMINA = os.environ["LAMINA"]
@@ -299,6 +302,16 @@ def same_as_describe(d, got, tag):
     check(got.get("ingress_port") == d.port + 1, f"{tag}: ingress port")
 
 
+# started with this lamina's fleet key (nodeA takes a stage: only with the
+# key; nodeB has none, so its FLEET is unknown)
+KEYED = ("nodeA", "nodeC")
+
+
+def fleet_fp():
+    """This lamina's fleet key fingerprint (its key in the build folder)."""
+    return ctlwire.fingerprint(ctlwire.load_key(fleet_key_path()))
+
+
 def listing(nodes, version):
     seen, dt, _ = devices()
     print(f"lamina devices listed {sorted(seen)} in {dt:.2f} s", flush=True)
@@ -311,9 +324,14 @@ def listing(nodes, version):
               got["answering"] and not got["added_by_hand"],
               f"{d.name}: at {ADDR[d.host]}:{CTL}, answering: {got}")
         check(got["version"] == version and got["cores"] == 1 and
-              got["cores_free"] == 1 and got["deployments"] == 0 and
-              got["fleet"] == "unknown" and got["fingerprint"] is None,
-              f"{d.name}: TXT values (no fleet key: no fingerprint) {got}")
+              got["cores_free"] == 1 and got["deployments"] == 0,
+              f"{d.name}: TXT values {got}")
+        if d.name in KEYED:  # started with this lamina's fleet key
+            check(got["fleet"] == "yes" and got["fingerprint"] == fleet_fp(),
+                  f"{d.name}: this fleet's fingerprint, FLEET yes {got}")
+        else:
+            check(got["fleet"] == "unknown" and got["fingerprint"] is None,
+                  f"{d.name}: no fleet key, no fingerprint {got}")
         if d.host != "C":  # C listens on its veth only, not loopback
             same_as_describe(d, got, d.name)
     check(set(seen) == {d.name for d in nodes},
@@ -338,8 +356,9 @@ def independent(nodes, avahi, lamina_seen):
         check(t.get("cores") == str(got.get("cores")) and
               t.get("mem") == str(got.get("memory_bytes")) and
               t.get("v") == got.get("version") and t.get("txtvers") == "1"
-              and "fp" not in t,
-              f"mdns.py: {d.name} TXT (no fp key without a fleet key) {t}")
+              and (t.get("fp") == fleet_fp() if d.name in KEYED
+                   else "fp" not in t),
+              f"mdns.py: {d.name} TXT (fp only with a fleet key) {t}")
     if not avahi.ok:
         return
     av = avahi.browse()
@@ -657,9 +676,11 @@ def main():
                            capture_output=True, text=True)
         check(p.returncode == 0, f"slice digits: {p.stderr}")
         avahi = Avahi()
-        a = Laminad("A", "nodeA", "0.0.0.0", CTL, "--http-port", "8000")
+        a = Laminad("A", "nodeA", "0.0.0.0", CTL, "--http-port", "8000",
+                    "--fleet-key", fleet_key_path())
         b = Laminad("B", "nodeB", "0.0.0.0", CTL, "--http-port", "0")
-        c = Laminad("C", "nodeC", ADDR["C"], CTL, "--http-port", "0")
+        c = Laminad("C", "nodeC", ADDR["C"], CTL, "--http-port", "0",
+                    "--fleet-key", fleet_key_path())
         quiet = [Laminad("D", "onloop", "127.0.0.1", 7795, "--http-port",
                          "0"),
                  Laminad("C", "silent", ADDR["C"], 7796, "--no-announce",

@@ -9,6 +9,9 @@ with a key made here, none running laminad.  From A:
     ships each its stages' model files (laminad opens model files only
     from its own store: no path is shared), and the answers are bitwise
     equal to `lamina run`;
+  - the fleet key reaches each laminad over ssh's stdin (`laminad
+    --fleet-key -`): on no command line there, and its log names the
+    fleet's fingerprint;
   - a second deployment of the same model reuses the shipped files (none
     is sent again);
   - `lamina teardown` stops every laminad it started (over the control
@@ -33,7 +36,8 @@ import time
 
 import numpy as np
 
-from harness import LAMINA, MODELS, TMP, check, plan_doc, summary
+from harness import (LAMINA, MODELS, TMP, check, fleet_key_path, plan_doc,
+                     summary)
 from netns import Net
 
 LAMINAD = os.environ["LAMINAD"]
@@ -109,6 +113,22 @@ def fleet(env, lam, n, x, ref):
     rec = json.load(open(os.path.join(state, dep + ".json")))
     check(all(ld["started"] and ld["ssh"] for ld in rec["laminads"]),
           "the record says lamina started them over ssh")
+    # the fleet key went over ssh's stdin: on no command line, and every
+    # laminad proves it holds it (deploy needed that) and logs its
+    # fingerprint
+    key = open(fleet_key_path()).read().strip()
+    fp = lamina_in("A", "fleet", "key", env=env).stdout.strip()
+    for h in "BCD":
+        for pid in NET.laminads(h):
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            check(b"--fleet-key" in argv and
+                  argv[argv.index(b"--fleet-key") + 1] == b"-" and
+                  key.encode() not in b" ".join(argv),
+                  f"{h}'s laminad read the key from stdin, not its "
+                  f"command line: {argv}")
+        log = os.path.join(STATE, f"laminad-{PORTS[h]}.log")
+        check(len(fp) == 16 and f"fleet key {fp}" in open(log).read(),
+              f"{h}'s laminad logs the fleet's fingerprint {fp}")
     yf = os.path.join(WORK, "y.npy")
     p = lamina_in("A", "infer", dep, "--input", x, "--output", yf,
                   "--state-dir", state, env=env)

@@ -38,7 +38,9 @@ import time
 
 import numpy as np
 
-from harness import LAMINA, MODELS, SRC, check, fresh_dir, summary
+import ctlwire
+from harness import (LAMINA, MODELS, SRC, check, fleet_key_path, fresh_dir,
+                     summary)
 import test_deploy as td
 
 CLIENT = os.environ.get("LAMINA_CLIENT_TEST")
@@ -115,29 +117,18 @@ def test_npy():
 
 # ---- 1, 6, 8: paths laminad and lamina act on are their own ----
 
-def varint(n):
-    out = b""
-    while True:
-        b, n = n & 0x7f, n >> 7
-        if not n:
-            return out + bytes([b])
-        out += bytes([b | 0x80])
-
-
-def field(num, v):
-    if isinstance(v, bytes):
-        return varint(num << 3 | 2) + varint(len(v)) + v
-    return varint(num << 3) + varint(v)
+field = ctlwire.field
 
 
 def control_call(port, body_num, body):
     """One lamina.Request on laminad's control port, built by hand (so it
-    can carry what lamina itself never sends); the raw reply."""
-    msg = field(1, 7) + field(body_num, body)
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(struct.pack(">I", len(msg)) + msg)
-        n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
-        return s.recv(n, socket.MSG_WAITALL)
+    can carry what lamina itself never sends) and sealed with the fleet
+    key; the parsed reply."""
+    ch = ctlwire.Channel(port, ctlwire.load_key(fleet_key_path()))
+    try:
+        return ch.call(7, body_num, body)
+    finally:
+        ch.close()
 
 
 def test_paths():

@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from harness import check, digits_references, summary
+from harness import check, digits_references, fleet_key_path, summary
 from netns import ADDR, Net, pid_alive
 
 LAMINA = os.environ["LAMINA"]
@@ -61,7 +61,7 @@ class Laminad:
         p = NET.ns_run(host, LAMINAD, "--control-port", str(CTL),
                        "--hugepages", "no", "--memory", "1024",
                        "--cores", str(core), "--state-dir", self.state,
-                       "--listen", "0.0.0.0",
+                       "--listen", "0.0.0.0", "--fleet-key", fleet_key_path(),
                        "--port", NET.ifs[host.lower()], *extra, ok=False)
         check(p.returncode == 0, f"laminad starts in {host}: {p.stderr}")
         if p.returncode == 0:

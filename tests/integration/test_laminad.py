@@ -11,7 +11,8 @@ Starts laminad without hugepages on free loopback ports and checks:
   - bad requests (wrong shape or dtype, truncated, oversize, unknown
     deployment, bad framing) get error answers, or for broken framing a
     closed connection, while the service keeps serving;
-  - malformed control messages get error replies;
+  - malformed control messages get error replies; a client older than
+    the fleet handshake gets one clear error;
   - two laminads coexist; SIGTERM and Shutdown both exit cleanly, leaving
     no state file and no DPDK run folder.
 """
@@ -27,7 +28,9 @@ import time
 
 import numpy as np
 
-from harness import check, digits_references, free_port, summary
+import ctlwire
+from harness import (check, digits_references, fleet_key_path, free_port,
+                     summary)
 
 LAMINA = os.environ["LAMINA"]
 LAMINAD = os.environ["LAMINAD"]
@@ -47,7 +50,8 @@ class Laminad:
         p = subprocess.run([LAMINAD, "--control-port", str(self.ctl),
                             "--ingress-port", str(self.ing),
                             "--hugepages", "no", "--memory", "512",
-                            "--state-dir", STATE],
+                            "--state-dir", STATE,
+                            "--fleet-key", fleet_key_path()],
                            capture_output=True, text=True, timeout=60)
         check(p.returncode == 0, f"laminad starts: {p.stderr}")
         self.state_file = os.path.join(STATE, f"laminad-{self.ctl}.json")
@@ -269,22 +273,37 @@ def bad_requests(d, dep, x, ref):
 # ---- raw control messages ----
 
 def control_raw(d):
-    s = connect(d.ctl)
+    key = ctlwire.load_key(fleet_key_path())
+    ch = ctlwire.Channel(d.ctl, key)
+    check(ch.fp == ctlwire.fingerprint(key),
+          "the greeting carries the fleet key's fingerprint")
     # id 7, describe {}
+    r = ch.call(7, ctlwire.DESCRIBE)
+    check(r is not None and r[1] == [7] and 10 in r, "raw describe")
+    ch.send(b"\xff\xff\xff\xff\xff")
+    r = ch.recv()
+    check(r is not None and "lamina.Request" in ctlwire.error_of(r)[1],
+          f"garbage gets an error reply: {r}")
+    ch.send_raw(struct.pack(">I", 17 << 20))
+    r = ch.recv()
+    check(r is not None and "16 MiB" in ctlwire.error_of(r)[1],
+          "oversize control message: error reply")
+    check(ch.recv() is None, "then the connection is closed")
+    ch.close()
+    # a client older than the handshake sends its request at once and
+    # reads the greeting as the reply: an error saying what to do
+    s = connect(d.ctl)
     s.sendall(struct.pack(">I", 4) + b"\x08\x07\x52\x00")
     n, = struct.unpack(">I", recv_exact(s, 4))
-    body = recv_exact(s, n)
-    check(body[:2] == b"\x08\x07" and b"\x52" in body, "raw describe")
-    s.sendall(struct.pack(">I", 5) + b"\xff\xff\xff\xff\xff")
-    n, = struct.unpack(">I", recv_exact(s, 4))
-    body = recv_exact(s, n)
-    check(b"\x12" in body and b"lamina.Request" in body,
-          f"garbage gets an error reply: {body!r}")
-    s.sendall(struct.pack(">I", 17 << 20))
-    n, = struct.unpack(">I", recv_exact(s, 4))
-    body = recv_exact(s, n)
-    check(b"16 MiB" in body, "oversize control message: error reply")
-    check(recv_exact(s, 1) is None, "then the connection is closed")
+    reply = ctlwire.parse(recv_exact(s, n))
+    err = ctlwire.error_of(reply)
+    check(reply.get(1, [0]) == [0] and err and "fleet handshake" in err[1],
+          f"an old client gets one clear error: {err}")
+    # (laminad's refusal of the request it sent, then the end)
+    f = ctlwire.recv_frame(s)
+    check(f is not None and "before the fleet handshake" in
+          ctlwire.error_of(ctlwire.parse(f))[1] and
+          recv_exact(s, 1) is None, "then the connection is closed")
     s.close()
 
 

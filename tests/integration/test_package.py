@@ -43,6 +43,8 @@ BUILD = os.environ["LAMINA_PACKAGE_BUILD"]
 LAMINA, LAMINAD = "/usr/bin/lamina", "/usr/bin/laminad"
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": os.environ.get(
     "HOME", "/root"), "LC_ALL": "C"}
+# the fleet key the installed lamina makes: the test's, not the user's
+ENV["XDG_CONFIG_HOME"] = os.path.join(TMP, "package-config")
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300"]
 
 

@@ -18,16 +18,25 @@ over HTTP, dynamic batching, bounded queues, deadlines, drain, metrics.
     test_serving.py queue      a flood past --max-queue gets 503s, every
                                request admitted is answered once;
                                deadlines; teardown answers what it admitted
+    test_serving.py limits     the ingress's documented limits hold: 64
+                               requests open per TCP connection (the rest
+                               wait in the socket), 1,024 TCP connections
+                               (the idle longest closed for a new one,
+                               logged), 1,024 HTTP connections (one more
+                               waits unserved until some close)
 
 The digits model is deployed by `lamina deploy` as a user would, each test
 in a state folder of its own (ports from test_deploy's free block); the
 finally blocks tear everything down.
 """
+import glob
 import http.client
 import json
 import os
+import resource
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -677,6 +686,194 @@ def drain(url, dep, state, x, y):
     check(not [q for q in pids if alive(q)], "laminad stopped")
 
 
+# ---- the ingress's limits (docs/serving.md, "Limits") ----
+
+WINDOW = 64          # dataplane/ingress.h LM_DP_CONN_WINDOW
+TCP_CONNS = 1024     # dataplane/ingress.h LM_DP_MAX_CONNS
+HTTP_CONNS = 1024    # dataplane/http.c HTTP_CONNS
+
+
+def wire_request(rid, dep, x):
+    """An lm_client request (lamina/wire.h) of one float32 tensor."""
+    body = struct.pack("<Q32sI", rid, dep.encode(), 1)
+    body += struct.pack("<II", 1, x.ndim)
+    body += struct.pack(f"<{x.ndim}q", *x.shape)
+    body += struct.pack("<Q", x.nbytes) + x.tobytes()
+    return struct.pack("<II", 0x51524d4c, len(body)) + body
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+def wire_answer(s):
+    """(request id, status, output bytes or message), None when closed."""
+    h = recv_exact(s, 8)
+    if h is None:
+        return None
+    _, length = struct.unpack("<II", h)
+    body = recv_exact(s, length)
+    rid, status, n = struct.unpack_from("<QiI", body)
+    if status:
+        return rid, status, body[16:16 + n].decode()
+    rank, = struct.unpack_from("<I", body, 20)
+    return rid, 0, body[16 + 16 + 8 * rank:]
+
+
+def closed_soon(s, within=5.0):
+    """Whether the peer closed s within `within` seconds (after what it
+    sent first, which is read and dropped)."""
+    s.settimeout(within)
+    try:
+        while s.recv(65536):
+            pass
+        return True
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def window(dep, state, x, y):
+    """One connection sends 100 requests without reading: laminad takes
+    64 into the queue and reads no further from it until answers go out;
+    another connection is not held up.  Every request is answered once,
+    right."""
+    ing = status(dep, state)["ingress_port"]
+    a = socket.create_connection(("127.0.0.1", ing), timeout=60)
+    b = socket.create_connection(("127.0.0.1", ing), timeout=60)
+    a.sendall(b"".join(wire_request(i, "lim", x[i % 8:i % 8 + 1])
+                       for i in range(100)))
+    time.sleep(1)
+    depth = status(dep, state).get("queue", {}).get("depth")
+    check(depth == WINDOW, f"one connection: {WINDOW} requests open of "
+          f"the 100 sent ({depth} in the queue)")
+    b.sendall(b"".join(wire_request(1000 + i, "lim", x[i:i + 1])
+                       for i in range(8)))
+    time.sleep(0.5)
+    depth = status(dep, state).get("queue", {}).get("depth")
+    check(depth == WINDOW + 8, f"another connection is not held up "
+          f"({depth} in the queue)")
+    seen = {}
+    for s, n in ((b, 8), (a, 100)):
+        for _ in range(n):
+            r = wire_answer(s)
+            if r is None:
+                break
+            seen[r[0]] = seen.get(r[0], 0) + 1
+            i = r[0] - 1000 if r[0] >= 1000 else r[0] % 8
+            got = np.frombuffer(r[2], np.float32) if r[1] == 0 else None
+            ref = y[i]
+            check(got is not None and got.shape == (ref.size,) and
+                  np.max(np.abs(got - ref.ravel())) <=
+                  1e-4 * np.max(np.abs(ref)),
+                  f"request {r[0]}: answered with its row ({r[1]})")
+    check(sorted(seen) == list(range(100)) + list(range(1000, 1008)) and
+          set(seen.values()) == {1}, "every request answered once")
+    a.close()
+    b.close()
+
+
+def tcp_connections(dep, state, x, y, log):
+    """1,100 idle connections to the ingress port: laminad keeps 1,024,
+    closing the one idle longest for each new one; a request on a new
+    connection is answered."""
+    ing = status(dep, state)["ingress_port"]
+    socks = []
+    try:
+        for _ in range(TCP_CONNS + 76):
+            socks.append(socket.create_connection(("127.0.0.1", ing),
+                                                  timeout=10))
+        time.sleep(1)
+        first = sum(closed_soon(s, 0.2) for s in socks[:76])
+        last = sum(closed_soon(s, 0.05) for s in socks[-200:])
+        check(first == 76 and last == 0,
+              f"{TCP_CONNS} ingress connections kept: the first 76 of "
+              f"{len(socks)} closed ({first}), the last 200 open "
+              f"({200 - last})")
+        s = socket.create_connection(("127.0.0.1", ing), timeout=30)
+        s.sendall(wire_request(7, "lim", x[:1]))
+        r = wire_answer(s)
+        check(r is not None and r[0] == 7 and r[1] == 0,
+              f"a new connection beside them is served: {r and r[:2]}")
+        s.close()
+        check("ingress: every connection is taken" in open(log).read(),
+              "laminad logs the connections it closes")
+    finally:
+        for s in socks:
+            s.close()
+
+
+def http_connections(dep, state, x, log):
+    """1,024 idle HTTP connections: one more is not served (libmicrohttpd
+    accepts no more: it waits in the kernel's accept queue); once some
+    go, it is served, and so is a request on a new connection."""
+    host, port = base_url(dep, state).split("//")[1].split(":")
+    socks = []
+    try:
+        for _ in range(HTTP_CONNS):
+            socks.append(socket.create_connection((host, int(port)),
+                                                  timeout=10))
+        time.sleep(1)
+        extra = socket.create_connection((host, int(port)), timeout=10)
+        extra.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n"
+                      b"Connection: close\r\n\r\n")
+        extra.settimeout(2)
+        try:
+            early = extra.recv(4096)
+        except socket.timeout:
+            early = None
+        check(early is None, f"HTTP connection {HTTP_CONNS + 1} is not "
+              f"served while {HTTP_CONNS} are open: {early!r}")
+        for s in socks[:8]:
+            s.close()
+        socks = socks[8:]
+        extra.settimeout(30)
+        try:
+            late = extra.recv(4096)
+        except OSError:
+            late = b""
+        check(late.startswith(b"HTTP/1.1 200"), f"... and served once "
+              f"some are gone: {late[:40]!r}")
+        extra.close()
+        time.sleep(1)
+        body, hd = infer_body(x[:1], True)
+        st, _, _ = call(f"http://{host}:{port}", "POST",
+                        "/v2/models/lim/infer", body, hd)
+        check(st == 200, f"served once some are gone: {st}")
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_limits():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2400:
+        raise SystemExit(77)  # not enough descriptors for the test
+    resource.setrlimit(resource.RLIMIT_NOFILE,
+                       (min(8192, hard) if hard != resource.RLIM_INFINITY
+                        else 8192, hard))
+    work, state, plan, (x, y) = setup("serving-limits", batch=128)
+    try:
+        # batches of 128 that wait 5 s: requests stay in the queue
+        dep = deploy(plan, state, "--max-queue-delay-us", "5000000",
+                     "--name", "lim")
+        if not dep:
+            return
+        log = glob.glob(os.path.join(state, "laminad-*.log"))[0]
+        window(dep, state, x, y)
+        tcp_connections(dep, state, x, y, log)
+        http_connections(dep, state, x, log)
+    finally:
+        cleanup(state)
+
+
 def main():
     what = sys.argv[1:]
     if what == ["http"]:
@@ -685,8 +882,11 @@ def main():
         test_batching()
     elif what == ["queue"]:
         test_queue()
+    elif what == ["limits"]:
+        test_limits()
     else:
-        raise SystemExit("usage: test_serving.py http|batching|queue")
+        raise SystemExit("usage: test_serving.py http|batching|queue|"
+                         "limits")
     return summary()
 
 

@@ -2,11 +2,14 @@
  * test_client.c: the client library (lamina/client.h) against a fake
  * laminad on loopback in the same thread: the bytes of an ingress request,
  * answers good, refused and malformed, timeouts, and the control call's
- * framing and error handling.  laminad's side of the same protocols is
- * covered by tests/integration/test_laminad.py.
+ * framing and error handling (the fleet handshake on a second thread,
+ * with the session layer's laminad end, ctl.h).  laminad's side of the
+ * same protocols is covered by tests/integration/test_laminad.py and
+ * test_trust.py; the session layer alone by test_ctl.c.
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -167,21 +170,77 @@ TEST(answers)
 	close(l);
 }
 
-/* Queue a reply (its 4-byte length first) on the server side. */
-static int send_reply(int s, const Lamina__Reply *r)
+/* laminad's end of the handshake, on a thread while lm_ctl_connect
+ * waits: accept, greet, check the answer, welcome or refuse. */
+struct fake_laminad {
+	int l, s, rc;
+	const lm_fleet_key *key;
+	lm_ctl_session sess;
+};
+
+static void *fake_handshake(void *arg)
+{
+	struct fake_laminad *f = arg;
+	uint8_t frame[LM_CTL_HELLO_FRAME], head[4], body[LM_CTL_HELLO_MAX];
+	size_t len;
+	lm_ctl_hs hs;
+	lm_error e;
+	f->rc = -EIO;
+	if ((f->s = accept(f->l, NULL, NULL)) < 0)
+		return NULL;
+	lm_ctl_greet(&hs, f->key, "test", frame, &len);
+	if (send(f->s, frame, len, 0) != (ssize_t)len ||
+	    read_all(f->s, head, 4) || lm_ctl_frame_len(head) > sizeof(body) ||
+	    read_all(f->s, body, lm_ctl_frame_len(head)))
+		return NULL;
+	f->rc = lm_ctl_accept(&hs, f->key, body, lm_ctl_frame_len(head),
+			      &f->sess, frame, &len, &e);
+	send(f->s, frame, len, 0);
+	return NULL;
+}
+
+/* Connect with client_key to a fake laminad of key; its socket and
+ * session in f.  The client's return code. */
+static int fake_connect(struct fake_laminad *f, uint16_t port,
+			const lm_fleet_key *key, const lm_fleet_key *client_key,
+			lm_ctl **c, lm_error *e)
+{
+	pthread_t t;
+	f->key = key;
+	f->s = -1;
+	if (pthread_create(&t, NULL, fake_handshake, f))
+		return -EAGAIN;
+	int rc = lm_ctl_connect("127.0.0.1", port, 2000, client_key, c, e);
+	pthread_join(t, NULL);
+	return rc;
+}
+
+/* Send a sealed reply on the server side. */
+static int send_reply(struct fake_laminad *f, const Lamina__Reply *r)
 {
 	uint8_t buf[1024];
-	size_t n = lamina__reply__pack(r, buf + 4);
-	buf[0] = buf[1] = 0;
-	buf[2] = (uint8_t)(n >> 8);
-	buf[3] = (uint8_t)n;
-	return send(s, buf, n + 4, 0) == (ssize_t)(n + 4) ? 0 : -1;
+	size_t n = lamina__reply__pack(r, buf + LM_CTL_SEALED_HEAD);
+	lm_ctl_seal(&f->sess, buf, n);
+	n += LM_CTL_SEALED_HEAD + LM_CTL_TAG_BYTES;
+	return send(f->s, buf, n, 0) == (ssize_t)n ? 0 : -1;
+}
+
+/* Seal raw body bytes (not a Reply) on the server side. */
+static int send_sealed(struct fake_laminad *f, const void *body, size_t n)
+{
+	uint8_t buf[256];
+	memcpy(buf + LM_CTL_SEALED_HEAD, body, n);
+	lm_ctl_seal(&f->sess, buf, n);
+	n += LM_CTL_SEALED_HEAD + LM_CTL_TAG_BYTES;
+	return send(f->s, buf, n, 0) == (ssize_t)n ? 0 : -1;
 }
 
 TEST(control_call)
 {
 	uint16_t port;
-	int l = listener(&port), s;
+	int l = listener(&port);
+	struct fake_laminad f = { .l = l };
+	lm_fleet_key key;
 	lm_ctl *c = NULL;
 	lm_error e;
 	Lamina__Request q = LAMINA__REQUEST__INIT;
@@ -189,17 +248,20 @@ TEST(control_call)
 	Lamina__Reply r = LAMINA__REPLY__INIT, *got = NULL;
 	Lamina__Error err = LAMINA__ERROR__INIT;
 	Lamina__Empty done = LAMINA__EMPTY__INIT;
-	uint8_t sink[256];
+	uint8_t sink[256], head[4];
+	const uint8_t *body;
+	size_t n;
 	CHECK(l >= 0);
-	CHECK(lm_ctl_connect("127.0.0.1", port, 500, &c, &e) == 0);
-	CHECK((s = accept(l, NULL, NULL)) >= 0);
+	memset(&key, 7, sizeof(key));
+	CHECK(fake_connect(&f, port, &key, &key, &c, &e) == 0);
+	CHECK(f.rc == 0 && f.sess.trusted && lm_ctl_trusted(c));
 	q.body_case = LAMINA__REQUEST__BODY_DESCRIBE;
 	q.describe = &dq;
 	/* ids count from 1: the reply to the first call waits already */
 	r.id = 1;
 	r.body_case = LAMINA__REPLY__BODY_DONE;
 	r.done = &done;
-	CHECK(send_reply(s, &r) == 0);
+	CHECK(send_reply(&f, &r) == 0);
 	CHECK(lm_ctl_call(c, &q, &got, &e) == 0 && got && got->id == 1);
 	lamina__reply__free_unpacked(got, NULL);
 	/* a refusal carries laminad's code and message */
@@ -208,24 +270,89 @@ TEST(control_call)
 	err.code = -ENOENT;
 	err.message = "no deployment 'x'";
 	r.error = &err;
-	CHECK(send_reply(s, &r) == 0);
+	CHECK(send_reply(&f, &r) == 0);
 	CHECK(lm_ctl_call(c, &q, &got, &e) == -ENOENT && !got);
 	CHECK(!strcmp(e.msg, "no deployment 'x'"));
 	/* a reply to another request */
 	r.id = 99;
 	r.error = NULL;
 	r.body_case = LAMINA__REPLY__BODY_DONE;
-	CHECK(send_reply(s, &r) == 0);
+	CHECK(send_reply(&f, &r) == 0);
 	CHECK(lm_ctl_call(c, &q, &got, &e) == -EPROTO);
-	/* bytes that do not decode, then a length above the limit */
-	CHECK(send(s, "\0\0\0\3\xff\xff\xff", 7, 0) == 7);
+	/* bytes that do not decode */
+	CHECK(send_sealed(&f, "\xff\xff\xff", 3) == 0);
 	CHECK(lm_ctl_call(c, &q, &got, &e) == -EPROTO);
-	CHECK(send(s, "\x7f\0\0\0", 4, 0) == 4);
+	/* what the client sent: sealed Requests with their ids, 1 first */
+	CHECK(read_all(f.s, head, 4) == 0 && lm_ctl_frame_len(head) < 256);
+	CHECK(read_all(f.s, sink, lm_ctl_frame_len(head)) == 0);
+	CHECK(lm_ctl_open(&f.sess, sink, lm_ctl_frame_len(head), &body, &n,
+			  &e) == 0);
+	Lamina__Request *sent = lamina__request__unpack(NULL, n, body);
+	CHECK(sent && sent->id == 1 &&
+	      sent->body_case == LAMINA__REQUEST__BODY_DESCRIBE);
+	lamina__request__free_unpacked(sent, NULL);
+	/* a reply with one bit flipped: its tag is wrong */
+	uint8_t buf[256];
+	r.id = 5;
+	n = lamina__reply__pack(&r, buf + LM_CTL_SEALED_HEAD);
+	lm_ctl_seal(&f.sess, buf, n);
+	buf[LM_CTL_SEALED_HEAD] ^= 0x10;
+	n += LM_CTL_SEALED_HEAD + LM_CTL_TAG_BYTES;
+	CHECK(send(f.s, buf, n, 0) == (ssize_t)n);
+	CHECK(lm_ctl_call(c, &q, &got, &e) == -EBADMSG && !got);
+	CHECK(strstr(e.msg, "tag is wrong") != NULL);
+	/* a length above the limit */
+	CHECK(send(f.s, "\x7f\0\0\0", 4, 0) == 4);
 	CHECK(lm_ctl_call(c, &q, &got, &e) == -EPROTO);
-	/* what the client sent: a length-prefixed Request with its id */
-	CHECK(recv(s, sink, 4, 0) == 4 && sink[0] == 0 && sink[3] > 0);
 	lm_ctl_free(c);
-	close(s);
+	close(f.s);
+	close(l);
+}
+
+/* A laminad of another fleet: refused at connect, with both
+ * fingerprints; a laminad without a key: an anonymous session. */
+TEST(control_keys)
+{
+	uint16_t port;
+	int l = listener(&port);
+	struct fake_laminad f = { .l = l };
+	lm_fleet_key mine, theirs;
+	char fp_mine[LM_FLEET_FP_CHARS + 1], fp_theirs[LM_FLEET_FP_CHARS + 1];
+	lm_ctl *c = NULL;
+	lm_error e;
+	CHECK(l >= 0);
+	memset(&mine, 1, sizeof(mine));
+	memset(&theirs, 2, sizeof(theirs));
+	lm_fleet_fingerprint(&mine, fp_mine);
+	lm_fleet_fingerprint(&theirs, fp_theirs);
+	CHECK(fake_connect(&f, port, &theirs, &mine, &c, &e) == -EACCES);
+	CHECK(f.rc == -EACCES && !c);
+	CHECK(strstr(e.msg, fp_mine) && strstr(e.msg, fp_theirs) &&
+	      strstr(e.msg, "refuses this fleet key"));
+	close(f.s);
+	CHECK(fake_connect(&f, port, NULL, &mine, &c, &e) == 0);
+	CHECK(f.rc == 0 && !f.sess.trusted && !lm_ctl_trusted(c));
+	lm_ctl_free(c);
+	close(f.s);
+	/* no key on either side: anonymous too */
+	CHECK(fake_connect(&f, port, &theirs, NULL, &c, &e) == 0);
+	CHECK(f.rc == 0 && !f.sess.trusted && !lm_ctl_trusted(c));
+	lm_ctl_free(c);
+	close(f.s);
+	close(l);
+}
+
+/* Something that does not greet: a bounded wait, then a clear error. */
+TEST(control_no_greeting)
+{
+	uint16_t port;
+	int l = listener(&port);
+	lm_ctl *c = NULL;
+	lm_error e;
+	CHECK(l >= 0);
+	CHECK(lm_ctl_connect("127.0.0.1", port, 300, NULL, &c, &e) ==
+	      -ETIMEDOUT);
+	CHECK(strstr(e.msg, "no greeting") != NULL);
 	close(l);
 }
 
@@ -237,7 +364,7 @@ TEST(refused_connection)
 	lm_error e;
 	CHECK(l >= 0);
 	close(l); /* nothing listens there now */
-	CHECK(lm_ctl_connect("127.0.0.1", port, 500, &c, &e) ==
+	CHECK(lm_ctl_connect("127.0.0.1", port, 500, NULL, &c, &e) ==
 	      -ECONNREFUSED);
 	CHECK(strstr(e.msg, "cannot connect") != NULL);
 }
@@ -247,6 +374,8 @@ int main(void)
 	RUN(request_bytes);
 	RUN(answers);
 	RUN(control_call);
+	RUN(control_keys);
+	RUN(control_no_greeting);
 	RUN(refused_connection);
 	return harness_done();
 }
