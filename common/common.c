@@ -116,7 +116,11 @@ void lm_tensor_set_shape(lm_tensor *t, lm_dtype dtype, int rank,
 	for (int i = rank - 1; i >= 0; i--) {
 		t->dims[i] = dims[i];
 		t->strides[i] = stride;
-		stride *= dims[i] > 0 ? dims[i] : 1;
+		/* a shape with a zero dim has no bytes, whatever the others
+		 * are (lm_shape_bytes passes it): its strides saturate */
+		if (__builtin_mul_overflow(stride, dims[i] > 0 ? dims[i] : 1,
+					   &stride))
+			stride = INT64_MAX;
 	}
 }
 
