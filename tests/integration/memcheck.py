@@ -23,9 +23,9 @@ import time
 from harness import check
 
 
-def describe(client, port):
+def describe(client, port, env=None):
     p = subprocess.run([client, str(port), "describe"], capture_output=True,
-                       text=True, timeout=60)
+                       text=True, timeout=60, env=env)
     return json.loads(p.stdout) if p.returncode == 0 else None
 
 
@@ -66,7 +66,7 @@ def grows_as_planned(lamina, laminad, client, model, work, port, heap=True,
     try:
         before = None
         for _ in range(600):  # it maps its hugepages first
-            before = describe(client, port)
+            before = describe(client, port, env)
             if before is not None:
                 break
             time.sleep(0.1)
@@ -77,7 +77,7 @@ def grows_as_planned(lamina, laminad, client, model, work, port, heap=True,
         if not check(p.returncode == 0 and dep.startswith("d-"),
                      f"deploy: {p.stderr}"):
             return
-        after = describe(client, port)
+        after = describe(client, port, env)
         dheap = after["heap_bytes"] - before["heap_bytes"]
         ddpdk = after["dpdk_bytes"] - before["dpdk_bytes"]
         grown = dheap + ddpdk
@@ -102,11 +102,23 @@ def grows_as_planned(lamina, laminad, client, model, work, port, heap=True,
         if then:
             then(doc, state, plan)
     finally:
+        # shutdown with the key laminad was given (env's config folder)
         if ld.poll() is None:
             subprocess.run([client, str(port), "shutdown"],
-                           capture_output=True, timeout=60)
+                           capture_output=True, timeout=60, env=env)
         try:
             ld.wait(timeout=30)
+            check(ld.returncode == 0, f"laminad exits cleanly on shutdown "
+                  f"({ld.returncode})")
         except subprocess.TimeoutExpired:
+            check(False, "laminad stops on shutdown")
             ld.kill()
             ld.wait()
+        # a laminad that did not stop cleanly: give back its hugepages,
+        # mount and run folder
+        sf = os.path.join(state, f"laminad-{port}.json")
+        if os.path.exists(sf):
+            subprocess.run([laminad, "--cleanup", sf], capture_output=True,
+                           timeout=60, env=env)
+        check(not os.path.exists(sf), f"laminad gave back what it took "
+              f"({sf} is gone)")
