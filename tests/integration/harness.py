@@ -82,6 +82,17 @@ def free_port():
     return p
 
 
+def recv_exact(s, n):
+    """n bytes from socket s, or None when it closes first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
 def fresh_dir(name):
     """An empty folder TMP/name (removed first if it exists)."""
     path = os.path.join(TMP, name)

@@ -30,7 +30,7 @@ import numpy as np
 
 import ctlwire
 from harness import (check, digits_references, fleet_key_path, free_port,
-                     summary)
+                     recv_exact, summary)
 
 LAMINA = os.environ["LAMINA"]
 LAMINAD = os.environ["LAMINAD"]
@@ -167,16 +167,6 @@ def request(rid, dep, tensors, length=None, magic=MAGIC_RQ):
         body += struct.pack("<Q", len(data)) + data
     return struct.pack("<II", magic,
                        len(body) if length is None else length) + body
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
 
 
 def answer(s):

@@ -44,7 +44,7 @@ import time
 
 import numpy as np
 
-from harness import SRC, check, fresh_dir, plan_doc, summary
+from harness import SRC, check, fresh_dir, plan_doc, recv_exact, summary
 from oip_schema import response_errors
 from test_deploy import (PORT, alive, cleanup, deploy, lam, laminad_pids,
                          nothing_left, write_plan)
@@ -700,16 +700,6 @@ def wire_request(rid, dep, x):
     body += struct.pack(f"<{x.ndim}q", *x.shape)
     body += struct.pack("<Q", x.nbytes) + x.tobytes()
     return struct.pack("<II", 0x51524d4c, len(body)) + body
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
 
 
 def wire_answer(s):
