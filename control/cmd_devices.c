@@ -14,13 +14,16 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "ctl.h"
 #include "discover.h"
 #include "record.h"
+#include "remote.h"
 
 static const char devices_help[] =
 	"usage: lamina devices [--json] [--timeout MS] [--device HOST[:PORT]]...\n"
 	"                      [--devices FILE] [--state-dir DIR]\n"
-	"       lamina devices add ssh://[user@]host[:port] [--state-dir DIR]\n"
+	"       lamina devices add ssh://[user@]host[:port] [--port N]\n"
+	"                      [--laminad PATH] [--state-dir DIR]\n"
 	"       lamina devices remove NAME [--state-dir DIR]\n"
 	"\n"
 	"List the laminads that answer on the link (DNS-SD over mDNS, service\n"
@@ -32,6 +35,14 @@ static const char devices_help[] =
 	"version, whether it belongs to this fleet, and whether it answers.\n"
 	"`lamina plan` and `lamina bench` without --devices plan over the\n"
 	"devices that answer.\n"
+	"\n"
+	"`devices add` names a host lamina reaches over ssh (the user's keys,\n"
+	"no password): it asks `laminad --describe-host` there what the host\n"
+	"offers (cores, memory, cpu model), so plans may use it before any\n"
+	"laminad runs there; `lamina deploy` starts one when it is needed.\n"
+	"A host without laminad is refused (saying how to install it); one\n"
+	"ssh cannot reach now is added, and left out of plans until a later\n"
+	"`devices add` reaches it.\n"
 	"\n"
 	"options:\n"
 	"  -j, --json           the list as JSON\n"
@@ -49,6 +60,12 @@ static const char devices_help[] =
 	"                       (default: $LAMINA_STATE_DIR, else\n"
 	"                       $XDG_STATE_HOME/lamina, else "
 	"~/.local/state/lamina)\n"
+	"  -p, --port N         (add) the control port of the laminad lamina "
+	"starts\n"
+	"                       there (default 7700)\n"
+	"  -l, --laminad PATH   (add) laminad's path there (default: laminad "
+	"on the\n"
+	"                       PATH of the ssh user)\n"
 	"  -h, --help           this text\n"
 	"\n"
 	"environment: LAMINA_DEVICES_AGE_OUT=S keeps a device found by discovery\n"
@@ -64,6 +81,8 @@ struct devices_args {
 	int n_named;
 	const char *devices_file;
 	const char *verb, *arg; /* "add" URL, "remove" NAME */
+	int port;		/* add: --port, 0: not given */
+	const char *laminad;	/* add: --laminad */
 };
 
 static int parse_devices(int argc, char **argv, struct devices_args *a)
@@ -74,6 +93,8 @@ static int parse_devices(int argc, char **argv, struct devices_args *a)
 		{ "device", required_argument, 0, 'D' },
 		{ "devices", required_argument, 0, 'd' },
 		{ "state-dir", required_argument, 0, 's' },
+		{ "port", required_argument, 0, 'p' },
+		{ "laminad", required_argument, 0, 'l' },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -82,13 +103,22 @@ static int parse_devices(int argc, char **argv, struct devices_args *a)
 	a->timeout_ms = LM_DISCOVER_MS;
 	optind = 1;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":jt:D:d:s:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":jt:D:d:s:p:l:h", opts, NULL)) != -1) {
 		char *end;
 		long v;
 		switch (c) {
 		case 'j': a->json = 1; break;
 		case 's': a->state_dir = optarg; break;
 		case 'd': a->devices_file = optarg; break;
+		case 'l': a->laminad = optarg; break;
+		case 'p':
+			v = strtol(optarg, &end, 10);
+			if (*end || !*optarg || v < 1 || v > 65535)
+				return cli_errorf("devices", "--port needs a "
+						  "port from 1 to 65535, not "
+						  "'%s'", optarg);
+			a->port = (int)v;
+			break;
 		case 'D':
 			if (a->n_named == MAX_NAMED)
 				return cli_errorf("devices", "at most %d "
@@ -127,6 +157,10 @@ static int parse_devices(int argc, char **argv, struct devices_args *a)
 					  "--device and --devices list "
 					  "devices; %s takes none", a->verb);
 	}
+	if ((a->port || a->laminad) &&
+	    (!a->verb || strcmp(a->verb, "add")))
+		return cli_errorf("devices", "--port and --laminad go with "
+				  "'devices add'");
 	return 0;
 }
 
@@ -173,6 +207,10 @@ static void print_table(const lm_devcache *c, int64_t now)
 			ago(now - k->last_seen, when, sizeof(when));
 			snprintf(state, sizeof(state), "not answering (last "
 				 "heard %s)", when);
+		} else if (k->has_txt) { /* described by `devices add` */
+			snprintf(cores, sizeof(cores), "%u", k->txt.cores);
+			snprintf(state, sizeof(state), "no laminad yet "
+				 "(described over ssh)");
 		} else {
 			snprintf(state, sizeof(state), "not answering (never "
 				 "heard)");
@@ -238,6 +276,44 @@ static int print_json(const lm_devcache *c)
 	return 0;
 }
 
+/* add URL: what the host offers, asked over ssh, for the devices of URL
+ * that never answered (one that did keeps what its laminad said). */
+static int describe(const struct devices_args *a, lm_devcache *c,
+		    lm_error *e)
+{
+	struct lm_dnssd_txt t;
+	char dest[512], t1[32];
+	const char *d = a->arg + strlen("ssh://"); /* lm_devcache_add checked */
+	int rc;
+	snprintf(dest, sizeof(dest), "%s", d);
+	int unheard = 0;
+	for (int i = 0; i < c->n; i++)
+		unheard |= !strcmp(c->dev[i].ssh, a->arg) &&
+			   !c->dev[i].last_seen;
+	if (!unheard) /* its laminads answered: their records say more */
+		return 0;
+	fprintf(stderr, "lamina devices: asking %s over ssh what it "
+		"offers...\n", dest);
+	rc = lm_remote_describe(dest, a->laminad, &t, e);
+	if (rc == -EHOSTUNREACH || rc == -ETIMEDOUT) {
+		/* kept: the host may be down for now; plans leave it out */
+		fprintf(stderr, "lamina devices: %s; added, but plans leave "
+			"it out until `lamina devices add` reaches it\n",
+			e->msg);
+		return 0;
+	}
+	if (rc)
+		return rc;
+	int port = a->port ? a->port : LM_CONTROL_PORT;
+	lm_devcache_describe(c, a->arg, port, &t);
+	printf("%s: %u cores, %s free, %s, laminad %s\n", dest, t.cores,
+	       gib(t.mem_free, t1, sizeof(t1)), t.cpu[0] ? t.cpu : "cpu "
+	       "unknown", t.version);
+	printf("lamina deploy starts a laminad there on control port %d "
+	       "when a plan uses it\n", port);
+	return 0;
+}
+
 /* add URL / remove NAME: the cache alone, no browse. */
 static int edit(const struct devices_args *a)
 {
@@ -252,6 +328,8 @@ static int edit(const struct devices_args *a)
 		return cli_error("devices", &e);
 	if (!strcmp(a->verb, "add")) {
 		rc = lm_devcache_add(&c, a->arg, &e);
+		if (!rc)
+			rc = describe(a, &c, &e);
 	} else {
 		rc = lm_devcache_remove(&c, a->arg);
 		if (rc)

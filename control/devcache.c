@@ -313,6 +313,22 @@ int lm_devcache_add(lm_devcache *c, const char *url, lm_error *e)
 	return 0;
 }
 
+int lm_devcache_describe(lm_devcache *c, const char *url, int port,
+			 const struct lm_dnssd_txt *t)
+{
+	int given = 0;
+	for (int i = 0; i < c->n; i++) {
+		lm_known *k = &c->dev[i];
+		if (strcmp(k->ssh, url) || k->last_seen)
+			continue;
+		k->has_txt = 1;
+		k->txt = *t;
+		k->port = port;
+		given++;
+	}
+	return given;
+}
+
 int lm_devcache_ssh_dest(const lm_known *k, char *out, size_t len)
 {
 	/* lm_devcache_add and the loader keep only "ssh://" URLs */

@@ -19,8 +19,10 @@
  *       "txt": {"v", "cores", "cores_free", "mem", "mem_free", "numa",
  *               "huge", "ingress", "http", "deps", "cpu", "fp"}
  *                                     what its last answer said (the TXT
- *                                     keys of dataplane/dnssd.h), absent
- *                                     when it never answered
+ *                                     keys of dataplane/dnssd.h), or for
+ *                                     a host added by hand what
+ *                                     `laminad --describe-host` said
+ *                                     there; absent when neither
  *      }]}
  *
  * A device found by discovery and not heard from for longer than the
@@ -81,6 +83,16 @@ int lm_devcache_save(const char *path, const lm_devcache *c, lm_error *e);
  * @return 0; -EINVAL naming what is wrong with url; -ENOSPC; -ENOMEM.
  */
 int lm_devcache_add(lm_devcache *c, const char *url, lm_error *e);
+
+/**
+ * What `laminad --describe-host` said over ssh of the host of url (added
+ * with lm_devcache_add): every device of that URL never heard from gets
+ * t as its record and control port `port` (a laminad lamina starts there
+ * listens on it), so `lamina plan` plans for it before any laminad runs.
+ * @return how many devices it gave it to.
+ */
+int lm_devcache_describe(lm_devcache *c, const char *url, int port,
+			 const struct lm_dnssd_txt *t);
 
 /**
  * The ssh destination of k as remote.h and devices.json's "ssh" take it,

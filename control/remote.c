@@ -3,6 +3,8 @@
  */
 #include "remote.h"
 
+#include "dnssd.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -207,6 +209,56 @@ static const char *last_line(char *text)
 	return nl ? nl + 1 : text;
 }
 
+/* What exit status 127 (no such command) or 255 (ssh's own failure) of
+ * `exe` on dest means, in one line. */
+static int ssh_failed(const char *dest, const char *exe, int rc,
+		      const char *why, lm_error *e)
+{
+	if (rc == 127)
+		return lm_fail(e, -ENOENT, "%s has no %s: install lamina there "
+			       "(tools/package makes lamina_VERSION_amd64.deb; "
+			       "then apt install ./lamina_VERSION_amd64.deb)",
+			       dest, exe);
+	return lm_fail(e, -EHOSTUNREACH, "cannot reach %s over ssh: %.300s",
+		       dest, why);
+}
+
+int lm_remote_describe(const char *dest, const char *exe,
+		       struct lm_dnssd_txt *t, lm_error *e)
+{
+	char out[2048];
+	uint8_t raw[LM_DNSSD_TXT_MAX];
+	size_t n = 0;
+	const char *av[] = { exe && *exe ? exe : "laminad", "--describe-host",
+			     NULL };
+	int rc = lm_remote_run(dest, av, out, sizeof(out), LM_REMOTE_TIMEOUT_S,
+			       e);
+	if (rc < 0)
+		return rc;
+	if (rc == 127 || rc == 255)
+		return ssh_failed(dest, av[0], rc, last_line(out), e);
+	if (rc != 0)
+		return lm_fail(e, -EIO, "%s on %s: %.300s", av[0], dest,
+			       last_line(out));
+	/* one TXT string a line, back into rdata for the one decoder */
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		size_t k = strlen(line);
+		if (k > 255 || n + 1 + k > sizeof(raw))
+			return lm_fail(e, -EINVAL, "%s on %s: not a TXT "
+				       "record (a line of %zu bytes)", av[0],
+				       dest, k);
+		raw[n++] = (uint8_t)k;
+		memcpy(raw + n, line, k);
+		n += k;
+	}
+	rc = lm_dnssd_txt_decode(raw, n, t, e);
+	if (!rc && !t->cores)
+		rc = lm_fail(e, -EINVAL, "no cores");
+	return rc ? lm_fail_prefix(e, -EINVAL, "%s --describe-host on %s",
+				   av[0], dest)
+		  : 0;
+}
+
 int lm_remote_start(const lm_remote_start_opts *o, int *pid, lm_error *e)
 {
 	char cport[16], iport[16], out[4096], key[LM_FLEET_KEY_LINE];
@@ -248,14 +300,8 @@ int lm_remote_start(const lm_remote_start_opts *o, int *pid, lm_error *e)
 	if (rc < 0)
 		return rc;
 	const char *why = last_line(out);
-	if (rc == 127)
-		return lm_fail(e, -ENOENT, "%s has no %s: install lamina there "
-			       "(tools/package makes lamina_VERSION_amd64.deb; "
-			       "then apt install ./lamina_VERSION_amd64.deb)",
-			       o->dest, av[0]);
-	if (rc == 255)
-		return lm_fail(e, -EHOSTUNREACH, "cannot reach %s over ssh: "
-			       "%.300s", o->dest, why);
+	if (rc == 127 || rc == 255)
+		return ssh_failed(o->dest, av[0], rc, why, e);
 	const char *p = strstr(out, "pid ");
 	if (rc != 0 || strncmp(out, "laminad ", 8) || !p)
 		return lm_fail(e, -EIO, "laminad on %s did not start: %.300s",

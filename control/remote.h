@@ -52,6 +52,19 @@ typedef struct lm_remote_start_opts {
  */
 int lm_remote_start(const lm_remote_start_opts *o, int *pid, lm_error *e);
 
+struct lm_dnssd_txt; /* dataplane/dnssd.h */
+
+/**
+ * What a laminad started on dest would offer (`laminad --describe-host`
+ * there: cores, memory, NUMA nodes, hugepages, cpu model, version), into
+ * t, as its DNS-SD TXT record would say it; exe as in lm_remote_start.
+ * @return 0; -ENOENT when laminad is not installed there (the message
+ *         says how to install it); -EHOSTUNREACH when ssh fails; -EIO
+ *         with what laminad said; -EINVAL for output that is no record.
+ */
+int lm_remote_describe(const char *dest, const char *exe,
+		       struct lm_dnssd_txt *t, lm_error *e);
+
 /**
  * The interface dest routes to address `to` through (`ip -o route get`),
  * into dev.  0; -ENOENT when it has no route; what lm_remote_run returns.

@@ -189,6 +189,13 @@ static void resources(const struct lm_dp *dp, const char *cpu,
 		t->deployments += dp->deps.d[i] != NULL;
 }
 
+void lm_dp_announce_txt(const struct lm_dp *dp, struct lm_dnssd_txt *t)
+{
+	char cpu[sizeof(t->cpu)];
+	lm_dnssd_cpu_model(cpu, sizeof(cpu));
+	resources(dp, cpu, t);
+}
+
 /* Whether the record should say t rather than what it says. */
 static int txt_moved(const struct lm_dnssd_txt *said,
 		     const struct lm_dnssd_txt *t)

@@ -69,6 +69,7 @@ struct lm_dp_config {
 	const char *fleet_key; /* --fleet-key FILE ("-": stdin), or NULL */
 	int foreground, managed;
 	uint16_t cleanup_port; /* --cleanup-port: clean up and exit */
+	int describe_host; /* --describe-host: print the TXT record, exit */
 	int announce; /* -1: when listening beyond loopback; 0: no; 1: yes */
 	struct lm_dp_eal_opts eal;
 	struct lm_dp_net_opts net;
@@ -173,5 +174,12 @@ void lm_dp_announce_tick(struct lm_dp *dp);
 void lm_dp_announce_refresh(struct lm_dp *dp);
 /** Goodbyes, then everything closed; safe when not announced. */
 void lm_dp_announce_close(struct lm_dp *dp);
+struct lm_dnssd_txt; /* dnssd.h */
+/**
+ * What the TXT record says of this laminad now (version, its cores and
+ * those free, memory, NUMA nodes, hugepages, ports, deployments, cpu
+ * model, fleet fingerprint); needs dp->lc, not the EAL.
+ */
+void lm_dp_announce_txt(const struct lm_dp *dp, struct lm_dnssd_txt *t);
 
 #endif

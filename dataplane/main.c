@@ -46,6 +46,7 @@
 #include <rte_log.h>
 
 #include "ctl.h"
+#include "dnssd.h"
 #include "dp.h"
 #include "lamina/fsutil.h"
 #include "lamina/log.h"
@@ -136,6 +137,14 @@ static const char help[] =
 	"  --cleanup-port N     the same for the laminad of control port N in "
 	"the state\n"
 	"                       folder (--state-dir, or the default)\n"
+	"  --describe-host      print what laminad would offer on this host, "
+	"as the\n"
+	"                       DNS-SD TXT record it announces (one key=value "
+	"a line:\n"
+	"                       version, cores, memory, NUMA nodes, "
+	"hugepages, cpu\n"
+	"                       model), and exit; `lamina devices add` runs it "
+	"over ssh\n"
 	"  --version            print the version\n"
 	"  -h, --help           this text\n";
 
@@ -192,7 +201,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 	enum { O_CTL = 256, O_ING, O_HTTP, O_LISTEN, O_NAME, O_CORES, O_POLL, O_HUGE,
 	       O_MEM, O_EAL, O_STATE, O_LOG, O_FG, O_PORT, O_PORT_IP, O_MTU,
 	       O_FAULT, O_CLEANUP, O_CLEANUP_PORT, O_VERSION, O_MANAGED,
-	       O_ANNOUNCE, O_NO_ANNOUNCE, O_FLEET_KEY };
+	       O_ANNOUNCE, O_NO_ANNOUNCE, O_FLEET_KEY, O_DESCRIBE_HOST };
 	static const struct option opts[] = {
 		{ "control-port", required_argument, 0, O_CTL },
 		{ "ingress-port", required_argument, 0, O_ING },
@@ -218,6 +227,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		{ "no-announce", no_argument, 0, O_NO_ANNOUNCE },
 		{ "fleet-key", required_argument, 0, O_FLEET_KEY },
 		{ "version", no_argument, 0, O_VERSION },
+		{ "describe-host", no_argument, 0, O_DESCRIBE_HOST },
 		{ "help", no_argument, 0, 'h' },
 		{ 0, 0, 0, 0 },
 	};
@@ -272,6 +282,7 @@ static int parse(int argc, char **argv, struct lm_dp_config *c,
 		case O_ANNOUNCE: c->announce = 1; break;
 		case O_NO_ANNOUNCE: c->announce = 0; break;
 		case O_FLEET_KEY: c->fleet_key = optarg; break;
+		case O_DESCRIBE_HOST: c->describe_host = 1; break;
 		case O_VERSION:
 			printf("laminad %s\n", LM_DP_VERSION);
 			exit(0);
@@ -851,6 +862,35 @@ static int port_lock(const struct lm_dp *dp, int quiet)
 	return fd;
 }
 
+/* --describe-host: the TXT record laminad would announce here, started
+ * now with these options (--cores), one string a line.  `lamina devices
+ * add ssh://HOST` reads it to plan for a host before any laminad runs
+ * there; the strings are printable ASCII without newlines (dnssd.c). */
+static int describe_host(struct lm_dp *dp)
+{
+	struct lm_dnssd_txt t;
+	uint8_t raw[LM_DNSSD_TXT_MAX];
+	size_t n, off = 0;
+	lm_error e = { "" };
+	if (lm_dp_lcores_init(&dp->cfg.eal, &dp->lc, &e)) {
+		fprintf(stderr, "laminad: %s\n", e.msg);
+		return 1;
+	}
+	dp->cfg.ingress_port = 0; /* nothing listens yet */
+	lm_dp_announce_txt(dp, &t);
+	t.ingress = 0;
+	t.http = 0;
+	if (lm_dnssd_txt_encode(&t, raw, sizeof(raw), &n, &e)) {
+		fprintf(stderr, "laminad: %s\n", e.msg);
+		return 1;
+	}
+	while (off < n) {
+		printf("%.*s\n", raw[off], (const char *)raw + off + 1);
+		off += 1u + raw[off];
+	}
+	return fflush(stdout) ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct lm_dp dp;
@@ -867,6 +907,8 @@ int main(int argc, char **argv)
 		return 2;
 	if (cleanup_file)
 		return cleanup(cleanup_file);
+	if (dp.cfg.describe_host)
+		return describe_host(&dp);
 	if (dp.cfg.cleanup_port) {
 		/* the state file of that port in the state folder */
 		const char *dir = dp.cfg.state_dir

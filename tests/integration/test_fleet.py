@@ -3,9 +3,12 @@
 namespaces A, B, C, D on one bridge, netns.py), each running OpenSSH's sshd
 with a key made here, none running laminad.  From A:
 
-  - `lamina deploy` of ResNet-18 in 3 stages on B, C and D starts a laminad
-    on each over ssh (devices.json gives each device an "ssh" destination),
-    its port on the interface that host routes to the others through,
+  - `lamina devices` finds nothing; `lamina devices add ssh://root@HOST`
+    for B, C and D asks each what it offers (`laminad --describe-host`
+    over ssh) and starts nothing; `lamina bench` and `lamina plan` with no
+    devices file use those three; `lamina deploy` of the plan (ResNet-18
+    in 3 or more stages over B, C and D) starts a laminad on each over
+    ssh, its port on the interface that host routes to the others through,
     ships each its stages' model files (laminad opens model files only
     from its own store: no path is shared), and the answers are bitwise
     equal to `lamina run`;
@@ -18,8 +21,9 @@ with a key made here, none running laminad.  From A:
     channel, cleaning up over ssh), and leaves no laminad, state file, log,
     stored model file or DPDK run folder on any host (they run without
     hugepages: nr_hugepages is the whole machine's, shared with others);
-  - a host without laminad gets a one-line error saying how to install it;
-    a host ssh cannot reach, one naming it.
+  - a host without laminad gets a one-line error saying how to install it
+    (from `devices add` and from deploy); a host ssh cannot reach, one
+    naming it.
 
 Every namespace, sshd and laminad the test makes is removed at the end,
 also on failure.  Root only (namespaces, sshd); skipped (77) without
@@ -28,6 +32,7 @@ sshd or ssh.
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -93,16 +98,68 @@ def resnet_plan(lam, n, devs, path):
     return path
 
 
+def lamina_ok(what, *args, env):
+    p = lamina_in("A", *args, env=env)
+    check(p.returncode == 0, f"{what}: {p.stderr}")
+    return p
+
+
 def fleet(env, lam, n, x, ref):
-    devs = devices(os.path.join(WORK, "devices.json"), "BCD",
-                   lambda h: f"root@{ADDR[h]}")
-    plan = resnet_plan(lam, n, devs, os.path.join(WORK, "plan.json"))
+    """The flow a user follows from nothing: no laminad answers, hosts are
+    added by their ssh address, benched and planned for, and deploy
+    starts what is missing."""
     state = os.path.join(WORK, "state")
+    env = dict(env, LAMINA_STATE_DIR=state)
     for h in "BCD":
         check(not NET.laminads(h), f"no laminad in {h} at the start")
+    p = lamina_ok("devices on an empty fleet", "devices", "--json",
+                  env=env)
+    check(p.returncode == 0 and json.loads(p.stdout)["devices"] == [],
+          f"lamina devices finds nothing: {p.stdout!r}")
+    for h in "BCD":
+        p = lamina_ok(f"devices add {h}", "devices", "add",
+                      f"ssh://root@{ADDR[h]}", "--port", str(PORTS[h]),
+                      "--laminad", LAMINAD, env=env)
+        check(f"root@{ADDR[h]}: 2 cores" in p.stdout,
+              f"devices add {h} says what the host offers: {p.stdout!r}")
+    check(not any(NET.laminads(h) for h in "BCD"),
+          "adding hosts starts no laminad")
+    p = lamina_ok("devices", "devices", "--json", "--timeout", "300",
+                  env=env)
+    listed = {d["address"]: d for d in json.loads(p.stdout)["devices"]}
+    check(sorted(listed) == sorted(ADDR[h] for h in "BCD") and
+          all(d["cores"] == 2 and d["memory_free_bytes"] > 0 and
+              d["added_by_hand"] and not d["answering"] and
+              d["port"] == PORTS[h] for h in "BCD"
+              for d in [listed.get(ADDR[h], {"cores": 0})]),
+          f"lamina devices lists B, C, D with their cores and memory: "
+          f"{p.stdout}")
+    p = lamina_ok("devices table", "devices", "--timeout", "300", env=env)
+    check(all(re.search(rf"^{re.escape(ADDR[h])} .* 2 .*no laminad yet "
+                        r"\(described over ssh\), added by hand", p.stdout,
+                        re.M) for h in "BCD"),
+          f"the table shows the hosts described over ssh: {p.stdout}")
+    # bench and plan over the fleet: no devices file anywhere
+    p = lamina_ok("bench over the fleet", "bench", lam, "--repeat", "3",
+                  "--warmup", "1", "--neighbours", "0", "--quiet", env=env)
+    prof = json.load(open(os.path.join(lam, "profile.json")))
+    derived = prof.get("derived", {})
+    check(all(ADDR[h] in prof["devices"] and
+              "CPU model" in derived.get(ADDR[h], {}).get("note", "")
+              for h in "BCD"),
+          f"the profile gives the three hosts this host's times (same cpu "
+          f"model), and says so: {prof['devices']} {derived}")
+    plan = os.path.join(WORK, "plan.json")
+    p = lamina_ok("plan over the fleet", "plan", lam, "--objective",
+                  "throughput", "-o", plan, env=env)
+    doc = json.load(open(plan))
+    on = sorted({s["device"] for s in doc["stages"]})
+    check(len(doc["stages"]) >= 3 and on == sorted(ADDR[h] for h in "BCD"),
+          f"ResNet-18 planned in 3 or more stages over B, C, D: "
+          f"{[(s['device'], s['slices']) for s in doc['stages']]}")
     t0 = time.monotonic()
-    p = lamina_in("A", "deploy", plan, "--state-dir", state, "--laminad",
-                  LAMINAD, "--hugepages", "no", env=env)
+    p = lamina_in("A", "deploy", plan, "--laminad", LAMINAD,
+                  "--hugepages", "no", env=env)
     if not check(p.returncode == 0, f"deploy over ssh: {p.stderr}"):
         return
     dep = p.stdout.strip().split()[-1]
@@ -163,7 +220,8 @@ def fleet(env, lam, n, x, ref):
               f"{left_on(h)}")
     check(not run_dirs(), f"no DPDK run folder left: {run_dirs()} "
           f"(teardown said: {p.stderr.strip()})")
-    check(not os.listdir(state), f"no record left: {os.listdir(state)}")
+    left = [f for f in os.listdir(state) if f != "devices-cache.json"]
+    check(not left, f"no record left: {left}")
 
 
 def refusals(env, lam, n):
@@ -173,6 +231,17 @@ def refusals(env, lam, n):
     devs = devices(os.path.join(WORK, "devices-bad.json"), "BCD",
                    lambda h: f"root@{ADDR[h]}")
     plan = resnet_plan(lam, n, devs, os.path.join(WORK, "plan-bad.json"))
+    p = lamina_in("A", "devices", "add", f"ssh://root@{ADDR['B']}",
+                  "--laminad", "/nonexistent/laminad", "--state-dir", state,
+                  env=env)
+    err = p.stderr.replace("lamina devices: asking", "").split("\n", 1)[-1]
+    check(p.returncode != 0 and "install lamina there" in err and
+          err.count("\n") == 1,
+          f"devices add, no laminad there: one line: {p.stderr!r}")
+    check(not os.path.exists(os.path.join(state, "devices-cache.json")) or
+          ADDR["B"] not in open(os.path.join(state,
+                                             "devices-cache.json")).read(),
+          "a host that cannot run laminad is not added")
     p = lamina_in("A", "deploy", plan, "--state-dir", state, "--laminad",
                   "/nonexistent/laminad", env=env)
     check(p.returncode != 0 and "install lamina there" in p.stderr and
@@ -187,7 +256,8 @@ def refusals(env, lam, n):
     for h in "BCD":
         check(not NET.laminads(h) and not left_on(h),
               f"nothing started or left in {h}")
-    check(not os.listdir(state), "no record left of the failed deploys")
+    check(not [f for f in os.listdir(state) if f != "devices-cache.json"],
+          "no record left of the failed deploys")
 
 
 def main():

@@ -3,8 +3,9 @@
  * is an empty cache, saved and loaded back unchanged, devices added by
  * hand (and URLs that could read as ssh options or shell words refused),
  * removed, what answers merged in (a hand-added host answering under its
- * laminad's name), the age-out, and damaged files refused naming the
- * file.
+ * laminad's name), what a host added by hand offers (`laminad
+ * --describe-host` over ssh) kept for it until its laminad answers, the
+ * age-out, and damaged files refused naming the file.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -213,6 +214,38 @@ TEST(add_to_busy_host)
 	lm_devcache_free(&c);
 }
 
+/* A host added by hand is described before any laminad runs there: its
+ * record and the control port lamina will start laminad on stay across
+ * saves; a device of the same URL that answered keeps its own record. */
+TEST(describe_added_host)
+{
+	lm_devcache c = { 0 }, d = { 0 };
+	lm_error e;
+	lm_found seen = found("nodeB", "10.0.0.2", 7790, 1);
+	lm_found probe = found("-", "-", 0, 6);
+	probe.txt.cores = 6;
+	CHECK_EQ_I64(lm_devcache_merge(&c, &seen, 1, 1000, &e), 0);
+	CHECK_EQ_I64(lm_devcache_add(&c, "ssh://u@10.0.0.2", &e), 0);
+	CHECK_EQ_I64(lm_devcache_add(&c, "ssh://u@10.0.0.5", &e), 0);
+	CHECK_EQ_I64(lm_devcache_describe(&c, "ssh://u@10.0.0.5", 7810,
+					  &probe.txt), 1);
+	CHECK_EQ_I64(lm_devcache_describe(&c, "ssh://u@10.0.0.2", 7811,
+					  &probe.txt), 0);
+	CHECK_EQ_I64(lm_devcache_describe(&c, "ssh://nobody", 7811,
+					  &probe.txt), 0);
+	lm_devcache_sort(&c);
+	CHECK_EQ_I64(lm_devcache_save(file("d.json"), &c, &e), 0);
+	CHECK_EQ_I64(lm_devcache_load(file("d.json"), &d, &e), 0);
+	lm_known *h = get(&d, "10.0.0.5"), *b = get(&d, "nodeB");
+	CHECK(h && h->has_txt && h->port == 7810 && h->last_seen == 0 &&
+	      h->txt.cores == 6 && h->txt.mem_free == 1ull << 33 &&
+	      !strcmp(h->txt.cpu, "Test CPU"));
+	CHECK(b && b->port == 7790 && b->txt.cores == 4 &&
+	      b->txt.cores_free == 1);
+	lm_devcache_free(&c);
+	lm_devcache_free(&d);
+}
+
 TEST(damaged_files)
 {
 	static const char *const bad[] = {
@@ -264,6 +297,7 @@ int main(void)
 	RUN(add_and_remove);
 	RUN(merge_and_age_out);
 	RUN(add_to_busy_host);
+	RUN(describe_added_host);
 	RUN(damaged_files);
 	static const char *const names[] = { "c.json", "bad.json" };
 	for (size_t i = 0; i < 2; i++)
