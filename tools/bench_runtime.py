@@ -53,7 +53,10 @@ The table shows the median over the rounds:
 The last lines give the geometric mean of the ratio per batch size: the
 single number to quote, below 1.0 means lamina is faster on these models;
 and the largest ratio (the project's target: geometric mean <= 0.85 at
-batch 1 and at batch 8, no model above 1.3).
+batch 1 and at batch 8, no model above 1.3).  Then, for the three rows
+with the largest ratio, the kernels that take lamina's time (a
+`--profile` run of that model and batch, summed by kernel: the top four
+with their share and GFLOP/s); --no-kernels skips it.
 
 Profile mode runs `lamina run MODEL --profile` (random input, one thread)
 and prints lamina's per-node table as it is, then two summaries, by
@@ -283,13 +286,14 @@ def compare(args):
     print()
     print(hdr)
     print("-" * len(hdr))
-    ratios, min_ratios = {}, {}
+    ratios, min_ratios, every = {}, {}, []
     for j in jobs:
         lam = statistics.median(j["lam"])
         ort = statistics.median(j["ort"])
         ratio = lam / ort
         min_ratio = min(j["lam_min"]) / min(j["ort_min"])
         ratios.setdefault(j["batch"], []).append(ratio)
+        every.append(ratio)
         min_ratios.setdefault(j["batch"], []).append(min_ratio)
         lam_gf = j["flops"] / (lam * 1e-3) * 1e-9
         ort_gf = j["flops"] / (ort * 1e-3) * 1e-9
@@ -310,6 +314,8 @@ def compare(args):
               f"({len(rs)} models; of the min ratios "
               f"{gmean(min_ratios[b]):.3f}); largest {worst[0]:.2f} "
               f"({worst[1]})")
+    if not args.no_kernels:
+        slowest_kernels(args, jobs, every)
     for f in os.listdir(tmp):
         os.remove(os.path.join(tmp, f))
     os.rmdir(tmp)
@@ -340,15 +346,8 @@ def parse_profile(text):
     return rows
 
 
-def profile(args):
-    model = args.profile
-    if not os.path.exists(model):
-        folder_model = os.path.join(args.dir, model + ".onnx")
-        if not os.path.exists(folder_model):
-            os.makedirs(args.dir, exist_ok=True)
-            ensure_models(args.dir, [model], False)
-        model = folder_model
-    batch = int(args.batch.split(",")[0])
+def profile_rows(args, model, batch):
+    """lamina's --profile rows of model (a path) at batch."""
     in_name, dims = model_input(model)
     with tempfile.TemporaryDirectory(prefix="bench_runtime.") as tmp:
         x = make_input(tmp, "input", dims, batch)
@@ -357,28 +356,64 @@ def profile(args):
         if batch != 1:
             argv += ["--batch", str(batch)]
         out = run(argv, "lamina run --profile")
+    return out, parse_profile(out)
+
+
+def summarise(rows, key):
+    """Rows grouped by column key (1: op type, 2: kernel), largest time
+    first: (name, nodes, ms, GFLOP/s)."""
+    groups = {}
+    for row in rows:
+        e = groups.setdefault(row[key], [0, 0.0, 0.0])
+        e[0] += 1
+        e[1] += row[3]
+        e[2] += row[5] * row[3] * 1e6  # GFLOP/s x ms -> FLOPs
+    return [(name, count, ms, flops / (ms * 1e-3) * 1e-9 if ms > 0 else 0.0)
+            for name, (count, ms, flops) in
+            sorted(groups.items(), key=lambda kv: -kv[1][1])]
+
+
+def profile(args):
+    model = args.profile
+    if not os.path.exists(model):
+        folder_model = os.path.join(args.dir, model + ".onnx")
+        if not os.path.exists(folder_model):
+            os.makedirs(args.dir, exist_ok=True)
+            ensure_models(args.dir, [model], False)
+        model = folder_model
+    out, rows = profile_rows(args, model, int(args.batch.split(",")[0]))
     print(out.rstrip())
-    rows = parse_profile(out)
     if not rows:
         print("\n(no per-node rows recognised in the output above)")
         return
     total = sum(r[3] for r in rows)
     for title, key in (("op type", 1), ("kernel", 2)):
-        groups = {}
-        for row in rows:
-            e = groups.setdefault(row[key], [0, 0.0, 0.0])
-            e[0] += 1
-            e[1] += row[3]
-            e[2] += row[5] * row[3] * 1e6  # GFLOP/s x ms -> FLOPs
         print()
         print(f"{title:<28} {'nodes':>5} {'ms':>9} {'share':>7} "
               f"{'GFLOP/s':>8}")
-        for name, (count, ms, flops) in sorted(groups.items(),
-                                               key=lambda kv: -kv[1][1]):
-            rate = flops / (ms * 1e-3) * 1e-9 if ms > 0 else 0.0
+        for name, count, ms, rate in summarise(rows, key):
             print(f"{name:<28} {count:>5} {ms:>9.3f} "
                   f"{100 * ms / total if total else 0:>6.1f}% {rate:>8.1f}")
         print(f"{'total':<28} {len(rows):>5} {total:>9.3f}")
+
+
+def slowest_kernels(args, jobs, ratios):
+    """For the three rows with the largest ratio, the kernels that take
+    lamina's time (a --profile run of that model and batch)."""
+    worst = sorted(zip(ratios, range(len(jobs))), reverse=True)[:3]
+    print()
+    print("where the slowest three spend lamina's time (lamina run "
+          "--profile, by kernel; top 4):")
+    for ratio, i in worst:
+        j = jobs[i]
+        _, rows = profile_rows(args, j["model"], j["batch"])
+        total = sum(r[3] for r in rows)
+        print(f"  {j['name']} batch {j['batch']} (ratio {ratio:.2f}, "
+              f"profiled {total:.2f} ms):")
+        for name, count, ms, rate in summarise(rows, 2)[:4]:
+            print(f"    {name:<28} {count:>4} nodes {ms:>9.3f} ms "
+                  f"{100 * ms / total if total else 0:>5.1f}% "
+                  f"{rate:>7.1f} GFLOP/s")
 
 
 def main():
@@ -400,6 +435,9 @@ def main():
     ap.add_argument("--profile", metavar="MODEL",
                     help="print lamina's per-node profile of MODEL (a path, "
                     "or a name exported into --dir) and a summary by op")
+    ap.add_argument("--no-kernels", action="store_true",
+                    help="comparison: skip the kernel summary of the "
+                    "slowest three")
     args = ap.parse_args()
     if args.repeat < 1 or args.rounds < 1:
         ap.error("--repeat and --rounds must be >= 1")
