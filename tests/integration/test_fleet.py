@@ -17,8 +17,10 @@ with a key made here, none running laminad.  From A:
     fleet's fingerprint;
   - a second deployment of the same model reuses the shipped files (none
     is sent again);
-  - `lamina teardown` stops every laminad it started (over the control
-    channel, cleaning up over ssh), and leaves no laminad, state file, log,
+  - `lamina teardown` while D is cut off stops B's and C's laminads and
+    names D and what may be left there; once D is back, teardown again
+    stops every laminad it started (over the control channel, cleaning
+    up over ssh), and leaves no laminad, state file, log,
     stored model file or DPDK run folder on any host (they run without
     hugepages: nr_hugepages is the whole machine's, shared with others);
   - a host without laminad gets a one-line error saying how to install it
@@ -210,8 +212,26 @@ def fleet(env, lam, n, x, ref):
         for h in "BCD":
             check(len(NET.laminads(h)) == 1, f"{h}'s laminad stays for the "
                   "first deployment")
+    # D is cut off the bridge: teardown stops what it reaches and says
+    # what may be left on D; once D is back a second teardown finishes
+    NET.ns_run("M", "ip", "link", "set", NET.ifs["dm"], "down")
+    try:
+        p = lamina_in("A", "teardown", dep, "--state-dir", state, env=env,
+                      timeout=300)
+    finally:
+        NET.ns_run("M", "ip", "link", "set", NET.ifs["dm"], "up")
+    check(p.returncode != 0 and ADDR["D"] in p.stderr and
+          "could not reach" in p.stderr and "may be left there" in
+          p.stderr and f"lamina teardown {dep}" in p.stderr,
+          f"teardown with D gone names D and what may be left there: "
+          f"{p.stderr!r}")
+    check(not NET.laminads("B") and not NET.laminads("C") and
+          len(NET.laminads("D")) == 1,
+          "B's and C's laminads are stopped, D's is left running")
+    check(os.path.exists(os.path.join(state, dep + ".json")),
+          "the record stays for a later teardown")
     p = lamina_in("A", "teardown", dep, "--state-dir", state, env=env)
-    check(p.returncode == 0, f"teardown over ssh: {p.stderr}")
+    check(p.returncode == 0, f"teardown once D is back: {p.stderr}")
     time.sleep(0.5)
     for h in "BCD":
         check(not NET.laminads(h),
