@@ -12,7 +12,11 @@ towards B, and (with both_ways) towards A.
 
 Hosts can run OpenSSH's sshd (net.sshd(WORK, "BCD")): a client key, a
 host key and an ssh config made in WORK; the ssh command it returns is
-what lamina takes as $LAMINA_SSH.  net.teardown() stops them.
+what lamina takes as $LAMINA_SSH.  net.teardown() stops them.  With
+own=(FOLDER, ...) each host's sshd (and all it starts) runs in a mount
+namespace of its own where each FOLDER is WORK/hosts/H/<FOLDER with '/'
+made '_'> (net.own_path(work, h, folder)), so hosts share no state
+folder; net.in_host(h, *argv) runs a command there.
 """
 import os
 import re
@@ -103,7 +107,17 @@ class Net:
         m = re.search(r"counter packets (\d+)", out)
         return int(m.group(1)) if m else 0
 
-    def sshd(self, work, hosts):
+    @staticmethod
+    def own_path(work, host, folder):
+        return os.path.join(work, "hosts", host,
+                            folder.strip("/").replace("/", "_"))
+
+    def in_host(self, host, *argv, ok=True):
+        """argv in host's network and mount namespaces (its sshd's)."""
+        return sh("nsenter", "-t", str(self.sshds[host].pid), "-m", "-n",
+                  *argv, ok=ok)
+
+    def sshd(self, work, hosts, own=()):
         """sshd in each of hosts, reached as root with a key made in work;
         the ssh command (for $LAMINA_SSH) once each one answers from A."""
         key = os.path.join(work, "id")
@@ -123,10 +137,17 @@ class Net:
                         "PasswordAuthentication no\n"
                         "KbdInteractiveAuthentication no\nUsePAM no\n"
                         f"StrictModes no\nPidFile {work}/sshd_{h}.pid\n")
+            binds = ""
+            for folder in own:
+                mine = self.own_path(work, h, folder)
+                os.makedirs(mine, exist_ok=True)
+                os.makedirs(folder, exist_ok=True)
+                binds += f"mount --bind {mine} {folder} && "
             self.sshds[h] = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns[h], "/usr/sbin/sshd", "-D",
-                 "-e", "-f", conf], stdout=subprocess.DEVNULL,
-                stderr=open(conf + ".log", "w"))
+                ["ip", "netns", "exec", self.ns[h], "unshare", "--mount",
+                 "--propagation", "private", "sh", "-c",
+                 binds + f"exec /usr/sbin/sshd -D -e -f {conf}"],
+                stdout=subprocess.DEVNULL, stderr=open(conf + ".log", "w"))
         config = os.path.join(work, "ssh_config")
         with open(config, "w") as f:
             f.write(f"Host *\n  IdentityFile {key}\n  IdentitiesOnly yes\n"

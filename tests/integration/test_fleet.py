@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Integration test of a fleet lamina starts itself: four hosts (network
 namespaces A, B, C, D on one bridge, netns.py), each running OpenSSH's sshd
-with a key made here, none running laminad.  From A:
+with a key made here, none running laminad.  B, C and D each have their
+own /var/lib/lamina and /run/dpdk (sshd runs in a mount namespace of its
+own), so nothing of a laminad's state is shared, and every laminad uses
+the default control port.  From A:
 
   - `lamina devices` finds nothing; `lamina devices add ssh://root@HOST`
     for B, C and D asks each what it offers (`laminad --describe-host`
@@ -50,8 +53,9 @@ from netns import Net
 LAMINAD = os.environ["LAMINAD"]
 ADDR = {"A": "10.77.0.1", "B": "10.77.0.2", "C": "10.77.0.3",
         "D": "10.77.0.4"}
-PORTS = {"B": 7810, "C": 7820, "D": 7830}  # one state file each
-STATE = "/var/lib/lamina"                  # laminad's default, as root
+PORT = 7700                # laminad's default control port, on every host
+STATE = "/var/lib/lamina"  # laminad's default state folder, as root, and
+RUN = "/run/dpdk"          # DPDK's run folders: each host has its own
 NET = Net("lmf", "lf", hosts="ABCD")
 WORK = os.path.join(TMP, "fleet")
 
@@ -62,26 +66,25 @@ def lamina_in(host, *args, env=None, timeout=900):
                           timeout=timeout, env=env)
 
 
+def state_of(host):
+    """host's own state folder, as this test (outside it) sees it."""
+    return NET.own_path(WORK, host, STATE)
+
+
 def left_on(host):
-    """What of a laminad of host is left in the shared state folder."""
-    port = PORTS[host]
-    return sorted(os.path.basename(f) for f in
-                  glob.glob(os.path.join(STATE, f"laminad-{port}*")))
+    """What of a laminad is left in host's state folder."""
+    return sorted(os.listdir(state_of(host)))
 
 
 def run_dirs():
-    """DPDK run folders of the laminads of B, C and D (their file prefix
-    is laminad-<control port>-<pid>); other programs' are not ours."""
-    if not os.path.isdir("/var/run/dpdk"):
-        return []
-    return sorted(d for d in os.listdir("/var/run/dpdk")
-                  if any(d.startswith(f"laminad-{PORTS[h]}-")
-                         for h in "BCD"))
+    """DPDK run folders left on B, C and D."""
+    return sorted(f"{h}:{d}" for h in "BCD"
+                  for d in os.listdir(NET.own_path(WORK, h, RUN)))
 
 
 def devices(path, hosts, ssh_for):
     devs = [{"name": h, "cores": 1, "memory_bytes": 2 << 30,
-             "numa_node": 0, "address": f"{ADDR[h]}:{PORTS[h]}",
+             "numa_node": 0, "address": f"{ADDR[h]}:{PORT}",
              **({"ssh": ssh_for(h)} if ssh_for(h) else {})}
             for h in hosts]
     with open(path, "w") as f:
@@ -120,7 +123,7 @@ def fleet(env, lam, n, x, ref):
           f"lamina devices finds nothing: {p.stdout!r}")
     for h in "BCD":
         p = lamina_ok(f"devices add {h}", "devices", "add",
-                      f"ssh://root@{ADDR[h]}", "--port", str(PORTS[h]),
+                      f"ssh://root@{ADDR[h]}",
                       "--laminad", LAMINAD, env=env)
         check(f"root@{ADDR[h]}: 2 cores" in p.stdout,
               f"devices add {h} says what the host offers: {p.stdout!r}")
@@ -132,7 +135,7 @@ def fleet(env, lam, n, x, ref):
     check(sorted(listed) == sorted(ADDR[h] for h in "BCD") and
           all(d["cores"] == 2 and d["memory_free_bytes"] > 0 and
               d["added_by_hand"] and not d["answering"] and
-              d["port"] == PORTS[h] for h in "BCD"
+              d["port"] == PORT for h in "BCD"
               for d in [listed.get(ADDR[h], {"cores": 0})]),
           f"lamina devices lists B, C, D with their cores and memory: "
           f"{p.stdout}")
@@ -185,7 +188,7 @@ def fleet(env, lam, n, x, ref):
                   key.encode() not in b" ".join(argv),
                   f"{h}'s laminad read the key from stdin, not its "
                   f"command line: {argv}")
-        log = os.path.join(STATE, f"laminad-{PORTS[h]}.log")
+        log = os.path.join(state_of(h), f"laminad-{PORT}.log")
         check(len(fp) == 16 and f"fleet key {fp}" in open(log).read(),
               f"{h}'s laminad logs the fleet's fingerprint {fp}")
     yf = os.path.join(WORK, "y.npy")
@@ -194,7 +197,7 @@ def fleet(env, lam, n, x, ref):
     if check(p.returncode == 0, f"infer: {p.stderr}"):
         check(np.load(yf).tobytes() == np.load(ref).tobytes(),
               "ResNet-18 over B, C, D: bitwise equal to lamina run")
-    stored = {h: glob.glob(os.path.join(STATE, f"laminad-{PORTS[h]}.store",
+    stored = {h: glob.glob(os.path.join(state_of(h), f"laminad-{PORT}.store",
                                          "sha256", "*")) for h in "BCD"}
     check(all(stored[h] for h in "BCD"),
           f"each laminad stored its stages' files: "
@@ -204,7 +207,7 @@ def fleet(env, lam, n, x, ref):
     if check(p.returncode == 0, f"second deploy: {p.stderr}"):
         dep2 = p.stdout.strip().split()[-1]
         again = {h: glob.glob(os.path.join(
-            STATE, f"laminad-{PORTS[h]}.store", "sha256", "*"))
+            state_of(h), f"laminad-{PORT}.store", "sha256", "*"))
             for h in "BCD"}
         check(again == stored, "the second deployment reuses the files")
         p = lamina_in("A", "teardown", dep2, "--state-dir", state, env=env)
@@ -236,7 +239,7 @@ def fleet(env, lam, n, x, ref):
     for h in "BCD":
         check(not NET.laminads(h),
               f"no laminad left in {h}: {NET.laminads(h)}")
-        check(not left_on(h), f"nothing of {h}'s laminad left in {STATE}: "
+        check(not left_on(h), f"nothing of {h}'s laminad left in its {STATE}: "
               f"{left_on(h)}")
     check(not run_dirs(), f"no DPDK run folder left: {run_dirs()} "
           f"(teardown said: {p.stderr.strip()})")
@@ -290,7 +293,7 @@ def main():
     NET.teardown()
     NET.setup()
     try:
-        env = dict(os.environ, LAMINA_SSH=NET.sshd(WORK, "BCD"))
+        env = dict(os.environ, LAMINA_SSH=NET.sshd(WORK, "BCD", own=(STATE, RUN)))
         model = os.path.join(MODELS, "resnet18.onnx")
         lam = os.path.join(WORK, "r18.lam")
         subprocess.run([LAMINA, "slice", model, "-o", lam], check=True,
@@ -309,8 +312,8 @@ def main():
             for pid in NET.laminads(h):
                 os.kill(pid, signal.SIGKILL)
         for h in "BCD":
-            subprocess.run([LAMINAD, "--cleanup-port", str(PORTS[h])],
-                           capture_output=True)
+            if h in NET.sshds:
+                NET.in_host(h, LAMINAD, "--cleanup-port", str(PORT), ok=False)
         NET.teardown()
     return summary()
 
