@@ -22,6 +22,9 @@
     test_deploy.py model NAME      NAME (from LAMINA_MODELS) in 1-, 2- and
                                    4-stage plans at batch 1 and 8: outputs
                                    bitwise equal to lamina run of the model
+    test_deploy.py two-stages NAME...
+                                   each NAME in 2 stages at batch 1:
+                                   bitwise equal to lamina run, nothing left
 
 Every deployment lives in a state folder of its own under LAMINA_TMP and
 uses a free block of control ports from 17700 up, so a laminad someone
@@ -31,6 +34,7 @@ tear down every recorded deployment and kill what is left).
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -589,6 +593,53 @@ def test_model(name):
         cleanup(state)
 
 
+def test_two_stages(names):
+    """Each model of names sliced, planned in 2 stages cut halfway at
+    batch 1, deployed, answering bitwise equal to lamina run, torn down
+    leaving nothing: every family the runtime has kernels for goes
+    through the dataplane too (test_model covers 1, 2 and 4 stages at
+    batch 1 and 8 for ResNet-18 and MobileNetV2)."""
+    work = fresh_dir("deploy-two-stages")
+    state = os.path.join(work, "state")
+    os.makedirs(state)
+    rng = np.random.default_rng(2)
+    try:
+        for name in names:
+            t0 = time.perf_counter()
+            model = os.path.join(MODELS, name + ".onnx")
+            lamdir = os.path.join(work, name + ".lam")
+            p = lam("slice", model, "-o", lamdir)
+            if not check(p.returncode == 0, f"slice {name}: {p.stderr}"):
+                continue
+            man = json.load(open(os.path.join(lamdir, "manifest.json")))
+            n = len(man["slices"])
+            x = os.path.join(work, name + "-x.npy")
+            ref = os.path.join(work, name + "-ref.npy")
+            np.save(x, rng.standard_normal([1] + man["inputs"][0]["shape"]
+                                           [1:]).astype(np.float32))
+            p = lam("run", model, "--input", x, "--output", ref)
+            if not check(p.returncode == 0, f"run {name}: {p.stderr}"):
+                continue
+            plan = write_plan(os.path.join(work, name + "-plan.json"),
+                              lamdir, n, [n // 2 - 1], 1, PORT + 3)
+            dep = deploy(plan, state)
+            if dep:
+                y = os.path.join(work, name + "-y.npy")
+                p = lam("infer", dep, "--input", x, "--output", y,
+                        state=state)
+                check(p.returncode == 0 and same_bytes(y, ref),
+                      f"{name} in 2 stages ({n} slices): bitwise equal to "
+                      f"lamina run {p.stderr}")
+                pids = laminad_pids(state)
+                p = lam("teardown", dep, state=state)
+                check(p.returncode == 0, f"{name}: teardown {p.stderr}")
+                nothing_left(state, pids, name)
+            shutil.rmtree(lamdir, ignore_errors=True)
+            print(f"{name}: {time.perf_counter() - t0:.1f} s", flush=True)
+    finally:
+        cleanup(state)
+
+
 # ---- a sequence-first transformer, sliced once, at batch 1 and 8 ----
 
 def test_transformer():
@@ -745,9 +796,11 @@ def main():
         test_transformer()
     elif len(what) == 2 and what[0] == "model":
         test_model(what[1])
+    elif len(what) >= 2 and what[0] == "two-stages":
+        test_two_stages(what[1:])
     else:
         raise SystemExit("usage: test_deploy.py digits|errors|memory|"
-                         "transformer|model NAME")
+                         "transformer|model NAME|two-stages NAME...")
     return summary()
 
 
