@@ -143,10 +143,20 @@ static int load_and_plan(const char *cmd, const struct slice_args *a,
 	*m = NULL;
 	*s = NULL;
 	int rc = 0;
-	if (lm_onnx_load(a->model, m, &e) ||
-	    lm_onnx_prepare(*m, a->shapes, a->n_shapes, &defaulted, &e) ||
-	    ((rc = lm_slice_plan(lm_onnx_graph(*m), &a->opt, s, &e)) &&
-	     lm_fail_prefix(&e, rc, "%s", a->model))) {
+	uint8_t *fused = NULL;
+	lm_slice_options opt = a->opt;
+	/* layers keep whole what the runtime fuses (cut.c) */
+	if (!(rc = lm_onnx_load(a->model, m, &e)) &&
+	    !(rc = lm_onnx_prepare(*m, a->shapes, a->n_shapes, &defaulted,
+				   &e)) &&
+	    opt.granularity == LM_GRAN_LAYER)
+		rc = lm_onnx_fused_values(*m, a->shapes, a->n_shapes, &fused,
+					  &e);
+	opt.fused = fused;
+	if (!rc && (rc = lm_slice_plan(lm_onnx_graph(*m), &opt, s, &e)))
+		lm_fail_prefix(&e, rc, "%s", a->model);
+	free(fused);
+	if (rc) {
 		lm_onnx_free(*m);
 		*m = NULL;
 		return cli_error(cmd, &e);

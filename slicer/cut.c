@@ -7,7 +7,9 @@
  * else (so joining them adds nothing to the cut).  Slices are runs of layers.
  * A cut after position k carries every non-constant tensor made at or before
  * k that is read after k or is a model output; a residual block's cut
- * carries two.
+ * carries two.  Nor does a layer end inside what the runtime fuses into
+ * one node (lm_slice_options.fused): a stage ending there would round
+ * differently from the whole model.
  */
 #include "lamina/slicer.h"
 
@@ -15,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lamina/runtime.h"
 
 struct span {
 	int first, last;
@@ -62,14 +66,52 @@ static int *follower_runs(lm_graph *g)
 	return end;
 }
 
-static int group_layers(lm_graph *g, lm_granularity gran, struct span *out)
+/* Per position k, whether a cut after node k would carry a tensor fusion
+ * makes internal (fused[v]): each such tensor marks the positions from
+ * its producer to its last reader, summed in one pass (linear). */
+static uint8_t *fusion_splits(lm_graph *g, const uint8_t *fused)
+{
+	int *d = calloc((size_t)g->n_nodes + 1, sizeof(int));
+	uint8_t *split = calloc((size_t)g->n_nodes + 1, 1);
+	if (!d || !split) {
+		free(d);
+		free(split);
+		return NULL;
+	}
+	for (int vi = 0; vi < g->n_values; vi++) {
+		const lm_value *v = &g->values[vi];
+		if (!fused[vi] || v->kind != LM_VAL_NODE || v->producer < 0)
+			continue;
+		int last = v->producer;
+		for (int c = 0; c < v->n_consumers; c++)
+			last = v->consumers[c] > last ? v->consumers[c] : last;
+		d[v->producer]++;
+		d[last]--;
+	}
+	for (int k = 0, run = 0; k < g->n_nodes; k++) {
+		run += d[k];
+		split[k] = run > 0;
+	}
+	free(d);
+	return split;
+}
+
+static int group_layers(lm_graph *g, lm_granularity gran,
+			const uint8_t *fused, struct span *out)
 {
 	int n = 0, *end = follower_runs(g);
-	if (!end)
+	uint8_t *split = gran == LM_GRAN_LAYER && fused
+				 ? fusion_splits(g, fused)
+				 : NULL;
+	if (!end || (gran == LM_GRAN_LAYER && fused && !split)) {
+		free(end);
+		free(split);
 		return -ENOMEM;
+	}
 	for (int ni = 0; ni < g->n_nodes; ni++) {
 		if (gran == LM_GRAN_LAYER && n > 0 &&
-		    joins_layer(g, ni, out[n - 1].first, end[ni])) {
+		    ((split && split[ni - 1]) ||
+		     joins_layer(g, ni, out[n - 1].first, end[ni]))) {
 			out[n - 1].last = ni;
 			continue;
 		}
@@ -77,6 +119,7 @@ static int group_layers(lm_graph *g, lm_granularity gran, struct span *out)
 		n++;
 	}
 	free(end);
+	free(split);
 	return n;
 }
 
@@ -238,7 +281,7 @@ int lm_slice_plan(lm_graph *g, const lm_slice_options *o, lm_slicing **out,
 		rc = lm_fail(e, -ENOMEM, "out of memory");
 		goto out;
 	}
-	int nl = group_layers(g, o->granularity, layers);
+	int nl = group_layers(g, o->granularity, o->fused, layers);
 	int ns = nl;
 	if (nl < 0) {
 		rc = lm_fail(e, -ENOMEM, "out of memory");
@@ -280,4 +323,44 @@ out:
 	else
 		*out = s;
 	return rc;
+}
+
+int lm_onnx_fused_values(lm_onnx_model *m, const lm_input_shape *shapes,
+			 int n_shapes, uint8_t **out, lm_error *e)
+{
+	lm_graph *g = lm_onnx_graph(m);
+	lm_onnx_model *copy = NULL;
+	int rc;
+	*out = NULL;
+	if (!lm_onnx_path(m) || !*lm_onnx_path(m))
+		return lm_fail(e, -ENOTSUP, "a model from memory cannot be "
+			       "loaded again");
+	if ((rc = lm_onnx_load(lm_onnx_path(m), &copy, e)) ||
+	    (rc = lm_onnx_prepare(copy, shapes, n_shapes, NULL, e)) ||
+	    (rc = lm_fuse(lm_onnx_graph(copy), e)) < 0 ||
+	    (rc = lm_graph_index(lm_onnx_graph(copy)))) {
+		lm_onnx_free(copy);
+		return rc < 0 ? rc : lm_fail(e, -ENOMEM, "out of memory");
+	}
+	lm_graph *f = lm_onnx_graph(copy);
+	uint8_t *fused = calloc((size_t)g->n_values + 1, 1);
+	if (!fused) {
+		lm_onnx_free(copy);
+		return lm_fail(e, -ENOMEM, "out of memory");
+	}
+	for (int vi = 0; vi < g->n_values; vi++) {
+		const lm_value *v = &g->values[vi];
+		if (v->kind != LM_VAL_NODE)
+			continue;
+		int fi = lm_graph_find(f, v->name);
+		const lm_value *w = fi >= 0 ? &f->values[fi] : NULL;
+		fused[vi] = !w || w->kind != LM_VAL_NODE || w->producer < 0 ||
+			    w->rank != v->rank ||
+			    memcmp(w->dims, v->dims,
+				   (size_t)(v->rank > 0 ? v->rank : 0) *
+					   sizeof(v->dims[0]));
+	}
+	lm_onnx_free(copy);
+	*out = fused;
+	return 0;
 }

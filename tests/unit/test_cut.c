@@ -48,7 +48,7 @@ static void op(lm_graph *g, const char *name, const char *type,
 static lm_slicing *plan(lm_graph *g, const char *output, lm_granularity gr,
 			int max)
 {
-	lm_slice_options o = { gr, max };
+	lm_slice_options o = { gr, max, NULL };
 	lm_slicing *s = NULL;
 	lm_graph_add_output(g, lm_graph_find(g, output));
 	if (lm_graph_sort(g, NULL) || lm_graph_infer_shapes(g, NULL) ||
@@ -127,6 +127,39 @@ TEST(elementwise_reading_a_shared_tensor_starts_a_layer)
 	lm_graph_free(g);
 }
 
+/* A tensor the runtime fuses away (opt.fused) is never cut: the layers
+ * on both sides of it stay one; node granularity cuts it anyway. */
+TEST(fused_tensors_stay_inside_a_slice)
+{
+	for (int gran = 0; gran < 2; gran++) {
+		lm_graph *g = start();
+		conv(g, "c1", "x", "a");
+		conv(g, "c2", "a", "b");
+		conv(g, "c3", "b", "c");
+		conv(g, "c4", "c", "d");
+		lm_graph_add_output(g, lm_graph_find(g, "d"));
+		CHECK_EQ_I64(lm_graph_sort(g, NULL), 0);
+		CHECK_EQ_I64(lm_graph_infer_shapes(g, NULL), 0);
+		uint8_t *fused = calloc((size_t)g->n_values, 1);
+		fused[lm_graph_find(g, "b")] = 1;
+		lm_slice_options o = { gran ? LM_GRAN_NODE : LM_GRAN_LAYER, 0,
+				       fused };
+		lm_slicing *s = NULL;
+		CHECK_EQ_I64(lm_slice_plan(g, &o, &s, NULL), 0);
+		if (!gran) {
+			CHECK_EQ_I64(s->n, 3);
+			CHECK_EQ_I64(s->slices[1].first_node, 1);
+			CHECK_EQ_I64(s->slices[1].last_node, 2);
+			CHECK_EQ_I64(s->slices[2].first_node, 3);
+		} else {
+			CHECK_EQ_I64(s->n, 4);
+		}
+		lm_slicing_free(s);
+		free(fused);
+		lm_graph_free(g);
+	}
+}
+
 TEST(node_granularity_and_max_slices)
 {
 	lm_graph *g = start();
@@ -159,6 +192,7 @@ int main(void)
 	RUN(residual_cut_carries_two_tensors);
 	RUN(silu_joins_its_conv);
 	RUN(elementwise_reading_a_shared_tensor_starts_a_layer);
+	RUN(fused_tensors_stay_inside_a_slice);
 	RUN(node_granularity_and_max_slices);
 	return harness_done();
 }

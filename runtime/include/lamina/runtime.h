@@ -30,6 +30,19 @@ typedef struct lm_session_options {
 } lm_session_options;
 
 /**
+ * The graph rewrites a session makes before its kernels are prepared
+ * (unless no_fuse): BatchNormalization and zero Pad folded into
+ * convolutions; residual Adds and activations into the epilogue of Conv,
+ * ConvTranspose, Gemm and MatMul; LayerNorm, GELU, SiLU, HardSwish and
+ * squeeze-excitation patterns into single nodes; channels-last blocks
+ * rewritten channels-first.  A tensor made inside a fused node is made by
+ * no node afterwards.  The slicer runs it on a copy of the model to keep
+ * those tensors off its cuts.
+ * @return the number of rewrites, or a negative code.
+ */
+int lm_fuse(lm_graph *g, lm_error *e);
+
+/**
  * Build a session over a prepared graph (shapes inferred, constants
  * folded: see lm_onnx_prepare).  The graph is rewritten by fusion and must
  * outlive the session.

@@ -117,7 +117,24 @@ typedef enum lm_granularity {
 typedef struct lm_slice_options {
 	lm_granularity granularity;
 	int max_slices; /**< 0: no limit */
+	/** One byte per value of the graph, or NULL: 1 for a tensor the
+	 *  runtime's fusion makes inside a fused node (lm_onnx_fused_values).
+	 *  Layer granularity cuts none of them, so stages running slices
+	 *  compute what the whole model computes, bit for bit. */
+	const uint8_t *fused;
 } lm_slice_options;
+
+/**
+ * Which tensors of m's prepared graph the runtime's fusion (lm_fuse) makes
+ * inside a fused node: m loaded again from its file, prepared with the
+ * same shapes and fused; a tensor that no node of that copy makes, or
+ * makes in another shape, is marked.
+ * @return 0 with *out (malloc'd, a byte per value of lm_onnx_graph(m));
+ *         -ENOTSUP for a model loaded from memory; as lm_onnx_load,
+ *         lm_onnx_prepare and lm_fuse.
+ */
+int lm_onnx_fused_values(lm_onnx_model *m, const lm_input_shape *shapes,
+			 int n_shapes, uint8_t **out, lm_error *e);
 
 /** One slice: a contiguous range of the node order. */
 typedef struct lm_slice {
