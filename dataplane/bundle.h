@@ -65,12 +65,17 @@ struct lm_dp_layout {
 	int n;
 	struct lm_dp_tdesc t[LM_DP_MAX_TENSORS];
 	size_t bytes; /* of the data part of a bundle */
-	/* 0: every tensor holds one row per sample along axis 0, so a
-	 * bundle's samples are rows (the ingress gathers requests of 1 to
-	 * batch rows); 1: some tensor has its batch on another axis (a
-	 * sequence-first transformer's [seq, batch, d]) or none, and a
-	 * request carries exactly the batch */
+	/* 0: every tensor holds the batch, one sample per index of its batch
+	 * axis; 1: some tensor holds none (or the batch merged with another
+	 * dim, as inside attention), and a request carries exactly the
+	 * batch */
 	int exact_batch;
+	/* some tensor holds its batch on an axis other than 0 (a
+	 * sequence-first transformer's [seq, batch, d]): the ingress gathers
+	 * samples batch-major, so a sample is still rows, and moves the axis
+	 * into place at dispatch and back at the answers (lm_dp_batch_move);
+	 * a request then carries 1 sample or the whole batch */
+	int moved_batch;
 };
 
 /**
@@ -89,6 +94,16 @@ int lm_dp_layout_find(const struct lm_dp_layout *l, const char *name);
 /** True when two layouts hold the same tensors in the same places. */
 int lm_dp_layout_equal(const struct lm_dp_layout *a,
 		       const struct lm_dp_layout *b);
+
+/**
+ * Move the batch of every tensor of l whose batch axis is not 0, in the
+ * bundle data `data` at batch `batch`: to_model 1 from batch-major
+ * ([batch][before][after], how the ingress gathers samples) to the
+ * model's [before][batch][after], 0 back.  scratch holds the largest
+ * tensor of l.
+ */
+void lm_dp_batch_move(const struct lm_dp_layout *l, unsigned batch,
+		      uint8_t *data, uint8_t *scratch, int to_model);
 
 /** Bytes of one bundle of layout l: header and data. */
 static inline size_t lm_dp_bundle_bytes(const struct lm_dp_layout *l)

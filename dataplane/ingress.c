@@ -188,8 +188,8 @@ static void push_answer(struct lm_dp_conn *c, struct lm_dp_deployment *d,
 		const struct lm_dp_tdesc *t = &l->t[i];
 		int64_t dims[LM_MAX_RANK];
 		memcpy(dims, t->dims, sizeof(dims));
-		if (!l->exact_batch)
-			dims[0] = r->rows;
+		if (!l->exact_batch) /* a whole batch when moved */
+			dims[t->batch_axis] = r->rows;
 		off += lm_wire_tensor_put(thdr + off, (uint32_t)t->dtype,
 					  t->rank, dims,
 					  t->nbytes / r->batch * r->rows);
@@ -424,19 +424,19 @@ static void on_thdr(struct lm_dp_front *f, struct lm_dp_conn *c)
 	const struct lm_dp_tdesc *t = &lm_dp_inputs(c->d)->t[c->ti];
 	unsigned batch = lm_dp_batch(c->d);
 	lm_wire_tensor w;
-	char want[128], got[128];
+	char want[320], got[128];
 	lm_wire_tensor_get(c->hdr, &w);
 	int rank = (int)w.rank, ok = 1;
 	for (int k = 0; k < rank; k++)
 		ok &= w.dims[k] >= 0;
-	/* a model whose batch is not rows of axis 0 takes whole batches */
-	int exact = lm_dp_exact_batch(c->d);
-	int64_t rows = exact ? batch : rank ? w.dims[0] : 0;
-	int shape = ok && rank == t->rank && rank >= 1 && rows >= 1 &&
-		    rows <= batch &&
-		    (c->ti == 0 || rows == c->rows) &&
-		    !memcmp(w.dims + !exact, t->dims + !exact,
-			    sizeof(w.dims[0]) * (size_t)(rank - !exact));
+	/* samples along the tensor's batch axis; whole batches when the
+	 * model holds no batch somewhere (queue.h) */
+	int exact = lm_dp_exact_batch(c->d), moved = lm_dp_moved_batch(c->d);
+	int64_t rows = ok && rank >= 1
+			       ? lm_dp_shape_rows(t, exact, moved, batch, rank,
+						  w.dims)
+			       : 0;
+	int shape = rows >= 1 && (c->ti == 0 || rows == c->rows);
 	if (exact && ((lm_dtype)w.dtype != t->dtype || !shape)) {
 		char why[256];
 		lm_dp_layout_exact_why(lm_dp_inputs(c->d), lm_dp_outputs(c->d),
@@ -451,18 +451,26 @@ static void on_thdr(struct lm_dp_front *f, struct lm_dp_conn *c)
 				 : "(negative dims)");
 	}
 	if ((lm_dtype)w.dtype != t->dtype || !shape) {
-		/* "1x1x8x8", or "Nx1x8x8 (N: 1 to 8)" when rows may vary */
-		char rest[112] = "";
-		if (t->rank > 1)
-			lm_shape_str(t->rank - 1, t->dims + 1, rest,
-				     sizeof(rest));
-		const char *x = t->rank > 1 ? "x" : "";
+		/* "1x1x8x8", "Nx1x8x8 (N: 1 to 8)" when rows may vary, or
+		 * "8x1x32 or 8x8x32" for a batch on axis 1 */
+		int64_t d[LM_MAX_RANK];
+		char one[64];
+		memcpy(d, t->dims, sizeof(d));
+		d[t->batch_axis] = c->ti ? c->rows : 1;
+		lm_shape_str(t->rank, d, one, sizeof(one));
+		d[t->batch_axis] = -1;
 		if (c->ti || batch == 1)
-			snprintf(want, sizeof(want), "%u%s%s",
-				 c->ti ? c->rows : 1, x, rest);
-		else
-			snprintf(want, sizeof(want), "N%s%s (N: 1 to %u)", x,
-				 rest, batch);
+			snprintf(want, sizeof(want), "%s", one);
+		else if (moved)
+			snprintf(want, sizeof(want), "%s or %s", one,
+				 lm_shape_str(t->rank, t->dims, got,
+					      sizeof(got)));
+		else { /* the batch axis shown as N */
+			lm_shape_str(t->rank, d, got, sizeof(got));
+			*strchr(got, '?') = 'N';
+			snprintf(want, sizeof(want), "%s (N: 1 to %u)", got,
+				 batch);
+		}
 		const char *g = ok ? lm_shape_str(rank, w.dims, got, sizeof(got))
 			     : "(negative dims)";
 		return refuse(f, c, -EINVAL, "input %d ('%s'): expected %s %s, "

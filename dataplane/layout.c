@@ -38,7 +38,9 @@ int lm_dp_layout_find(const struct lm_dp_layout *l, const char *name)
 int lm_dp_layout_equal(const struct lm_dp_layout *a,
 		       const struct lm_dp_layout *b)
 {
-	if (a->n != b->n || a->bytes != b->bytes || a->exact_batch != b->exact_batch)
+	if (a->n != b->n || a->bytes != b->bytes ||
+	    a->exact_batch != b->exact_batch ||
+	    a->moved_batch != b->moved_batch)
 		return 0;
 	for (int i = 0; i < a->n; i++) {
 		const struct lm_dp_tdesc *x = &a->t[i], *y = &b->t[i];
@@ -77,7 +79,8 @@ static int add_tensor(struct lm_dp_layout *l, const lm_manifest *m,
 	d->offset = l->bytes;
 	d->batch_axis = t->batch_axis;
 	l->bytes += (nbytes + LM_DP_ALIGN - 1) & ~(size_t)(LM_DP_ALIGN - 1);
-	l->exact_batch |= t->batch_axis != 0 || dims[0] != batch;
+	l->exact_batch |= t->batch_axis < 0 || dims[t->batch_axis] != batch;
+	l->moved_batch |= t->batch_axis > 0;
 	l->n++;
 	return 0;
 }
@@ -98,4 +101,28 @@ int lm_dp_layout_cut(const lm_manifest *m, int k, int64_t batch,
 	if (rc)
 		lm_dp_layout_clear(l);
 	return rc;
+}
+
+void lm_dp_batch_move(const struct lm_dp_layout *l, unsigned batch,
+		      uint8_t *data, uint8_t *scratch, int to_model)
+{
+	for (int i = 0; i < l->n; i++) {
+		const struct lm_dp_tdesc *t = &l->t[i];
+		if (t->batch_axis <= 0 || !t->nbytes)
+			continue;
+		size_t outer = 1;
+		for (int k = 0; k < t->batch_axis; k++)
+			outer *= (size_t)t->dims[k];
+		size_t inner = t->nbytes / batch / outer;
+		uint8_t *x = data + t->offset;
+		memcpy(scratch, x, t->nbytes);
+		for (size_t b = 0; b < batch; b++)
+			for (size_t o = 0; o < outer; o++) {
+				size_t major = (b * outer + o) * inner;
+				size_t model = (o * batch + b) * inner;
+				memcpy(x + (to_model ? model : major),
+				       scratch + (to_model ? major : model),
+				       inner);
+			}
+	}
 }

@@ -75,13 +75,13 @@ const char *lm_dp_layout_exact_why(const struct lm_dp_layout *in,
 			char how[96];
 			if (t->batch_axis < 0)
 				snprintf(how, sizeof(how), "holds no batch");
-			else if (t->batch_axis)
-				snprintf(how, sizeof(how), "holds the batch on "
-					 "axis %d", t->batch_axis);
-			else if (t->dims[0] != batch)
-				snprintf(how, sizeof(how), "holds %lld rows "
-					 "per sample",
-					 (long long)(t->dims[0] / batch));
+			else if (t->dims[t->batch_axis] != batch)
+				snprintf(how, sizeof(how), "holds %lld per "
+					 "sample on axis %d (the batch merged "
+					 "with another dim)",
+					 (long long)(t->dims[t->batch_axis] /
+						     batch),
+					 t->batch_axis);
 			else
 				continue;
 			snprintf(buf, len, "the model's %s '%s' %s, so a "
@@ -92,6 +92,23 @@ const char *lm_dp_layout_exact_why(const struct lm_dp_layout *in,
 		}
 	}
 	return buf;
+}
+
+int64_t lm_dp_shape_rows(const struct lm_dp_tdesc *t, int exact, int moved,
+			 unsigned batch, int rank, const int64_t *dims)
+{
+	int ax = exact ? -1 : t->batch_axis;
+	if (rank != t->rank)
+		return 0;
+	for (int k = 0; k < rank; k++)
+		if (k != ax && dims[k] != t->dims[k])
+			return 0;
+	if (ax < 0)
+		return batch;
+	int64_t rows = dims[ax];
+	if (rows < 1 || rows > batch || (moved && rows != 1 && rows != batch))
+		return 0;
+	return rows;
 }
 
 static int find(const struct lm_dp_layout *l, const char *name)
@@ -128,6 +145,7 @@ static int decode_input(const json_t *j, const struct lm_dp_layout *in,
 		return lm_fail(e, -EINVAL, "input '%s' is given twice", name);
 	const struct lm_dp_tdesc *t = &in->t[i];
 	int exact = in->exact_batch || out->exact_batch;
+	int moved = !exact && (in->moved_batch || out->moved_batch);
 	lm_dtype dtype = lm_oip_dtype(dt);
 	if (dtype != t->dtype)
 		return lm_fail(e, -EINVAL, "input '%s': datatype %.16s, but the "
@@ -135,31 +153,33 @@ static int decode_input(const json_t *j, const struct lm_dp_layout *in,
 			       lm_oip_datatype(t->dtype)
 				       ? lm_oip_datatype(t->dtype)
 				       : lm_dtype_name(t->dtype));
-	/* the shape: the model's, with 1 to batch rows first; exactly the
-	 * model's when its batch is not rows of axis 0 (bundle.h) */
-	int64_t any[LM_MAX_RANK];
+	/* the shape: the model's, with 1 to batch samples on its batch
+	 * axis (1 or the batch when that is not axis 0); exactly the
+	 * model's when some tensor holds no batch (bundle.h) */
+	int64_t any[LM_MAX_RANK], dims[LM_MAX_RANK];
 	char rule[288];
 	memcpy(any, t->dims, sizeof(any));
 	if (exact)
 		lm_dp_layout_exact_why(in, out, batch, rule, sizeof(rule));
+	else if (moved)
+		snprintf(rule, sizeof(rule), "-1: 1 sample or the whole batch "
+			 "of %u on axis %d", batch, t->batch_axis);
 	else
 		snprintf(rule, sizeof(rule), "-1: 1 to %u rows", batch);
-	any[0] = exact ? any[0] : -1;
+	if (!exact)
+		any[t->batch_axis] = -1;
 	lm_shape_str(t->rank, any, want, sizeof(want));
 	if (!json_is_array(shape) || (int)json_array_size(shape) != t->rank)
 		return lm_fail(e, -EINVAL, "input '%s': shape must be %s (%s)",
 			       name, want, rule);
-	int64_t rows = exact ? batch : 0;
 	for (int k = 0; k < t->rank; k++) {
 		const json_t *d = json_array_get(shape, (size_t)k);
-		json_int_t v = json_is_integer(d) ? json_integer_value(d) : -1;
-		if (k == 0 && !exact)
-			rows = v;
-		if ((k == 0 && !exact && (v < 1 || v > batch)) ||
-		    ((k > 0 || exact) && v != t->dims[k]))
-			return lm_fail(e, -EINVAL, "input '%s': shape must be "
-				       "%s (%s)", name, want, rule);
+		dims[k] = json_is_integer(d) ? json_integer_value(d) : -1;
 	}
+	int64_t rows = lm_dp_shape_rows(t, exact, moved, batch, t->rank, dims);
+	if (!rows)
+		return lm_fail(e, -EINVAL, "input '%s': shape must be %s (%s)",
+			       name, want, rule);
 	if (r->rows && rows != r->rows)
 		return lm_fail(e, -EINVAL, "input '%s' has %lld rows, another "
 			       "input %u: every input has the same rows",
@@ -361,14 +381,17 @@ out:
 
 /* ---- responses ---- */
 
-/* t's shape with `rows` rows (-1: any), or whole when exact. */
+/* t's shape with `rows` samples on its batch axis (-1: any), or whole
+ * when exact. */
 static json_t *shape_json(const struct lm_dp_tdesc *t, int64_t rows,
 			  int exact)
 {
 	json_t *a = json_array();
 	for (int k = 0; a && k < t->rank; k++)
-		json_array_append_new(a, json_integer(k || exact ? t->dims[k]
-								 : rows));
+		json_array_append_new(a, json_integer(
+						 k != t->batch_axis || exact
+							 ? t->dims[k]
+							 : rows));
 	return a;
 }
 

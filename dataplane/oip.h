@@ -29,6 +29,15 @@
 #define LM_OIP_ID_MAX 256 /* bytes of a request id, NUL included */
 
 /**
+ * The samples a request's tensor of this shape carries for tensor t of a
+ * layout (exact: the deployment takes whole batches; moved: 1 sample or
+ * the whole batch), or 0 when the shape is not one it takes: the
+ * model's, with 1 to batch samples along t's batch axis.
+ */
+int64_t lm_dp_shape_rows(const struct lm_dp_tdesc *t, int exact, int moved,
+			 unsigned batch, int rank, const int64_t *dims);
+
+/**
  * Why a request to a pipeline with input layout `in` and answer layout
  * `out` must carry exactly its batch (either has exact_batch), as a
  * clause for an error: "'x' holds the batch on axis 1, so a request

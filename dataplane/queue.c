@@ -26,6 +26,8 @@ struct flight {
 	unsigned n;	  /* members (NULL once gone) */
 	unsigned holds;	  /* answered: fronts still writing it out */
 	int keep;	  /* reliable slot across laminads, or -1 */
+	int whole;	  /* moved batch: one request of the whole batch in
+			     the model's layout, so nothing is moved */
 	uint32_t ticket;
 	uint64_t t_first, t_dispatch;
 	struct lm_dp_bundle *b;	  /* edge 0's while gathering */
@@ -47,6 +49,11 @@ struct lm_dp_ingress {
 	unsigned n_wait, n_gather, in_flight;
 	int draining;
 	uint64_t seq;
+	/* a batch on another axis than 0 (bundle.h, moved_batch): samples
+	 * are gathered batch-major and moved through this, which holds the
+	 * largest input or output tensor */
+	int moved;
+	uint8_t *scratch;
 	/* the flight table: grows, never shrinks */
 	struct flight **fl;
 	unsigned n_fl;
@@ -157,6 +164,12 @@ const struct lm_dp_layout *lm_dp_outputs(struct lm_dp_deployment *d)
 int lm_dp_exact_batch(struct lm_dp_deployment *d)
 {
 	return lm_dp_inputs(d)->exact_batch || lm_dp_outputs(d)->exact_batch;
+}
+
+int lm_dp_moved_batch(struct lm_dp_deployment *d)
+{
+	return !lm_dp_exact_batch(d) && (lm_dp_inputs(d)->moved_batch ||
+					 lm_dp_outputs(d)->moved_batch);
 }
 
 unsigned lm_dp_batch(const struct lm_dp_deployment *d)
@@ -340,6 +353,9 @@ static void dispatch(struct lm_dp_serve *s, struct lm_dp_ingress *in,
 		return;
 	}
 	zero_rows(&e0->layout, in->batch, f->b, f->rows, in->batch - f->rows);
+	if (in->moved && !f->whole)
+		lm_dp_batch_move(&e0->layout, in->batch,
+				 lm_dp_bundle_data(f->b), in->scratch, 1);
 	struct lm_dp_bundle *b = f->b;
 	f->b = NULL;
 	b->request_id = ++in->seq;
@@ -400,6 +416,7 @@ static int reserve(struct lm_dp_serve *s, struct lm_dp_ingress *in,
 		f->t_first = rte_rdtsc();
 	r->row0 = f->rows;
 	r->flight = (uint32_t)in->open;
+	f->whole = in->moved && r->rows == in->batch; /* alone in it */
 	r->state = LM_DP_REQ_WRITE;
 	f->rows += r->rows;
 	f->m[f->n++] = r;
@@ -443,7 +460,8 @@ int lm_dp_admit(struct lm_dp_serve *s, struct lm_dp_deployment *d,
 	if (!d->pipe->started)
 		return -EAGAIN;
 	if (rows < 1 || rows > in->batch ||
-	    (rows != in->batch && lm_dp_exact_batch(d)))
+	    (rows != in->batch && lm_dp_exact_batch(d)) ||
+	    (in->moved && rows != 1 && rows != in->batch))
 		return -EINVAL;
 	if (in->n_wait + in->n_gather >= in->max_queue)
 		return -EBUSY;
@@ -578,6 +596,9 @@ static void answer_flight(struct lm_dp_serve *s, struct lm_dp_ingress *in,
 		.batch = in->batch,
 		.flight = fl_handle(in, slot),
 	};
+	if (b && in->moved && !f->whole) /* back to samples as rows */
+		lm_dp_batch_move(a.layout, in->batch, lm_dp_bundle_data(b),
+				 in->scratch, 0);
 	f->ans = b;
 	f->holds = 1; /* this call's */
 	if (f->sent) {
@@ -836,6 +857,18 @@ int lm_dp_queue_start(struct lm_dp_serve *s, struct lm_dp_deployment *d,
 	if (!in)
 		return 0;
 	in->max_delay = (uint64_t)(in->max_delay_us * s->cycles_per_us);
+	if ((in->moved = lm_dp_moved_batch(d)) && !in->scratch) {
+		size_t most = 0;
+		for (int side = 0; side < 2; side++) {
+			const struct lm_dp_layout *l = side ? lm_dp_outputs(d)
+							    : lm_dp_inputs(d);
+			for (int i = 0; i < l->n; i++)
+				most = l->t[i].nbytes > most ? l->t[i].nbytes
+							     : most;
+		}
+		if (!(in->scratch = malloc(most ? most : 1)))
+			return lm_fail(e, -ENOMEM, "out of memory");
+	}
 	if (lm_pipeline_remote(d->pipe))
 		return keep_make(s, d, e);
 	return 0;
@@ -937,6 +970,7 @@ void lm_dp_queue_free(struct lm_dp_deployment *d)
 		free(in->fl[i]);
 	free(in->fl);
 	free(in->free_fl);
+	free(in->scratch);
 	free(in);
 	d->ing = NULL;
 }

@@ -7,12 +7,16 @@
  * drains and cancels, and keeps the ingress's telemetry.
  *
  * A request has 1 to `batch` rows (samples along axis 0 of every input).
- * When some input or output of the model holds its batch elsewhere (a
- * sequence-first transformer's [seq, batch, d]; lm_dp_exact_batch), rows
- * are not samples: a request then carries exactly `batch` samples (every
- * tensor whole) and fills a bundle alone; the fronts refuse other shapes
- * saying why (lm_dp_layout_exact_why).  (Strided copies could gather such
- * samples too; whole batches keep the rows machinery as it is.)
+ * When some input or output of the model holds its batch on another axis
+ * (a sequence-first transformer's [seq, batch, d]; lm_dp_moved_batch), a
+ * request carries 1 sample or the whole batch: samples are gathered
+ * batch-major (one sample is then rows, as for any model), the batch axis
+ * moved into place at dispatch and back when the answers come
+ * (lm_dp_batch_move); a whole batch comes in the model's own layout and
+ * fills a bundle alone, moved neither way.  When some input or output
+ * holds no batch (or one merged with another dim; lm_dp_exact_batch), a
+ * request carries exactly `batch` samples; the fronts refuse other shapes
+ * saying why (lm_dp_layout_exact_why).
  * Admission reserves rows for it in the deployment's open bundle, a bundle
  * of edge 0 being gathered; the front then writes its inputs straight into
  * those rows (lm_dp_req_rows: the TCP front reads the socket into them)
@@ -231,8 +235,12 @@ const struct lm_dp_layout *lm_dp_inputs(struct lm_dp_deployment *d);
 const struct lm_dp_layout *lm_dp_outputs(struct lm_dp_deployment *d);
 unsigned lm_dp_batch(const struct lm_dp_deployment *d);
 /** Whether d takes only requests of exactly its batch: some input or
- *  output holds the batch other than as rows of axis 0. */
+ *  output holds no batch, or one merged with another dim. */
 int lm_dp_exact_batch(struct lm_dp_deployment *d);
+/** Whether d holds its batch on an axis other than 0 somewhere (and every
+ *  input and output holds it): requests carry 1 sample or the whole
+ *  batch, gathered batch-major and moved into place (bundle.h). */
+int lm_dp_moved_batch(struct lm_dp_deployment *d);
 /** Whether d takes requests now (started, not draining). */
 int lm_dp_ready(const struct lm_dp_deployment *d);
 

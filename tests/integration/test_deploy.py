@@ -647,10 +647,8 @@ def test_transformer():
     input [8, batch, 32], the batch on axis 1 and merged with the heads
     inside attention), sliced once at layer granularity: bench at batch 1
     and 8, plan 2 stages at each, deploy, lamina infer bitwise equal to
-    lamina run.  At batch 8 the serving contract of a model whose batch is
-    not rows of axis 0: a 1-sample request refused saying why (wire and
-    HTTP, 400), the metadata showing the whole batch's shape, and a whole
-    batch over HTTP answered as lamina run does."""
+    lamina run.  At batch 8 single samples are batched as for a CNN
+    (moved_batch)."""
     work = fresh_dir("deploy-transformer")
     state = os.path.join(work, "state")
     os.makedirs(state)
@@ -693,7 +691,7 @@ def test_transformer():
             check(p.returncode == 0 and same_bytes(y, ref),
                   f"{what}: bitwise equal to lamina run {p.stderr}")
             if b == 8:
-                exact_batch(work, state, dep, x, ref)
+                moved_batch(work, state, dep, x, ref)
             pids = laminad_pids(state)
             p = lam("teardown", dep, state=state)
             check(p.returncode == 0, f"{what}: teardown {p.stderr}")
@@ -702,19 +700,33 @@ def test_transformer():
         cleanup(state)
 
 
-def exact_batch(work, state, dep, x, ref):
-    """A deployment of the sequence-first model at batch 8: a request of
-    one sample is refused saying why, on the wire and over HTTP (400); a
-    whole batch over HTTP answers what lamina run does."""
+def moved_batch(work, state, dep, x, ref):
+    """A deployment of the sequence-first model at batch 8 (its batch on
+    axis 1) batches single samples as a CNN's does: 32 requests of one
+    sample from 8 clients over HTTP, gathered into batches, and one on
+    the wire, are each answered
+    with their sample of lamina run's batch, bitwise; a request of 3
+    samples is refused saying what the model takes; the metadata shows
+    the batch axis; a whole batch over HTTP answers what lamina run
+    does."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from test_serving import HDR, base_url, call, status
-    x8 = np.load(x)
+    x8, r8 = np.load(x), np.load(ref)
     one = os.path.join(work, "one.npy")
+    y1 = os.path.join(work, "y-one.npy")
     np.save(one, x8[:, :1])
-    p = lam("infer", dep, "--input", one, state=state)
-    check(p.returncode != 0 and "axis 1" in p.stderr and
-          "exactly the plan's batch of 8" in p.stderr,
-          f"a 1-sample request refused on the wire, saying why: "
-          f"{p.stderr!r}")
+    p = lam("infer", dep, "--input", one, "--output", y1, state=state)
+    check(p.returncode == 0 and
+          np.load(y1).tobytes() == r8[:, :1].tobytes(),
+          f"a 1-sample request on the wire: its sample of lamina run's "
+          f"batch, bitwise {p.stderr!r}")
+    three = os.path.join(work, "three.npy")
+    np.save(three, x8[:, :3])
+    p = lam("infer", dep, "--input", three, state=state)
+    check(p.returncode != 0 and "8x1x32 or 8x8x32" in p.stderr,
+          f"a 3-sample request refused on the wire, saying what the "
+          f"model takes: {p.stderr!r}")
     url = base_url(dep, state)
     name = (status(dep, state).get("http_url") or "").rsplit("/", 1)[-1]
     if not check(url.startswith("http://") and name,
@@ -722,16 +734,46 @@ def exact_batch(work, state, dep, x, ref):
         return
     st, _, body = call(url, "GET", "/v2/models/" + name)
     meta = json.loads(body) if st == 200 else {}
-    check(meta.get("inputs", [{}])[0].get("shape") == list(x8.shape),
-          f"metadata shows the whole batch's shape: {meta}")
-    doc = {"inputs": [{"name": "input", "shape": [8, 1, 32],
+    check(meta.get("inputs", [{}])[0].get("shape") == [8, -1, 32],
+          f"metadata shows the batch on axis 1: {meta}")
+
+    def post(i):
+        doc = {"inputs": [{"name": "input", "shape": [8, 1, 32],
+                           "datatype": "FP32",
+                           "data": x8[:, i:i + 1].flatten().tolist()}]}
+        st, _, body = call(url, "POST", f"/v2/models/{name}/infer",
+                           json.dumps(doc).encode(),
+                           {"Content-Type": "application/json"})
+        if st != 200:
+            return f"sample {i}: {st} {body[:200]!r}"
+        out = json.loads(body)["outputs"][0]
+        got = np.array(out["data"], np.float32).reshape(out["shape"])
+        want = r8[:, i:i + 1]
+        if got.shape != want.shape or got.tobytes() != want.tobytes():
+            return (f"sample {i}: shape {got.shape}, max diff "
+                    f"{np.abs(got - want).max() if got.shape == want.shape else '-'}")
+        return None
+
+    before = status(dep, state)
+    with ThreadPoolExecutor(8) as pool:
+        errors = [e for e in pool.map(post, list(range(8)) * 4) if e]
+    check(not errors, f"HTTP: 8 clients sending one sample at a time, "
+          f"each answer its sample of lamina run's batch, bitwise: "
+          f"{errors}")
+    after = status(dep, state)
+    batches = after.get("batches", 0) - before.get("batches", 0)
+    samples = after.get("samples", 0) - before.get("samples", 0)
+    check(samples == 32 and 0 < batches <= 24,
+          f"the 32 single samples were gathered into batches: {samples} "
+          f"samples in {batches} batches")
+    doc = {"inputs": [{"name": "input", "shape": [8, 3, 32],
                        "datatype": "FP32",
-                       "data": x8[:, :1].flatten().tolist()}]}
+                       "data": x8[:, :3].flatten().tolist()}]}
     st, _, body = call(url, "POST", f"/v2/models/{name}/infer",
                        json.dumps(doc).encode(),
                        {"Content-Type": "application/json"})
-    check(st == 400 and b"exactly the plan's batch of 8" in body,
-          f"HTTP: a 1-sample request gets 400 saying why: {st} {body!r}")
+    check(st == 400 and b"1 sample or the whole batch of 8" in body,
+          f"HTTP: a 3-sample request gets 400 saying why: {st} {body!r}")
     head = json.dumps({"inputs": [{"name": "input", "shape": list(x8.shape),
                                    "datatype": "FP32", "parameters":
                                    {"binary_data_size": x8.nbytes}}],
@@ -743,8 +785,7 @@ def exact_batch(work, state, dep, x, ref):
         hl = int(hd.get(HDR, 0))
         out = json.loads(body[:hl])["outputs"][0]
         got = np.frombuffer(body[hl:], np.float32).reshape(out["shape"])
-        r = np.load(ref)
-        ok = got.shape == r.shape and got.tobytes() == r.tobytes()
+        ok = got.shape == r8.shape and got.tobytes() == r8.tobytes()
     check(ok, f"HTTP: a whole batch, bitwise equal to lamina run: {st}")
 
 

@@ -5,7 +5,9 @@
  * (x: FP32 Bx3, k: INT64 B) and two outputs (y: FP32 Bx2, m: BOOL B) at
  * batch 4; requests of 1 to 4 rows in JSON (flat and nested) and in the
  * binary extension; every way a request can fail to be the model's; the
- * response in JSON and binary with its header length; FP16/BF16 rounding.
+ * response in JSON and binary with its header length; FP16/BF16 rounding;
+ * a batch on axis 1 (1 sample or the whole batch) and a tensor without
+ * a batch (whole batches only).
  */
 #include <errno.h>
 #include <math.h>
@@ -283,11 +285,11 @@ TEST(half_precision_rounds_to_nearest_even)
 	CHECK_EQ_I64(lm_oip_dtype("BYTES"), LM_DT_UNDEFINED);
 }
 
-/* A model whose batch is on axis 1 of its input ([3, batch], a
- * sequence-first layout): requests carry exactly the plan's batch, a
- * smaller one is refused saying which tensor holds it where, and the
- * metadata shows whole shapes, no -1. */
-TEST(exact_batch_when_the_batch_is_not_axis_0)
+/* A model whose batch is on axis 1 of its input and output ([3, batch],
+ * a sequence-first layout): requests carry 1 sample or the whole batch
+ * on that axis, anything between is refused saying so, the metadata
+ * shows -1 there and an answer of one sample has 1 there. */
+TEST(moved_batch_on_axis_1)
 {
 	struct lm_dp_layout xin = { 0 }, xout = { 0 };
 	lm_oip_request r;
@@ -300,15 +302,28 @@ TEST(exact_batch_when_the_batch_is_not_axis_0)
 	xout.t[0] = xin.t[0];
 	xout.t[0].name = "t";
 	xin.bytes = xout.bytes = 64;
-	xin.exact_batch = xout.exact_batch = 1;
+	xin.moved_batch = xout.moved_batch = 1;
 	const char *one = "{\"inputs\":[{\"name\":\"s\",\"shape\":[3,1],"
 			  "\"datatype\":\"FP32\",\"data\":[1,2,3]}]}";
 	int rc = lm_oip_request_decode((const uint8_t *)one, strlen(one), 0,
 				       &xin, &xout, BATCH, &r, &e);
+	CHECK_EQ_I64(rc, 0);
+	CHECK_EQ_I64(r.rows, 1);
+	uint8_t data[64] = { 0 }, *body = NULL;
+	size_t len = 0, hl = 0;
+	CHECK_EQ_I64(lm_oip_response_encode("m", &r, &xout, data, BATCH, 0,
+					    &body, &len, &hl),
+		     0);
+	CHECK(body && strstr((char *)body, "\"shape\":[3,1]"));
+	free(body);
+	lm_oip_request_free(&r);
+	const char *two = "{\"inputs\":[{\"name\":\"s\",\"shape\":[3,2],"
+			  "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6]}]}";
+	rc = lm_oip_request_decode((const uint8_t *)two, strlen(two), 0, &xin,
+				   &xout, BATCH, &r, &e);
 	lm_oip_request_free(&r);
 	CHECK_EQ_I64(rc, -EINVAL);
-	CHECK(strstr(e.msg, "holds the batch on axis 1") != NULL);
-	CHECK(strstr(e.msg, "exactly the plan's batch of 4") != NULL);
+	CHECK(strstr(e.msg, "1 sample or the whole batch of 4 on axis 1"));
 	const char *all = "{\"inputs\":[{\"name\":\"s\",\"shape\":[3,4],"
 			  "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6,7,8,"
 			  "9,10,11,12]}]}";
@@ -317,9 +332,55 @@ TEST(exact_batch_when_the_batch_is_not_axis_0)
 	CHECK_EQ_I64(rc, 0);
 	CHECK_EQ_I64(r.rows, BATCH);
 	lm_oip_request_free(&r);
+	char *meta = lm_oip_model_metadata("m", &xin, &xout, BATCH, &len);
+	CHECK(meta && strstr(meta, "[3,-1]"));
+	free(meta);
+}
+
+/* A model with an input that holds no batch: requests carry exactly the
+ * plan's batch, a smaller one is refused saying which tensor is why, and
+ * the metadata shows whole shapes, no -1. */
+TEST(exact_batch_when_a_tensor_holds_none)
+{
+	struct lm_dp_layout xin = { 0 }, xout = { 0 };
+	lm_oip_request r;
+	lm_error e;
+	xin.n = 2;
+	xout.n = 1;
+	xin.t[0] = (struct lm_dp_tdesc){ .name = "x", .dtype = LM_DT_FLOAT,
+					 .rank = 2, .dims = { BATCH, 3 },
+					 .nbytes = 4 * 3 * BATCH };
+	xin.t[1] = (struct lm_dp_tdesc){ .name = "table",
+					 .dtype = LM_DT_FLOAT, .rank = 1,
+					 .dims = { 2 }, .nbytes = 8,
+					 .offset = 64, .batch_axis = -1 };
+	xout.t[0] = xin.t[0];
+	xout.t[0].name = "y";
+	xin.bytes = 128;
+	xout.bytes = 64;
+	xin.exact_batch = 1;
+	const char *one = "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],"
+			  "\"datatype\":\"FP32\",\"data\":[1,2,3]},"
+			  "{\"name\":\"table\",\"shape\":[2],"
+			  "\"datatype\":\"FP32\",\"data\":[1,2]}]}";
+	int rc = lm_oip_request_decode((const uint8_t *)one, strlen(one), 0,
+				       &xin, &xout, BATCH, &r, &e);
+	lm_oip_request_free(&r);
+	CHECK_EQ_I64(rc, -EINVAL);
+	CHECK(strstr(e.msg, "'table' holds no batch") != NULL);
+	CHECK(strstr(e.msg, "exactly the plan's batch of 4") != NULL);
+	const char *all = "{\"inputs\":[{\"name\":\"x\",\"shape\":[4,3],"
+			  "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6,7,8,"
+			  "9,10,11,12]},{\"name\":\"table\",\"shape\":[2],"
+			  "\"datatype\":\"FP32\",\"data\":[1,2]}]}";
+	rc = lm_oip_request_decode((const uint8_t *)all, strlen(all), 0, &xin,
+				   &xout, BATCH, &r, &e);
+	CHECK_EQ_I64(rc, 0);
+	CHECK_EQ_I64(r.rows, BATCH);
+	lm_oip_request_free(&r);
 	size_t len;
 	char *meta = lm_oip_model_metadata("m", &xin, &xout, BATCH, &len);
-	CHECK(meta && strstr(meta, "[3,4]") && !strstr(meta, "-1"));
+	CHECK(meta && strstr(meta, "[4,3]") && !strstr(meta, "-1"));
 	free(meta);
 }
 
@@ -331,6 +392,7 @@ int main(void)
 	RUN(json_answers_read_back_exactly);
 	RUN(requests_that_are_not_the_models);
 	RUN(half_precision_rounds_to_nearest_even);
-	RUN(exact_batch_when_the_batch_is_not_axis_0);
+	RUN(moved_batch_on_axis_1);
+	RUN(exact_batch_when_a_tensor_holds_none);
 	return harness_done();
 }
