@@ -546,16 +546,26 @@ def test_errors():
 
 # ---- bigger models, several stages ----
 
-def test_model(name):
-    work = fresh_dir("deploy-" + name)
-    state = os.path.join(work, "state")
-    os.makedirs(state)
+def slice_model(work, name):
+    """NAME of LAMINA_MODELS sliced into work/NAME.lam: (its .onnx, the
+    folder, the manifest), or None after a failed check."""
     model = os.path.join(MODELS, name + ".onnx")
     lamdir = os.path.join(work, name + ".lam")
     p = lam("slice", model, "-o", lamdir)
     if not check(p.returncode == 0, f"slice {name}: {p.stderr}"):
+        return None
+    return (model, lamdir,
+            json.load(open(os.path.join(lamdir, "manifest.json"))))
+
+
+def test_model(name):
+    work = fresh_dir("deploy-" + name)
+    state = os.path.join(work, "state")
+    os.makedirs(state)
+    sliced = slice_model(work, name)
+    if not sliced:
         return
-    man = json.load(open(os.path.join(lamdir, "manifest.json")))
+    model, lamdir, man = sliced
     n = len(man["slices"])
     shape = man["inputs"][0]["shape"]
     rng = np.random.default_rng(1)
@@ -606,12 +616,10 @@ def test_two_stages(names):
     try:
         for name in names:
             t0 = time.perf_counter()
-            model = os.path.join(MODELS, name + ".onnx")
-            lamdir = os.path.join(work, name + ".lam")
-            p = lam("slice", model, "-o", lamdir)
-            if not check(p.returncode == 0, f"slice {name}: {p.stderr}"):
+            sliced = slice_model(work, name)
+            if not sliced:
                 continue
-            man = json.load(open(os.path.join(lamdir, "manifest.json")))
+            model, lamdir, man = sliced
             n = len(man["slices"])
             x = os.path.join(work, name + "-x.npy")
             ref = os.path.join(work, name + "-ref.npy")

@@ -46,11 +46,20 @@ static void model(void)
 	in.bytes = out.bytes = 128;
 }
 
-/* Decode a JSON body; returns the status, r filled. */
-static int decode(const char *body, lm_oip_request *r, lm_error *e)
+/* Decode a JSON body for a model of layouts i and o; returns the status,
+ * r filled. */
+static int decode_for(const char *body, const struct lm_dp_layout *i,
+		      const struct lm_dp_layout *o, lm_oip_request *r,
+		      lm_error *e)
 {
 	return lm_oip_request_decode((const uint8_t *)body, strlen(body), 0,
-				     &in, &out, BATCH, r, e);
+				     i, o, BATCH, r, e);
+}
+
+/* Decode a JSON body for the model above. */
+static int decode(const char *body, lm_oip_request *r, lm_error *e)
+{
+	return decode_for(body, &in, &out, r, e);
 }
 
 /* The error message of a JSON body that must be refused. */
@@ -305,8 +314,7 @@ TEST(moved_batch_on_axis_1)
 	xin.moved_batch = xout.moved_batch = 1;
 	const char *one = "{\"inputs\":[{\"name\":\"s\",\"shape\":[3,1],"
 			  "\"datatype\":\"FP32\",\"data\":[1,2,3]}]}";
-	int rc = lm_oip_request_decode((const uint8_t *)one, strlen(one), 0,
-				       &xin, &xout, BATCH, &r, &e);
+	int rc = decode_for(one, &xin, &xout, &r, &e);
 	CHECK_EQ_I64(rc, 0);
 	CHECK_EQ_I64(r.rows, 1);
 	uint8_t data[64] = { 0 }, *body = NULL;
@@ -319,16 +327,14 @@ TEST(moved_batch_on_axis_1)
 	lm_oip_request_free(&r);
 	const char *two = "{\"inputs\":[{\"name\":\"s\",\"shape\":[3,2],"
 			  "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6]}]}";
-	rc = lm_oip_request_decode((const uint8_t *)two, strlen(two), 0, &xin,
-				   &xout, BATCH, &r, &e);
+	rc = decode_for(two, &xin, &xout, &r, &e);
 	lm_oip_request_free(&r);
 	CHECK_EQ_I64(rc, -EINVAL);
 	CHECK(strstr(e.msg, "1 sample or the whole batch of 4 on axis 1"));
 	const char *all = "{\"inputs\":[{\"name\":\"s\",\"shape\":[3,4],"
 			  "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6,7,8,"
 			  "9,10,11,12]}]}";
-	rc = lm_oip_request_decode((const uint8_t *)all, strlen(all), 0, &xin,
-				   &xout, BATCH, &r, &e);
+	rc = decode_for(all, &xin, &xout, &r, &e);
 	CHECK_EQ_I64(rc, 0);
 	CHECK_EQ_I64(r.rows, BATCH);
 	lm_oip_request_free(&r);
@@ -363,8 +369,7 @@ TEST(exact_batch_when_a_tensor_holds_none)
 			  "\"datatype\":\"FP32\",\"data\":[1,2,3]},"
 			  "{\"name\":\"table\",\"shape\":[2],"
 			  "\"datatype\":\"FP32\",\"data\":[1,2]}]}";
-	int rc = lm_oip_request_decode((const uint8_t *)one, strlen(one), 0,
-				       &xin, &xout, BATCH, &r, &e);
+	int rc = decode_for(one, &xin, &xout, &r, &e);
 	lm_oip_request_free(&r);
 	CHECK_EQ_I64(rc, -EINVAL);
 	CHECK(strstr(e.msg, "'table' holds no batch") != NULL);
@@ -373,8 +378,7 @@ TEST(exact_batch_when_a_tensor_holds_none)
 			  "\"datatype\":\"FP32\",\"data\":[1,2,3,4,5,6,7,8,"
 			  "9,10,11,12]},{\"name\":\"table\",\"shape\":[2],"
 			  "\"datatype\":\"FP32\",\"data\":[1,2]}]}";
-	rc = lm_oip_request_decode((const uint8_t *)all, strlen(all), 0, &xin,
-				   &xout, BATCH, &r, &e);
+	rc = decode_for(all, &xin, &xout, &r, &e);
 	CHECK_EQ_I64(rc, 0);
 	CHECK_EQ_I64(r.rows, BATCH);
 	lm_oip_request_free(&r);
