@@ -16,6 +16,10 @@ cold   no laminad anywhere: `lamina deploy` starts one on each of B, C and
        deploy, and deploy + first answer.
 warm   with the cold deployment still up: a second deployment of the same
        plan (laminads answering, files stored already), then one infer.
+add    (when lamina has `devices add`) `lamina devices add ssh://root@H`
+       for each of B, C and D into an empty devices cache, before any
+       laminad runs: one ssh round trip that asks the host what it offers
+       (`laminad --describe-host`); the mean per host.
 devices  (when lamina has `devices`) `lamina devices --json` from A with
        the three laminads up: its wall time and how many it listed.
 
@@ -117,16 +121,30 @@ def prepare(args, work):
 def has_devices(args):
     p = subprocess.run([args.lamina, "devices", "--help"],
                        capture_output=True, text=True)
-    return p.returncode == 0
+    return p.returncode == 0 and "--laminad" in p.stdout
 
 
-def one_round(fleet, plan, x, ref, devices):
+def add_hosts(fleet, i):
+    """Mean seconds of `lamina devices add` per host, into an empty
+    cache."""
+    cache = os.path.join(fleet.work, f"cache-{i}")
+    took = [fleet.lamina("devices", "add", f"ssh://root@{ADDR[h]}",
+                         "--port", str(PORTS[h]), "--laminad",
+                         fleet.args.laminad, "--state-dir", cache)[0]
+            for h in "BCD"]
+    return sum(took) / len(took)
+
+
+def one_round(fleet, plan, x, ref, devices, i):
     net = fleet.net
     for h in "BCD":
         if net.laminads(h):
             die(f"a laminad runs in {h} before the cold deploy")
+    r = {}
+    if devices:
+        r["add_s"] = add_hosts(fleet, i)
     cold, cold_first, dep = fleet.deploy_and_answer(plan, x, ref)
-    r = {"cold_deploy_s": cold, "cold_first_answer_s": cold_first}
+    r.update(cold_deploy_s=cold, cold_first_answer_s=cold_first)
     try:
         warm, warm_first, dep2 = fleet.deploy_and_answer(plan, x, ref)
         r.update(warm_deploy_s=warm, warm_first_answer_s=warm_first)
@@ -174,7 +192,7 @@ def main():
         fleet = Fleet(args, net, work, env)
         note(f"load average before: {open('/proc/loadavg').read().split()[0]}")
         for i in range(args.rounds):
-            r = one_round(fleet, plan, x, ref, devices)
+            r = one_round(fleet, plan, x, ref, devices, i)
             note(f"  round {i + 1}: " + ", ".join(
                 f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}"
                 for k, v in r.items()))
@@ -196,6 +214,8 @@ def main():
           f"{med['cold_deploy_s']:9.2f} {med['cold_first_answer_s']:15.2f}")
     print(f"  {'warm (laminads up, files stored)':34} "
           f"{med['warm_deploy_s']:9.2f} {med['warm_first_answer_s']:15.2f}")
+    if "add_s" in med:
+        print(f"  lamina devices add ssh://...: {med['add_s']:.2f} s a host")
     if "devices_s" in med:
         print(f"  lamina devices: {med['devices_s']:.2f} s, listed "
               f"{med['devices_listed']:.0f}")
