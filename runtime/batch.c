@@ -11,6 +11,7 @@
  * safe.
  */
 #include "lamina/batch.h"
+#include "ops/kernel.h"
 #include "ops/ops.h"
 
 #include <stdarg.h>
@@ -182,12 +183,23 @@ static void rule_broadcast(struct walk *w, const lm_node *n, int n_data)
 }
 
 /* Ops that take [N, C, ...] (Conv, pooling, InstanceNormalization): the
- * batch must be axis 0 of input 0 and nowhere in the others. */
+ * batch must be axis 0 of input 0 and nowhere in the others but the sum
+ * that fusion adds to a Conv's output (fuse.c), which holds it where the
+ * output does. */
 static void rule_nchw(struct walk *w, const lm_node *n)
 {
 	lm_batch_pos p = in_pos(w, n, 0);
-	if (any_batch(w, n, 1))
-		return lose(w, n, "reads the batch in its weights");
+	lm_epilogue ep;
+	lm_epilogue_get(n, &ep);
+	for (int i = 1; i < n->n_inputs; i++) {
+		if (i == ep.sum_input) {
+			if (!same_pos(in_pos(w, n, i), p))
+				return lose(w, n, "adds a sum that holds the "
+					    "batch elsewhere");
+		} else if (in_pos(w, n, i).axis >= 0) {
+			return lose(w, n, "reads the batch in its weights");
+		}
+	}
 	if (p.axis < 0)
 		return outputs_none(w, n);
 	if (p.axis != 0)

@@ -2,8 +2,9 @@
  * test_batch.c: following the batch through hand-built graphs (batch.c):
  * Transposes moving it, Reshapes keeping, merging and splitting it, tensors
  * without it, Concat along it, nodes that mix samples, the choice a batch
- * of 1 leaves open, rewriting literal batches, and guessing the batch
- * axis of a model whose shapes are all numbers.
+ * of 1 leaves open, rewriting literal batches, guessing the batch
+ * axis of a model whose shapes are all numbers, and the sum fusion adds
+ * to a Conv (which exec.c's sample-by-sample runs need followed).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include "harness.h"
 #include "lamina/batch.h"
 #include "testgraph.h"
+
+#include "fuse.h"
 
 #define I64(...) ((const int64_t[]){ __VA_ARGS__ })
 #define NAMES(...) ((const char *const[]){ __VA_ARGS__ })
@@ -166,6 +169,30 @@ TEST(tensors_without_the_batch)
 	CHECK_POS(g, &b, "y", -1, 0, 0);
 	CHECK_EQ_I64(b.stop, 3);
 	CHECK(strstr(b.why, "'per_sample'") != NULL);
+	lm_batch_clear(&b);
+	lm_graph_free(g);
+}
+
+/* Conv + Add + Relu fused into one Conv that adds its third input: the
+ * sum holds the batch as the output does, and the weights do not. */
+TEST(fused_conv_sum_keeps_the_batch)
+{
+	lm_graph *g = graph();
+	lm_batch b;
+	lm_error e;
+	tg_input(g, "x", LM_DT_FLOAT, 4, I64(2, 4, 5, 5));
+	tg_init(g, "w", LM_DT_FLOAT, 4, I64(4, 4, 1, 1), NULL);
+	node(g, "Conv", NAMES("x", "w"), 2, "conv");
+	node(g, "Add", NAMES("conv", "x"), 2, "sum");
+	node(g, "Relu", NAMES("sum"), 1, "y");
+	lm_graph_add_output(g, lm_graph_find(g, "y"));
+	CHECK_EQ_I64(ready(g, &e), 0);
+	CHECK(lm_fuse(g, &e) == 2);
+	CHECK_EQ_I64(g->n_nodes, 1);
+	CHECK_EQ_I64(g->nodes[0].n_inputs, 3);
+	CHECK_EQ_I64(lm_batch_find(g, 2, &AXIS0, &b, &e), 0);
+	CHECK_EQ_I64(b.stop, -1);
+	CHECK_POS(g, &b, "y", 0, 1, 1);
 	lm_batch_clear(&b);
 	lm_graph_free(g);
 }
@@ -329,5 +356,6 @@ int main(void)
 	RUN(a_batch_of_one_is_placed_by_what_follows);
 	RUN(literal_batches_are_rewritten);
 	RUN(batch_dim_names);
+	RUN(fused_conv_sum_keeps_the_batch);
 	return harness_done();
 }

@@ -27,6 +27,10 @@ typedef struct lm_session_options {
 	int threads; /**< threads for the heavy kernels; 0 or 1: one */
 	int profile; /**< measure time per node (lm_session_profile) */
 	int no_fuse; /**< keep the graph as it is (for tests) */
+	/** Tests: run the first split_nodes nodes (of the graph after
+	 *  fusion) one sample at a time, or as many of them as keep the
+	 *  batch on axis 0; 0: lamina's choice (see exec.c), -1: never. */
+	int split_nodes;
 } lm_session_options;
 
 /**
