@@ -555,7 +555,8 @@ int lm_session_create(lm_graph *g, const lm_session_options *o,
 		return lm_fail(e, -ENOMEM, "out of memory");
 	}
 	lm_blas_threads(s->threads);
-	if ((rc = plan_split(s, o->split_nodes, e)) || (rc = prepare_kernels(s, e)) || (rc = plan_groups(s, e)) ||
+	if ((rc = plan_split(s, o->split_nodes, e)) ||
+	    (rc = prepare_kernels(s, e)) || (rc = plan_groups(s, e)) ||
 	    (rc = plan_memory(s, e)) || (rc = bind_args(s, e))) {
 		lm_session_free(s);
 		return rc;
