@@ -10,9 +10,9 @@
  *
  * For each layer, every implementation that can run it (pinned through the
  * private "lm.impl" attribute, as the unit tests do; -i keeps only one of
- * openblas, sgemm, sgemm-t, winograd2, winograd4, direct, depthwise-generic,
- * depthwise-rows, depthwise-blocked) is prepared once and run REPS times
- * (default 15) after one warm-up; the median is printed with GFLOP/s
+ * openblas, sgemm, sgemm-t, winograd2, winograd4, direct, grouped,
+ * depthwise-generic, depthwise-rows, depthwise-blocked) is prepared once
+ * and run REPS times (default 15) after one warm-up; the median is printed with GFLOP/s
  * counted as direct convolution (2 * MACs), so Winograd shows as its
  * effective rate and may pass the peak, and GB/s counted as the bytes the
  * layer must move at least (inputs, weights and output, once each).  The
@@ -265,7 +265,8 @@ static const struct layer layers[] = {
 
 static const char *const impls[] = {
 	"openblas", "sgemm", "sgemm-t", "winograd2", "winograd4",
-	"direct", "depthwise-generic", "depthwise-rows", "depthwise-blocked",
+	"direct", "grouped", "depthwise-generic", "depthwise-rows",
+	"depthwise-blocked",
 };
 
 static int add_value(lm_graph *g, const char *name, lm_value_kind kind,
