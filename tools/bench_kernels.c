@@ -225,6 +225,9 @@ static const struct layer layers[] = {
 	/* RegNetX-400MF: groups of 16 channels */
 	CONV("rgx stem 3x3 s2 224 3->32", 3, 224, 224, 32, 3, 2, 1),
 	GRP("rgx g2 3x3 s2 112x112x32", 32, 112, 32, 2, 2),
+	CONV("rgx proj 1x1 s2 112 32->32", 32, 112, 112, 32, 1, 2, 0),
+	CONV("rgx 1x1 112 32->32", 32, 112, 112, 32, 1, 1, 0),
+	CONV("rgx proj 1x1 s2 56 32->64", 32, 56, 56, 64, 1, 2, 0),
 	GRP("rgx g4 3x3 s2 56x56x64", 64, 56, 64, 2, 4),
 	GRP("rgx g4 3x3 28x28x64", 64, 28, 64, 1, 4),
 	GRP("rgx g10 3x3 s2 28x28x160", 160, 28, 160, 2, 10),

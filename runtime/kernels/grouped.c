@@ -31,6 +31,7 @@
  */
 #include "kernels.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #if defined(__x86_64__)
@@ -49,6 +50,8 @@ struct gc_state {
 	int64_t q, chunks;        /* tile columns; chunks of q per row */
 	int64_t rmax;             /* tile rows at most */
 	int64_t band;             /* output rows per band */
+	int clamp;                /* the epilogue is max(lo, min(hi, y)) */
+	float lo, hi;
 	int64_t pw, plane;        /* band planes: row length, floats */
 	int32_t *off;             /* kt tap offsets into the planes */
 	float *pw_;               /* weights: group, tap, mg channels */
@@ -60,7 +63,7 @@ struct gc_state {
  * R rows of Q positions, MV vectors of channels each: the group's
  * weights w (tap k's at w + k * mg), the input at b (position (r, j), tap k at
  * b[r * rs + j * SW + off[k]]), bias (the group's, or NULL); position
- * (r, j) for j < qv to t + r * tp + j * mg.
+ * (r, j) for j < qv to t + r * tp + j * mg, clamped when st->clamp.
  */
 static inline __attribute__((always_inline)) LM_AVX512 void
 gc_tile(const int MV, const int R, const int Q, const int SW,
@@ -82,8 +85,15 @@ gc_tile(const int MV, const int R, const int Q, const int SW,
 			for (int j = 0; j < Q; j++)
 				acc[r][j][v] = bv;
 	}
+	/* one pointer a row: each broadcast is then row + off[k] * 4 +
+	 * j * SW * 4, an address mode of its own (from b + r * rs + off[k]
+	 * gcc 12 made indices, spilled for want of registers) */
+	const float *br[4];
+#pragma GCC unroll 4
+	for (int r = 0; r < R; r++)
+		br[r] = b + r * rs;
 	for (int64_t k = 0; k < kt; k++, w += mg) {
-		const float *bk = b + off[k];
+		int64_t o = off[k];
 		__m512 wv[2];
 #pragma GCC unroll 2
 		for (int v = 0; v < MV; v++)
@@ -92,13 +102,14 @@ gc_tile(const int MV, const int R, const int Q, const int SW,
 		for (int r = 0; r < R; r++)
 #pragma GCC unroll 28
 			for (int j = 0; j < Q; j++) {
-				__m512 x = _mm512_set1_ps(bk[r * rs + j * SW]);
+				__m512 x = _mm512_set1_ps(br[r][o + j * SW]);
 #pragma GCC unroll 2
 				for (int v = 0; v < MV; v++)
 					acc[r][j][v] = _mm512_fmadd_ps(x,
 						wv[v], acc[r][j][v]);
 			}
 	}
+	__m512 lo = _mm512_set1_ps(st->lo), hi = _mm512_set1_ps(st->hi);
 #pragma GCC unroll 4
 	for (int r = 0; r < R; r++)
 #pragma GCC unroll 28
@@ -106,9 +117,14 @@ gc_tile(const int MV, const int R, const int Q, const int SW,
 			if (j >= qv)
 				break;
 #pragma GCC unroll 2
-			for (int v = 0; v < MV; v++)
+			for (int v = 0; v < MV; v++) {
+				__m512 a = acc[r][j][v];
+				if (st->clamp)
+					a = _mm512_min_ps(_mm512_max_ps(a, lo),
+							  hi);
 				_mm512_storeu_ps(t + r * tp + j * mg + 16 * v,
-						 acc[r][j][v]);
+						 a);
+			}
 		}
 }
 
@@ -215,7 +231,7 @@ static LM_AVX512 int run_grouped(const lm_kargs *a)
 			    ? a->in[2]->data : NULL;
 	const float *sum = d->ep.sum_input >= 0
 			   ? a->in[d->ep.sum_input]->data : NULL;
-	int has_ep = d->ep.act != LM_ACT_NONE || sum;
+	int has_ep = !s->clamp && (d->ep.act != LM_ACT_NONE || sum);
 	float *y = a->out[0]->data, *p = a->scratch, *t = p + s->t_off;
 	int64_t ip = d->h * d->w, np = d->oh * d->ow;
 	int64_t rs = d->sh * s->pw;
@@ -339,6 +355,14 @@ int lm_grouped_prepare(const struct lm_conv_desc *d, const float *w,
 	s->cg = d->c / d->group;
 	s->kt = s->cg * d->kh * d->kw;
 	s->mv = s->mg / 16;
+	/* Relu and Clip without a sum are done in the tiles' registers:
+	 * no pass of lm_epilogue_apply per channel and band */
+	if (d->ep.sum_input < 0 && (d->ep.act == LM_ACT_RELU ||
+				     d->ep.act == LM_ACT_CLIP)) {
+		s->clamp = 1;
+		s->lo = d->ep.act == LM_ACT_RELU ? 0.0f : d->ep.alpha;
+		s->hi = d->ep.act == LM_ACT_RELU ? INFINITY : d->ep.beta;
+	}
 	s->q = gc_pick_q(d, s->mv, &s->chunks);
 	int qi = s->q == 28 ? 0 : s->q == 14 ? 1 : 2;
 	for (int r = 0; r < 4; r++) {
