@@ -317,18 +317,27 @@ int lm_grouped_fits(const struct lm_conv_desc *d)
 }
 
 /*
- * Grouped convs (not depthwise) whose last chunk of a row wastes at most a
- * fifth of it.  bench_kernels -r 30 rgx, AVX-512 (2-core EPYC VM, loaded),
- * RegNetX-400MF's grouped layers against direct.c, ms: 3x3 7x7x400 g25
- * 0.087 -> 0.070, s2 14x14x400 0.103 -> 0.079, 14x14x160 0.106 -> 0.091,
- * s2 28x28x160 0.127 -> 0.109, 28x28x64 0.153 -> 0.142, s2 56x56x64
- * 0.179 -> 0.174; s2 112x112x32 equal (0.345).
+ * Grouped convs (not depthwise), and stems of at most 4 input channels at
+ * stride 2 on one image, whose last chunk of a row wastes at most a fifth
+ * of it.  Stems, bench_kernels -r 20 stem, ms, direct -> grouped, cold
+ * (-c, as in a network): 3x3 s2 224 3->32 0.514 -> 0.394, 3->16 0.296 ->
+ * 0.224, 299 3->32 1.164 -> 0.859; warm 0.289 -> 0.269, 0.152 -> 0.141,
+ * 0.572 -> 0.519.  At batch 8 (-b 8 -c) neither beats im2col+sgemm
+ * clearly (3.43, 4.13 and 3.64 ms for RegNetX's), so those stay.
+ * RegNetX-400MF's grouped layers, bench_kernels -r 40 rgx, ms, direct ->
+ * grouped: 3x3 7x7x400 g25 0.087 -> 0.062, s2 14x14x400 0.103 -> 0.072,
+ * 14x14x160 0.106 -> 0.088, s2 28x28x160 0.127 -> 0.107, 28x28x64 0.153
+ * -> 0.139, s2 56x56x64 0.179 -> 0.169; s2 112x112x32 equal (0.35).
+ * (AVX-512, 2-core EPYC VM shared with other work.)
  */
 int lm_grouped_wins(const struct lm_conv_desc *d)
 {
 #if defined(__x86_64__)
 	int64_t chunks;
-	if (d->group < 2 || !lm_grouped_fits(d) || lm_depthwise_fits(d))
+	int stem = d->group == 1 && d->c <= 4 && d->n == 1 && d->sh == 2 &&
+		   d->sw == 2;
+	if ((d->group < 2 && !stem) || !lm_grouped_fits(d) ||
+	    lm_depthwise_fits(d))
 		return 0;
 	int64_t q = gc_pick_q(d, d->m / d->group / 16, &chunks);
 	return chunks * q * 4 <= d->ow * 5;

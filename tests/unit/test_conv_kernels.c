@@ -481,6 +481,19 @@ TEST(conv_strides_dilations)
 	CHECK_CONV(.name = "1x1 stride 2", .n = 1, .c = 24, .h = 14, .w = 13,
 		   .m = 20, .kh = 1, .kw = 1, .sh = 2, .sw = 2, .dh = 1,
 		   .dw = 1, .group = 1, .bias = 1);
+	/* strided 1x1 without pads (the pixels gathered, then the GEMM):
+	 * rows of more than two gathered vectors, odd widths, a row
+	 * stride other than the column stride, batch 2 */
+	CHECK_CONV(.name = "1x1 s2 wide batch 2", .n = 2, .c = 5, .h = 9,
+		   .w = 71, .m = 20, .kh = 1, .kw = 1, .sh = 2, .sw = 2,
+		   .dh = 1, .dw = 1, .group = 1, .bias = 1,
+		   .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV(.name = "1x1 s3x2", .n = 1, .c = 7, .h = 11, .w = 34,
+		   .m = 9, .kh = 1, .kw = 1, .sh = 3, .sw = 2, .dh = 1,
+		   .dw = 1, .group = 1, .bias = 0);
+	CHECK_CONV(.name = "1x1 s3", .n = 1, .c = 3, .h = 10, .w = 10,
+		   .m = 17, .kh = 1, .kw = 1, .sh = 3, .sw = 3, .dh = 1,
+		   .dw = 1, .group = 1, .bias = 1);
 	/* stem-like: 7x7 stride 2 on 3 channels, wide enough rows */
 	CHECK_CONV(.name = "7x7 s2 stem", .n = 1, .c = 3, .h = 40, .w = 70,
 		   .m = 16, .kh = 7, .kw = 7, .sh = 2, .sw = 2, .dh = 1,
@@ -667,7 +680,7 @@ TEST(conv_direct)
  * last chunk, tiles of 1 to 4 rows and the rows left over, several
  * bands (56-wide rows), strides 1 and 2 with odd inputs, a row stride
  * of 3, non-square and 1x1 kernels, pads larger than the kernel, 1x1
- * outputs, batch 2 and epilogues.
+ * outputs, batch 2, epilogues, and the stems it also runs.
  */
 TEST(conv_grouped)
 {
@@ -715,6 +728,16 @@ TEST(conv_grouped)
 		.w = 9, .m = 64, .kh = 1, .kw = 1, S1, .group = 4, .bias = 1);
 	CHECK_CONV_ISAS(.name = "g2 of 16 1x1 out", .n = 1, .c = 32, .h = 3,
 		.w = 3, .m = 32, .kh = 3, .kw = 3, S1, .group = 2, .bias = 1);
+	/* stems, which it runs on one image: 3->32 and 3->16 at stride 2,
+	 * odd sizes, with and without pads */
+	CHECK_CONV_ISAS(.name = "stem 3x3 s2 3->32 37x41", .n = 1, .c = 3,
+		.h = 37, .w = 41, .m = 32, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 1,
+		.bias = 1, .act = LM_ACT_CLIP);
+	CHECK_CONV_ISAS(.name = "stem 3x3 s2 3->16 valid 59x31", .n = 1,
+		.c = 3, .h = 59, .w = 31, .m = 16, .kh = 3, .kw = 3, .sh = 2,
+		.sw = 2, .dh = 1, .dw = 1, .group = 1, .bias = 1,
+		.act = LM_ACT_SIGMOID);
 	/* dilation and a column stride of 3: not for grouped.c */
 	CHECK_CONV_ISAS(.name = "g2 of 16 dilated", .n = 1, .c = 32,
 		.h = 12, .w = 12, .m = 32, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
