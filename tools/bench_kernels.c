@@ -246,6 +246,10 @@ static const struct layer layers[] = {
 	CONV("inc stem 3x3 s2 299 3->32", 3, 299, 299, 32, 3, 2, 0),
 	CONV("inc 3x3 149x149 32->32", 32, 149, 149, 32, 3, 1, 0),
 	CONV("inc 3x3 147x147 32->64", 32, 147, 147, 64, 3, 1, 1),
+	POOL("inc maxpool 3x3 s2 147x64", "MaxPool", 64, 147, 3, 2, 0),
+	POOL("inc avgpool 3x3 35x35x288", "AveragePool", 288, 35, 3, 1, 1),
+	POOL("inc avgpool 3x3 17x17x768", "AveragePool", 768, 17, 3, 1, 1),
+	POOL("inc avgpool 3x3 8x8x2048", "AveragePool", 2048, 8, 3, 1, 1),
 	/* ShuffleNetV2 x0.5 */
 	DW("sh dw 3x3 s2 56x56x24", 24, 56, 2),
 	DW("sh dw 3x3 28x28x24", 24, 28, 1),

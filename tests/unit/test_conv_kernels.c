@@ -1208,11 +1208,26 @@ static int pool_check(const struct pool_case *pc)
 	CHECK(pool_check(&(struct pool_case){ __VA_ARGS__ }) == 0)
 #define P1 .sh = 1, .sw = 1, .dh = 1, .dw = 1
 
-TEST(pools)
+/* The pool cases, run under AVX-512 (pool.c's plane path) and portable
+ * C (its row passes) by TEST(pools). */
+static void pool_cases(void)
 {
 	static const char *const ops[] = { "MaxPool", "AveragePool" };
 	for (int i = 0; i < 2; i++) {
 		const char *op = ops[i];
+		/* Inception's 3x3 stride-1 pools: odd planes, rows of one,
+		 * two and more than four vectors, batch 2 */
+		for (int cip = 0; cip < 2; cip++) {
+			CHECK_POOL(.op = op, .n = 2, .c = 3, .h = 35, .w = 35,
+				   .kh = 3, .kw = 3, P1,
+				   .pads = { 1, 1, 1, 1 }, .cip = cip);
+			CHECK_POOL(.op = op, .n = 1, .c = 2, .h = 8, .w = 17,
+				   .kh = 3, .kw = 3, P1,
+				   .pads = { 1, 1, 1, 1 }, .cip = cip);
+			CHECK_POOL(.op = op, .n = 1, .c = 2, .h = 5, .w = 70,
+				   .kh = 5, .kw = 3, P1,
+				   .pads = { 2, 0, 1, 2 }, .cip = cip);
+		}
 		CHECK_POOL(.op = op, .n = 1, .c = 3, .h = 112, .w = 112,
 			   .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
 			   .dw = 1, .pads = { 1, 1, 1, 1 });
@@ -1242,6 +1257,19 @@ TEST(pools)
 		   .pads = { 2, 1, 1, 2 }, .ceil_mode = 1);
 	CHECK_POOL(.op = "MaxPool", .n = 1, .c = 1, .h = 224, .w = 224,
 		   .kh = 2, .kw = 2, .sh = 2, .sw = 2, .dh = 1, .dw = 1);
+	CHECK_POOL(.op = "MaxPool", .n = 1, .c = 2, .h = 19, .w = 21,
+		   .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 2, .dw = 2,
+		   .pads = { 2, 2, 2, 2 });
+}
+
+TEST(pools)
+{
+	lm_isa_cap(LM_ISA_C);
+	isa_name = "c";
+	pool_cases();
+	lm_isa_cap(LM_ISA_AVX512);
+	isa_name = "best";
+	pool_cases();
 }
 
 static int global_check(const char *op, int rank, const int64_t *dims)
