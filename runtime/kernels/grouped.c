@@ -1,8 +1,9 @@
 /*
- * grouped.c: grouped convolutions whose groups are one or two vectors of
- * output channels wide (RegNetX's groups of 16 channels, ResNeXt's last
- * stages' 32), with the vector across output channels instead of across
- * positions as in direct.c.
+ * grouped.c: grouped convolutions whose groups are one to four vectors
+ * of output channels wide (RegNetX's groups of 16 channels, ResNeXt's
+ * 16 and 32), and stems of 16 to 64 channels (a group of one), with the
+ * vector across output channels instead of across positions as in
+ * direct.c.
  *
  * direct.c runs such a group as a GEMM over the flat grid of its phase
  * planes, whose row ends are computed and dropped: on RegNetX-400MF's
@@ -24,6 +25,9 @@
  * position (a vector of channels each) in a buffer of the band; a 16 x 16
  * transpose then writes the band's output planes (NCHW), where the fused
  * epilogue runs while they are in cache.
+ *
+ * Groups of 48 and 64 channels (stems: ResNet's 7x7 3->64) take tiles of
+ * one row of 7 positions.
  *
  * AVX-512 only: the tile needs 32 registers to hold enough positions
  * (AVX2's 16 leave 6 positions of a 16-channel group; direct.c serves it).
@@ -70,12 +74,12 @@ gc_tile(const int MV, const int R, const int Q, const int SW,
 	const struct gc_state *st, const float *w, const float *b,
 	const float *bias, float *t, int64_t qv)
 {
-	__m512 acc[4][28][2];
+	__m512 acc[4][28][4];
 	const int32_t *off = st->off;
 	int64_t mg = st->mg, kt = st->kt, rs = st->d.sh * st->pw;
 	int64_t tp = st->d.ow * mg;
 
-#pragma GCC unroll 2
+#pragma GCC unroll 4
 	for (int v = 0; v < MV; v++) {
 		__m512 bv = bias ? _mm512_loadu_ps(bias + 16 * v)
 				 : _mm512_setzero_ps();
@@ -94,8 +98,8 @@ gc_tile(const int MV, const int R, const int Q, const int SW,
 		br[r] = b + r * rs;
 	for (int64_t k = 0; k < kt; k++, w += mg) {
 		int64_t o = off[k];
-		__m512 wv[2];
-#pragma GCC unroll 2
+		__m512 wv[4];
+#pragma GCC unroll 4
 		for (int v = 0; v < MV; v++)
 			wv[v] = _mm512_loadu_ps(w + 16 * v);
 #pragma GCC unroll 4
@@ -103,7 +107,7 @@ gc_tile(const int MV, const int R, const int Q, const int SW,
 #pragma GCC unroll 28
 			for (int j = 0; j < Q; j++) {
 				__m512 x = _mm512_set1_ps(br[r][o + j * SW]);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
 				for (int v = 0; v < MV; v++)
 					acc[r][j][v] = _mm512_fmadd_ps(x,
 						wv[v], acc[r][j][v]);
@@ -116,7 +120,7 @@ gc_tile(const int MV, const int R, const int Q, const int SW,
 		for (int j = 0; j < Q; j++) {
 			if (j >= qv)
 				break;
-#pragma GCC unroll 2
+#pragma GCC unroll 4
 			for (int v = 0; v < MV; v++) {
 				__m512 a = acc[r][j][v];
 				if (st->clamp)
@@ -139,7 +143,7 @@ gc_tile(const int MV, const int R, const int Q, const int SW,
 	GC_TILE(1, 1, 28, sw) GC_TILE(1, 1, 14, sw) GC_TILE(1, 2, 14, sw)  \
 	GC_TILE(1, 1, 7, sw) GC_TILE(1, 2, 7, sw) GC_TILE(1, 3, 7, sw)     \
 	GC_TILE(1, 4, 7, sw) GC_TILE(2, 1, 14, sw) GC_TILE(2, 1, 7, sw)    \
-	GC_TILE(2, 2, 7, sw)
+	GC_TILE(2, 2, 7, sw) GC_TILE(3, 1, 7, sw) GC_TILE(4, 1, 7, sw)
 GC_TILES(1)
 GC_TILES(2)
 #undef GC_TILES
@@ -155,7 +159,7 @@ GC_TILES(2)
 #define T4(mv, q, sw) gc_tile_##mv##_4_##q##_##sw
 #define TN(mv, q, sw) NULL
 static const int64_t gc_qs[3] = { 28, 14, 7 };
-static const gc_tile_fn gc_tiles[2][2][3][4] = {
+static const gc_tile_fn gc_tiles[4][2][3][4] = {
 	{ { GC_SET(1, 28, 1, T1, TN, TN, TN), GC_SET(1, 14, 1, T1, T2, TN, TN),
 	    GC_SET(1, 7, 1, T1, T2, T3, T4) },
 	  { GC_SET(1, 28, 2, T1, TN, TN, TN), GC_SET(1, 14, 2, T1, T2, TN, TN),
@@ -164,6 +168,14 @@ static const gc_tile_fn gc_tiles[2][2][3][4] = {
 	    GC_SET(2, 7, 1, T1, T2, TN, TN) },
 	  { GC_SET(2, 28, 2, TN, TN, TN, TN), GC_SET(2, 14, 2, T1, TN, TN, TN),
 	    GC_SET(2, 7, 2, T1, T2, TN, TN) } },
+	{ { GC_SET(3, 28, 1, TN, TN, TN, TN), GC_SET(3, 14, 1, TN, TN, TN, TN),
+	    GC_SET(3, 7, 1, T1, TN, TN, TN) },
+	  { GC_SET(3, 28, 2, TN, TN, TN, TN), GC_SET(3, 14, 2, TN, TN, TN, TN),
+	    GC_SET(3, 7, 2, T1, TN, TN, TN) } },
+	{ { GC_SET(4, 28, 1, TN, TN, TN, TN), GC_SET(4, 14, 1, TN, TN, TN, TN),
+	    GC_SET(4, 7, 1, T1, TN, TN, TN) },
+	  { GC_SET(4, 28, 2, TN, TN, TN, TN), GC_SET(4, 14, 2, TN, TN, TN, TN),
+	    GC_SET(4, 7, 2, T1, TN, TN, TN) } },
 };
 #undef T1
 #undef T2
@@ -308,7 +320,7 @@ int lm_grouped_fits(const struct lm_conv_desc *d)
 	/* offsets into the band planes are 32-bit */
 	double p = (double)(d->c / d->group) * (double)(d->oh * d->sh +
 		   d->kh) * (double)(d->ow * d->sw + 32 * d->sw + d->kw);
-	return lm_isa() >= LM_ISA_AVX512 && mg % 16 == 0 && mg <= 32 &&
+	return lm_isa() >= LM_ISA_AVX512 && mg % 16 == 0 && mg <= 64 &&
 	       d->dh == 1 && d->dw == 1 && d->sw <= 2 && p < 1e9;
 #else
 	(void)d;
@@ -318,12 +330,14 @@ int lm_grouped_fits(const struct lm_conv_desc *d)
 
 /*
  * Grouped convs (not depthwise), and stems of at most 4 input channels at
- * stride 2 on one image, whose last chunk of a row wastes at most a fifth
- * of it.  Stems, bench_kernels -r 20 stem, ms, direct -> grouped, cold
- * (-c, as in a network): 3x3 s2 224 3->32 0.514 -> 0.394, 3->16 0.296 ->
- * 0.224, 299 3->32 1.164 -> 0.859; warm 0.289 -> 0.269, 0.152 -> 0.141,
- * 0.572 -> 0.519.  At batch 8 (-b 8 -c) neither beats im2col+sgemm
- * clearly (3.43, 4.13 and 3.64 ms for RegNetX's), so those stay.
+ * stride 2, whose last chunk of a row wastes at most a fifth of it.
+ * Stems, bench_kernels -c stem (cold, as in a network), ms, direct ->
+ * grouped: 3x3 s2 224 3->32 0.514 -> 0.394, 3->16 0.296 -> 0.224, 299
+ * 3->32 1.164 -> 0.859, ResNet's 7x7 s2 3->64 2.73 -> 2.52; warm 0.289
+ * -> 0.269, 0.152 -> 0.141, 0.572 -> 0.519.  At batch 8 (-b 8 -c),
+ * against the im2col+sgemm or direct they ran: 7x7 s2 3->64 33.2
+ * (direct) -> 19.8, SqueezeNet's 3x3 s2 3->64 9.4 -> 6.0, 3->16 2.1 ->
+ * 1.8; the 3->32 stems equal (3.3, 6.1 ms).
  * RegNetX-400MF's grouped layers, bench_kernels -r 40 rgx, ms, direct ->
  * grouped: 3x3 7x7x400 g25 0.087 -> 0.062, s2 14x14x400 0.103 -> 0.072,
  * 14x14x160 0.106 -> 0.088, s2 28x28x160 0.127 -> 0.107, 28x28x64 0.153
@@ -334,8 +348,7 @@ int lm_grouped_wins(const struct lm_conv_desc *d)
 {
 #if defined(__x86_64__)
 	int64_t chunks;
-	int stem = d->group == 1 && d->c <= 4 && d->n == 1 && d->sh == 2 &&
-		   d->sw == 2;
+	int stem = d->group == 1 && d->c <= 4 && d->sh == 2 && d->sw == 2;
 	if ((d->group < 2 && !stem) || !lm_grouped_fits(d) ||
 	    lm_depthwise_fits(d))
 		return 0;

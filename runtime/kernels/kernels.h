@@ -226,7 +226,7 @@ enum lm_conv_impl {
 	LM_CONV_WINO4,     /* Winograd F(4x4, 3x3) */
 	LM_CONV_DEPTHWISE, /* direct, no GEMM */
 	LM_CONV_DIRECT,    /* GEMM read in place from phase planes */
-	LM_CONV_GROUPED,   /* groups of 16 or 32 channels, AVX-512 */
+	LM_CONV_GROUPED,   /* groups of 16 to 64 channels, AVX-512 */
 };
 
 /** Conv through a GEMM: impl LM_CONV_OPENBLAS, LM_CONV_SGEMM or
@@ -289,12 +289,12 @@ int lm_direct_wins(const struct lm_conv_desc *d);
 int lm_direct_prepare(const struct lm_conv_desc *d, const float *w,
 		      lm_kernel *k);
 
-/** True when grouped.c can run the conv: AVX-512, 16 or 32 output
- * channels a group, no dilation, column stride 1 or 2. */
+/** True when grouped.c can run the conv: AVX-512, 16, 32, 48 or 64
+ * output channels a group, no dilation, column stride 1 or 2. */
 int lm_grouped_fits(const struct lm_conv_desc *d);
 
-/** True when grouped.c is the faster one here (grouped, not depthwise,
- * rows that its tiles cover with little waste). */
+/** True when grouped.c is the faster one here (grouped but not
+ * depthwise, or a stem; rows that its tiles cover with little waste). */
 int lm_grouped_wins(const struct lm_conv_desc *d);
 
 /** Grouped conv with channels in the vector (grouped.c); needs the

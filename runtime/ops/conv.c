@@ -316,8 +316,9 @@ static int dw_variant(const char *v)
 
 /*
  * Pick the kernel: depthwise convs run direct; with a constant weight,
- * grouped convs of 16 or 32 channels a group grouped.c's on AVX-512,
- * stems and other grouped convs the direct kernel (any instruction set); 1x1
+ * grouped convs of 16 to 64 channels a group and stems of as many
+ * grouped.c's on AVX-512, other stems and grouped convs the direct
+ * kernel (any instruction set); 1x1
  * convs on one pixel a matrix-vector product; with AVX-512 and a constant
  * weight, Winograd where lm_winograd_choose says it pays, the
  * transposed GEMM for 1x1 convs on few pixels and the packed GEMM

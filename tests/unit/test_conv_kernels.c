@@ -298,7 +298,7 @@ static int conv_impl_applies(const struct conv_case *cc, const char *impl)
 	if (!strcmp(impl, "grouped"))
 		return fast && cc->dh == 1 && cc->dw == 1 && cc->sw <= 2 &&
 		       !cc->one_d && (cc->m / cc->group) % 16 == 0 &&
-		       cc->m / cc->group <= 32;
+		       cc->m / cc->group <= 64;
 	if (!strncmp(impl, "winograd", 8))
 		return fast && cc->kh == 3 && cc->kw == 3 && cc->sh == 1 &&
 		       cc->sw == 1 && cc->dh == 1 && cc->dw == 1 &&
@@ -674,7 +674,7 @@ TEST(conv_direct)
 }
 
 /*
- * grouped.c (groups of 16 or 32 output channels, AVX-512; elsewhere
+ * grouped.c (groups of 16 to 64 output channels, AVX-512; elsewhere
  * pinning it fails): odd sizes and odd input channels per group, rows
  * its tiles of 28, 14 and 7 positions cover exactly and with a short
  * last chunk, tiles of 1 to 4 rows and the rows left over, several
@@ -738,6 +738,15 @@ TEST(conv_grouped)
 		.c = 3, .h = 59, .w = 31, .m = 16, .kh = 3, .kw = 3, .sh = 2,
 		.sw = 2, .dh = 1, .dw = 1, .group = 1, .bias = 1,
 		.act = LM_ACT_SIGMOID);
+	/* groups of 48 and 64 (one-row tiles of 7), ResNet's stem */
+	CHECK_CONV_ISAS(.name = "g2 of 48 s2 odd", .n = 1, .c = 10,
+		.h = 19, .w = 23, .m = 96, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 2,
+		.bias = 1, .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV_ISAS(.name = "stem 7x7 s2 3->64 batch 2", .n = 2, .c = 3,
+		.h = 33, .w = 45, .m = 64, .kh = 7, .kw = 7, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 3, 3, 3, 3 }, .group = 1,
+		.bias = 0, .act = LM_ACT_RELU);
 	/* dilation and a column stride of 3: not for grouped.c */
 	CHECK_CONV_ISAS(.name = "g2 of 16 dilated", .n = 1, .c = 32,
 		.h = 12, .w = 12, .m = 32, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
