@@ -160,7 +160,9 @@ static LM_AVX512 void pool_plane512(const struct pool_state *s,
 			_mm512_storeu_ps(t + j, acc);
 		}
 		if (d->sw == 1) {
-			const float *inv = s->inv + oy * d->ow;
+			/* NULL for a max */
+			const float *inv = d->is_max ? NULL
+					   : s->inv + oy * d->ow;
 			for (int64_t i0 = 0; i0 < d->ow; i0 += 16) {
 				__m512 acc = _mm512_loadu_ps(t + i0);
 				for (int64_t kx = 1; kx < d->kw; kx++) {
