@@ -10,9 +10,9 @@
  *
  * For each layer, every implementation that can run it (pinned through the
  * private "lm.impl" attribute, as the unit tests do; -i keeps only one of
- * openblas, sgemm, sgemm-t, winograd2, winograd4, direct, depthwise-generic,
- * depthwise-rows, depthwise-blocked) is prepared once and run REPS times
- * (default 15) after one warm-up; the median is printed with GFLOP/s
+ * openblas, sgemm, sgemm-t, winograd2, winograd4, direct, grouped,
+ * depthwise-generic, depthwise-rows, depthwise-blocked) is prepared once
+ * and run REPS times (default 15) after one warm-up; the median is printed with GFLOP/s
  * counted as direct convolution (2 * MACs), so Winograd shows as its
  * effective rate and may pass the peak, and GB/s counted as the bytes the
  * layer must move at least (inputs, weights and output, once each).  The
@@ -225,6 +225,9 @@ static const struct layer layers[] = {
 	/* RegNetX-400MF: groups of 16 channels */
 	CONV("rgx stem 3x3 s2 224 3->32", 3, 224, 224, 32, 3, 2, 1),
 	GRP("rgx g2 3x3 s2 112x112x32", 32, 112, 32, 2, 2),
+	CONV("rgx proj 1x1 s2 112 32->32", 32, 112, 112, 32, 1, 2, 0),
+	CONV("rgx 1x1 112 32->32", 32, 112, 112, 32, 1, 1, 0),
+	CONV("rgx proj 1x1 s2 56 32->64", 32, 56, 56, 64, 1, 2, 0),
 	GRP("rgx g4 3x3 s2 56x56x64", 64, 56, 64, 2, 4),
 	GRP("rgx g4 3x3 28x28x64", 64, 28, 64, 1, 4),
 	GRP("rgx g10 3x3 s2 28x28x160", 160, 28, 160, 2, 10),
@@ -243,6 +246,10 @@ static const struct layer layers[] = {
 	CONV("inc stem 3x3 s2 299 3->32", 3, 299, 299, 32, 3, 2, 0),
 	CONV("inc 3x3 149x149 32->32", 32, 149, 149, 32, 3, 1, 0),
 	CONV("inc 3x3 147x147 32->64", 32, 147, 147, 64, 3, 1, 1),
+	POOL("inc maxpool 3x3 s2 147x64", "MaxPool", 64, 147, 3, 2, 0),
+	POOL("inc avgpool 3x3 35x35x288", "AveragePool", 288, 35, 3, 1, 1),
+	POOL("inc avgpool 3x3 17x17x768", "AveragePool", 768, 17, 3, 1, 1),
+	POOL("inc avgpool 3x3 8x8x2048", "AveragePool", 2048, 8, 3, 1, 1),
 	/* ShuffleNetV2 x0.5 */
 	DW("sh dw 3x3 s2 56x56x24", 24, 56, 2),
 	DW("sh dw 3x3 28x28x24", 24, 28, 1),
@@ -265,7 +272,8 @@ static const struct layer layers[] = {
 
 static const char *const impls[] = {
 	"openblas", "sgemm", "sgemm-t", "winograd2", "winograd4",
-	"direct", "depthwise-generic", "depthwise-rows", "depthwise-blocked",
+	"direct", "grouped", "depthwise-generic", "depthwise-rows",
+	"depthwise-blocked",
 };
 
 static int add_value(lm_graph *g, const char *name, lm_value_kind kind,

@@ -1,7 +1,7 @@
 /*
  * kernels.h: private header of the compute kernels behind the conv, gemm
  * and pool families (blas.c, pgemm.c, conv_gemm.c, winograd.c,
- * depthwise.c, pool.c).  The op files (ops/conv.c, ops/gemm.c,
+ * depthwise.c, direct.c, grouped.c, pool.c).  The op files (ops/conv.c, ops/gemm.c,
  * ops/pool.c) check a node (with the helpers of prep.h), reduce it to one
  * of the descriptors below and call the matching *_prepare, which picks
  * the code path, packs constant weights into k->state and sizes
@@ -226,6 +226,7 @@ enum lm_conv_impl {
 	LM_CONV_WINO4,     /* Winograd F(4x4, 3x3) */
 	LM_CONV_DEPTHWISE, /* direct, no GEMM */
 	LM_CONV_DIRECT,    /* GEMM read in place from phase planes */
+	LM_CONV_GROUPED,   /* groups of 16 to 64 channels, AVX-512 */
 };
 
 /** Conv through a GEMM: impl LM_CONV_OPENBLAS, LM_CONV_SGEMM or
@@ -287,6 +288,19 @@ int lm_direct_wins(const struct lm_conv_desc *d);
  * (M, C/group, kh, kw).  -ENOMEM. */
 int lm_direct_prepare(const struct lm_conv_desc *d, const float *w,
 		      lm_kernel *k);
+
+/** True when grouped.c can run the conv: AVX-512, 16, 32, 48 or 64
+ * output channels a group, no dilation, column stride 1 or 2. */
+int lm_grouped_fits(const struct lm_conv_desc *d);
+
+/** True when grouped.c is the faster one here (grouped but not
+ * depthwise, or a stem; rows that its tiles cover with little waste). */
+int lm_grouped_wins(const struct lm_conv_desc *d);
+
+/** Grouped conv with channels in the vector (grouped.c); needs the
+ * constant weight w (M, C/group, kh, kw) and lm_grouped_fits.  -ENOMEM. */
+int lm_grouped_prepare(const struct lm_conv_desc *d, const float *w,
+		       lm_kernel *k);
 
 /* ConvTranspose, 2-D, explicit pads (begin only matter) and output size. */
 struct lm_convt_desc {

@@ -316,12 +316,14 @@ static int dw_variant(const char *v)
 
 /*
  * Pick the kernel: depthwise convs run direct; with a constant weight,
- * stems and grouped convs the direct kernel (any instruction set); 1x1
+ * grouped convs of 16 to 64 channels a group and stems of as many
+ * grouped.c's on AVX-512, other stems and grouped convs the direct
+ * kernel (any instruction set); 1x1
  * convs on one pixel a matrix-vector product; with AVX-512 and a constant
  * weight, Winograd where lm_winograd_choose says it pays, the
  * transposed GEMM for 1x1 convs on few pixels and the packed GEMM
  * elsewhere; OpenBLAS otherwise.  "lm.impl" (openblas, sgemm, sgemm-t,
- * winograd2, winograd4, direct, depthwise, depthwise-rows,
+ * winograd2, winograd4, direct, grouped, depthwise, depthwise-rows,
  * depthwise-blocked, depthwise-generic) pins one, failing when it cannot
  * run this conv.
  */
@@ -354,6 +356,8 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 	if (!pin[0]) {
 		if (lm_depthwise_fits(&d))
 			impl = LM_CONV_DEPTHWISE;
+		else if (w && lm_grouped_wins(&d))
+			impl = LM_CONV_GROUPED;
 		else if (w && lm_direct_wins(&d))
 			impl = LM_CONV_DIRECT;
 		else if (lm_conv_gemv_wins(&d))
@@ -377,6 +381,8 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 		impl = pin[8] == '4' ? LM_CONV_WINO4 : LM_CONV_WINO2;
 	} else if (!strcmp(pin, "direct") && w && lm_direct_fits(&d)) {
 		impl = LM_CONV_DIRECT;
+	} else if (!strcmp(pin, "grouped") && w && lm_grouped_fits(&d)) {
+		impl = LM_CONV_GROUPED;
 	} else if (!strncmp(pin, "depthwise", 9) && lm_depthwise_fits(&d) &&
 		   (dw = dw_variant(pin + 9)) >= 0) {
 		impl = LM_CONV_DEPTHWISE;
@@ -394,6 +400,9 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 		break;
 	case LM_CONV_DIRECT:
 		rc = lm_direct_prepare(&d, w, k);
+		break;
+	case LM_CONV_GROUPED:
+		rc = lm_grouped_prepare(&d, w, k);
 		break;
 	case LM_CONV_WINO2:
 	case LM_CONV_WINO4:

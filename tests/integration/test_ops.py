@@ -261,6 +261,26 @@ def conv_cases(r):
     yield conv_case(r, "conv_grouped_2_of_16_s2", [1, 32, 15, 15],
                     [32, 16, 3, 3], group=2, strides=[2, 2],
                     pads=[1, 1, 1, 1])
+    # grouped.c: groups of 16 to 64 output channels with the channels in
+    # the vector (RegNetX's widths at 7x7 and 14x14, odd sizes), stems of
+    # 16 to 64 channels (7x7 s2 3->64 at batch 2), and a strided 1x1
+    # (its pixels gathered before the GEMM)
+    yield conv_case(r, "conv_grouped_25_of_16_7x7", [1, 400, 7, 7],
+                    [400, 16, 3, 3], group=25, pads=[1, 1, 1, 1])
+    yield conv_case(r, "conv_grouped_3_of_16_s2_odd", [2, 48, 15, 13],
+                    [48, 16, 3, 3], group=3, strides=[2, 2],
+                    pads=[1, 1, 1, 1])
+    yield conv_case(r, "conv_grouped_2_of_32_14x14", [1, 64, 14, 14],
+                    [64, 32, 3, 3], group=2, pads=[1, 1, 1, 1])
+    yield conv_case(r, "conv_grouped_2_of_48_s2", [1, 10, 19, 23],
+                    [96, 5, 3, 3], group=2, strides=[2, 2],
+                    pads=[1, 1, 1, 1])
+    yield conv_case(r, "conv_stem_7x7_s2_64", [2, 3, 33, 45],
+                    [64, 3, 7, 7], strides=[2, 2], pads=[3, 3, 3, 3])
+    yield conv_case(r, "conv_stem_3x3_s2_32_valid", [1, 3, 59, 31],
+                    [32, 3, 3, 3], strides=[2, 2])
+    yield conv_case(r, "conv_1x1_s2_wide", [2, 24, 9, 71],
+                    [40, 24, 1, 1], strides=[2, 2])
 
 
 def convt_case(r, name, x_shape, w_shape, bias=True, **attrs):
@@ -717,6 +737,14 @@ def pool_cases(r):
                ceil_mode=1, count_include_pad=1)
     yield pool("avgpool_asym_pads_include", "AveragePool", [1, 4, 9, 9],
                kernel_shape=[3, 3], pads=[1, 0, 0, 2], count_include_pad=1)
+    # Inception's 3x3 stride-1 averages on odd planes (pool.c's AVX-512
+    # plane path), and wide rows
+    yield pool("avgpool_3x3_s1_35", "AveragePool", [2, 3, 35, 35],
+               kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    yield pool("avgpool_3x3_s1_17_include", "AveragePool", [1, 5, 17, 17],
+               kernel_shape=[3, 3], pads=[1, 1, 1, 1], count_include_pad=1)
+    yield pool("maxpool_3x3_s1_wide", "MaxPool", [1, 2, 6, 70],
+               kernel_shape=[3, 3], pads=[1, 1, 1, 1])
     yield pool("global_avgpool", "GlobalAveragePool", [2, 5, 7, 7])
     yield pool("global_avgpool_1x1", "GlobalAveragePool", [1, 17, 1, 1])
     yield pool("global_avgpool_big", "GlobalAveragePool", [1, 1280, 7, 7])

@@ -277,8 +277,8 @@ static void conv_ref(const struct conv_case *cc, const float *x,
 
 static const char *const conv_impls[] = {
 	"", "openblas", "sgemm", "sgemm-t", "winograd2", "winograd4",
-	"direct", "depthwise", "depthwise-generic", "depthwise-rows",
-	"depthwise-blocked",
+	"direct", "grouped", "depthwise", "depthwise-generic",
+	"depthwise-rows", "depthwise-blocked",
 };
 
 /* Whether pinning impl must succeed for this case. */
@@ -295,6 +295,10 @@ static int conv_impl_applies(const struct conv_case *cc, const char *impl)
 		       !cc->pads[3];
 	if (!strcmp(impl, "direct"))
 		return !cc->w_input && cc->dh == 1 && cc->dw == 1;
+	if (!strcmp(impl, "grouped"))
+		return fast && cc->dh == 1 && cc->dw == 1 && cc->sw <= 2 &&
+		       !cc->one_d && (cc->m / cc->group) % 16 == 0 &&
+		       cc->m / cc->group <= 64;
 	if (!strncmp(impl, "winograd", 8))
 		return fast && cc->kh == 3 && cc->kw == 3 && cc->sh == 1 &&
 		       cc->sw == 1 && cc->dh == 1 && cc->dw == 1 &&
@@ -477,6 +481,19 @@ TEST(conv_strides_dilations)
 	CHECK_CONV(.name = "1x1 stride 2", .n = 1, .c = 24, .h = 14, .w = 13,
 		   .m = 20, .kh = 1, .kw = 1, .sh = 2, .sw = 2, .dh = 1,
 		   .dw = 1, .group = 1, .bias = 1);
+	/* strided 1x1 without pads (the pixels gathered, then the GEMM):
+	 * rows of more than two gathered vectors, odd widths, a row
+	 * stride other than the column stride, batch 2 */
+	CHECK_CONV(.name = "1x1 s2 wide batch 2", .n = 2, .c = 5, .h = 9,
+		   .w = 71, .m = 20, .kh = 1, .kw = 1, .sh = 2, .sw = 2,
+		   .dh = 1, .dw = 1, .group = 1, .bias = 1,
+		   .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV(.name = "1x1 s3x2", .n = 1, .c = 7, .h = 11, .w = 34,
+		   .m = 9, .kh = 1, .kw = 1, .sh = 3, .sw = 2, .dh = 1,
+		   .dw = 1, .group = 1, .bias = 0);
+	CHECK_CONV(.name = "1x1 s3", .n = 1, .c = 3, .h = 10, .w = 10,
+		   .m = 17, .kh = 1, .kw = 1, .sh = 3, .sw = 3, .dh = 1,
+		   .dw = 1, .group = 1, .bias = 1);
 	/* stem-like: 7x7 stride 2 on 3 channels, wide enough rows */
 	CHECK_CONV(.name = "7x7 s2 stem", .n = 1, .c = 3, .h = 40, .w = 70,
 		   .m = 16, .kh = 7, .kw = 7, .sh = 2, .sw = 2, .dh = 1,
@@ -654,6 +671,90 @@ TEST(conv_direct)
 	CHECK_CONV_ISAS(.name = "g2 dilated", .n = 1, .c = 4, .h = 12,
 		.w = 12, .m = 4, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 2,
 		.dw = 2, .pads = { 2, 2, 2, 2 }, .group = 2, .bias = 1);
+}
+
+/*
+ * grouped.c (groups of 16 to 64 output channels, AVX-512; elsewhere
+ * pinning it fails): odd sizes and odd input channels per group, rows
+ * its tiles of 28, 14 and 7 positions cover exactly and with a short
+ * last chunk, tiles of 1 to 4 rows and the rows left over, several
+ * bands (56-wide rows), strides 1 and 2 with odd inputs, a row stride
+ * of 3, non-square and 1x1 kernels, pads larger than the kernel, 1x1
+ * outputs, batch 2, epilogues, and the stems it also runs.
+ */
+TEST(conv_grouped)
+{
+	CHECK_CONV_ISAS(.name = "g3 of 16 13x11 batch 2", .n = 2, .c = 48,
+		.h = 13, .w = 11, .m = 48, .kh = 3, .kw = 3, S1,
+		.pads = { 1, 1, 1, 1 }, .group = 3, .bias = 1,
+		.act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV_ISAS(.name = "g5 of 16 s2 odd", .n = 1, .c = 80, .h = 15,
+		.w = 17, .m = 80, .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
+		.dw = 1, .pads = { 1, 1, 1, 1 }, .group = 5, .bias = 1);
+	CHECK_CONV_ISAS(.name = "g3 5->16 7x7", .n = 1, .c = 15, .h = 7,
+		.w = 7, .m = 48, .kh = 3, .kw = 3, S1, .pads = { 1, 1, 1, 1 },
+		.group = 3, .bias = 0, .act = LM_ACT_CLIP);
+	CHECK_CONV_ISAS(.name = "g2 of 16 40x56 bands", .n = 1, .c = 32,
+		.h = 40, .w = 56, .m = 32, .kh = 3, .kw = 3, S1,
+		.pads = { 1, 1, 1, 1 }, .group = 2, .bias = 1,
+		.act = LM_ACT_RELU);
+	CHECK_CONV_ISAS(.name = "g2 of 16 14x14", .n = 1, .c = 32, .h = 14,
+		.w = 14, .m = 32, .kh = 3, .kw = 3, S1,
+		.pads = { 1, 1, 1, 1 }, .group = 2, .bias = 1);
+	CHECK_CONV_ISAS(.name = "g3 of 16 s2 27x29", .n = 1, .c = 48,
+		.h = 27, .w = 29, .m = 48, .kh = 3, .kw = 3, .sh = 2,
+		.sw = 2, .dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 },
+		.group = 3, .bias = 1, .sum = 1);
+	CHECK_CONV_ISAS(.name = "g2 of 32 9x30", .n = 1, .c = 64, .h = 9,
+		.w = 30, .m = 64, .kh = 3, .kw = 3, S1,
+		.pads = { 1, 1, 1, 1 }, .group = 2, .bias = 1,
+		.act = LM_ACT_RELU);
+	CHECK_CONV_ISAS(.name = "g3 of 32 s2 batch 2", .n = 2, .c = 96,
+		.h = 14, .w = 13, .m = 96, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 3,
+		.bias = 1, .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV_ISAS(.name = "g2 of 16 big pads", .n = 1, .c = 6, .h = 5,
+		.w = 6, .m = 32, .kh = 3, .kw = 3, S1,
+		.pads = { 4, 5, 3, 6 }, .group = 2, .bias = 1);
+	CHECK_CONV_ISAS(.name = "g2 of 16 5x3 s3x1", .n = 1, .c = 14,
+		.h = 19, .w = 23, .m = 32, .kh = 5, .kw = 3, .sh = 3, .sw = 1,
+		.dh = 1, .dw = 1, .pads = { 2, 0, 1, 2 }, .group = 2,
+		.bias = 1);
+	CHECK_CONV_ISAS(.name = "g2 of 16 1x4 s1x2", .n = 1, .c = 10,
+		.h = 6, .w = 33, .m = 32, .kh = 1, .kw = 4, .sh = 1, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 0, 1, 0, 2 }, .group = 2,
+		.bias = 0);
+	CHECK_CONV_ISAS(.name = "g4 of 16 1x1", .n = 1, .c = 12, .h = 5,
+		.w = 9, .m = 64, .kh = 1, .kw = 1, S1, .group = 4, .bias = 1);
+	CHECK_CONV_ISAS(.name = "g2 of 16 1x1 out", .n = 1, .c = 32, .h = 3,
+		.w = 3, .m = 32, .kh = 3, .kw = 3, S1, .group = 2, .bias = 1);
+	/* stems, which it runs on one image: 3->32 and 3->16 at stride 2,
+	 * odd sizes, with and without pads */
+	CHECK_CONV_ISAS(.name = "stem 3x3 s2 3->32 37x41", .n = 1, .c = 3,
+		.h = 37, .w = 41, .m = 32, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 1,
+		.bias = 1, .act = LM_ACT_CLIP);
+	CHECK_CONV_ISAS(.name = "stem 3x3 s2 3->16 valid 59x31", .n = 1,
+		.c = 3, .h = 59, .w = 31, .m = 16, .kh = 3, .kw = 3, .sh = 2,
+		.sw = 2, .dh = 1, .dw = 1, .group = 1, .bias = 1,
+		.act = LM_ACT_SIGMOID);
+	/* groups of 48 and 64 (one-row tiles of 7), ResNet's stem */
+	CHECK_CONV_ISAS(.name = "g2 of 48 s2 odd", .n = 1, .c = 10,
+		.h = 19, .w = 23, .m = 96, .kh = 3, .kw = 3, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 2,
+		.bias = 1, .act = LM_ACT_RELU, .sum = 1);
+	CHECK_CONV_ISAS(.name = "stem 7x7 s2 3->64 batch 2", .n = 2, .c = 3,
+		.h = 33, .w = 45, .m = 64, .kh = 7, .kw = 7, .sh = 2, .sw = 2,
+		.dh = 1, .dw = 1, .pads = { 3, 3, 3, 3 }, .group = 1,
+		.bias = 0, .act = LM_ACT_RELU);
+	/* dilation and a column stride of 3: not for grouped.c */
+	CHECK_CONV_ISAS(.name = "g2 of 16 dilated", .n = 1, .c = 32,
+		.h = 12, .w = 12, .m = 32, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+		.dh = 2, .dw = 2, .pads = { 2, 2, 2, 2 }, .group = 2,
+		.bias = 1);
+	CHECK_CONV_ISAS(.name = "g2 of 16 s3", .n = 1, .c = 32, .h = 12,
+		.w = 13, .m = 32, .kh = 3, .kw = 3, .sh = 3, .sw = 3, .dh = 1,
+		.dw = 1, .pads = { 1, 1, 1, 1 }, .group = 2, .bias = 1);
 }
 
 TEST(conv_epilogue)
@@ -1116,11 +1217,26 @@ static int pool_check(const struct pool_case *pc)
 	CHECK(pool_check(&(struct pool_case){ __VA_ARGS__ }) == 0)
 #define P1 .sh = 1, .sw = 1, .dh = 1, .dw = 1
 
-TEST(pools)
+/* The pool cases, run under AVX-512 (pool.c's plane path) and portable
+ * C (its row passes) by TEST(pools). */
+static void pool_cases(void)
 {
 	static const char *const ops[] = { "MaxPool", "AveragePool" };
 	for (int i = 0; i < 2; i++) {
 		const char *op = ops[i];
+		/* Inception's 3x3 stride-1 pools: odd planes, rows of one,
+		 * two and more than four vectors, batch 2 */
+		for (int cip = 0; cip < 2; cip++) {
+			CHECK_POOL(.op = op, .n = 2, .c = 3, .h = 35, .w = 35,
+				   .kh = 3, .kw = 3, P1,
+				   .pads = { 1, 1, 1, 1 }, .cip = cip);
+			CHECK_POOL(.op = op, .n = 1, .c = 2, .h = 8, .w = 17,
+				   .kh = 3, .kw = 3, P1,
+				   .pads = { 1, 1, 1, 1 }, .cip = cip);
+			CHECK_POOL(.op = op, .n = 1, .c = 2, .h = 5, .w = 70,
+				   .kh = 5, .kw = 3, P1,
+				   .pads = { 2, 0, 1, 2 }, .cip = cip);
+		}
 		CHECK_POOL(.op = op, .n = 1, .c = 3, .h = 112, .w = 112,
 			   .kh = 3, .kw = 3, .sh = 2, .sw = 2, .dh = 1,
 			   .dw = 1, .pads = { 1, 1, 1, 1 });
@@ -1150,6 +1266,19 @@ TEST(pools)
 		   .pads = { 2, 1, 1, 2 }, .ceil_mode = 1);
 	CHECK_POOL(.op = "MaxPool", .n = 1, .c = 1, .h = 224, .w = 224,
 		   .kh = 2, .kw = 2, .sh = 2, .sw = 2, .dh = 1, .dw = 1);
+	CHECK_POOL(.op = "MaxPool", .n = 1, .c = 2, .h = 19, .w = 21,
+		   .kh = 3, .kw = 3, .sh = 1, .sw = 1, .dh = 2, .dw = 2,
+		   .pads = { 2, 2, 2, 2 });
+}
+
+TEST(pools)
+{
+	lm_isa_cap(LM_ISA_C);
+	isa_name = "c";
+	pool_cases();
+	lm_isa_cap(LM_ISA_AVX512);
+	isa_name = "best";
+	pool_cases();
 }
 
 static int global_check(const char *op, int rank, const int64_t *dims)
@@ -1220,6 +1349,7 @@ int main(void)
 	RUN(conv_depthwise);
 	RUN(conv_depthwise_vector);
 	RUN(conv_direct);
+	RUN(conv_grouped);
 	RUN(conv_epilogue);
 	RUN(conv_1d_and_runtime_weights);
 	RUN(conv_winograd_accuracy);
