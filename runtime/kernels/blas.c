@@ -169,11 +169,6 @@ void lm_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 		    alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
 }
 
-static const float *sum_data(const lm_kargs *a, const lm_epilogue *ep)
-{
-	return ep->sum_input >= 0 ? a->in[ep->sum_input]->data : NULL;
-}
-
 static void epilogue(const lm_epilogue *ep, float *y, const float *sum,
 		     size_t n)
 {
@@ -213,7 +208,7 @@ static int run_gemm(const lm_kargs *a)
 	}
 	lm_sgemm(d->ta, d->tb, d->m, d->n, d->k, d->alpha, x,
 		 d->ta ? d->m : d->k, w, d->tb ? d->k : d->n, beta, y, d->n);
-	epilogue(&d->ep, y, sum_data(a, &d->ep), (size_t)(d->m * d->n));
+	epilogue(&d->ep, y, lm_epilogue_sum(a, &d->ep), (size_t)(d->m * d->n));
 	return 0;
 }
 
@@ -296,7 +291,7 @@ static int run_matmul(const lm_kargs *a)
 		for (int64_t r = 0; r < s->batch * s->m; r++)
 			matmul_bias_row(y + r * s->n, b, (size_t)s->n);
 	}
-	epilogue(&d->ep, y, sum_data(a, &d->ep),
+	epilogue(&d->ep, y, lm_epilogue_sum(a, &d->ep),
 		 (size_t)(s->batch * s->m * s->n));
 	return 0;
 }

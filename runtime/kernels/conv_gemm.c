@@ -55,16 +55,6 @@ static void conv_free(void *p)
 	free(s);
 }
 
-static const float *sum_data(const lm_kargs *a, const lm_epilogue *ep)
-{
-	return ep->sum_input >= 0 ? a->in[ep->sum_input]->data : NULL;
-}
-
-static const float *bias_data(const lm_kargs *a, const struct lm_conv_desc *d)
-{
-	return d->has_bias && a->n_in > 2 && a->in[2] ? a->in[2]->data : NULL;
-}
-
 /* ---- AVX-512: B panels straight from the image ---- */
 
 /*
@@ -266,8 +256,8 @@ static int run_sgemm(const lm_kargs *a)
 {
 	const struct conv_state *s = a->state;
 	const struct lm_conv_desc *d = &s->d;
-	const float *x = a->in[0]->data, *bias = bias_data(a, d);
-	const float *sum = sum_data(a, &d->ep);
+	const float *x = a->in[0]->data, *bias = lm_bias_input(a, d->has_bias);
+	const float *sum = lm_epilogue_sum(a, &d->ep);
 	float *y = a->out[0]->data;
 	float *xsplit = (float *)a->scratch + s->split_off;
 	int64_t xs = d->h * d->w;
@@ -367,8 +357,8 @@ static int run_sgemm_t(const lm_kargs *a)
 {
 	const struct conv_state *s = a->state;
 	const struct lm_conv_desc *d = &s->d;
-	const float *x = a->in[0]->data, *bias = bias_data(a, d);
-	const float *sum = sum_data(a, &d->ep);
+	const float *x = a->in[0]->data, *bias = lm_bias_input(a, d->has_bias);
+	const float *sum = lm_epilogue_sum(a, &d->ep);
 	float *y = a->out[0]->data, *ct = a->scratch;
 	float *xg = (float *)a->scratch + s->gather_off;
 	int has_ep = d->ep.act != LM_ACT_NONE || sum;
@@ -428,7 +418,7 @@ static int run_openblas(const lm_kargs *a)
 	const struct conv_state *s = a->state;
 	const struct lm_conv_desc *d = &s->d;
 	const float *x = a->in[0]->data, *w = a->in[1]->data;
-	const float *bias = bias_data(a, d), *sum = sum_data(a, &d->ep);
+	const float *bias = lm_bias_input(a, d->has_bias), *sum = lm_epilogue_sum(a, &d->ep);
 	float *y = a->out[0]->data, *col = a->scratch;
 	int64_t xs = d->h * d->w;
 
@@ -589,9 +579,8 @@ static int run_convt(const lm_kargs *a)
 	const struct convt_state *s = a->state;
 	const struct lm_convt_desc *d = &s->d;
 	const float *x = a->in[0]->data, *w = a->in[1]->data;
-	const float *bias = d->has_bias && a->n_in > 2 && a->in[2]
-			    ? a->in[2]->data : NULL;
-	const float *sum = sum_data(a, &d->ep);
+	const float *bias = lm_bias_input(a, d->has_bias);
+	const float *sum = lm_epilogue_sum(a, &d->ep);
 	float *y = a->out[0]->data, *col = a->scratch;
 	int64_t np = d->h * d->w, onp = d->oh * d->ow;
 

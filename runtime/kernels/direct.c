@@ -96,10 +96,8 @@ static int run_direct(const lm_kargs *a)
 	const struct dc_state *s = a->state;
 	const struct lm_conv_desc *d = &s->d;
 	const float *x = a->in[0]->data;
-	const float *bias = d->has_bias && a->n_in > 2 && a->in[2]
-			    ? a->in[2]->data : NULL;
-	const float *sum = d->ep.sum_input >= 0
-			   ? a->in[d->ep.sum_input]->data : NULL;
+	const float *bias = lm_bias_input(a, d->has_bias);
+	const float *sum = lm_epilogue_sum(a, &d->ep);
 	int has_ep = d->ep.act != LM_ACT_NONE || sum;
 	float *y = a->out[0]->data, *p = a->scratch;
 	int64_t ip = d->h * d->w, np = d->oh * d->ow;

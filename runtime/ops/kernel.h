@@ -90,6 +90,19 @@ typedef struct lm_epilogue {
 /** Read a node's fused epilogue (LM_ACT_NONE, -1 when there is none). */
 void lm_epilogue_get(const lm_node *n, lm_epilogue *ep);
 
+/** The tensor an epilogue adds (its residual), or NULL. */
+static inline const float *lm_epilogue_sum(const lm_kargs *a,
+					   const lm_epilogue *ep)
+{
+	return ep->sum_input >= 0 ? a->in[ep->sum_input]->data : NULL;
+}
+
+/** A node's bias, its third input when it has one, or NULL. */
+static inline const float *lm_bias_input(const lm_kargs *a, int has_bias)
+{
+	return has_bias && a->n_in > 2 && a->in[2] ? a->in[2]->data : NULL;
+}
+
 /** y[i] = act(y[i] + (sum ? sum[i] : 0)) for i < n (vectorised). */
 void lm_epilogue_apply(const lm_epilogue *ep, float *y, const float *sum,
 		       size_t n);
