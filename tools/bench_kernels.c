@@ -244,6 +244,7 @@ static const struct layer layers[] = {
 	GRP("rx50 g32 3x3 7x7x1024", 1024, 7, 1024, 1, 32),
 	/* Inception v3 (299x299) */
 	CONV("inc stem 3x3 s2 299 3->32", 3, 299, 299, 32, 3, 2, 0),
+	CONV("shf stem 3x3 s2 224 3->24", 3, 224, 224, 24, 3, 2, 1),
 	CONV("inc 3x3 149x149 32->32", 32, 149, 149, 32, 3, 1, 0),
 	CONV("inc 3x3 147x147 32->64", 32, 147, 147, 64, 3, 1, 1),
 	POOL("inc maxpool 3x3 s2 147x64", "MaxPool", 64, 147, 3, 2, 0),
