@@ -299,8 +299,8 @@ int main(void)
 	RUN(add_to_busy_host);
 	RUN(describe_added_host);
 	RUN(damaged_files);
-	static const char *const names[] = { "c.json", "bad.json" };
-	for (size_t i = 0; i < 2; i++)
+	static const char *const names[] = { "c.json", "d.json", "bad.json" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlink(file(names[i]));
 	rmdir(dir);
 	return harness_done();

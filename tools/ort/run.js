@@ -24,6 +24,16 @@
 const fs = require('fs');
 const npy = require('./npy.js');
 
+// onnxruntime-node 1.30's Linux library leaves an empty
+// /tmp/mat-debug-PID.log behind on every run; the tests run it thousands
+// of times, so the process removes its own (if still empty) on exit.
+function removeDebugLog() {
+  const f = `/tmp/mat-debug-${process.pid}.log`;
+  try {
+    if (fs.statSync(f).size === 0) fs.unlinkSync(f);
+  } catch (e) { /* none made */ }
+}
+
 let ort = null;
 function onnxruntime() {
   if (!ort) {
@@ -32,6 +42,7 @@ function onnxruntime() {
     } catch (e) {
       throw new Error('onnxruntime-node is not installed (run tools/setup)');
     }
+    process.on('exit', removeDebugLog);
   }
   return ort;
 }
