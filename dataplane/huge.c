@@ -131,6 +131,10 @@ int lm_huge_release(struct lm_huge *h, lm_error *e)
 	int rc = adjust(h->page_kb, -(long)h->count, &done, e);
 	if (rc)
 		return rc;
-	h->count = 0;
+	/* with nr_overcommit_hugepages 0 the kernel cannot make pages still
+	 * in use (mapped, or files held open) surplus: they stay in the
+	 * pool, and in h->count, to give back once nothing holds them */
+	long left = (long)h->count + done;
+	h->count = left > 0 ? (unsigned)left : 0;
 	return 0;
 }

@@ -37,7 +37,10 @@ int lm_huge_reserve(unsigned want_mb, const char *mount, struct lm_huge *h,
 
 /**
  * Give back the h->count pages of h->page_kb, unmount and remove
- * h->mount.  Idempotent (the count is zeroed).
+ * h->mount.  Pages something still holds (this process's own mappings
+ * or open files, on its way out) cannot be taken back yet: h->count is
+ * left at how many, to give back once it has exited (the state file
+ * keeps them for `laminad --cleanup`); 0 when all went.  Idempotent.
  * @return 0; -errno when nr_hugepages cannot be written.
  */
 int lm_huge_release(struct lm_huge *h, lm_error *e);

@@ -1147,9 +1147,20 @@ out:
 	lm_huge_release(&dp.eal.huge, NULL);
 	lm_dp_eal_args_free(eal_argc, eal_argv);
 	lm_fleet_key_wipe(&dp.key);
-	/* everything is given back: the file no longer has anything to say
-	 * (after a failed start too: nothing is left to clean up) */
-	unlink(dp.state_file);
+	if (dp.eal.huge.count) {
+		/* pages this process still holds: the file keeps them for
+		 * `laminad --cleanup`, which lamina teardown runs once this
+		 * process has exited */
+		lm_error ignore;
+		lm_log("%u hugepage(s) still held at exit: `laminad --cleanup "
+		       "%s` gives them back", dp.eal.huge.count,
+		       dp.state_file);
+		write_state(&dp, 0, &ignore);
+	} else {
+		/* everything is given back: the file no longer has anything
+		 * to say (after a failed start too: nothing is left) */
+		unlink(dp.state_file);
+	}
 	if (rc == 0)
 		lm_log("exited cleanly");
 	if (log) {

@@ -194,6 +194,7 @@ def test_digits():
     os.makedirs(state)
     model = os.path.join(SRC, "models", "digits.onnx")
     lamdir = os.path.join(work, "digits.lam")
+    huge = nr_hugepages()
     try:
         lam("slice", model, "-o", lamdir)
         p = lam("bench", lamdir, "--batch", "1,8", "--repeat", "3")
@@ -211,8 +212,18 @@ def test_digits():
         failed_load(work, state, lamdir, devs)
         two_laminads(work, state, lamdir)
         wide_over_memif(work, state)
+        # laminads exiting while DPDK still holds some of their pages
+        # once left those in the pool (laminad --cleanup now gives them
+        # back after the exit)
+        check(nr_hugepages() == huge, f"nr_hugepages back to {huge}: "
+              f"{nr_hugepages()}")
     finally:
         cleanup(state)
+
+
+def nr_hugepages():
+    with open("/proc/sys/vm/nr_hugepages") as f:
+        return int(f.read())
 
 
 def flow(work, state, model, plan):
