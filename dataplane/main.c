@@ -876,10 +876,8 @@ static int describe_host(struct lm_dp *dp)
 		fprintf(stderr, "laminad: %s\n", e.msg);
 		return 1;
 	}
-	dp->cfg.ingress_port = 0; /* nothing listens yet */
 	lm_dp_announce_txt(dp, &t);
-	t.ingress = 0;
-	t.http = 0;
+	t.ingress = t.http = 0; /* nothing listens yet */
 	if (lm_dnssd_txt_encode(&t, raw, sizeof(raw), &n, &e)) {
 		fprintf(stderr, "laminad: %s\n", e.msg);
 		return 1;

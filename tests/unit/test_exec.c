@@ -44,6 +44,18 @@ static void pads1(lm_graph *g)
 }
 
 /* x -> Conv -> BN -> Relu -> Conv -> Add(x) -> Relu -> Reshape -> Sigmoid */
+
+/* g with output "y", sorted and its shapes inferred; NULL (g freed) when
+ * either fails. */
+static lm_graph *finish(lm_graph *g)
+{
+	lm_graph_add_output(g, lm_graph_find(g, "y"));
+	if (lm_graph_sort(g, NULL) || lm_graph_infer_shapes(g, NULL)) {
+		lm_graph_free(g);
+		return NULL;
+	}
+	return g;
+}
 static lm_graph *residual_block(void)
 {
 	lm_graph *g = lm_graph_create("block");
@@ -84,12 +96,7 @@ static lm_graph *residual_block(void)
 	node(g, "relu2", "Relu", r2, 1, "r2");
 	node(g, "reshape", "Reshape", rs, 2, "flat");
 	node(g, "sigmoid", "Sigmoid", sg, 1, "y");
-	lm_graph_add_output(g, lm_graph_find(g, "y"));
-	if (lm_graph_sort(g, NULL) || lm_graph_infer_shapes(g, NULL)) {
-		lm_graph_free(g);
-		return NULL;
-	}
-	return g;
+	return finish(g);
 }
 
 static float *run(lm_graph *g, int no_fuse, size_t *arena, int *nodes)
@@ -267,12 +274,7 @@ static lm_graph *split_block(void)
 	ints_attr(g, "strides", 2, 2);
 	node(g, "add2", "Add", a2, 2, "a2");
 	node(g, "sigmoid", "Sigmoid", sg, 1, "y");
-	lm_graph_add_output(g, lm_graph_find(g, "y"));
-	if (lm_graph_sort(g, NULL) || lm_graph_infer_shapes(g, NULL)) {
-		lm_graph_free(g);
-		return NULL;
-	}
-	return g;
+	return finish(g);
 }
 
 static int split_run(int split, int no_fuse, float *y)
