@@ -17,18 +17,23 @@
  *   "blocked"  vectors across VL channels, for 5x5 and 7x7 kernels and
  *              3x3 on narrow planes (under 20 outputs a row at VL 16):
  *              the planes are transposed into a padded [row][column]
- *              [channel] block, each tap of 8 outputs is 8 loads and FMAs
- *              with one weight vector, and the results are transposed
- *              back (dw_rows_win has the measured choice).
+ *              [channel] block, strips of 7 or 8 outputs along a row load
+ *              each input vector once for all the taps it feeds, with the
+ *              weights (transposed at prepare) in registers, and the
+ *              results are transposed back (dw_rows_win has the measured
+ *              choice).
  *
  * Everything else (dilation, other or non-square kernels, other strides)
  * runs "depthwise", plain loops over output rows that the compiler
- * vectorises per target.  Every path applies the fused epilogue to each
- * plane (or block of planes) while it is in cache.
+ * vectorises per target.  The vector paths apply a Relu or Clip epilogue
+ * (and a residual) in registers as they store; the other activations, and
+ * the plain loops, run the fused epilogue over each plane (or block of
+ * planes) while it is in cache.
  */
 #include "kernels.h"
 #include "act.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 enum dw_path { DW_GENERIC, DW_ROWS, DW_BLOCKED };
@@ -36,10 +41,11 @@ enum dw_path { DW_GENERIC, DW_ROWS, DW_BLOCKED };
 struct dw_state;
 typedef void (*dw_rows_fn)(const struct dw_state *st, const float *x,
 			   const float *w, float bias, float *y,
-			   float *scratch);
+			   const float *sum, float *scratch);
 typedef void (*dw_blocked_fn)(const struct dw_state *st, const float *x,
-			      const float *w, const float *bias, int64_t nc,
-			      float *y, float *scratch);
+			      const float *wt, const float *bias, int64_t nc,
+			      float *y, const float *sum, int zero,
+			      float *scratch);
 
 struct dw_state {
 	struct lm_conv_desc d;
@@ -52,9 +58,35 @@ struct dw_state {
 	int64_t nvec, hp, wp, pw;
 	int rows;
 	int64_t ob_off, wt_off;
+	/* blocked: the weights as [block of vl channels][tap][lane], when
+	 * the weight was a constant at prepare (else built per call) */
+	float *wt;
+	/* the vector paths apply the epilogue as they store: fuse, and
+	 * clamp to [lo, hi] unless the activation is none */
+	int fuse, clamp;
+	float lo, hi;
 	dw_rows_fn rows_fn;
 	dw_blocked_fn blocked_fn;
 };
+
+static void dw_free(void *p)
+{
+	struct dw_state *s = p;
+
+	if (s)
+		free(s->wt);
+	free(s);
+}
+
+/* Channels [c0, c0 + nc) of w (K*K taps each) as [tap][lane] of vl
+ * lanes, zero past nc. */
+static void dw_transpose_weights(const float *w, int64_t kk, int64_t nc,
+				 int vl, float *wt)
+{
+	for (int64_t t = 0; t < kk; t++)
+		for (int l = 0; l < vl; l++)
+			wt[t * vl + l] = l < nc ? w[l * kk + t] : 0.0f;
+}
 
 #if defined(__x86_64__)
 #define LM_SIMD 512
@@ -131,28 +163,37 @@ static int run_depthwise(const lm_kargs *a)
 	int has_ep = d->ep.act != LM_ACT_NONE || sum;
 	float *y = a->out[0]->data;
 	int64_t ip = d->h * d->w, op = d->oh * d->ow, kk = d->kh * d->kw;
+	float *wt = (float *)a->scratch + s->wt_off;
 
+	if (s->fuse)
+		has_ep = 0;
 	for (int64_t n = 0; n < d->n; n++) {
 		/* blocks of vl channels, or single ones */
 		int64_t step = s->path == DW_BLOCKED ? s->vl : 1;
 		for (int64_t c = 0; c < d->c; c += step) {
 			int64_t i = n * d->c + c;
 			int64_t nc = d->c - c < step ? d->c - c : step;
-			if (s->path == DW_BLOCKED)
-				s->blocked_fn(s, x + i * ip, w + c * kk,
+			const float *si = sum ? sum + i * op : NULL;
+			if (s->path == DW_BLOCKED) {
+				const float *wb = s->wt ? s->wt + c * kk : wt;
+				if (!s->wt)
+					dw_transpose_weights(w + c * kk, kk,
+							     nc, s->vl, wt);
+				s->blocked_fn(s, x + i * ip, wb,
 					      bias ? bias + c : NULL, nc,
-					      y + i * op, a->scratch);
-			else if (s->path == DW_ROWS)
+					      y + i * op, si, i == 0,
+					      a->scratch);
+			} else if (s->path == DW_ROWS) {
 				s->rows_fn(s, x + i * ip, w + c * kk,
 					   bias ? bias[c] : 0.0f, y + i * op,
-					   a->scratch);
-			else
+					   si, a->scratch);
+			} else {
 				dw_plane(d, x + i * ip, w + c * kk,
 					 bias ? bias[c] : 0.0f, y + i * op);
+			}
 			/* at most a few tens of KiB: still in L1 or L2 */
 			if (has_ep)
-				lm_epilogue_apply(&d->ep, y + i * op,
-						  sum ? sum + i * op : NULL,
+				lm_epilogue_apply(&d->ep, y + i * op, si,
 						  (size_t)(nc * op));
 		}
 	}
@@ -162,24 +203,26 @@ static int run_depthwise(const lm_kargs *a)
 /*
  * Rows or blocked, from bench_kernels (MobileNetV2/V3, EfficientNet-B1,
  * MnasNet, ConvNeXt and ShuffleNet layers, -i depthwise-rows against -i
- * depthwise-blocked) and whole models: rows win only for 3x3 kernels on
- * wide planes, with AVX-512 from 20 outputs a row (3x3 s1 56x56x144: 44
- * against 34 GFLOP/s; s2 112x112x96 in: 18 against 17; at 14x14 blocked
- * wins, 31 against 26, and at 7x7, 21 against 15); with 8 lanes or 4
- * from 48 (AVX2 3x3 56x56: 35 against 30, 28x28: 18 against 29).  At
- * 5x5 and 7x7 blocked wins or ties everywhere with warm caches (5x5 s2
- * 56x56x144: 35 against 28, 7x7 28x28x192: 65 against 60).  From cold
- * caches (-c) rows do better at stride 1 on planes of 14 and up (5x5
- * 14x14x672: 0.16 against 0.31 ms), but in MobileNetV2, MobileNetV3,
- * MnasNet and EfficientNet-B1 at batch 1 and 8 (lamina run --profile,
- * every depthwise conv forced to either path) blocked everywhere was as
- * fast as this choice or faster, and rows everywhere 5-20% slower.
+ * depthwise-blocked, best of 2 x 100 runs): since the blocked path loads
+ * each input once per strip (2026-12), rows win only for 3x3 kernels on
+ * wide planes, with AVX-512 from 48 outputs a row (3x3 56x56x144: 0.199
+ * against 0.224 ms; 112x112x32: 0.168 against 0.198; s2 from 112x112x96,
+ * 56 outputs: 0.273 against 0.282); from 28 outputs down blocked wins
+ * (28x28x192: 0.078 against 0.093; s2 56x56x144: 0.104 against 0.133;
+ * 7x7x960: 0.031 against 0.076); with 8 lanes or 4 also from 48 (AVX2
+ * 3x3 56x56: 35 against 30 GFLOP/s, 28x28: 18 against 29).  At 5x5 and
+ * 7x7 blocked wins or ties everywhere with warm caches (5x5 s2 56x56x144:
+ * 35 against 28, 7x7 28x28x192: 65 against 60).  From cold caches (-c)
+ * rows did better at stride 1 on planes of 14 and up, but in MobileNetV2,
+ * MobileNetV3, MnasNet and EfficientNet-B1 at batch 1 and 8 (lamina run
+ * --profile, every depthwise conv forced to either path) blocked
+ * everywhere was as fast as this choice or faster, and rows everywhere
+ * 5-20% slower.
  */
 static int dw_rows_win(const struct lm_conv_desc *d, int vl)
 {
-	if (d->kh != 3)
-		return 0;
-	return d->ow >= (vl == 16 ? 20 : 48);
+	(void)vl;
+	return d->kh == 3 && d->ow >= 48;
 }
 
 static const char *const dw_names[3][2][2] = {
@@ -191,7 +234,15 @@ static const char *const dw_names[3][2][2] = {
 	  { "depthwise 7x7 s2 rows", "depthwise 7x7 s2 blocked" } },
 };
 
-int lm_depthwise_prepare(const struct lm_conv_desc *d,
+/* Relu and Clip, with or without a residual, computed in registers are
+ * bitwise what act.c computes; other activations keep act.c's pass. */
+static int dw_fusable(const lm_epilogue *ep)
+{
+	return ep->act == LM_ACT_NONE || ep->act == LM_ACT_RELU ||
+	       ep->act == LM_ACT_CLIP;
+}
+
+int lm_depthwise_prepare(const struct lm_conv_desc *d, const float *w,
 			 enum lm_dw_variant variant, lm_kernel *k)
 {
 	int vec = lm_depthwise_vector_fits(d);
@@ -203,7 +254,7 @@ int lm_depthwise_prepare(const struct lm_conv_desc *d,
 		return -ENOMEM;
 	s->d = *d;
 	k->state = s;
-	k->free_state = free;
+	k->free_state = dw_free;
 	k->run = run_depthwise;
 	k->impl = "depthwise";
 	if (!vec || variant == LM_DW_GENERIC)
@@ -217,6 +268,13 @@ int lm_depthwise_prepare(const struct lm_conv_desc *d,
 		  : variant == LM_DW_BLOCKED ? DW_BLOCKED
 		  : dw_rows_win(d, s->vl) ? DW_ROWS : DW_BLOCKED;
 	k->impl = dw_names[kx][sx][s->path == DW_BLOCKED];
+	s->fuse = dw_fusable(&d->ep);
+	s->clamp = d->ep.act != LM_ACT_NONE;
+	s->lo = d->ep.act == LM_ACT_CLIP ? d->ep.alpha : 0.0f;
+	s->hi = d->ep.act == LM_ACT_CLIP ? d->ep.beta : INFINITY;
+	/* strips of 7 outputs where rows are multiples of 7, else 8 (with
+	 * 32 registers; 4 with fewer, see DW_STRIP) */
+	int strip = s->vl == 16 && d->ow % 7 == 0 ? 7 : s->vl == 16 ? 8 : 4;
 	if (s->path == DW_ROWS) {
 		s->nvec = (d->ow + s->vl - 1) / s->vl;
 		s->pw = s->nvec * s->vl + lm_round_up((K - 1) / S, s->vl);
@@ -227,28 +285,45 @@ int lm_depthwise_prepare(const struct lm_conv_desc *d,
 		s->hp = ((oh2 > ohr ? oh2 : ohr) - 1) * S + K;
 		k->scratch_bytes = (size_t)(s->hp * s->wp) * sizeof(float);
 	} else {
-		int64_t need = (d->ow - 1) * S + K;
+		/* the last strip may run past the row into zeros */
+		int64_t need = (lm_round_up(d->ow, strip) - 1) * S + K;
 		s->hp = (d->oh - 1) * S + K;
 		s->wp = need > d->pl + d->w ? need : d->pl + d->w;
 		s->ob_off = s->hp * s->wp * s->vl;
 		s->wt_off = s->ob_off + lm_round_up(d->oh * d->ow, 16) * s->vl;
-		k->scratch_bytes = (size_t)(s->wt_off + (K * K + 1) * s->vl) *
+		k->scratch_bytes = (size_t)(s->wt_off + K * K * s->vl) *
 				   sizeof(float);
+		if (w) {
+			int64_t nb = (d->c + s->vl - 1) / s->vl;
+			s->wt = lm_kalloc((size_t)(nb * K * K * s->vl) *
+					  sizeof(float));
+			if (!s->wt)
+				return -ENOMEM;
+			for (int64_t b = 0; b < nb; b++) {
+				int64_t c = b * s->vl;
+				dw_transpose_weights(w + c * K * K, K * K,
+					d->c - c < s->vl ? d->c - c : s->vl,
+					s->vl, s->wt + c * K * K);
+			}
+			k->state_bytes = (size_t)(nb * K * K * s->vl) *
+					 sizeof(float);
+		}
 	}
+	int r = strip == 7;
 	switch (isa) {
 #if defined(__x86_64__)
 	case LM_ISA_AVX512:
 		s->rows_fn = dw_rows_avx512[kx][sx];
-		s->blocked_fn = dw_blocked_avx512[kx][sx];
+		s->blocked_fn = dw_blocked_avx512[kx][sx][r];
 		break;
 	case LM_ISA_AVX2:
 		s->rows_fn = dw_rows_avx2[kx][sx];
-		s->blocked_fn = dw_blocked_avx2[kx][sx];
+		s->blocked_fn = dw_blocked_avx2[kx][sx][r];
 		break;
 #endif
 	default:
 		s->rows_fn = dw_rows_c[kx][sx];
-		s->blocked_fn = dw_blocked_c[kx][sx];
+		s->blocked_fn = dw_blocked_c[kx][sx][r];
 		break;
 	}
 	return 0;

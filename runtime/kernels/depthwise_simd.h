@@ -4,11 +4,34 @@
  * (1, 2) are constants in each instance, so the tap loops unroll into
  * straight-line code over registers.  Defines, for the set:
  *
- *	SIMD(dw_rows)[K/2 - 1][S - 1]     row path, one plane
- *	SIMD(dw_blocked)[K/2 - 1][S - 1]  blocked path, VL planes
+ *	SIMD(dw_rows)[K/2 - 1][S - 1]        row path, one plane
+ *	SIMD(dw_blocked)[K/2 - 1][S - 1][r]  blocked path, VL planes, strips
+ *	                                     of DW_STRIP(r) outputs
  *
  * with the signatures of dw_rows_fn and dw_blocked_fn (depthwise.c).
  */
+
+/* Strip widths of the blocked path: 8 outputs (7 where a row holds a
+ * multiple of 7: MobileNets' 7, 14, 28) with 32 registers, else 4, so
+ * that the accumulators, one kernel row of weights and the input in
+ * flight fit (8 + 7 + 1 at 7x7). */
+#undef DW_STRIP
+#define DW_STRIP(r) (VREGS >= 32 ? 8 - (r) : 4)
+
+/*
+ * The fused epilogue where it is exact in registers (depthwise.c
+ * dw_fusable: none, Relu or Clip, with or without a residual): v (+ the
+ * n values at s) clamped to [lo, hi], in the order act.c applies them.
+ */
+SIMD_INLINE VF SIMD(dw_finish)(const struct dw_state *st, VF v,
+			       const float *s, int64_t n)
+{
+	if (s)
+		v = v_add(v, n >= VL ? v_load(s) : v_load_range(s, 0, n));
+	if (st->clamp)
+		v = v_clamp(v, v_set1(st->lo), v_set1(st->hi));
+	return v;
+}
 
 /* ---- row path ---- */
 
@@ -76,7 +99,8 @@ SIMD_INLINE void SIMD(dw_pad)(const int S, const struct dw_state *st,
 SIMD_INLINE void SIMD(dw_strip)(const int K, const int S, const int R,
 				const int NV, const struct dw_state *st,
 				const float *p, const float *w, float bias,
-				float *y, int64_t oy, int64_t ox0)
+				float *y, const float *sum, int64_t oy,
+				int64_t ox0)
 {
 	const struct lm_conv_desc *d = &st->d;
 	VF acc[8][4], wk[7];
@@ -127,14 +151,18 @@ SIMD_INLINE void SIMD(dw_strip)(const int K, const int S, const int R,
 	for (int r = 0; r < R; r++) {
 		if (oy + r >= d->oh)
 			break;
-		float *yr = y + (oy + r) * d->ow + ox0;
+		int64_t o = (oy + r) * d->ow + ox0;
 #pragma GCC unroll 4
 		for (int v = 0; v < NV; v++) {
 			int64_t n = d->ow - ox0 - VL * v;
+			VF a = acc[r][v];
+			if (st->fuse)
+				a = SIMD(dw_finish)(st, a, sum ? sum + o + VL * v
+						    : NULL, n);
 			if (n >= VL)
-				v_store(yr + VL * v, acc[r][v]);
+				v_store(y + o + VL * v, a);
 			else
-				v_store_n(yr + VL * v, acc[r][v], n);
+				v_store_n(y + o + VL * v, a, n);
 		}
 	}
 }
@@ -147,7 +175,8 @@ SIMD_INLINE void SIMD(dw_strip)(const int K, const int S, const int R,
  */
 SIMD_INLINE void SIMD(dw_plane)(const int K, const int S,
 				const struct dw_state *st, const float *x,
-				const float *w, float bias, float *y, float *p)
+				const float *w, float bias, float *y,
+				const float *sum, float *p)
 {
 	const struct lm_conv_desc *d = &st->d;
 	int64_t wide = st->nvec / 4 * 4;
@@ -155,27 +184,27 @@ SIMD_INLINE void SIMD(dw_plane)(const int K, const int S,
 	SIMD(dw_pad)(S, st, x, p);
 	for (int64_t oy = 0; oy < d->oh && wide; oy += 2)
 		for (int64_t v = 0; v < wide; v += 4)
-			SIMD(dw_strip)(K, S, 2, 4, st, p, w, bias, y, oy,
-				       v * VL);
+			SIMD(dw_strip)(K, S, 2, 4, st, p, w, bias, y, sum,
+				       oy, v * VL);
 	if (wide == st->nvec)
 		return;
 	for (int64_t oy = 0; oy < d->oh; oy += st->rows)
 		for (int64_t v = wide; v < st->nvec; v++) {
 			if (st->rows == 7)
 				SIMD(dw_strip)(K, S, 7, 1, st, p, w, bias, y,
-					       oy, v * VL);
+					       sum, oy, v * VL);
 			else
 				SIMD(dw_strip)(K, S, 8, 1, st, p, w, bias, y,
-					       oy, v * VL);
+					       sum, oy, v * VL);
 		}
 }
 
 #define DW_ROWS(k, s)                                                    \
 	static SIMD_FN void SIMD(dw_rows_##k##_##s)(                     \
 		const struct dw_state *st, const float *x, const float *w, \
-		float bias, float *y, float *scratch)                    \
+		float bias, float *y, const float *sum, float *scratch)  \
 	{                                                                \
-		SIMD(dw_plane)(k, s, st, x, w, bias, y, scratch);       \
+		SIMD(dw_plane)(k, s, st, x, w, bias, y, sum, scratch);  \
 	}
 DW_ROWS(3, 1) DW_ROWS(3, 2) DW_ROWS(5, 1) DW_ROWS(5, 2) DW_ROWS(7, 1)
 DW_ROWS(7, 2)
@@ -192,36 +221,41 @@ static const dw_rows_fn SIMD(dw_rows)[3][2] = {
 /*
  * Up to VL channels (nc) of one image with the channels in the vector
  * lanes: their planes transposed into a padded [row][column][VL] block,
- * eight output positions at a time, each tap one load of the input and
- * one FMA per position (the tap's weights are one vector, loaded once for
- * the eight), the results transposed back into the NCHW planes VL
- * positions at a time.  x, w, bias and y start at channel c0; scratch as
- * laid out by dw_blocked_scratch (depthwise.c).
+ * then strips of R outputs along an output row: per kernel row, its K
+ * weight vectors stay in registers and each input vector the strip
+ * touches is loaded once and used for every output it reaches (at 5x5
+ * stride 1, 12 loads for 40 FMAs where one load per FMA was the limit),
+ * the results transposed back into the NCHW planes VL positions at a
+ * time, with the fused epilogue on the way.  Every output still sums
+ * bias, then its taps row by row, left to right: bitwise the row path's
+ * order.  x, bias, y and sum start at channel c0; wt is the block's
+ * weights as [tap][lane]; scratch as laid out by lm_depthwise_prepare.
+ * The block's zero border is written only when `zero` is set (the first
+ * block of a call): later blocks write the same interior.
  */
-SIMD_INLINE void SIMD(dw_block)(const int K, const int S,
+SIMD_INLINE void SIMD(dw_block)(const int K, const int S, const int R,
 				const struct dw_state *st, const float *x,
-				const float *w, const float *bias, int64_t nc,
-				float *y, float *scratch)
+				const float *wt, const float *bias, int64_t nc,
+				float *y, const float *sum, int zero,
+				float *scratch)
 {
 	const struct lm_conv_desc *d = &st->d;
 	int64_t hp = st->hp, wp = st->wp, ip = d->h * d->w;
 	int64_t np = d->oh * d->ow;
-	float *xb = scratch, *ob = xb + st->ob_off, *wt = xb + st->wt_off;
-
-	/* weights as [tap][lane], then the bias */
-	for (int t = 0; t < K * K; t++)
-		for (int l = 0; l < VL; l++)
-			wt[t * VL + l] = l < nc ? w[l * K * K + t] : 0.0f;
-	for (int l = 0; l < VL; l++)
-		wt[K * K * VL + l] = bias && l < nc ? bias[l] : 0.0f;
+	float *xb = scratch, *ob = xb + st->ob_off;
 
 	for (int64_t r = 0; r < hp; r++) {
 		float *row = xb + r * wp * VL;
 		int64_t iy = r - d->pt;
-		for (int64_t j = 0; j < wp; j++)
-			v_store(row + j * VL, v_zero());
-		if (iy < 0 || iy >= d->h)
+		if (iy < 0 || iy >= d->h) {
+			for (int64_t j = 0; zero && j < wp; j++)
+				v_store(row + j * VL, v_zero());
 			continue;
+		}
+		for (int64_t j = 0; zero && j < d->pl; j++)
+			v_store(row + j * VL, v_zero());
+		for (int64_t j = d->pl + d->w; zero && j < wp; j++)
+			v_store(row + j * VL, v_zero());
 		/* This row of the next block's planes (NCHW: right after
 		 * these, or the next image's first): VL small planes read a
 		 * row at a time are too many short streams for the
@@ -245,64 +279,81 @@ SIMD_INLINE void SIMD(dw_block)(const int K, const int S,
 		}
 	}
 
-	VF bv = v_load(wt + K * K * VL);
-	int64_t oy = 0, ox = 0;   /* of position p0 + i */
-	for (int64_t p0 = 0; p0 < np; p0 += 8) {
-		const float *q[8];
-		VF acc[8];
+	VF bv = bias ? v_load_range(bias, 0, nc) : v_zero();
+	for (int64_t oy = 0; oy < d->oh; oy++) {
+		for (int64_t ox0 = 0; ox0 < d->ow; ox0 += R) {
+			/* a strip past the row's end reads the block's
+			 * zero columns and is not stored */
+			const float *in = xb + (oy * S * wp + ox0 * S) * VL;
+			VF acc[8], wk[7];
 #pragma GCC unroll 8
-		for (int i = 0; i < 8; i++) {
-			/* past the last position: recompute it, unstored */
-			q[i] = xb + (oy * S * wp + ox * S) * VL;
-			acc[i] = bv;
-			if (p0 + i + 1 < np && ++ox == d->ow) {
-				ox = 0;
-				oy++;
+			for (int j = 0; j < R; j++)
+				acc[j] = bv;
+			/* a loop, as in dw_strip */
+#pragma GCC unroll 1
+			for (int ky = 0; ky < K; ky++) {
+				const float *row = in + ky * wp * VL;
+#pragma GCC unroll 7
+				for (int kx = 0; kx < K; kx++)
+					wk[kx] = v_load(wt + (ky * K + kx) * VL);
+#pragma GCC unroll 24
+				for (int i = 0; i < (R - 1) * S + K; i++) {
+					VF xi = v_load(row + i * VL);
+#pragma GCC unroll 8
+					for (int j = 0; j < R; j++) {
+						int kx = i - j * S;
+						if (kx >= 0 && kx < K)
+							acc[j] = v_fma(wk[kx],
+								xi, acc[j]);
+					}
+				}
 			}
+			float *o = ob + (oy * d->ow + ox0) * VL;
+			int64_t n = d->ow - ox0 < R ? d->ow - ox0 : R;
+#pragma GCC unroll 8
+			for (int j = 0; j < R; j++)
+				if (j < n)
+					v_store(o + j * VL, acc[j]);
 		}
-#pragma GCC unroll 7
-		for (int ky = 0; ky < K; ky++)
-#pragma GCC unroll 7
-			for (int kx = 0; kx < K; kx++) {
-				VF wv = v_load(wt + (ky * K + kx) * VL);
-				int64_t off = (ky * wp + kx) * VL;
-#pragma GCC unroll 8
-				for (int i = 0; i < 8; i++)
-					acc[i] = v_fma(wv, v_load(q[i] + off),
-						       acc[i]);
-			}
-#pragma GCC unroll 8
-		for (int i = 0; i < 8; i++)
-			v_store(ob + (p0 + i) * VL, acc[i]);
 	}
 
 	for (int64_t p0 = 0; p0 < np; p0 += VL) {
+		int64_t n = np - p0 < VL ? np - p0 : VL;
 		VF v[VL];
 		for (int i = 0; i < VL; i++)
 			v[i] = v_load(ob + (p0 + i) * VL);
 		v_transpose(v);
 		for (int64_t l = 0; l < nc; l++) {
-			if (np - p0 >= VL)
-				v_store(y + l * np + p0, v[l]);
+			VF a = st->fuse ? SIMD(dw_finish)(st, v[l], sum ? sum +
+					  l * np + p0 : NULL, n) : v[l];
+			if (n >= VL)
+				v_store(y + l * np + p0, a);
 			else
-				v_store_n(y + l * np + p0, v[l], np - p0);
+				v_store_n(y + l * np + p0, a, n);
 		}
 	}
 }
 
-#define DW_BLOCKED(k, s)                                                 \
-	static SIMD_FN void SIMD(dw_blocked_##k##_##s)(                  \
-		const struct dw_state *st, const float *x, const float *w, \
-		const float *bias, int64_t nc, float *y, float *scratch) \
+#define DW_BLOCKED(k, s, r)                                              \
+	static SIMD_FN void SIMD(dw_blocked_##k##_##s##_##r)(            \
+		const struct dw_state *st, const float *x, const float *wt, \
+		const float *bias, int64_t nc, float *y, const float *sum, \
+		int zero, float *scratch)                                \
 	{                                                                \
-		SIMD(dw_block)(k, s, st, x, w, bias, nc, y, scratch);   \
+		SIMD(dw_block)(k, s, DW_STRIP(r), st, x, wt, bias, nc, y, \
+			       sum, zero, scratch);                      \
 	}
-DW_BLOCKED(3, 1) DW_BLOCKED(3, 2) DW_BLOCKED(5, 1) DW_BLOCKED(5, 2)
-DW_BLOCKED(7, 1) DW_BLOCKED(7, 2)
+#define DW_BLOCKED2(k, s) DW_BLOCKED(k, s, 0) DW_BLOCKED(k, s, 1)
+DW_BLOCKED2(3, 1) DW_BLOCKED2(3, 2) DW_BLOCKED2(5, 1) DW_BLOCKED2(5, 2)
+DW_BLOCKED2(7, 1) DW_BLOCKED2(7, 2)
+#undef DW_BLOCKED2
 #undef DW_BLOCKED
 
-static const dw_blocked_fn SIMD(dw_blocked)[3][2] = {
-	{ SIMD(dw_blocked_3_1), SIMD(dw_blocked_3_2) },
-	{ SIMD(dw_blocked_5_1), SIMD(dw_blocked_5_2) },
-	{ SIMD(dw_blocked_7_1), SIMD(dw_blocked_7_2) },
+#define DW_PAIR(k, s) { SIMD(dw_blocked_##k##_##s##_0), \
+			SIMD(dw_blocked_##k##_##s##_1) }
+static const dw_blocked_fn SIMD(dw_blocked)[3][2][2] = {
+	{ DW_PAIR(3, 1), DW_PAIR(3, 2) },
+	{ DW_PAIR(5, 1), DW_PAIR(5, 2) },
+	{ DW_PAIR(7, 1), DW_PAIR(7, 2) },
 };
+#undef DW_PAIR

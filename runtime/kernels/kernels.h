@@ -272,10 +272,11 @@ enum lm_dw_variant {
 	LM_DW_GENERIC,  /* plain loops, any kernel, stride and dilation */
 };
 
-/** Direct depthwise conv; the weight (input 1) is read at run time,
- * constant or not.  -ENOTSUP when a vector variant is asked for and
+/** Direct depthwise conv.  w: the weight when it is a constant (the
+ * blocked path then rearranges it once), else NULL and input 1 is read
+ * at run time.  -ENOTSUP when a vector variant is asked for and
  * lm_depthwise_vector_fits is false, -ENOMEM. */
-int lm_depthwise_prepare(const struct lm_conv_desc *d,
+int lm_depthwise_prepare(const struct lm_conv_desc *d, const float *w,
 			 enum lm_dw_variant variant, lm_kernel *k);
 
 /** True when the direct kernel can run the conv (no dilation). */

@@ -19,6 +19,10 @@
  *	v_zero() v_set1(f) v_load(p) v_store(p, v)   (any alignment)
  *	v_fma(a, b, c)      a * b + c
  *	v_add(a, b)
+ *	v_clamp(v, lo, hi)  v < lo ? lo : v > hi ? hi : v, lane by lane, the
+ *	                    way act.c's Clip (and Relu, lo 0 and hi +inf)
+ *	                    compute it, so NaN passes and the result is
+ *	                    bitwise that of the separate epilogue
  *	v_load_range(p, lo, hi)  lanes [lo, hi) from p[lane], others 0;
  *	                    p + lane is only read for lanes in the range
  *	v_store_n(p, v, n)  lanes [0, n) to p, 0 <= n <= VL
@@ -48,6 +52,7 @@
 #undef v_store
 #undef v_fma
 #undef v_add
+#undef v_clamp
 #undef v_load_range
 #undef v_store_n
 #undef v_store_packed
@@ -79,6 +84,15 @@ simd_load_range_avx512(const float *p, int64_t lo, int64_t hi)
 	if (hi <= 0 || lo >= 16 || hi <= lo)
 		return _mm512_setzero_ps();
 	return _mm512_maskz_loadu_ps(lm_lanes(lo, hi), p);
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) __m512
+simd_clamp_avx512(__m512 v, __m512 lo, __m512 hi)
+{
+	__mmask16 l = _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ);
+	__mmask16 h = _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ) & ~l;
+
+	return _mm512_mask_blend_ps(h, _mm512_mask_blend_ps(l, v, lo), hi);
 }
 
 static inline __attribute__((always_inline, target("avx512f"))) __m512
@@ -128,6 +142,7 @@ simd_unzip_avx512(__m512 a, __m512 b, __m512 *ev, __m512 *od)
 #define v_store(p, v) _mm512_storeu_ps(p, v)
 #define v_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define v_add(a, b) _mm512_add_ps(a, b)
+#define v_clamp(v, lo, hi) simd_clamp_avx512(v, lo, hi)
 #define v_load_range(p, lo, hi) simd_load_range_avx512(p, lo, hi)
 #define v_store_n(p, v, n) \
 	_mm512_mask_storeu_ps(p, lm_lanes(0, n), v)
@@ -161,6 +176,15 @@ simd_lanes_avx2(int64_t lo, int64_t hi)
 	__m256i ge = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(l - 1));
 	__m256i lt = _mm256_cmpgt_epi32(_mm256_set1_epi32(h), idx);
 	return _mm256_and_si256(ge, lt);
+}
+
+static inline __attribute__((always_inline, target("avx2"))) __m256
+simd_clamp_avx2(__m256 v, __m256 lo, __m256 hi)
+{
+	__m256 l = _mm256_cmp_ps(v, lo, _CMP_LT_OQ);
+	__m256 h = _mm256_andnot_ps(l, _mm256_cmp_ps(v, hi, _CMP_GT_OQ));
+
+	return _mm256_blendv_ps(_mm256_blendv_ps(v, lo, l), hi, h);
 }
 
 static inline __attribute__((always_inline, target("avx2"))) __m256
@@ -239,6 +263,7 @@ simd_transpose_avx2(__m256 r[8])
 #define v_store(p, v) _mm256_storeu_ps(p, v)
 #define v_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define v_add(a, b) _mm256_add_ps(a, b)
+#define v_clamp(v, lo, hi) simd_clamp_avx2(v, lo, hi)
 #define v_load_range(p, lo, hi) simd_load_range_avx2(p, lo, hi)
 #define v_store_n(p, v, n) simd_store_n_avx2(p, v, n)
 #define v_store_packed(p, v, m) simd_store_packed_avx2(p, v, m)
@@ -266,6 +291,14 @@ static inline __attribute__((always_inline)) void
 simd_store_c(float *p, simd_v4 v)
 {
 	memcpy(p, &v, sizeof(v));
+}
+
+static inline __attribute__((always_inline)) simd_v4
+simd_clamp_c(simd_v4 v, simd_v4 lo, simd_v4 hi)
+{
+	for (int i = 0; i < 4; i++)
+		v[i] = v[i] < lo[i] ? lo[i] : v[i] > hi[i] ? hi[i] : v[i];
+	return v;
 }
 
 static inline __attribute__((always_inline)) simd_v4
@@ -324,6 +357,7 @@ simd_transpose_c(simd_v4 r[4])
 #define v_store(p, v) simd_store_c(p, v)
 #define v_fma(a, b, c) ((a) * (b) + (c))
 #define v_add(a, b) ((a) + (b))
+#define v_clamp(v, lo, hi) simd_clamp_c(v, lo, hi)
 #define v_load_range(p, lo, hi) simd_load_range_c(p, lo, hi)
 #define v_store_n(p, v, n) simd_store_n_c(p, v, n)
 #define v_store_packed(p, v, m) simd_store_packed_c(p, v, m)

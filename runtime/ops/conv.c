@@ -393,7 +393,7 @@ static int conv_prepare(lm_graph *g, lm_node *n, lm_kernel *k, lm_error *e)
 
 	switch (impl) {
 	case LM_CONV_DEPTHWISE:
-		rc = lm_depthwise_prepare(&d, (enum lm_dw_variant)dw, k);
+		rc = lm_depthwise_prepare(&d, w, (enum lm_dw_variant)dw, k);
 		if (rc == -ENOTSUP)
 			return lm_ops_fail(e, g, n, rc, "implementation '%s' "
 					   "cannot run this convolution", pin);

@@ -623,6 +623,146 @@ TEST(conv_depthwise_vector)
 }
 
 /*
+ * The vector depthwise paths apply Relu, Clip and a residual in registers
+ * as they store.  That must be bitwise what the separate epilogue pass
+ * gives: each path and instruction set, kernels 3, 5, 7 at strides 1 and
+ * 2, against the same conv without the epilogue followed by
+ * lm_epilogue_apply, with NaN and -0.0 among the inputs and a Clip whose
+ * min is above its max; rows and blocked bitwise equal to each other;
+ * weights constant (rearranged at prepare) and given at run time.
+ */
+static lm_graph *dw_graph(int64_t c, int64_t h, int64_t w, int64_t k,
+			  int64_t s, int w_input, int act, float alpha,
+			  float beta, int sum)
+{
+	lm_graph *g = lm_graph_create("dw");
+	int64_t xd[4] = { 2, c, h, w }, wd[4] = { c, 1, k, k }, p = k / 2;
+	const char *in[3] = { "x", "w", "b" };
+
+	value(g, "x", LM_VAL_INPUT, 4, xd);
+	value(g, "w", w_input ? LM_VAL_INPUT : LM_VAL_INITIALIZER, 4, wd);
+	value(g, "b", LM_VAL_INITIALIZER, 1, &c);
+	lm_node *n = node_y(g, "Conv", in, 3);
+	int64_t st[2] = { s, s }, pads[4] = { p, p + 1, p, p };
+	tg_attr_is(n, "strides", st, 2);
+	tg_attr_is(n, "pads", pads, 4);
+	tg_attr_i(n, "group", c);
+	if (finish(g) || add_epilogue(g, act, alpha, beta, sum)) {
+		lm_graph_free(g);
+		return NULL;
+	}
+	return g;
+}
+
+static void copy_value(lm_graph *to, const lm_graph *from, const char *nm)
+{
+	const lm_value *f = &from->values[lm_graph_find(from, nm)];
+	memcpy(to->values[lm_graph_find(to, nm)].data, f->data, f->nbytes);
+}
+
+static int dw_fused_check(int64_t k, int64_t s, int w_input, int act,
+			  float alpha, float beta, int sum)
+{
+	static const char *const impls[] = { "depthwise-rows",
+					     "depthwise-blocked" };
+	/* 37 channels: two whole blocks of 16 and a part; 30 wide: rows
+	 * past four vectors of 4 and 8, strips that end past the row */
+	lm_graph *g = dw_graph(37, 17, 30, k, s, w_input, act, alpha, beta,
+			       sum);
+	lm_graph *plain = dw_graph(37, 17, 30, k, s, w_input, 0, 0, 0, 0);
+	int fails = 0;
+
+	if (!g || !plain) {
+		lm_graph_free(g);
+		lm_graph_free(plain);
+		return -1;
+	}
+	float *x = g->values[lm_graph_find(g, "x")].data;
+	x[3] = NAN;
+	x[40] = -0.0f;
+	x[17 * 30 * 5 + 61] = NAN;
+	copy_value(plain, g, "x");
+	copy_value(plain, g, "w");
+	copy_value(plain, g, "b");
+	int sv = lm_graph_find(g, "s");
+	const float *sd = sv >= 0 ? g->values[sv].data : NULL;
+	lm_epilogue ep = { .act = act, .alpha = alpha, .beta = beta };
+	int64_t ny = numel(4, g->values[g->nodes[0].outputs[0]].dims);
+	float *first = NULL;
+
+	for (int i = 0; i < 2; i++) {
+		float *y = NULL, *y0 = NULL;
+		const char *chosen = "";
+		if (run_node(g, impls[i], &y, &chosen) ||
+		    run_node(plain, impls[i], &y0, &chosen)) {
+			printf("  dw fused %lldx%lld s%lld [%s]: run failed\n",
+			       (long long)k, (long long)k, (long long)s,
+			       impls[i]);
+			fails++;
+		} else {
+			lm_epilogue_apply(&ep, y0, sd, (size_t)ny);
+			if (memcmp(y, y0, (size_t)ny * sizeof(float)) ||
+			    (first && memcmp(y, first, (size_t)ny *
+					     sizeof(float)))) {
+				printf("  dw fused %lldx%lld s%lld act %d sum "
+				       "%d [%s, %s]: not bitwise equal\n",
+				       (long long)k, (long long)k,
+				       (long long)s, act, sum, impls[i],
+				       isa_name);
+				fails++;
+			}
+		}
+		free(y0);
+		if (!first)
+			first = y;
+		else
+			free(y);
+	}
+	free(first);
+	lm_graph_free(g);
+	lm_graph_free(plain);
+	return fails ? -1 : 0;
+}
+
+TEST(conv_depthwise_fused)
+{
+	static const struct {
+		int act;
+		float alpha, beta;
+		int sum;
+	} eps[] = {
+		{ LM_ACT_RELU, 0, 0, 0 },
+		{ LM_ACT_RELU, 0, 0, 1 },
+		{ LM_ACT_CLIP, 0.0f, 0.5f, 0 },
+		{ LM_ACT_CLIP, -0.25f, 0.25f, 1 },
+		{ LM_ACT_CLIP, 0.5f, -0.25f, 0 },   /* min above max */
+		{ LM_ACT_NONE, 0, 0, 1 },
+	};
+	static const struct {
+		enum lm_isa isa;
+		const char *name;
+	} isas[] = {
+		{ LM_ISA_AVX512, "avx512" },
+		{ LM_ISA_AVX2, "avx2" },
+		{ LM_ISA_C, "c" },
+	};
+
+	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
+		lm_isa_cap(isas[i].isa);
+		isa_name = isas[i].name;
+		for (int64_t k = 3; k <= 7; k += 2)
+			for (int64_t s = 1; s <= 2; s++)
+				for (size_t e = 0; e < sizeof(eps) /
+						       sizeof(eps[0]); e++)
+					CHECK(dw_fused_check(k, s, (int)e % 2,
+						eps[e].act, eps[e].alpha,
+						eps[e].beta, eps[e].sum) == 0);
+	}
+	lm_isa_cap(LM_ISA_AVX512);
+	isa_name = "best";
+}
+
+/*
  * The direct kernel (stems and grouped convs) under every instruction
  * set: 1 to 4 input channels, output channels that fill no whole sliver
  * (5, 17), groups of 4 (its 4-row slivers) and of 16 (two 8-row ones),
