@@ -1177,6 +1177,37 @@ TEST(gemm)
 		}
 }
 
+/* A classifier at batch 2-16 (a few rows times W^T) runs gemv_rows four
+ * rows at a time: each row bitwise what it gives at batch 1, the 64-float
+ * chunks and the tail, and within 1e-4 of the reference through Gemm. */
+TEST(gemm_few_rows)
+{
+	static const int64_t ms[] = { 2, 4, 9, 16 };
+	const int64_t n = 37, k = 150;
+
+	for (size_t i = 0; i < sizeof(ms) / sizeof(ms[0]); i++) {
+		int64_t m = ms[i], c1[1] = { n };
+		CHECK(gemm_check(0, 1, m, n, k, 1, c1, 0.5f, 2.0f,
+				 LM_ACT_RELU, 1) == 0);
+		if (!lm_have_avx512())
+			continue;
+		float *a = rand_floats(m * k), *w = rand_floats(n * k);
+		float *c = calloc((size_t)(m * n), sizeof(float));
+		float *r = calloc((size_t)n, sizeof(float));
+		lm_sgemm(0, 1, m, n, k, 1.0f, a, k, w, k, 0.0f, c, n);
+		for (int64_t row = 0; row < m; row++) {
+			lm_sgemm(0, 1, 1, n, k, 1.0f, a + row * k, k, w, k,
+				 0.0f, r, n);
+			CHECK(memcmp(r, c + row * n, (size_t)n *
+				     sizeof(float)) == 0);
+		}
+		free(a);
+		free(w);
+		free(c);
+		free(r);
+	}
+}
+
 /* bconst: B is an initializer (packed at prepare when the product is
  * tall enough), else a graph input. */
 static int matmul_check(int ra, const int64_t *ad, int rb, const int64_t *bd,
@@ -1488,6 +1519,7 @@ int main(void)
 	RUN(conv_groups_batch);
 	RUN(conv_depthwise);
 	RUN(conv_depthwise_vector);
+	RUN(conv_depthwise_fused);
 	RUN(conv_direct);
 	RUN(conv_grouped);
 	RUN(conv_epilogue);
@@ -1496,6 +1528,7 @@ int main(void)
 	RUN(conv_rejects);
 	RUN(convtranspose);
 	RUN(gemm);
+	RUN(gemm_few_rows);
 	RUN(matmul);
 	RUN(pools);
 	RUN(global_pools);
