@@ -249,11 +249,13 @@ TEST(activation_patterns)
 
 /* The epilogue kernels against double-precision formulas, over values
  * from -12 to 12 (odd count, so the vector loops' tails run too), to
- * 3e-7 of max(1, |y|) for the erf GELU of epilogues (vm_gelu_fast). */
+ * 1e-6 of max(1, |y|), 1.5e-6 for the erf GELU of epilogues
+ * (vm_gelu_fast: its negative tail is right in absolute terms only, see
+ * act.h; 9.7e-7 at worst over 2e6 points). */
 TEST(epilogue_gelu_and_hardswish)
 {
-	enum { N = 1001 };
-	float y[N];
+	enum { N = 20001 };
+	static float y[N];
 	for (int act = LM_ACT_HARD_SWISH; act <= LM_ACT_GELU_TANH; act++) {
 		if (act != LM_ACT_HARD_SWISH && act != LM_ACT_GELU &&
 		    act != LM_ACT_GELU_TANH)
@@ -277,7 +279,7 @@ TEST(epilogue_gelu_and_hardswish)
 			worst = fmax(worst, fabs(y[i] - r) / fmax(1, fabs(r)));
 		}
 		printf("# act %d worst %g\n", act, worst);
-		CHECK(worst < (act == LM_ACT_GELU ? 3e-7 : 1e-6));
+		CHECK(worst < (act == LM_ACT_GELU ? 1.5e-6 : 1e-6));
 	}
 	CHECK(!strcmp(lm_act_name(LM_ACT_GELU), "Gelu"));
 	CHECK(!strcmp(lm_act_name(LM_ACT_COUNT), "?"));
