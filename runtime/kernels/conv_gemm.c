@@ -10,8 +10,9 @@
  *       any other conv has its im2col columns built in the packing, so no
  *       im2col buffer exists (with a column stride the image's rows are
  *       first split by phase, so that every copy stays contiguous).  Bias
- *       rides in the accumulators, the fused epilogue runs per row block
- *       while it is in cache.
+ *       rides in the accumulators; the fused epilogue is applied in the
+ *       micro-kernel's store when it is Relu, Clip or a bare residual sum
+ *       (struct lm_clamp), else per row block while it is in cache.
  *   "1x1 gather+sgemm"  a strided 1x1 conv without pads: the pixels it
  *       reads gathered into a matrix first (a quarter of the image at
  *       stride 2, where the phase split would copy all of it), then the
@@ -315,9 +316,17 @@ static int run_sgemm(const lm_kargs *a)
 
 #if defined(__x86_64__)
 
-/* y (m x np) = ct^T (ct is np x m) + bias, 16 x 16 blocks. */
-static LM_AVX512 void store_transposed(const float *ct, int64_t np,
-				       int64_t m, const float *bias, float *y)
+/*
+ * y (m x np) = ct^T (ct is np x m) + bias, 16 x 16 blocks, then by
+ * `fused`: 0 nothing, 1 the clamp, 2 the residual (ep->sum, laid out like
+ * y) and the clamp.  fused is a constant in each instance below, and lo
+ * and hi are broadcast after the transpose: with tests in the row loop,
+ * or two more vectors live across the transpose, GCC spilled registers
+ * (bench_kernels, sgemm-t: 2-4% slower than with the separate pass).
+ */
+static inline __attribute__((always_inline)) LM_AVX512 void
+store_t(const int fused, const float *ct, int64_t np, int64_t m,
+	const float *bias, const struct lm_clamp *ep, float *y)
 {
 	for (int64_t m0 = 0; m0 < m; m0 += 16) {
 		int64_t nm = m - m0 < 16 ? m - m0 : 16;
@@ -331,24 +340,66 @@ static LM_AVX512 void store_transposed(const float *ct, int64_t np,
 					       : _mm512_setzero_ps();
 			lm_transpose16(r);
 			__mmask16 mp = lm_lanes(0, npp);
+			__m512 lo = _mm512_set1_ps(fused ? ep->lo : 0.0f);
+			__m512 hi = _mm512_set1_ps(fused ? ep->hi : 0.0f);
 			for (int64_t l = 0; l < nm; l++) {
+				int64_t at = (m0 + l) * np + p0;
 				__m512 v = r[l];
 				if (bias)
 					v = _mm512_add_ps(v, _mm512_set1_ps(
 						bias[m0 + l]));
-				_mm512_mask_storeu_ps(y + (m0 + l) * np + p0,
-						      mp, v);
+				if (fused == 2)
+					v = _mm512_add_ps(v,
+						_mm512_maskz_loadu_ps(mp,
+							ep->sum + at));
+				if (fused)
+					v = lm_clamp_ps(v, lo, hi);
+				_mm512_mask_storeu_ps(y + at, mp, v);
 			}
 		}
 	}
 }
 
+static LM_AVX512 void store_t_plain(const float *ct, int64_t np, int64_t m,
+				    const float *bias, float *y)
+{
+	store_t(0, ct, np, m, bias, NULL, y);
+}
+
+static LM_AVX512 void store_t_clamp(const float *ct, int64_t np, int64_t m,
+				    const float *bias,
+				    const struct lm_clamp *ep, float *y)
+{
+	store_t(1, ct, np, m, bias, ep, y);
+}
+
+static LM_AVX512 void store_t_sum(const float *ct, int64_t np, int64_t m,
+				  const float *bias, const struct lm_clamp *ep,
+				  float *y)
+{
+	store_t(2, ct, np, m, bias, ep, y);
+}
+
+/* y = ct^T + bias, then with ep its residual and clamp. */
+static void store_transposed(const float *ct, int64_t np, int64_t m,
+			     const float *bias, const struct lm_clamp *ep,
+			     float *y)
+{
+	if (!ep)
+		store_t_plain(ct, np, m, bias, y);
+	else if (!ep->sum)
+		store_t_clamp(ct, np, m, bias, ep, y);
+	else
+		store_t_sum(ct, np, m, bias, ep, y);
+}
+
 #else
 
 static void store_transposed(const float *ct, int64_t np, int64_t m,
-			     const float *bias, float *y)
+			     const float *bias, const struct lm_clamp *ep,
+			     float *y)
 {
-	(void)ct; (void)np; (void)m; (void)bias; (void)y;
+	(void)ct; (void)np; (void)m; (void)bias; (void)ep; (void)y;
 }
 
 #endif
@@ -362,6 +413,8 @@ static int run_sgemm_t(const lm_kargs *a)
 	float *y = a->out[0]->data, *ct = a->scratch;
 	float *xg = (float *)a->scratch + s->gather_off;
 	int has_ep = d->ep.act != LM_ACT_NONE || sum;
+	struct lm_clamp cl = { .ldsum = s->np };
+	int in_store = has_ep && lm_clamp_get(&d->ep, &cl);
 
 	for (int64_t n = 0; n < d->n; n++) {
 		const float *xn = x + n * d->c * d->h * d->w;
@@ -379,8 +432,10 @@ static int run_sgemm_t(const lm_kargs *a)
 		lm_pgemm_rows(xn, 1, s->np, s->np, s->kg, s->pa, d->m, ct,
 			      d->m);
 		float *yn = y + n * d->m * s->np;
-		store_transposed(ct, s->np, d->m, bias, yn);
-		for (int64_t m = 0; has_ep && m < d->m; m++)
+		cl.sum = sum ? sum + n * d->m * s->np : NULL;
+		store_transposed(ct, s->np, d->m, bias, in_store ? &cl : NULL,
+				 yn);
+		for (int64_t m = 0; has_ep && !in_store && m < d->m; m++)
 			lm_epilogue_apply(&d->ep, yn + m * s->np,
 					  sum ? sum + (n * d->m + m) * s->np
 					      : NULL, (size_t)s->np);

@@ -24,6 +24,7 @@
 #define LAMINA_KERNELS_H
 
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,46 @@ static inline int lm_have_avx512(void)
 	return lm_isa() >= LM_ISA_AVX512;
 }
 
+/*
+ * The epilogues the GEMMs apply in registers while they store C, instead
+ * of a pass of lm_epilogue_apply over it once stored (the pass costs more
+ * than its arithmetic: act_clip_ip was 6% of MobileNetV2).  Relu, Clip
+ * and a residual sum without activation are all one clamp,
+ *     v = y + sum;  v < lo ? lo : v > hi ? hi : v
+ * with (lo, hi) = (0, +inf) for Relu, (alpha, beta) for Clip and
+ * (-inf, +inf) for none.  Those are act.c's comparisons in act.c's order,
+ * so the result is bitwise act.c's: NaN fails both and passes through,
+ * -0.0 is not below 0, nothing is above +inf, and with lo > hi the first
+ * comparison wins.  Other activations keep lm_epilogue_apply.
+ */
+struct lm_clamp {
+	float lo, hi;
+	const float *sum;       /* the residual, laid out like C, or NULL */
+	int64_t ldsum;
+};
+
+/** Set lo and hi from ep and return 1 when its activation is a clamp;
+ * else 0. */
+static inline int lm_clamp_get(const lm_epilogue *ep, struct lm_clamp *c)
+{
+	switch (ep->act) {
+	case LM_ACT_NONE:
+		c->lo = -INFINITY;
+		c->hi = INFINITY;
+		return 1;
+	case LM_ACT_RELU:
+		c->lo = 0.0f;
+		c->hi = INFINITY;
+		return 1;
+	case LM_ACT_CLIP:
+		c->lo = ep->alpha;
+		c->hi = ep->beta;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
@@ -77,6 +118,18 @@ static inline __mmask16 lm_lanes(int64_t lo, int64_t hi)
 		lo = 0;
 	return (__mmask16)(hi > lo ? ((1u << hi) - 1) & ~((1u << lo) - 1)
 				   : 0);
+}
+
+/* v < lo ? lo : v > hi ? hi : v per lane (struct lm_clamp): both masks
+ * from v, the blend of the first comparison last so that it wins. */
+static inline __attribute__((always_inline)) LM_AVX512 __m512
+lm_clamp_ps(__m512 v, __m512 lo, __m512 hi)
+{
+	__mmask16 below = _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ);
+	__mmask16 above = _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ);
+
+	v = _mm512_mask_blend_ps(above, v, hi);
+	return _mm512_mask_blend_ps(below, v, lo);
 }
 
 /* r[i][j] -> r[j][i] for a 16 x 16 block of floats in three rounds:
@@ -148,7 +201,8 @@ typedef void (*lm_pgemm_pack_fn)(const void *src, int64_t k0, int64_t kc,
 				 int64_t n0, int64_t nc, float *dst);
 
 /* Where C goes, and what is done to it once complete: C = A * B + bias
- * (per row), then the epilogue y = act(y + sum) on each finished row
+ * (per row), then the epilogue y = act(y + sum): in the micro-kernel's
+ * store when it is a clamp (struct lm_clamp), else on each finished row
  * segment while it is still in cache. */
 struct lm_pgemm_out {
 	float *c;

@@ -7,7 +7,8 @@
  * can do (110 against 215 GFLOP/s for a 1024^3 sgemm on one core).  A
  * convolution also wants what a BLAS call cannot give: B packed straight
  * from the image (no im2col buffer), the bias loaded into the accumulators
- * and the epilogue run on each row block while it is in cache.
+ * and the epilogue applied in the store (Relu, Clip, a residual sum) or on
+ * each row block while it is in cache (the others).
  *
  * The scheme is the usual one (Goto): the micro-kernel keeps an 8 x 48
  * tile of C in 24 zmm registers and, per k, loads three vectors of B and
@@ -96,20 +97,25 @@ size_t lm_pgemm_work_floats(int64_t n, int64_t k)
 
 typedef void (*ukr_fn)(int64_t kc, const float *a, int64_t ars,
 		       int64_t aks, const float *b, int64_t bks, float *c,
-		       int64_t ldc, unsigned mask, const float *bias, int acc);
+		       int64_t ldc, unsigned mask, const float *bias, int acc,
+		       const struct lm_clamp *ep);
 
 /*
  * The micro-kernel: C[mr x 16nv] (+)= A[mr x kc] * B[kc x 16nv].  A(i, k)
  * is a[i * ars + k * aks] (a packed sliver or plain rows), B's row k is
  * b + k * bks.  The accumulators start at bias[i] (or 0); with acc set, C
- * is added at the end.  `mask` selects the lanes of the last vector that
- * exist in C.  mr and nv are constants in each instance below, so the
- * loops unroll into straight-line code over registers.
+ * is added at the end, then with ep (the last K block) the residual and
+ * the clamp, in the order act.c applies them to a stored C.  `mask`
+ * selects the lanes of the last vector that exist in C.  mr and nv are
+ * constants in each instance below, so the loops unroll into
+ * straight-line code over registers; ep is a run-time argument, looked
+ * at in the store only (never per k), so that it adds no instances.
  */
 static inline __attribute__((always_inline)) LM_AVX512 void
 ukr(const int mr, const int nv, const int packed, int64_t kc, const float *a,
     int64_t ars, int64_t aks, const float *b, int64_t bks, float *c,
-    int64_t ldc, unsigned mask, const float *bias, int acc)
+    int64_t ldc, unsigned mask, const float *bias, int acc,
+    const struct lm_clamp *ep)
 {
 	if (packed) {
 		ars = 1;
@@ -145,6 +151,12 @@ ukr(const int mr, const int nv, const int packed, int64_t kc, const float *a,
 		a += aks;
 		b += bks;
 	}
+	/* Set up after the k loop, which holds 28 of the 32 vector
+	 * registers already. */
+	const float *s = ep ? ep->sum : NULL;
+	int64_t lds = ep ? ep->ldsum : 0;
+	__m512 lo = _mm512_set1_ps(ep ? ep->lo : 0.0f);
+	__m512 hi = _mm512_set1_ps(ep ? ep->hi : 0.0f);
 #pragma GCC unroll 8
 	for (int i = 0; i < mr; i++) {
 #pragma GCC unroll 3
@@ -155,6 +167,11 @@ ukr(const int mr, const int nv, const int packed, int64_t kc, const float *a,
 			if (acc)
 				v = _mm512_add_ps(v,
 						  _mm512_maskz_loadu_ps(m, p));
+			if (s)
+				v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m,
+						  s + i * lds + 16 * j));
+			if (ep)
+				v = lm_clamp_ps(v, lo, hi);
 			_mm512_mask_storeu_ps(p, m, v);
 		}
 	}
@@ -166,10 +183,11 @@ ukr(const int mr, const int nv, const int packed, int64_t kc, const float *a,
 	static LM_AVX512 void ukr_##kind##mr##_##nv(                    \
 		int64_t kc, const float *a, int64_t ars, int64_t aks,   \
 		const float *b, int64_t bks, float *c, int64_t ldc,     \
-		unsigned mask, const float *bias, int acc)              \
+		unsigned mask, const float *bias, int acc,              \
+		const struct lm_clamp *ep)                              \
 	{                                                                \
 		ukr(mr, nv, packed, kc, a, ars, aks, b, bks, c, ldc,    \
-		    mask, bias, acc);                                    \
+		    mask, bias, acc, ep);                                \
 	}
 #define UKR3(mr) UKR(p, 1, mr, 1) UKR(p, 1, mr, 2) UKR(p, 1, mr, 3) \
 		 UKR(r, 0, mr, 1) UKR(r, 0, mr, 2) UKR(r, 0, mr, 3)
@@ -223,7 +241,8 @@ LM_AVX512 void lm_pgemm_pack_mat(const void *src, int64_t k0, int64_t kc,
 	}
 }
 
-/* Run the epilogue over rows [m0, m0 + mr), columns [n0, n0 + nc). */
+/* Run the epilogue over rows [m0, m0 + mr), columns [n0, n0 + nc): the
+ * activations that are no clamp. */
 static void epilogue_rows(const struct lm_pgemm_out *o, int64_t m0,
 			  int64_t mr, int64_t n0, int64_t nc)
 {
@@ -238,6 +257,8 @@ void lm_pgemm(const float *pa, int64_t m, int64_t n, int64_t k,
 	      const struct lm_pgemm_out *o, float *work)
 {
 	int has_ep = o->ep && (o->ep->act != LM_ACT_NONE || o->sum);
+	struct lm_clamp cl = { .sum = o->sum, .ldsum = o->ldsum };
+	int in_store = has_ep && lm_clamp_get(o->ep, &cl);
 
 	if (k == 0) {
 		for (int64_t i = 0; i < m; i++)
@@ -267,15 +288,20 @@ void lm_pgemm(const float *pa, int64_t m, int64_t n, int64_t k,
 					int64_t w = nc - p * NR < NR
 						    ? nc - p * NR : NR;
 					int64_t st = panel_stride(w);
-					float *c = o->c + m0 * o->ldc + n0 +
-						   p * NR;
+					int64_t off = n0 + p * NR;
+					float *c = o->c + m0 * o->ldc + off;
+					struct lm_clamp ep = cl;
+					if (o->sum)
+						ep.sum = o->sum + m0 *
+							 o->ldsum + off;
 					ukr_packed[mr - 1][st / 16 - 1](
 						kc, a, 1, MR,
 						work + p * NR * kc, st, c,
 						o->ldc, tail_mask(w), bias,
-						k0 > 0);
+						k0 > 0, last && in_store
+						? &ep : NULL);
 				}
-				if (last && has_ep)
+				if (last && has_ep && !in_store)
 					epilogue_rows(o, m0, mr, n0, nc);
 			}
 		}
@@ -295,7 +321,8 @@ void lm_pgemm_rows(const float *a, int64_t ars, int64_t aks, int64_t m,
 			ukr_rows[mr - 1][st / 16 - 1](k, a + m0 * ars, ars,
 						      aks, b, st,
 						      c + m0 * ldc + p0, ldc,
-						      tail_mask(w), NULL, 0);
+						      tail_mask(w), NULL, 0,
+						      NULL);
 		}
 	}
 }

@@ -926,6 +926,149 @@ TEST(conv_epilogue)
 		   .sum = 1);
 }
 
+/*
+ * The GEMM paths apply Relu, Clip and a bare residual sum in the
+ * micro-kernel's store (struct lm_clamp in kernels.h): the result must be
+ * bitwise what storing the product and then lm_epilogue_apply give, NaN
+ * and infinities included.  The same conv runs without the epilogue, then
+ * lm_epilogue_apply, and with it fused.
+ */
+struct ep_case {
+	int act;
+	float alpha, beta;
+	int sum;
+};
+
+/* Conv of x (xd) to m channels, k x k with pads k / 2 and stride st, with
+ * the epilogue ep (or none), from data drawn after rng = seed; an input
+ * pixel is NaN (a column of NaN in y) and the sum holds NaN and
+ * infinities. */
+static lm_graph *bitwise_graph(uint64_t seed, const int64_t *xd, int64_t m,
+			       int64_t k, int64_t st,
+			       const struct ep_case *ep)
+{
+	lm_graph *g = lm_graph_create("conv");
+	int64_t wd[4] = { m, xd[1], k, k }, p = k / 2;
+	int64_t pads[4] = { p, p, p, p }, strides[2] = { st, st };
+	const char *in[3] = { "x", "w", "b" };
+
+	rng = seed;
+	value(g, "x", LM_VAL_INPUT, 4, xd);
+	value(g, "w", LM_VAL_INITIALIZER, 4, wd);
+	value(g, "b", LM_VAL_INITIALIZER, 1, &m);
+	lm_node *n = node_y(g, "Conv", in, 3);
+	tg_attr_is(n, "strides", strides, 2);
+	tg_attr_is(n, "pads", pads, 4);
+	if (finish(g) || (ep && add_epilogue(g, ep->act, ep->alpha, ep->beta,
+					     ep->sum))) {
+		lm_graph_free(g);
+		return NULL;
+	}
+	((float *)g->values[lm_graph_find(g, "x")].data)[4] = NAN;
+	int sv = lm_graph_find(g, "s");
+	if (sv >= 0) {
+		float *s = g->values[sv].data;
+		s[1] = NAN;
+		s[2] = INFINITY;
+		s[3] = -INFINITY;
+	}
+	return g;
+}
+
+static int bitwise_check(const int64_t *xd, int64_t m, int64_t k,
+			 int64_t st, const char *impl,
+			 const struct ep_case *ep)
+{
+	uint64_t seed = rng;
+	lm_graph *g0 = bitwise_graph(seed, xd, m, k, st, NULL);
+	lm_graph *g1 = bitwise_graph(seed, xd, m, k, st, ep);
+	float *y0 = NULL, *y1 = NULL;
+	const char *chosen = "", *fused = "";
+	int fails = 0;
+
+	if (!g0 || !g1 || run_node(g0, impl, &y0, &chosen) ||
+	    run_node(g1, impl, &y1, &fused)) {
+		printf("  bitwise [%s]: no run\n", impl);
+		fails = 1;
+		goto out;
+	}
+	lm_value *yv = &g1->values[g1->nodes[0].outputs[0]];
+	int64_t ny = numel(yv->rank, yv->dims);
+	int sv = lm_graph_find(g1, "s");
+	lm_epilogue e = { ep->act, ep->alpha, ep->beta, -1 };
+	lm_epilogue_apply(&e, y0, sv >= 0 ? g1->values[sv].data : NULL,
+			  (size_t)ny);
+	for (int64_t i = 0; i < ny; i++) {
+		if (memcmp(&y0[i], &y1[i], sizeof(float))) {
+			printf("  bitwise %lldx%lldx%lldx%lld->%lld k%lld "
+			       "s%lld [%s] act %d (%g, %g) sum %d: at %lld "
+			       "got %g, want %g\n", (long long)xd[0],
+			       (long long)xd[1], (long long)xd[2],
+			       (long long)xd[3],
+			       (long long)m, (long long)k, (long long)st,
+			       fused, ep->act, (double)ep->alpha,
+			       (double)ep->beta, ep->sum, (long long)i,
+			       (double)y1[i], (double)y0[i]);
+			fails = 1;
+			break;
+		}
+	}
+	if (strcmp(chosen, fused) || !strstr(fused, "sgemm")) {
+		printf("  bitwise [%s]: ran %s and %s\n", impl, chosen, fused);
+		fails = 1;
+	}
+out:
+	free(y0);
+	free(y1);
+	lm_graph_free(g0);
+	lm_graph_free(g1);
+	return fails;
+}
+
+/* 1x1 convs pinned to "sgemm" (strided: "gather+sgemm") and "sgemm-t",
+ * and a 3x3 through "im2col+sgemm": K under the K block (384), over it
+ * and over two; M and pixels no multiples of 8, 16 or 48; pixels over the
+ * N block (288); batch 2. */
+TEST(conv_epilogue_bitwise)
+{
+	static const struct {
+		int64_t xd[4], m, k, st;
+	} shapes[] = {
+		{ { 2, 40, 7, 9 }, 37, 1, 1 },
+		{ { 1, 400, 7, 9 }, 37, 1, 1 },
+		{ { 1, 1000, 5, 11 }, 21, 1, 1 },
+		{ { 1, 24, 17, 19 }, 19, 1, 1 },
+		{ { 1, 400, 13, 15 }, 37, 1, 2 },
+		{ { 1, 48, 9, 11 }, 29, 3, 1 },
+	};
+	static const struct ep_case eps[] = {
+		{ LM_ACT_RELU, 0, 0, 0 },
+		{ LM_ACT_RELU, 0, 0, 1 },
+		{ LM_ACT_CLIP, -0.3f, 0.4f, 0 },
+		{ LM_ACT_CLIP, 0.0f, 6.0f, 1 },
+		{ LM_ACT_CLIP, 0.5f, -0.5f, 1 },   /* alpha > beta */
+		{ LM_ACT_NONE, 0, 0, 1 },
+	};
+	static const char *const impls[] = { "sgemm", "sgemm-t" };
+	int fails = 0;
+
+	if (!lm_have_avx512())
+		return;
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++)
+		for (size_t j = 0; j < 2; j++) {
+			if (j == 1 && shapes[i].k != 1)
+				continue;
+			for (size_t e = 0; e < sizeof(eps) / sizeof(eps[0]);
+			     e++)
+				fails += bitwise_check(shapes[i].xd,
+						       shapes[i].m,
+						       shapes[i].k,
+						       shapes[i].st, impls[j],
+						       &eps[e]);
+		}
+	CHECK(fails == 0);
+}
+
 TEST(conv_1d_and_runtime_weights)
 {
 	CHECK_CONV(.name = "1-D", .n = 2, .c = 6, .h = 1, .w = 50, .m = 10,
@@ -1523,6 +1666,7 @@ int main(void)
 	RUN(conv_direct);
 	RUN(conv_grouped);
 	RUN(conv_epilogue);
+	RUN(conv_epilogue_bitwise);
 	RUN(conv_1d_and_runtime_weights);
 	RUN(conv_winograd_accuracy);
 	RUN(conv_rejects);
