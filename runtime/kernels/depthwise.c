@@ -33,7 +33,6 @@
 #include "kernels.h"
 #include "act.h"
 
-#include <math.h>
 #include <stdlib.h>
 
 enum dw_path { DW_GENERIC, DW_ROWS, DW_BLOCKED };
@@ -234,14 +233,6 @@ static const char *const dw_names[3][2][2] = {
 	  { "depthwise 7x7 s2 rows", "depthwise 7x7 s2 blocked" } },
 };
 
-/* Relu and Clip, with or without a residual, computed in registers are
- * bitwise what act.c computes; other activations keep act.c's pass. */
-static int dw_fusable(const lm_epilogue *ep)
-{
-	return ep->act == LM_ACT_NONE || ep->act == LM_ACT_RELU ||
-	       ep->act == LM_ACT_CLIP;
-}
-
 int lm_depthwise_prepare(const struct lm_conv_desc *d, const float *w,
 			 enum lm_dw_variant variant, lm_kernel *k)
 {
@@ -268,10 +259,11 @@ int lm_depthwise_prepare(const struct lm_conv_desc *d, const float *w,
 		  : variant == LM_DW_BLOCKED ? DW_BLOCKED
 		  : dw_rows_win(d, s->vl) ? DW_ROWS : DW_BLOCKED;
 	k->impl = dw_names[kx][sx][s->path == DW_BLOCKED];
-	s->fuse = dw_fusable(&d->ep);
+	struct lm_clamp cl = { 0 };
+	s->fuse = lm_clamp_get(&d->ep, &cl);
 	s->clamp = d->ep.act != LM_ACT_NONE;
-	s->lo = d->ep.act == LM_ACT_CLIP ? d->ep.alpha : 0.0f;
-	s->hi = d->ep.act == LM_ACT_CLIP ? d->ep.beta : INFINITY;
+	s->lo = cl.lo;
+	s->hi = cl.hi;
 	/* strips of 7 outputs where rows are multiples of 7, else 8 (with
 	 * 32 registers; 4 with fewer, see DW_STRIP) */
 	int strip = s->vl == 16 && d->ow % 7 == 0 ? 7 : s->vl == 16 ? 8 : 4;

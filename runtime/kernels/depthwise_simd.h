@@ -19,9 +19,9 @@
 #define DW_STRIP(r) (VREGS >= 32 ? 8 - (r) : 4)
 
 /*
- * The fused epilogue where it is exact in registers (depthwise.c
- * dw_fusable: none, Relu or Clip, with or without a residual): v (+ the
- * n values at s) clamped to [lo, hi], in the order act.c applies them.
+ * The fused epilogue where it is exact in registers (a clamp, struct
+ * lm_clamp: none, Relu or Clip, with or without a residual): v (+ the n
+ * values at s) clamped to [lo, hi], in the order act.c applies them.
  */
 SIMD_INLINE VF SIMD(dw_finish)(const struct dw_state *st, VF v,
 			       const float *s, int64_t n)

@@ -20,9 +20,8 @@
  *	v_fma(a, b, c)      a * b + c
  *	v_add(a, b)
  *	v_clamp(v, lo, hi)  v < lo ? lo : v > hi ? hi : v, lane by lane, the
- *	                    way act.c's Clip (and Relu, lo 0 and hi +inf)
- *	                    compute it, so NaN passes and the result is
- *	                    bitwise that of the separate epilogue
+ *	                    way act.c computes Relu and Clip (struct
+ *	                    lm_clamp in kernels.h: bitwise its epilogue)
  *	v_load_range(p, lo, hi)  lanes [lo, hi) from p[lane], others 0;
  *	                    p + lane is only read for lanes in the range
  *	v_store_n(p, v, n)  lanes [0, n) to p, 0 <= n <= VL
@@ -87,15 +86,6 @@ simd_load_range_avx512(const float *p, int64_t lo, int64_t hi)
 }
 
 static inline __attribute__((always_inline, target("avx512f"))) __m512
-simd_clamp_avx512(__m512 v, __m512 lo, __m512 hi)
-{
-	__mmask16 l = _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ);
-	__mmask16 h = _mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ) & ~l;
-
-	return _mm512_mask_blend_ps(h, _mm512_mask_blend_ps(l, v, lo), hi);
-}
-
-static inline __attribute__((always_inline, target("avx512f"))) __m512
 simd_shift_avx512(__m512 a, __m512 b, int k)
 {
 	__m512i x = _mm512_castps_si512(a), y = _mm512_castps_si512(b);
@@ -142,7 +132,7 @@ simd_unzip_avx512(__m512 a, __m512 b, __m512 *ev, __m512 *od)
 #define v_store(p, v) _mm512_storeu_ps(p, v)
 #define v_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define v_add(a, b) _mm512_add_ps(a, b)
-#define v_clamp(v, lo, hi) simd_clamp_avx512(v, lo, hi)
+#define v_clamp(v, lo, hi) lm_clamp_ps(v, lo, hi)
 #define v_load_range(p, lo, hi) simd_load_range_avx512(p, lo, hi)
 #define v_store_n(p, v, n) \
 	_mm512_mask_storeu_ps(p, lm_lanes(0, n), v)
