@@ -15,7 +15,7 @@
  *              one FMA with no edge cases; strips of 2 rows x 4 vectors
  *              or 7-8 rows x 1 vector give eight accumulators.
  *   "blocked"  vectors across VL channels, for 5x5 and 7x7 kernels and
- *              3x3 on narrow planes (under 20 outputs a row at VL 16):
+ *              3x3 on narrower planes (under 48 outputs a row):
  *              the planes are transposed into a padded [row][column]
  *              [channel] block, strips of 7 or 8 outputs along a row load
  *              each input vector once for all the taps it feeds, with the
