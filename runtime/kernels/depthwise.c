@@ -208,8 +208,10 @@ static int run_depthwise(const lm_kargs *a)
  * against 0.224 ms; 112x112x32: 0.168 against 0.198; s2 from 112x112x96,
  * 56 outputs: 0.273 against 0.282); from 28 outputs down blocked wins
  * (28x28x192: 0.078 against 0.093; s2 56x56x144: 0.104 against 0.133;
- * 7x7x960: 0.031 against 0.076); with 8 lanes or 4 also from 48 (AVX2
- * 3x3 56x56: 35 against 30 GFLOP/s, 28x28: 18 against 29).  At 5x5 and
+ * 7x7x960: 0.031 against 0.076); with 8 lanes or 4 also from 48, near
+ * enough (AVX2: s2 from 112x112x96 0.290 against 0.351, 112x112x32 0.198
+ * against 0.205, but 56x56x144 0.240 against 0.225; 28x28x192 0.116
+ * against 0.080; portable C alike).  At 5x5 and
  * 7x7 blocked wins or ties everywhere with warm caches (5x5 s2 56x56x144:
  * 35 against 28, 7x7 28x28x192: 65 against 60).  From cold caches (-c)
  * rows did better at stride 1 on planes of 14 and up, but in MobileNetV2,
