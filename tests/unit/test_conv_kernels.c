@@ -537,21 +537,21 @@ TEST(conv_depthwise)
 		   .dw = 1, .pads = { 1, 1, 1, 1 }, .group = 4, .bias = 1);
 }
 
-/*
- * conv_check under each instruction set: the vector kernels are compiled
- * for AVX-512, AVX2 and portable C, and lm_isa_cap makes this machine run
- * each (sets it lacks fall back to one it has, and are checked anyway).
- */
+/* The instruction sets the vector kernels are compiled for: lm_isa_cap
+ * makes this machine run each (sets it lacks fall back to one it has,
+ * and are checked anyway). */
+static const struct {
+	enum lm_isa isa;
+	const char *name;
+} isas[] = {
+	{ LM_ISA_AVX512, "avx512" },
+	{ LM_ISA_AVX2, "avx2" },
+	{ LM_ISA_C, "c" },
+};
+
+/* conv_check under each instruction set. */
 static int conv_check_isas(const struct conv_case *cc)
 {
-	static const struct {
-		enum lm_isa isa;
-		const char *name;
-	} isas[] = {
-		{ LM_ISA_AVX512, "avx512" },
-		{ LM_ISA_AVX2, "avx2" },
-		{ LM_ISA_C, "c" },
-	};
 	int fails = 0;
 
 	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
@@ -737,14 +737,6 @@ TEST(conv_depthwise_fused)
 		{ LM_ACT_CLIP, -0.25f, 0.25f, 1 },
 		{ LM_ACT_CLIP, 0.5f, -0.25f, 0 },   /* min above max */
 		{ LM_ACT_NONE, 0, 0, 1 },
-	};
-	static const struct {
-		enum lm_isa isa;
-		const char *name;
-	} isas[] = {
-		{ LM_ISA_AVX512, "avx512" },
-		{ LM_ISA_AVX2, "avx2" },
-		{ LM_ISA_C, "c" },
 	};
 
 	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
