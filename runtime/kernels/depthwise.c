@@ -162,7 +162,9 @@ static int run_depthwise(const lm_kargs *a)
 	int has_ep = d->ep.act != LM_ACT_NONE || sum;
 	float *y = a->out[0]->data;
 	int64_t ip = d->h * d->w, op = d->oh * d->ow, kk = d->kh * d->kw;
-	float *wt = (float *)a->scratch + s->wt_off;
+	/* blocked, weights given at run time: rearranged here per block */
+	float *wt = s->path == DW_BLOCKED ? (float *)a->scratch + s->wt_off
+					   : NULL;
 
 	if (s->fuse)
 		has_ep = 0;
