@@ -60,9 +60,9 @@ struct dw_state {
 	/* blocked: the weights as [block of vl channels][tap][lane], when
 	 * the weight was a constant at prepare (else built per call) */
 	float *wt;
-	/* the vector paths apply the epilogue as they store: fuse, and
-	 * clamp to [lo, hi] unless the activation is none */
-	int fuse, clamp;
+	/* fuse: the vector paths apply the epilogue as they store, the
+	 * residual and then a clamp to [lo, hi] (struct lm_clamp) */
+	int fuse;
 	float lo, hi;
 	dw_rows_fn rows_fn;
 	dw_blocked_fn blocked_fn;
@@ -264,8 +264,8 @@ int lm_depthwise_prepare(const struct lm_conv_desc *d, const float *w,
 		  : dw_rows_win(d, s->vl) ? DW_ROWS : DW_BLOCKED;
 	k->impl = dw_names[kx][sx][s->path == DW_BLOCKED];
 	struct lm_clamp cl = { 0 };
-	s->fuse = lm_clamp_get(&d->ep, &cl);
-	s->clamp = d->ep.act != LM_ACT_NONE;
+	s->fuse = lm_clamp_get(&d->ep, &cl) &&
+		  (d->ep.act != LM_ACT_NONE || d->ep.sum_input >= 0);
 	s->lo = cl.lo;
 	s->hi = cl.hi;
 	/* strips of 7 outputs where rows are multiples of 7, else 8 (with

@@ -11,10 +11,10 @@
  * with the signatures of dw_rows_fn and dw_blocked_fn (depthwise.c).
  */
 
-/* Strip widths of the blocked path: 8 outputs (7 where a row holds a
- * multiple of 7: MobileNets' 7, 14, 28) with 32 registers, else 4, so
- * that the accumulators, one kernel row of weights and the input in
- * flight fit (8 + 7 + 1 at 7x7). */
+/* Strip widths of the blocked path: 8 outputs (7, r = 1, where a row
+ * holds a multiple of 7: MobileNets' 7, 14, 28) with 32 registers, else
+ * 4, so that the accumulators, one kernel row of weights and the input
+ * in flight fit (8 + 7 + 1 at 7x7). */
 #undef DW_STRIP
 #define DW_STRIP(r) (VREGS >= 32 ? 8 - (r) : 4)
 
@@ -28,9 +28,7 @@ SIMD_INLINE VF SIMD(dw_finish)(const struct dw_state *st, VF v,
 {
 	if (s)
 		v = v_add(v, n >= VL ? v_load(s) : v_load_range(s, 0, n));
-	if (st->clamp)
-		v = v_clamp(v, v_set1(st->lo), v_set1(st->hi));
-	return v;
+	return v_clamp(v, v_set1(st->lo), v_set1(st->hi));
 }
 
 /* ---- row path ---- */
@@ -343,14 +341,20 @@ SIMD_INLINE void SIMD(dw_block)(const int K, const int S, const int R,
 		SIMD(dw_block)(k, s, DW_STRIP(r), st, x, wt, bias, nc, y, \
 			       sum, zero, scratch);                      \
 	}
+/* strips of 7 only with 32 registers (DW_STRIP): none built elsewhere */
+#if VREGS >= 32
 #define DW_BLOCKED2(k, s) DW_BLOCKED(k, s, 0) DW_BLOCKED(k, s, 1)
+#define DW_PAIR(k, s) { SIMD(dw_blocked_##k##_##s##_0), \
+			SIMD(dw_blocked_##k##_##s##_1) }
+#else
+#define DW_BLOCKED2(k, s) DW_BLOCKED(k, s, 0)
+#define DW_PAIR(k, s) { SIMD(dw_blocked_##k##_##s##_0), NULL }
+#endif
 DW_BLOCKED2(3, 1) DW_BLOCKED2(3, 2) DW_BLOCKED2(5, 1) DW_BLOCKED2(5, 2)
 DW_BLOCKED2(7, 1) DW_BLOCKED2(7, 2)
 #undef DW_BLOCKED2
 #undef DW_BLOCKED
 
-#define DW_PAIR(k, s) { SIMD(dw_blocked_##k##_##s##_0), \
-			SIMD(dw_blocked_##k##_##s##_1) }
 static const dw_blocked_fn SIMD(dw_blocked)[3][2][2] = {
 	{ DW_PAIR(3, 1), DW_PAIR(3, 2) },
 	{ DW_PAIR(5, 1), DW_PAIR(5, 2) },
